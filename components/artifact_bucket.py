@@ -1,0 +1,140 @@
+"""ArtifactBucket: the S3 bucket for Ray artifacts and working_dir zips."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class ArtifactBucketArgs:
+    """Inputs of an ArtifactBucket."""
+
+    kms: bool = False
+    """SSE-KMS with a dedicated, rotating customer-managed key (prod); else SSE-S3."""
+    force_destroy: bool = False
+    """Let `pulumi destroy` empty the bucket. Dev only; prod never."""
+    stateful: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
+    """Options for the bucket and key (protect / retain_on_delete in prod)."""
+    abort_multipart_days: int = 7
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ArtifactBucket(pulumi.ComponentResource):
+    """Private (all four public-access blocks, no ACLs), encrypted, versioned, TLS-only bucket."""
+
+    bucket_name: pulumi.Output[str]
+    """Name of the bucket, for `s3://` URIs."""
+    bucket_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str] | None
+    """The bucket's KMS key, when `kms` is on (readers need kms:Decrypt on it)."""
+
+    def __init__(
+        self, name: str, args: ArtifactBucketArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-platform:aws:ArtifactBucket", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stateful = pulumi.ResourceOptions.merge(child, args.stateful)
+        tags = dict(args.tags)
+
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket", force_destroy=args.force_destroy, tags=tags, opts=stateful
+        )
+        block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        key: aws.kms.Key | None = None
+        if args.kms:
+            key = aws.kms.Key(
+                f"{name}-key",
+                description=f"SSE-KMS for the {name} artifact bucket",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                tags=tags,
+                opts=stateful,
+            )
+            default: dict[str, object] = {
+                "sse_algorithm": "aws:kms",
+                "kms_master_key_id": key.arn,
+            }
+        else:
+            default = {"sse_algorithm": "AES256"}
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-sse",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "apply_server_side_encryption_by_default": default,
+                    "bucket_key_enabled": args.kms,
+                }
+            ],
+            opts=child,
+        )
+        aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"},
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "abort-incomplete-multipart-uploads",
+                    "status": "Enabled",
+                    "filter": {},
+                    "abort_incomplete_multipart_upload": {
+                        "days_after_initiation": args.abort_multipart_days
+                    },
+                }
+            ],
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyNonTls",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                },
+                sort_keys=True,
+            ),
+            # A policy PUT races the public-access block on a new bucket.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]),
+        )
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.kms_key_arn = key.arn if key else None
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "kms_key_arn": self.kms_key_arn,
+            }
+        )

@@ -1,0 +1,156 @@
+"""EfsFileSystem: the shared POSIX file system on AWS, reachable only from the EKS cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class EfsFileSystemArgs:
+    """Inputs of an EfsFileSystem."""
+
+    vpc_id: pulumi.Input[str]
+    """The EKS cluster's VPC."""
+    subnet_ids: Sequence[str]
+    """One private subnet per availability zone (EFS allows one mount target per zone)."""
+    cluster_security_group_id: pulumi.Input[str]
+    """Only this security group (the EKS cluster's) may reach NFS (TCP 2049)."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """A customer-managed key; default: the AWS-managed `aws/elasticfilesystem` key."""
+    backup: bool = False
+    """AWS Backup's daily plan for this file system (on in prod)."""
+    stateful: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
+    """Options for the file system itself (protect / retain_on_delete in prod)."""
+    posix_uid: int = 1000
+    posix_gid: int = 1000
+    root_directory: str = "/ray"
+    """Where the access point roots Ray's view; created owned by uid/gid with mode 0750."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class EfsFileSystem(pulumi.ComponentResource):
+    """Encrypted, elastic, regional EFS with TLS-only access through a uid/gid-1000 access point."""
+
+    file_system_id: pulumi.Output[str]
+    """The EFS id (fs-…)."""
+    access_point_id: pulumi.Output[str]
+    """The access point (fsap-…) Ray mounts through."""
+    volume_handle: pulumi.Output[str]
+    """The EFS CSI driver volume handle, `fs-…::fsap-…`."""
+    mount_targets: list[aws.efs.MountTarget]
+    """Mount targets; a PersistentVolume should depend on them."""
+
+    def __init__(
+        self, name: str, args: EfsFileSystemArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-platform:aws:EfsFileSystem", name, None, opts)
+        if not args.subnet_ids:
+            raise ValueError(f"{name}: EFS needs at least one subnet")
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**args.tags, "Name": name}
+
+        fs = aws.efs.FileSystem(
+            f"{name}-fs",
+            encrypted=True,
+            kms_key_id=args.kms_key_arn,
+            throughput_mode="elastic",
+            performance_mode="generalPurpose",
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(child, args.stateful),
+        )
+        aws.efs.BackupPolicy(
+            f"{name}-backup",
+            file_system_id=fs.id,
+            backup_policy={"status": "ENABLED" if args.backup else "DISABLED"},
+            opts=child,
+        )
+        aws.efs.FileSystemPolicy(
+            f"{name}-policy",
+            file_system_id=fs.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "MountThroughMountTargets",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": "*"},
+                            "Action": [
+                                "elasticfilesystem:ClientMount",
+                                "elasticfilesystem:ClientWrite",
+                            ],
+                            "Resource": fs.arn,
+                            "Condition": {
+                                "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}
+                            },
+                        },
+                        {
+                            "Sid": "DenyNonTls",
+                            "Effect": "Deny",
+                            "Principal": {"AWS": "*"},
+                            "Action": "*",
+                            "Resource": fs.arn,
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        },
+                    ],
+                },
+                sort_keys=True,
+            ),
+            opts=child,
+        )
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-nfs",
+            vpc_id=args.vpc_id,
+            description=f"NFS to EFS {name} from the EKS cluster only",
+            tags=tags,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nfs-from-cluster",
+            security_group_id=sg.id,
+            ip_protocol="tcp",
+            from_port=2049,
+            to_port=2049,
+            referenced_security_group_id=args.cluster_security_group_id,
+            description="NFS from the EKS cluster security group",
+            opts=child,
+        )
+        self.mount_targets = [
+            aws.efs.MountTarget(
+                f"{name}-mt-{i}",
+                file_system_id=fs.id,
+                subnet_id=subnet_id,
+                security_groups=[sg.id],
+                opts=child,
+            )
+            for i, subnet_id in enumerate(args.subnet_ids)
+        ]
+        ap = aws.efs.AccessPoint(
+            f"{name}-ap",
+            file_system_id=fs.id,
+            posix_user={"uid": args.posix_uid, "gid": args.posix_gid},
+            root_directory={
+                "path": args.root_directory,
+                "creation_info": {
+                    "owner_uid": args.posix_uid,
+                    "owner_gid": args.posix_gid,
+                    "permissions": "0750",
+                },
+            },
+            tags=tags,
+            opts=child,
+        )
+        self.file_system_id = fs.id
+        self.access_point_id = ap.id
+        self.volume_handle = pulumi.Output.concat(fs.id, "::", ap.id)
+        self.register_outputs(
+            {
+                "file_system_id": self.file_system_id,
+                "access_point_id": self.access_point_id,
+                "volume_handle": self.volume_handle,
+            }
+        )

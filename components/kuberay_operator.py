@@ -1,0 +1,91 @@
+"""KubeRayOperator: the KubeRay CRDs (applied by the program) and, optionally, the operator chart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class KubeRayOperatorArgs:
+    """Inputs of a KubeRayOperator."""
+
+    version: str
+    """KubeRay release, e.g. 1.5.1: chart version and CRD version."""
+    crd_yaml: str
+    """That release's CRDs (RayCluster, RayJob, RayService) as multi-document YAML."""
+    namespace: str = "kuberay-system"
+    install: Literal["helm", "external"] = "helm"
+    """helm: install the kuberay-operator chart here. external: an operator already runs."""
+    chart_repo: str = "https://ray-project.github.io/kuberay-helm/"
+    watch_namespaces: Sequence[str] = ()
+    """Namespaces the operator reconciles; empty means all."""
+    cpu: str = "100m"
+    memory: str = "512Mi"
+    kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
+    """Provider (and dependencies) for every Kubernetes object."""
+
+
+def chart_values(args: KubeRayOperatorArgs) -> dict[str, object]:
+    """Helm values for the kuberay-operator chart; CRDs are not the chart's business here."""
+    values: dict[str, object] = {
+        "resources": {
+            "requests": {"cpu": args.cpu, "memory": args.memory},
+            "limits": {"cpu": args.cpu, "memory": args.memory},
+        },
+    }
+    if args.watch_namespaces:
+        values["watchNamespace"] = list(args.watch_namespaces)
+    return values
+
+
+class KubeRayOperator(pulumi.ComponentResource):
+    """CRDs first (server-side applied, upgraded with the version), then the operator.
+
+    The CRDs are registered by this program rather than hidden in the chart, so that the
+    Kubernetes provider knows RayCluster before any RayCluster is previewed on a fresh cluster,
+    and so that a version bump upgrades them (`helm upgrade` never does: kuberay#3133).
+    """
+
+    crds: k8s.yaml.v2.ConfigGroup
+    """The CRDs; a RayCluster must depend on them."""
+    ready: list[pulumi.Resource]
+    """What a RayCluster should depend on: the CRDs and, when installed, the operator release."""
+
+    def __init__(
+        self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-platform:kuberay:Operator", name, None, opts)
+        child = pulumi.ResourceOptions.merge(args.kubernetes_opts, pulumi.ResourceOptions(parent=self))
+        # CRDs are ~1 MB each: too big for client-side apply's last-applied annotation
+        # (kuberay#410); the provider applies them server-side.
+        self.crds = k8s.yaml.v2.ConfigGroup(f"{name}-crds", yaml=args.crd_yaml, opts=child)
+        self.ready = [self.crds]
+        if args.install == "helm":
+            ns = k8s.core.v1.Namespace(
+                f"{name}-ns",
+                metadata={
+                    "name": args.namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+                },
+                opts=child,
+            )
+            release = k8s.helm.v3.Release(
+                f"{name}-release",
+                name="kuberay-operator",
+                chart="kuberay-operator",
+                version=args.version,
+                repository_opts={"repo": args.chart_repo},
+                namespace=ns.metadata.name,
+                skip_crds=True,
+                values=chart_values(args),
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(depends_on=[self.crds])
+                ),
+            )
+            self.ready.append(release)
+        self.register_outputs({})

@@ -1,0 +1,96 @@
+"""RayCluster: the KubeRay RayCluster custom resource plus the stack's default runtime_env."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.raycluster_spec import (
+    DASHBOARD_PORT,
+    RUNTIME_ENV_FILE,
+    head_service_name,
+    raycluster_manifest,
+    runtime_env_json,
+)
+from components.wiring import StorageWiring
+from infra.settings import Mode, RaySettings
+
+
+@dataclass(frozen=True)
+class RayClusterArgs:
+    """Inputs of a RayCluster."""
+
+    namespace: str
+    ray: RaySettings
+    mode: Mode
+    wiring: pulumi.Input[StorageWiring]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The CRDs (and operator) this cluster needs; the CR is never previewed before them."""
+    kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
+
+
+class RayCluster(pulumi.ComponentResource):
+    """A RayCluster whose dashboard is reachable only inside the cluster (ClusterIP)."""
+
+    cluster_name: str
+    """The RayCluster's name."""
+    head_service: str
+    """The head's ClusterIP Service (dashboard 8265, client 10001, GCS 6379)."""
+    runtime_env_config_map: str
+    """ConfigMap holding the stack's default runtime_env, mounted on the head."""
+    dashboard_port_forward: pulumi.Output[str]
+    """`kubectl port-forward` command that makes the dashboard / Jobs API local."""
+
+    def __init__(
+        self, name: str, args: RayClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-platform:kuberay:RayCluster", name, None, opts)
+        child = pulumi.ResourceOptions.merge(args.kubernetes_opts, pulumi.ResourceOptions(parent=self))
+        ray = args.ray
+        labels = {"app.kubernetes.io/managed-by": "pulumi", **args.labels}
+        self.cluster_name = ray.cluster_name
+        self.runtime_env_config_map = f"{ray.cluster_name}-runtime-env"
+        self.head_service = head_service_name(ray.cluster_name)
+
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-runtime-env",
+            metadata={
+                "name": self.runtime_env_config_map,
+                "namespace": args.namespace,
+                "labels": labels,
+            },
+            data={RUNTIME_ENV_FILE: runtime_env_json(ray)},
+            opts=child,
+        )
+        manifest = pulumi.Output.from_input(args.wiring).apply(
+            lambda wiring: raycluster_manifest(
+                name=ray.cluster_name,
+                namespace=args.namespace,
+                ray=ray,
+                wiring=wiring,
+                mode=args.mode,
+                runtime_env_config_map=self.runtime_env_config_map,
+                labels=labels,
+            )
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-raycluster",
+            api_version="ray.io/v1",
+            kind="RayCluster",
+            # Plain metadata with an explicit namespace: the provider needs no lookup at preview.
+            metadata={"name": ray.cluster_name, "namespace": args.namespace, "labels": labels},
+            spec=manifest.apply(lambda m: m["spec"]),
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(depends_on=[*args.depends_on, config_map]),
+            ),
+        )
+        self.dashboard_port_forward = pulumi.Output.from_input(
+            f"kubectl -n {args.namespace} port-forward svc/{self.head_service} "
+            f"{DASHBOARD_PORT}:{DASHBOARD_PORT}"
+        )
+        self.register_outputs({"dashboard_port_forward": self.dashboard_port_forward})

@@ -1,0 +1,253 @@
+"""Pure builders for the KubeRay RayCluster custom resource: settings + wiring in, dict out.
+
+No Pulumi, no cloud SDK: tests call these directly and validate the result against the CRD schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from components.wiring import SHARED_VOLUME, StorageWiring
+from infra.settings import Mode, RaySettings, WorkerGroupSettings, GroupSettings
+
+RAY_UID = 1000
+RAY_GID = 100  # the `users` group of the rayproject/ray images
+RUNTIME_ENV_DIR = "/etc/ray-platform"
+RUNTIME_ENV_FILE = "runtime_env.json"
+RAY_TMP_VOLUME = "ray-tmp"
+RUNTIME_ENV_VOLUME = "runtime-env"
+PACKAGES_SUBDIR = "python-packages"
+DASHBOARD_PORT = 8265
+CLIENT_PORT = 10001
+GCS_PORT = 6379
+
+INSTALL_SCRIPT = """set -eu
+if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; exit 0; fi
+tmp="$TARGET.tmp.$HOSTNAME"
+rm -rf "$tmp" && mkdir -p "$tmp"
+printf '%s\\n' "$REQUIREMENTS" > /tmp/ray-platform-requirements.txt
+python -m pip install --no-cache-dir --disable-pip-version-check --target "$tmp" \\
+  -r /tmp/ray-platform-requirements.txt
+touch "$tmp/.complete"
+mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
+echo "installed shared packages into $TARGET"
+"""
+
+
+def runtime_env_json(ray: RaySettings) -> str:
+    """The stack's default runtime_env as `ray job submit --runtime-env-json` takes it."""
+    return json.dumps(ray.runtime_env, sort_keys=True, separators=(",", ":"))
+
+
+def head_service_name(cluster_name: str) -> str:
+    """The ClusterIP Service KubeRay creates for the head (dashboard, Jobs API, client)."""
+    return f"{cluster_name}-head-svc"
+
+
+def shared_packages_dir(ray: RaySettings, mount_path: str) -> str:
+    """Content-addressed: changing the package list (or Ray) installs into a new directory."""
+    key = "\n".join([ray.image, *sorted(ray.shared_packages)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"{mount_path}/{PACKAGES_SUBDIR}/{digest}"
+
+
+def _resources(group: GroupSettings) -> dict[str, Any]:
+    # Memory request == limit: Ray sizes its object store from the limit and /dev/shm (kuberay#201).
+    amounts: dict[str, Any] = {"cpu": group.cpu, "memory": group.memory}
+    limits = dict(amounts)
+    if group.gpu:
+        limits["nvidia.com/gpu"] = str(group.gpu)
+    return {"requests": amounts, "limits": limits}
+
+
+def _env(ray: RaySettings, wiring: StorageWiring, mode: Mode) -> list[dict[str, Any]]:
+    env = [{"name": name, "value": value} for name, value in wiring.env]
+    if wiring.bucket_uri:
+        env.append({"name": "RAY_PLATFORM_BUCKET_URI", "value": wiring.bucket_uri})
+    if wiring.shared_mount_path:
+        env.append({"name": "RAY_PLATFORM_SHARED_DIR", "value": wiring.shared_mount_path})
+        if mode == "dev" and ray.shared_packages:
+            env.append(
+                {"name": "PYTHONPATH", "value": shared_packages_dir(ray, wiring.shared_mount_path)}
+            )
+    env.append({"name": "RAY_PLATFORM_MODE", "value": mode})
+    return env
+
+
+def _mounts(wiring: StorageWiring) -> list[dict[str, Any]]:
+    mounts = [{"name": RAY_TMP_VOLUME, "mountPath": "/tmp/ray"}]
+    if wiring.shared_mount_path:
+        mounts.append({"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path})
+    return mounts
+
+
+def _volumes(wiring: StorageWiring) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": RAY_TMP_VOLUME, "emptyDir": {}}]
+    if wiring.shared_claim_name:
+        volumes.append(
+            {"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": wiring.shared_claim_name}}
+        )
+    return volumes
+
+
+def _pod_template(
+    *,
+    ray: RaySettings,
+    wiring: StorageWiring,
+    group: GroupSettings,
+    container: dict[str, Any],
+    extra_volumes: list[dict[str, Any]],
+    extra_init: list[dict[str, Any]],
+    node_selector: dict[str, str],
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "serviceAccountName": wiring.service_account_name,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RAY_UID,
+            "runAsGroup": RAY_GID,
+            "fsGroup": RAY_GID,
+        },
+        "containers": [container],
+        "volumes": _volumes(wiring) + extra_volumes,
+    }
+    init = [dict(c) for c in wiring.init_containers] + extra_init
+    if init:
+        spec["initContainers"] = init
+    selector = {**wiring.node_selector, **node_selector}
+    if selector:
+        spec["nodeSelector"] = selector
+    template: dict[str, Any] = {"spec": spec}
+    if wiring.pod_annotations:
+        template["metadata"] = {"annotations": dict(wiring.pod_annotations)}
+    return template
+
+
+def _install_packages_container(ray: RaySettings, wiring: StorageWiring) -> dict[str, Any]:
+    assert wiring.shared_mount_path is not None
+    return {
+        "name": "install-shared-packages",
+        "image": ray.image,
+        "command": ["/bin/sh", "-c", INSTALL_SCRIPT],
+        "env": [
+            {"name": "TARGET", "value": shared_packages_dir(ray, wiring.shared_mount_path)},
+            {"name": "REQUIREMENTS", "value": "\n".join(ray.shared_packages)},
+        ],
+        "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path}],
+        "resources": _resources(ray.head),
+    }
+
+
+def head_group(
+    ray: RaySettings, wiring: StorageWiring, mode: Mode, runtime_env_config_map: str
+) -> dict[str, Any]:
+    """The headGroupSpec: dashboard on a ClusterIP service only, runtime_env file mounted."""
+    env = _env(ray, wiring, mode)
+    env.append(
+        {"name": "RAY_PLATFORM_RUNTIME_ENV", "value": f"{RUNTIME_ENV_DIR}/{RUNTIME_ENV_FILE}"}
+    )
+    container = {
+        "name": "ray-head",
+        "image": ray.image,
+        "resources": _resources(ray.head),
+        "env": env,
+        "ports": [
+            {"name": "gcs", "containerPort": GCS_PORT},
+            {"name": "dashboard", "containerPort": DASHBOARD_PORT},
+            {"name": "client", "containerPort": CLIENT_PORT},
+        ],
+        "volumeMounts": [
+            *_mounts(wiring),
+            {"name": RUNTIME_ENV_VOLUME, "mountPath": RUNTIME_ENV_DIR, "readOnly": True},
+        ],
+    }
+    install = []
+    if mode == "dev" and ray.shared_packages and wiring.shared_mount_path:
+        install.append(_install_packages_container(ray, wiring))
+    return {
+        "serviceType": "ClusterIP",
+        "rayStartParams": dict(ray.head.ray_start_params),
+        "template": _pod_template(
+            ray=ray,
+            wiring=wiring,
+            group=ray.head,
+            container=container,
+            extra_volumes=[
+                {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}}
+            ],
+            extra_init=install,
+            node_selector={},
+        ),
+    }
+
+
+def worker_group(
+    ray: RaySettings, group: WorkerGroupSettings, wiring: StorageWiring, mode: Mode
+) -> dict[str, Any]:
+    """One workerGroupSpec; replicas are left to the autoscaler between min and max."""
+    container = {
+        "name": "ray-worker",
+        "image": ray.image,
+        "resources": _resources(group),
+        "env": _env(ray, wiring, mode),
+        "volumeMounts": _mounts(wiring),
+    }
+    return {
+        "groupName": group.name,
+        "minReplicas": group.min_replicas,
+        "maxReplicas": group.max_replicas,
+        "rayStartParams": dict(group.ray_start_params),
+        "template": _pod_template(
+            ray=ray,
+            wiring=wiring,
+            group=group,
+            container=container,
+            extra_volumes=[],
+            extra_init=[],
+            node_selector=dict(group.node_selector),
+        ),
+    }
+
+
+def raycluster_spec(
+    ray: RaySettings, wiring: StorageWiring, mode: Mode, runtime_env_config_map: str
+) -> dict[str, Any]:
+    """The RayCluster `spec`."""
+    spec: dict[str, Any] = {
+        "rayVersion": ray.version,
+        "enableInTreeAutoscaling": True,
+        "autoscalerOptions": {
+            "idleTimeoutSeconds": ray.idle_timeout_seconds,
+            "upscalingMode": "Default",
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "512Mi"},
+                "limits": {"cpu": "500m", "memory": "512Mi"},
+            },
+        },
+        "headGroupSpec": head_group(ray, wiring, mode, runtime_env_config_map),
+        "workerGroupSpecs": [worker_group(ray, g, wiring, mode) for g in ray.worker_groups],
+    }
+    if ray.auth == "token":
+        spec["authOptions"] = {"mode": "token"}
+    return spec
+
+
+def raycluster_manifest(
+    *,
+    name: str,
+    namespace: str,
+    ray: RaySettings,
+    wiring: StorageWiring,
+    mode: Mode,
+    runtime_env_config_map: str,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The whole RayCluster object, with an explicit namespace (no namespacing lookup at preview)."""
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": raycluster_spec(ray, wiring, mode, runtime_env_config_map),
+    }

@@ -1,0 +1,76 @@
+"""SharedVolume: a ReadWriteMany PersistentVolume + claim for the shared POSIX file system."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class SharedVolumeArgs:
+    """Inputs of a SharedVolume. The source is cloud-specific; the rest is not."""
+
+    namespace: pulumi.Input[str]
+    claim_name: str
+    source: Mapping[str, pulumi.Input[Any]]
+    """The PV's volume source, e.g. {"csi": {...}} (EFS), {"nfs": {...}}, {"hostPath": {...}}."""
+    capacity: str = "100Gi"
+    mount_options: Sequence[str] = ()
+    node_affinity: Mapping[str, Any] | None = None
+    opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
+    """Provider and dependencies (e.g. EFS mount targets) for the Kubernetes objects."""
+
+
+class SharedVolume(pulumi.ComponentResource):
+    """A static PV (reclaim Retain, RWX, no storage class) bound to exactly one PVC."""
+
+    claim_name: str
+    """The PersistentVolumeClaim Ray pods mount."""
+    volume_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: SharedVolumeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-platform:kubernetes:SharedVolume", name, None, opts)
+        child = pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(parent=self))
+        pv_spec: dict[str, Any] = {
+            "capacity": {"storage": args.capacity},
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            # An empty class keeps a default StorageClass from provisioning a different volume.
+            "storageClassName": "",
+            "volumeMode": "Filesystem",
+            **args.source,
+        }
+        if args.mount_options:
+            pv_spec["mountOptions"] = list(args.mount_options)
+        if args.node_affinity:
+            pv_spec["nodeAffinity"] = dict(args.node_affinity)
+        pv = k8s.core.v1.PersistentVolume(
+            f"{name}-pv",
+            metadata={"labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            spec=pv_spec,
+            opts=child,
+        )
+        pvc = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-pvc",
+            metadata={
+                "name": args.claim_name,
+                "namespace": args.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+            },
+            spec={
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": pv.metadata.name,
+                "resources": {"requests": {"storage": args.capacity}},
+            },
+            opts=child,
+        )
+        self.claim_name = args.claim_name
+        self.volume_name = pv.metadata.name
+        self.register_outputs({"claim_name": pvc.metadata.name, "volume_name": self.volume_name})

@@ -1,0 +1,35 @@
+"""StorageWiring: what a cloud adapter hands the RayCluster builder. Plain data, cloud-neutral."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SHARED_VOLUME = "shared"
+
+
+@dataclass(frozen=True)
+class StorageWiring:
+    """How Ray pods reach storage and identity, whatever the cloud.
+
+    Every field is plain data so the RayCluster spec stays a pure function of settings + wiring.
+    """
+
+    service_account_name: str
+    """Used by the head and every worker group (IRSA / Workload Identity bind to it)."""
+    shared_claim_name: str | None = None
+    """PersistentVolumeClaim of the shared file system, if enabled."""
+    shared_mount_path: str | None = None
+    bucket_uri: str | None = None
+    """`s3://bucket/prefix` (or `gs://…`) the stack may use, if enabled."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment for every Ray container (name, value), e.g. the region."""
+    init_containers: tuple[Mapping[str, Any], ...] = ()
+    """Storage preparation run before Ray on every pod (e.g. ownership of a hostPath)."""
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.shared_claim_name is None) != (self.shared_mount_path is None):
+            raise ValueError("shared_claim_name and shared_mount_path go together")

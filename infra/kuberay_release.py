@@ -1,0 +1,113 @@
+"""The pinned KubeRay release's CRDs, taken from its Go module through the Go module proxy.
+
+The KubeRay operator module (`github.com/ray-project/kuberay/ray-operator@vX`) carries the CRDs in
+`config/crd/bases/`. We download the module zip once, check it against the Go checksum database
+value recorded here (for the versions we know), and cache it in the user's cache directory. Nothing
+from it is committed to this repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import urllib.error
+import urllib.request
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODULE = "github.com/ray-project/kuberay/ray-operator"
+CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
+# go.sum `h1:` hashes (sum.golang.org) of module zips we have checked; others are trusted over TLS.
+KNOWN_SUMS = {
+    "1.5.1": "h1:7FJYmB8oM+cnjv1VYCj/TfzRZG4XHvvt5Ayn5pZ5A1c=",
+}
+
+
+class ReleaseError(RuntimeError):
+    """The KubeRay release could not be fetched or is not what was expected."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("RAY_PLATFORM_CACHE")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ray-platform"
+
+
+def _proxies() -> list[str]:
+    raw = os.environ.get("GOPROXY") or "https://proxy.golang.org"
+    urls = [p for p in raw.replace("|", ",").split(",") if p.startswith(("http://", "https://"))]
+    return urls or ["https://proxy.golang.org"]
+
+
+def go_h1_sum(zip_bytes: bytes) -> str:
+    """Go's dirhash Hash1 of a module zip: the `h1:` value go.sum records."""
+    summary = io.StringIO()
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as zf:
+        for name in sorted(zf.namelist()):
+            digest = hashlib.sha256(zf.read(name)).hexdigest()
+            summary.write(f"{digest}  {name}\n")
+    return "h1:" + base64.b64encode(hashlib.sha256(summary.getvalue().encode()).digest()).decode()
+
+
+def module_zip(version: str) -> bytes:
+    """The ray-operator module zip for `version` (without the v), from cache or the proxy."""
+    path = cache_dir() / "kuberay" / f"ray-operator@v{version}.zip"
+    if path.is_file():
+        return path.read_bytes()
+    errors = []
+    for proxy in _proxies():
+        url = f"{proxy.rstrip('/')}/{MODULE}/@v/v{version}.zip"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                data: bytes = resp.read()
+            break
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            errors.append(f"{url}: {err}")
+    else:
+        raise ReleaseError(
+            f"cannot fetch KubeRay v{version} CRDs from the Go module proxy ({'; '.join(errors)})"
+        )
+    expected = KNOWN_SUMS.get(version)
+    if expected is not None and go_h1_sum(data) != expected:
+        raise ReleaseError(f"KubeRay v{version} module zip does not match its checksum {expected}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return data
+
+
+@cache
+def crd_yaml(version: str) -> str:
+    """The release's three CRDs (RayCluster, RayJob, RayService) as one multi-document YAML."""
+    prefix = f"{MODULE}@v{version}/config/crd/bases/"
+    with zipfile.ZipFile(io.BytesIO(module_zip(version))) as zf:
+        try:
+            docs = [zf.read(prefix + name).decode() for name in CRD_FILES]
+        except KeyError as err:
+            raise ReleaseError(f"KubeRay v{version} has no CRD file {err}") from None
+    return "\n---\n".join(doc.strip().removeprefix("---").strip() for doc in docs) + "\n"
+
+
+@cache
+def crd(version: str, plural: str = "rayclusters") -> dict[str, Any]:
+    """One CRD object, parsed."""
+    for doc in yaml.safe_load_all(crd_yaml(version)):
+        if doc and doc["spec"]["names"]["plural"] == plural:
+            return dict(doc)
+    raise ReleaseError(f"KubeRay v{version} has no CRD for {plural}")
+
+
+def raycluster_schema(version: str, api_version: str = "v1") -> dict[str, Any]:
+    """The `openAPIV3Schema` of the RayCluster CRD at `api_version`."""
+    for v in crd(version)["spec"]["versions"]:
+        if v["name"] == api_version:
+            return dict(v["schema"]["openAPIV3Schema"])
+    raise ReleaseError(f"KubeRay v{version} RayCluster CRD has no version {api_version}")

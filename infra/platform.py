@@ -1,0 +1,100 @@
+"""Composition: settings → cloud adapter → storage wiring → KubeRay operator → RayCluster → outputs."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
+from components.ray_cluster import RayCluster, RayClusterArgs
+from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
+from infra import aws as aws_adapter
+from infra import kuberay_release
+from infra import local as local_adapter
+from infra.adapters import CloudStorage
+from infra.settings import Settings
+
+
+def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
+    """Register every resource for these settings; return the stack outputs."""
+    tags = {
+        "ray-platform/project": settings.project,
+        "ray-platform/stack": settings.stack,
+        "ray-platform/mode": settings.mode,
+        "managed-by": "pulumi",
+    }
+    # Fetched (and checked) before any resource is registered: a bad version fails cleanly.
+    crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
+
+    if settings.cloud == "aws":
+        assert settings.kubernetes.cluster_name is not None
+        eks = aws_adapter.lookup_cluster(settings.kubernetes.cluster_name)
+        provider = aws_adapter.kubernetes_provider(settings, eks)
+    else:
+        provider = local_adapter.kubernetes_provider(settings)
+    k8s_opts = pulumi.ResourceOptions(provider=provider)
+
+    namespace = k8s.core.v1.Namespace(
+        "ray-namespace",
+        metadata={
+            "name": settings.kubernetes.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+        },
+        opts=k8s_opts,
+    )
+    in_namespace = pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])
+    )
+
+    op = settings.operator
+    operator = KubeRayOperator(
+        "kuberay",
+        KubeRayOperatorArgs(
+            version=op.version,
+            crd_yaml=crd_yaml,
+            namespace=op.namespace,
+            install=op.install,
+            chart_repo=op.chart_repo,
+            watch_namespaces=(settings.kubernetes.namespace,),
+            cpu=op.cpu,
+            memory=op.memory,
+            kubernetes_opts=k8s_opts,
+        ),
+    )
+
+    storage: CloudStorage
+    if settings.cloud == "aws":
+        storage = aws_adapter.build_storage(settings, eks, in_namespace, tags)
+    else:
+        storage = local_adapter.build_storage(settings, in_namespace)
+
+    cluster = RayCluster(
+        "ray",
+        RayClusterArgs(
+            namespace=settings.kubernetes.namespace,
+            ray=settings.ray,
+            mode=settings.mode,
+            wiring=storage.wiring,
+            labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
+            depends_on=[*operator.ready, *storage.dependencies],
+            kubernetes_opts=in_namespace,
+        ),
+    )
+
+    outputs: dict[str, pulumi.Input[str]] = {
+        "mode": settings.mode,
+        "cloud": settings.cloud,
+        "namespace": settings.kubernetes.namespace,
+        "rayClusterName": cluster.cluster_name,
+        "image": settings.ray.image,
+        "dashboardPortForward": cluster.dashboard_port_forward,
+        "rayAddress": f"http://127.0.0.1:{DASHBOARD_PORT}",
+        "runtimeEnv": runtime_env_json(settings.ray),
+        **storage.outputs,
+    }
+    if settings.ray.auth == "token":
+        outputs["authTokenCommand"] = (
+            f"kubectl -n {settings.kubernetes.namespace} get secret {cluster.cluster_name} "
+            "-o jsonpath='{.data.auth_token}' | base64 -d"
+        )
+    return outputs

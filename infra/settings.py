@@ -1,0 +1,638 @@
+"""Stack settings: the stack file's `ray-platform:*` keys parsed once into frozen, typed models.
+
+All validation lives here. A bad setting raises `SettingsError` with one line that names the full
+key and the bad value, before any resource is registered. Nothing in this module talks to a cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pulumi
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAMESPACE = "ray-platform"
+
+# Keys that exist in Ray's runtime_env (ray.runtime_env.RuntimeEnv); a typo here would otherwise be
+# silently carried to every job.
+RUNTIME_ENV_KEYS = frozenset(
+    {
+        "working_dir",
+        "py_modules",
+        "py_executable",
+        "excludes",
+        "pip",
+        "uv",
+        "conda",
+        "env_vars",
+        "container",
+        "image_uri",
+        "config",
+        "nsight",
+        "java_jars",
+        "worker_process_setup_hook",
+    }
+)
+# runtime_env keys that install packages at run time: dev only (prod bakes them into the image).
+PACKAGE_INSTALL_KEYS = ("pip", "conda", "uv")
+# Ray's working_dir upload limit in practice (ray#55877).
+WORKING_DIR_LIMIT_BYTES = 100 * 1024 * 1024
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+)
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+_VERSION_IN_TAG = re.compile(r"(?<![0-9.])(\d+\.\d+\.\d+)(?![0-9])")
+_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+
+
+class SettingsError(pulumi.RunError):
+    """A stack setting is wrong. The message is one line naming the full key and the bad value.
+
+    Subclasses `pulumi.RunError` so the engine prints the message alone, without a traceback.
+    """
+
+
+def _semver_tuple(version: str) -> tuple[int, int, int]:
+    major, minor, patch = version.split("-")[0].split("+")[0].split(".")
+    return int(major), int(minor), int(patch)
+
+
+class _Model(BaseModel):
+    """Frozen, closed: an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+
+
+def _dns_label(value: str, what: str = "a Kubernetes name") -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(f"is not valid as {what} (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+class KubernetesSettings(_Model):
+    """Which cluster, and the namespace Ray runs in."""
+
+    cluster_name: str | None = Field(None, alias="clusterName")
+    """EKS / GKE cluster name; everything cloud-specific is looked up from it."""
+    namespace: str = "ray"
+    kubeconfig: str | None = None
+    """local only: a kubeconfig path; default: the provider's usual lookup ($KUBECONFIG, ~/.kube)."""
+    context: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return _dns_label(v, "a Kubernetes namespace")
+
+
+class SharedFilesystemSettings(_Model):
+    """The shared POSIX file system mounted on every Ray pod."""
+
+    enabled: bool = True
+    mount_path: str = Field("/mnt/shared", alias="mountPath")
+    kms_key_arn: str | None = Field(None, alias="kmsKeyArn")
+    """aws: a customer-managed KMS key for EFS encryption (default: the AWS-managed key)."""
+    size: str = "100Gi"
+    """The PersistentVolume's nominal capacity (EFS is elastic; hostPath ignores it)."""
+    host_path: str = Field("/var/lib/ray-platform/shared", alias="hostPath")
+    """local: the node directory that backs the volume."""
+
+    @field_validator("mount_path", "host_path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/") or "/../" in f"{v}/" or "//" in v:
+            raise ValueError("must be an absolute path without '..' or '//'")
+        if v == "/" or v.rstrip("/") in ("/tmp", "/tmp/ray", "/home/ray", "/dev/shm"):
+            raise ValueError("would hide a directory Ray needs; choose e.g. /mnt/shared")
+        return v.rstrip("/")
+
+    @field_validator("kms_key_arn")
+    @classmethod
+    def _kms(cls, v: str | None) -> str | None:
+        if v is not None and not _ARN.match(v):
+            raise ValueError("is not a KMS key or alias ARN")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not _MEMORY.match(v):
+            raise ValueError("is not a Kubernetes quantity such as 100Gi")
+        return v
+
+
+class ArtifactBucketSettings(_Model):
+    """The object-store bucket for artifacts and working_dir zips."""
+
+    enabled: bool = True
+    prefix: str | None = None
+    """Key prefix this stack may use; default: the stack name."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        if v is not None and (not _S3_PREFIX.match(v) or len(v) > 512):
+            raise ValueError("is not a key prefix (no leading/trailing '/', no spaces or '//')")
+        return v
+
+
+class StorageSettings(_Model):
+    shared_filesystem: SharedFilesystemSettings = Field(
+        default_factory=lambda: SharedFilesystemSettings.model_validate({}),
+        alias="sharedFilesystem",
+    )
+    artifact_bucket: ArtifactBucketSettings = Field(
+        default_factory=lambda: ArtifactBucketSettings.model_validate({}), alias="artifactBucket"
+    )
+
+
+class OperatorSettings(_Model):
+    """The KubeRay operator and its CRDs."""
+
+    version: str = "1.5.1"
+    namespace: str = "kuberay-system"
+    install: Literal["helm", "external"] = "helm"
+    """helm: the program installs the kuberay-operator chart. external: an operator already runs
+    (e.g. the local control plane's); the program still manages the CRDs."""
+    chart_repo: str = Field("https://ray-project.github.io/kuberay-helm/", alias="chartRepo")
+    cpu: str = "100m"
+    memory: str = "512Mi"
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not _SEMVER.match(v):
+            raise ValueError("is not a semantic version such as 1.5.1")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return _dns_label(v, "a Kubernetes namespace")
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        return _quantity(v, _CPU, "a CPU quantity such as 500m or 2")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        return _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
+
+    @field_validator("chart_repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if not re.match(r"^(https://|oci://)\S+$", v):
+            raise ValueError("must be an https:// or oci:// chart repository URL")
+        return v
+
+
+def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(v) or re.fullmatch(r"0+(\.0+)?m?", v):
+        raise ValueError(f"is not {what}")
+    return v
+
+
+class GroupSettings(_Model):
+    cpu: str
+    memory: str
+    """Given once: used as both request and limit (Ray sizes its object store from it)."""
+    gpu: int = Field(0, ge=0)
+    ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        return _quantity(v, _CPU, "a CPU quantity such as 500m or 2")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        return _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
+
+
+class HeadSettings(GroupSettings):
+    """The head pod's resources. It runs the driver, the dashboard and (dev) Jupyter."""
+
+
+class WorkerGroupSettings(GroupSettings):
+    """One autoscaled worker group."""
+
+    name: str
+    min_replicas: int = Field(0, alias="minReplicas", ge=0)
+    max_replicas: int = Field(alias="maxReplicas", ge=0)
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 40 or not _DNS1035_LABEL.match(v):
+            raise ValueError(
+                "is not valid as a worker group name (lowercase letter first, then "
+                "letters, digits, '-'; at most 40)"
+            )
+        return v
+
+
+class RaySettings(_Model):
+    """The RayCluster and how code and dependencies reach it."""
+
+    version: str
+    image: str
+    cluster_name: str = Field("ray", alias="clusterName")
+    head: HeadSettings
+    worker_groups: tuple[WorkerGroupSettings, ...] = Field((), alias="workerGroups")
+    runtime_env: dict[str, Any] = Field(default_factory=dict, alias="runtimeEnv")
+    shared_packages: tuple[str, ...] = Field((), alias="sharedPackages")
+    """dev: pip requirement strings installed onto the shared file system (on PYTHONPATH)."""
+    idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10)
+    auth: Literal["token", "disabled"] = "token"
+    """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not _SEMVER.match(v):
+            raise ValueError("is not a Ray version such as 2.52.0")
+        return v
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, v: str) -> str:
+        # KubeRay truncates longer names (utils.CheckName) and wants a DNS-1035 label.
+        if len(v) > 50 or not _DNS1035_LABEL.match(v):
+            raise ValueError("is not a valid RayCluster name (DNS-1035 label, at most 50)")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not v or any(c.isspace() for c in v) or v.endswith(":latest") or ":latest@" in v:
+            raise ValueError("is not a pinned image reference (no spaces, never ':latest')")
+        return v
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - RUNTIME_ENV_KEYS)
+        if unknown:
+            raise ValueError(f"has unknown runtime_env key '{unknown[0]}'")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> RaySettings:
+        seen: set[str] = set()
+        for i, group in enumerate(self.worker_groups):
+            if group.name in seen:
+                raise _KeyError(f"workerGroups[{i}].name", group.name, "is used by two groups")
+            seen.add(group.name)
+        return self
+
+
+class AwsSettings(_Model):
+    """AWS-only choices."""
+
+    efs_csi_driver: Literal["install", "preinstalled"] = Field(
+        "preinstalled", alias="efsCsiDriver"
+    )
+    """install: the program adds the aws-efs-csi-driver EKS add-on (with its own IRSA role)."""
+
+
+class _KeyError(ValueError):
+    """A cross-field error raised inside a model validator that knows its sub-key."""
+
+    def __init__(self, key: str, value: object, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+        self.value = value
+        self.problem = problem
+
+
+Mode = Literal["dev", "prod"]
+Cloud = Literal["aws", "gcp", "local"]
+
+
+class Settings(_Model):
+    """Everything the program needs, validated."""
+
+    project: str
+    stack: str
+    mode: Mode
+    cloud: Cloud
+    region: str | None = None
+    kubernetes: KubernetesSettings = Field(
+        default_factory=lambda: KubernetesSettings.model_validate({})
+    )
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_validate({}))
+    operator: OperatorSettings = Field(default_factory=lambda: OperatorSettings.model_validate({}))
+    ray: RaySettings
+    aws: AwsSettings = Field(default_factory=lambda: AwsSettings.model_validate({}))
+
+    @property
+    def bucket_prefix(self) -> str:
+        return self.storage.artifact_bucket.prefix or self.stack
+
+    @property
+    def protect(self) -> bool:
+        """Stateful resources are protected and retained in prod, destroyable in dev."""
+        return self.mode == "prod"
+
+
+# The keys a stack file may set under `ray-platform:`; everything else is an error.
+TOP_LEVEL_KEYS = ("mode", "cloud", "kubernetes", "storage", "operator", "ray", "aws")
+_STRUCTURED = frozenset({"kubernetes", "storage", "operator", "ray", "aws"})
+_SCALAR_ALIASES = {
+    "mode": ("dev", "prod"),
+    "cloud": ("aws", "gcp", "local"),
+}
+
+
+def _fmt_value(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _key(path: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return f"{NAMESPACE}:{out}"
+
+
+def _lookup(data: Any, path: tuple[int | str, ...]) -> tuple[bool, Any]:
+    for part in path:
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return False, None
+    return True, data
+
+
+def _pydantic_messages(err: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    messages = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
+        ctx_err = e.get("ctx", {}).get("error")
+        if isinstance(ctx_err, _KeyError):
+            sub = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", ctx_err.key) if p)
+            messages.append(f"{_key(loc + sub)} ({_fmt_value(ctx_err.value)}) {ctx_err.problem}")
+            continue
+        found, value = _lookup(raw, loc)
+        if e["type"] == "extra_forbidden":
+            messages.append(f"{_key(loc)} is not a known setting (check its spelling)")
+        elif e["type"] == "missing":
+            messages.append(f"{_key(loc)} is required but not set")
+        else:
+            problem = str(e["msg"]).removeprefix("Value error, ")
+            shown = f" ({_fmt_value(value)})" if found else ""
+            messages.append(f"{_key(loc)}{shown} {problem}")
+    return messages
+
+
+def _fail(messages: list[str]) -> SettingsError:
+    return SettingsError("; ".join(m.replace("\n", " ") for m in messages))
+
+
+def parse_raw_config(config: Mapping[str, str]) -> dict[str, Any]:
+    """Stack config (`ns:key` → string, structured values as JSON) into plain data.
+
+    Only `ray-platform:*` keys are ours; an unknown one is an error. `aws:region` is read through.
+    """
+    data: dict[str, Any] = {}
+    errors = []
+    for full_key in sorted(config):
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        value = config[full_key]
+        if key not in TOP_LEVEL_KEYS:
+            errors.append(f"{full_key} is not a known setting (known: {', '.join(TOP_LEVEL_KEYS)})")
+            continue
+        if key in _STRUCTURED:
+            try:
+                data[key] = json.loads(value) if isinstance(value, str) else value
+            except json.JSONDecodeError:
+                errors.append(f"{full_key} ({_fmt_value(value)}) must be a YAML mapping")
+                continue
+            if not isinstance(data[key], dict):
+                errors.append(f"{full_key} ({_fmt_value(data[key])}) must be a YAML mapping")
+        else:
+            data[key] = value
+    if errors:
+        raise _fail(errors)
+    return data
+
+
+def load(
+    config: Mapping[str, str],
+    *,
+    project: str,
+    stack: str,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Parse and validate the whole stack config. Raises `SettingsError` (one line) on any problem.
+
+    `base_dir` is where relative paths (runtime_env.working_dir) are resolved: the project dir.
+    """
+    data = parse_raw_config(config)
+    for scalar, allowed in _SCALAR_ALIASES.items():
+        if scalar not in data:
+            raise _fail([f"{_key((scalar,))} is required but not set (one of {', '.join(allowed)})"])
+    region = config.get("aws:region") if data.get("cloud") == "aws" else None
+    try:
+        settings = Settings.model_validate(
+            {**data, "project": project, "stack": stack, "region": region}
+        )
+    except ValidationError as err:
+        raise _fail(_pydantic_messages(err, data)) from None
+    errors = cross_field_errors(settings, base_dir or Path.cwd())
+    if errors:
+        raise _fail(errors)
+    return settings
+
+
+def image_ray_version(image: str) -> str | None:
+    """The Ray version an image tag carries (`rayproject/ray:2.52.0-py311` → 2.52.0), if any."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return None
+    tag = last.split(":", 1)[1]
+    match = _VERSION_IN_TAG.search(tag)
+    return match.group(1) if match else None
+
+
+def _dir_size(path: Path, limit: int) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+            if total > limit:
+                break
+    return total
+
+
+def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
+    """Rules that span keys. Each returns one message naming the full key and its value."""
+    errors: list[str] = []
+    ray = s.ray
+
+    def err(key: str, value: object, problem: str) -> None:
+        errors.append(f"{NAMESPACE}:{key} ({_fmt_value(value)}) {problem}")
+
+    image_version = image_ray_version(ray.image)
+    pinned = bool(_DIGEST.search(ray.image))
+    if image_version is not None and image_version != ray.version:
+        err("ray.image", ray.image, f"carries Ray {image_version} but ray.version is {ray.version}")
+    if image_version is None and not pinned:
+        err("ray.image", ray.image, f"needs a tag carrying Ray {ray.version}, e.g. :{ray.version}")
+    if s.mode == "prod" and not pinned:
+        err("ray.image", ray.image, "must be pinned by digest in prod (…@sha256:<64 hex>)")
+    if s.mode == "prod":
+        for key in PACKAGE_INSTALL_KEYS:
+            if key in ray.runtime_env:
+                err(
+                    f"ray.runtimeEnv.{key}",
+                    ray.runtime_env[key],
+                    "installs packages at run time; prod bakes dependencies into the image",
+                )
+        if ray.shared_packages:
+            err(
+                "ray.sharedPackages",
+                list(ray.shared_packages),
+                "is dev only; prod bakes dependencies into the image",
+            )
+    for i, group in enumerate(ray.worker_groups):
+        if group.max_replicas < group.min_replicas:
+            err(
+                f"ray.workerGroups[{i}].maxReplicas",
+                group.max_replicas,
+                f"is below minReplicas ({group.min_replicas})",
+            )
+    if ray.auth == "token":
+        if _semver_tuple(ray.version) < (2, 52, 0):
+            err("ray.auth", "token", f"needs Ray 2.52.0 or later (ray.version is {ray.version})")
+        if _semver_tuple(s.operator.version) < (1, 5, 1):
+            err(
+                "ray.auth",
+                "token",
+                f"needs KubeRay 1.5.1 or later (operator.version is {s.operator.version})",
+            )
+    if ray.shared_packages and not s.storage.shared_filesystem.enabled:
+        err(
+            "ray.sharedPackages",
+            list(ray.shared_packages),
+            "needs storage.sharedFilesystem.enabled (packages live on the shared file system)",
+        )
+    for i, req in enumerate(ray.shared_packages):
+        if not req.strip() or req.strip().startswith("-") or any(c in req for c in "\n;`$"):
+            err(f"ray.sharedPackages[{i}]", req, "is not a pip requirement such as pandas==2.2.3")
+    errors.extend(_runtime_env_errors(s, base_dir))
+    if s.cloud in ("aws", "gcp") and not s.kubernetes.cluster_name:
+        errors.append(
+            f"{NAMESPACE}:kubernetes.clusterName is required for cloud {s.cloud} "
+            "(the cluster's network and identity are looked up from it)"
+        )
+    if s.cloud == "aws" and not s.region:
+        errors.append("aws:region is required for cloud aws (e.g. pulumi config set aws:region …)")
+    if s.cloud == "gcp":
+        errors.append(f"{NAMESPACE}:cloud (\"gcp\") is not supported yet; use aws or local")
+    if s.cloud == "local" and s.storage.artifact_bucket.enabled:
+        err(
+            "storage.artifactBucket.enabled",
+            True,
+            "has no bucket service on cloud local; set it to false",
+        )
+    if s.cloud != "aws" and s.storage.shared_filesystem.kms_key_arn:
+        err(
+            "storage.sharedFilesystem.kmsKeyArn",
+            s.storage.shared_filesystem.kms_key_arn,
+            "applies to cloud aws only",
+        )
+    if s.operator.namespace == s.kubernetes.namespace:
+        err(
+            "operator.namespace",
+            s.operator.namespace,
+            "must differ from kubernetes.namespace (the operator gets its own namespace)",
+        )
+    return errors
+
+
+def _runtime_env_errors(s: Settings, base_dir: Path) -> list[str]:
+    env = s.ray.runtime_env
+    errors: list[str] = []
+
+    def err(key: str, value: object, problem: str) -> None:
+        errors.append(f"{NAMESPACE}:ray.runtimeEnv.{key} ({_fmt_value(value)}) {problem}")
+
+    pip = env.get("pip")
+    if pip is not None and not (
+        isinstance(pip, list) and all(isinstance(p, str) and p.strip() for p in pip)
+    ) and not (isinstance(pip, dict) and isinstance(pip.get("packages"), list)):
+        err("pip", pip, "must be a list of requirement strings")
+    env_vars = env.get("env_vars")
+    if env_vars is not None and not (
+        isinstance(env_vars, dict) and all(isinstance(v, str) for v in env_vars.values())
+    ):
+        err("env_vars", env_vars, "must map names to strings")
+    working_dir = env.get("working_dir")
+    if working_dir is not None:
+        if not isinstance(working_dir, str) or not working_dir:
+            err("working_dir", working_dir, "must be a local directory or a .zip URI")
+        elif "://" in working_dir:
+            scheme = working_dir.split("://", 1)[0]
+            if scheme not in ("s3", "gs", "https", "http"):
+                err("working_dir", working_dir, "must use s3://, gs:// or https:// (a .zip)")
+            elif not working_dir.endswith(".zip"):
+                err("working_dir", working_dir, "must point at a .zip archive")
+        else:
+            path = (base_dir / working_dir).resolve()
+            if not path.is_dir():
+                err("working_dir", working_dir, f"is not a directory (resolved to {path.name!r})")
+            else:
+                size = _dir_size(path, WORKING_DIR_LIMIT_BYTES)
+                if size > WORKING_DIR_LIMIT_BYTES:
+                    err(
+                        "working_dir",
+                        working_dir,
+                        "is over Ray's 100 MiB upload limit; zip it into the bucket instead",
+                    )
+    return errors
+
+
+def from_pulumi() -> Settings:
+    """Load settings for the running Pulumi program (stack config + project dir)."""
+    from pulumi.runtime import config as runtime_config
+
+    raw: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return load(
+        raw,
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        base_dir=Path.cwd(),
+    )
+
