@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -68,7 +69,7 @@ class ArtifactBucket(pulumi.ComponentResource):
                 tags=tags,
                 opts=stateful,
             )
-            default: dict[str, object] = {
+            default: Any = {
                 "sse_algorithm": "aws:kms",
                 "kms_master_key_id": key.arn,
             }

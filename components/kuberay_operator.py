@@ -1,4 +1,4 @@
-"""KubeRayOperator: the KubeRay CRDs (applied by the program) and, optionally, the operator chart."""
+"""KubeRayOperator: the KubeRay CRDs (applied by the program) and, optionally, its chart."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ class KubeRayOperator(pulumi.ComponentResource):
         self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:kuberay:Operator", name, None, opts)
-        child = pulumi.ResourceOptions.merge(args.kubernetes_opts, pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions.merge(
+            args.kubernetes_opts, pulumi.ResourceOptions(parent=self)
+        )
         # CRDs are ~1 MB each: too big for client-side apply's last-applied annotation
         # (kuberay#410); the provider applies them server-side.
         self.crds = k8s.yaml.v2.ConfigGroup(f"{name}-crds", yaml=args.crd_yaml, opts=child)

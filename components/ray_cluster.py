@@ -49,7 +49,9 @@ class RayCluster(pulumi.ComponentResource):
         self, name: str, args: RayClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:kuberay:RayCluster", name, None, opts)
-        child = pulumi.ResourceOptions.merge(args.kubernetes_opts, pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions.merge(
+            args.kubernetes_opts, pulumi.ResourceOptions(parent=self)
+        )
         ray = args.ray
         labels = {"app.kubernetes.io/managed-by": "pulumi", **args.labels}
         self.cluster_name = ray.cluster_name

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from components.wiring import SHARED_VOLUME, StorageWiring
-from infra.settings import Mode, RaySettings, WorkerGroupSettings, GroupSettings
+from infra.settings import GroupSettings, Mode, RaySettings, WorkerGroupSettings
 
 RAY_UID = 1000
 RAY_GID = 100  # the `users` group of the rayproject/ray images
@@ -87,7 +87,10 @@ def _volumes(wiring: StorageWiring) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [{"name": RAY_TMP_VOLUME, "emptyDir": {}}]
     if wiring.shared_claim_name:
         volumes.append(
-            {"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": wiring.shared_claim_name}}
+            {
+                "name": SHARED_VOLUME,
+                "persistentVolumeClaim": {"claimName": wiring.shared_claim_name},
+            }
         )
     return volumes
 
@@ -244,7 +247,7 @@ def raycluster_manifest(
     runtime_env_config_map: str,
     labels: dict[str, str],
 ) -> dict[str, Any]:
-    """The whole RayCluster object, with an explicit namespace (no namespacing lookup at preview)."""
+    """The whole RayCluster, with an explicit namespace (no namespacing lookup at preview)."""
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",

@@ -37,7 +37,8 @@ class SharedVolume(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ray-platform:kubernetes:SharedVolume", name, None, opts)
         child = pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(parent=self))
-        pv_spec: dict[str, Any] = {
+        # Plain dicts (the typed overloads reject a dict built up in steps).
+        pv_spec: Any = {
             "capacity": {"storage": args.capacity},
             "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain",
@@ -56,20 +57,19 @@ class SharedVolume(pulumi.ComponentResource):
             spec=pv_spec,
             opts=child,
         )
+        pvc_metadata: Any = {
+            "name": args.claim_name,
+            "namespace": args.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+        }
+        pvc_spec: Any = {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "volumeName": pv.metadata.name,
+            "resources": {"requests": {"storage": args.capacity}},
+        }
         pvc = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-pvc",
-            metadata={
-                "name": args.claim_name,
-                "namespace": args.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "pulumi"},
-            },
-            spec={
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": pv.metadata.name,
-                "resources": {"requests": {"storage": args.capacity}},
-            },
-            opts=child,
+            f"{name}-pvc", metadata=pvc_metadata, spec=pvc_spec, opts=child
         )
         self.claim_name = args.claim_name
         self.volume_name = pv.metadata.name

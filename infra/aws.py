@@ -128,7 +128,9 @@ def kubeconfig(cluster: EksCluster, region: str) -> str:
                     },
                 }
             ],
-            "contexts": [{"name": cluster.name, "context": {"cluster": cluster.name, "user": cluster.name}}],
+            "contexts": [
+                {"name": cluster.name, "context": {"cluster": cluster.name, "user": cluster.name}}
+            ],
             "current-context": cluster.name,
         },
         sort_keys=True,

@@ -30,7 +30,11 @@ def _own_shared_dir(image: str, mount_path: str) -> dict[str, object]:
     return {
         "name": "own-shared-dir",
         "image": image,
-        "command": ["/bin/sh", "-c", f"chown {RAY_UID}:{RAY_GID} {mount_path} && chmod 2775 {mount_path}"],
+        "command": [
+            "/bin/sh",
+            "-c",
+            f"chown {RAY_UID}:{RAY_GID} {mount_path} && chmod 2775 {mount_path}",
+        ],
         "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "runAsGroup": 0},
         "volumeMounts": [{"name": "shared", "mountPath": mount_path}],
         "resources": {

@@ -1,4 +1,4 @@
-"""Composition: settings → cloud adapter → storage wiring → KubeRay operator → RayCluster → outputs."""
+"""Composition: settings → cloud adapter → wiring → KubeRay operator → RayCluster → outputs."""
 
 from __future__ import annotations
 

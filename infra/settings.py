@@ -94,7 +94,7 @@ class KubernetesSettings(_Model):
     """EKS / GKE cluster name; everything cloud-specific is looked up from it."""
     namespace: str = "ray"
     kubeconfig: str | None = None
-    """local only: a kubeconfig path; default: the provider's usual lookup ($KUBECONFIG, ~/.kube)."""
+    """local only: a kubeconfig path; default: $KUBECONFIG or ~/.kube/config."""
     context: str | None = None
 
     @field_validator("namespace")
@@ -212,12 +212,24 @@ def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
     return v
 
 
+def _number_to_str(v: object) -> object:
+    """YAML `cpu: 2` is a number; Kubernetes quantities are strings."""
+    if isinstance(v, bool):
+        return v
+    return str(v) if isinstance(v, int | float) else v
+
+
 class GroupSettings(_Model):
     cpu: str
     memory: str
     """Given once: used as both request and limit (Ray sizes its object store from it)."""
     gpu: int = Field(0, ge=0)
     ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _numbers(cls, v: object) -> object:
+        return _number_to_str(v)
 
     @field_validator("cpu")
     @classmethod
@@ -290,14 +302,6 @@ class RaySettings(_Model):
             raise ValueError("is not a pinned image reference (no spaces, never ':latest')")
         return v
 
-    @field_validator("runtime_env")
-    @classmethod
-    def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - RUNTIME_ENV_KEYS)
-        if unknown:
-            raise ValueError(f"has unknown runtime_env key '{unknown[0]}'")
-        return v
-
     @model_validator(mode="after")
     def _unique_groups(self) -> RaySettings:
         seen: set[str] = set()
@@ -311,9 +315,7 @@ class RaySettings(_Model):
 class AwsSettings(_Model):
     """AWS-only choices."""
 
-    efs_csi_driver: Literal["install", "preinstalled"] = Field(
-        "preinstalled", alias="efsCsiDriver"
-    )
+    efs_csi_driver: Literal["install", "preinstalled"] = Field("preinstalled", alias="efsCsiDriver")
     """install: the program adds the aws-efs-csi-driver EKS add-on (with its own IRSA role)."""
 
 
@@ -385,7 +387,7 @@ def _lookup(data: Any, path: tuple[int | str, ...]) -> tuple[bool, Any]:
     for part in path:
         if isinstance(data, Mapping) and part in data:
             data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data = data[part]
         else:
             return False, None
@@ -398,7 +400,9 @@ def _pydantic_messages(err: ValidationError, raw: Mapping[str, Any]) -> list[str
         loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
         ctx_err = e.get("ctx", {}).get("error")
         if isinstance(ctx_err, _KeyError):
-            sub = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", ctx_err.key) if p)
+            sub = tuple(
+                int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", ctx_err.key) if p
+            )
             messages.append(f"{_key(loc + sub)} ({_fmt_value(ctx_err.value)}) {ctx_err.problem}")
             continue
         found, value = _lookup(raw, loc)
@@ -461,7 +465,9 @@ def load(
     data = parse_raw_config(config)
     for scalar, allowed in _SCALAR_ALIASES.items():
         if scalar not in data:
-            raise _fail([f"{_key((scalar,))} is required but not set (one of {', '.join(allowed)})"])
+            raise _fail(
+                [f"{_key((scalar,))} is required but not set (one of {', '.join(allowed)})"]
+            )
     region = config.get("aws:region") if data.get("cloud") == "aws" else None
     try:
         settings = Settings.model_validate(
@@ -560,7 +566,7 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
     if s.cloud == "aws" and not s.region:
         errors.append("aws:region is required for cloud aws (e.g. pulumi config set aws:region …)")
     if s.cloud == "gcp":
-        errors.append(f"{NAMESPACE}:cloud (\"gcp\") is not supported yet; use aws or local")
+        errors.append(f'{NAMESPACE}:cloud ("gcp") is not supported yet; use aws or local')
     if s.cloud == "local" and s.storage.artifact_bucket.enabled:
         err(
             "storage.artifactBucket.enabled",
@@ -589,10 +595,15 @@ def _runtime_env_errors(s: Settings, base_dir: Path) -> list[str]:
     def err(key: str, value: object, problem: str) -> None:
         errors.append(f"{NAMESPACE}:ray.runtimeEnv.{key} ({_fmt_value(value)}) {problem}")
 
+    for key in sorted(set(env) - RUNTIME_ENV_KEYS):
+        err(key, env[key], "is not a runtime_env field Ray knows (check its spelling)")
+
     pip = env.get("pip")
-    if pip is not None and not (
-        isinstance(pip, list) and all(isinstance(p, str) and p.strip() for p in pip)
-    ) and not (isinstance(pip, dict) and isinstance(pip.get("packages"), list)):
+    if (
+        pip is not None
+        and not (isinstance(pip, list) and all(isinstance(p, str) and p.strip() for p in pip))
+        and not (isinstance(pip, dict) and isinstance(pip.get("packages"), list))
+    ):
         err("pip", pip, "must be a list of requirement strings")
     env_vars = env.get("env_vars")
     if env_vars is not None and not (
@@ -635,4 +646,3 @@ def from_pulumi() -> Settings:
         stack=pulumi.get_stack(),
         base_dir=Path.cwd(),
     )
-

@@ -1,0 +1,469 @@
+"""The real program for Pulumi.dev.yaml and Pulumi.prod.yaml under mocks (AWS + Kubernetes)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    CLUSTER_SG,
+    ISSUER,
+    ProgramRun,
+    Registration,
+    cached_run,
+    run_program,
+    stack_config,
+)
+
+STATEFUL = ("aws:efs/fileSystem:FileSystem", "aws:s3/bucket:Bucket")
+
+
+def _policy(reg: Registration) -> dict[str, Any]:
+    return json.loads(reg.inputs["policy"])  # type: ignore[no-any-return]
+
+
+def _raycluster(run: ProgramRun) -> dict[str, Any]:
+    return run.one("kubernetes:ray.io/v1:RayCluster").inputs
+
+
+def _pods(run: ProgramRun) -> list[dict[str, Any]]:
+    spec = _raycluster(run)["spec"]
+    return [spec["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in spec["workerGroupSpecs"]
+    ]
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+def test_cluster_facts_are_looked_up_from_the_cluster_name(aws_run: ProgramRun) -> None:
+    tokens = [t for t, _ in aws_run.calls]
+    lookups = [a for t, a in aws_run.calls if t == "aws:eks/getCluster:getCluster"]
+    assert lookups == [{"name": _name(aws_run)}]
+    assert "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider" in tokens
+    assert tokens.count("aws:ec2/getSubnet:getSubnet") == 7
+
+
+def _name(run: ProgramRun) -> str:
+    return "ml-dev" if run.outputs["mode"] == "dev" else "ml-prod"
+
+
+# --- EFS ---------------------------------------------------------------------------------------
+
+
+def test_efs_is_encrypted_elastic_regional(aws_run: ProgramRun) -> None:
+    fs = aws_run.one("aws:efs/fileSystem:FileSystem").inputs
+    assert fs["encrypted"] is True
+    assert fs["throughputMode"] == "elastic"
+    assert "availabilityZoneName" not in fs  # regional, not One Zone
+
+
+def test_efs_customer_managed_key_option() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    arn = "arn:aws:kms:us-west-2:123456789012:key/0000aaaa-1111-2222-3333-444455556666"
+    config["ray-platform:storage"]["sharedFilesystem"]["kmsKeyArn"] = arn
+    run = run_program("dev", config)
+    assert run.one("aws:efs/fileSystem:FileSystem").inputs["kmsKeyId"] == arn
+
+
+def test_one_mount_target_per_zone_in_private_subnets(aws_run: ProgramRun) -> None:
+    targets = aws_run.of_type("aws:efs/mountTarget:MountTarget")
+    subnets = sorted(t.inputs["subnetId"] for t in targets)
+    # 2a has two private subnets: only the first is used; public subnets never.
+    assert subnets == [
+        "subnet-0priv2a0000000001",
+        "subnet-0priv2b0000000003",
+        "subnet-0priv2c0000000004",
+    ]
+    sg_id = "sg-0efs000000000001"
+    assert all(t.inputs["securityGroups"] == [sg_id] for t in targets)
+
+
+def test_nfs_only_from_cluster_security_group(aws_run: ProgramRun) -> None:
+    rules = aws_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert len(rules) == 1
+    rule = rules[0].inputs
+    assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 2049, 2049)
+    assert rule["referencedSecurityGroupId"] == CLUSTER_SG
+    assert "cidrIpv4" not in rule and "cidrIpv6" not in rule
+    sg = aws_run.one("aws:ec2/securityGroup:SecurityGroup").inputs
+    assert "ingress" not in sg and "egress" not in sg
+
+
+def test_efs_policy_denies_non_tls(aws_run: ProgramRun) -> None:
+    statements = _policy(aws_run.one("aws:efs/fileSystemPolicy:FileSystemPolicy"))["Statement"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny == [
+        {
+            "Sid": "DenyNonTls",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "*",
+            "Resource": deny[0]["Resource"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ]
+    allow = [s for s in statements if s["Effect"] == "Allow"]
+    assert all("ClientRootAccess" not in str(s["Action"]) for s in allow)
+    assert all(
+        s["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
+        for s in allow
+    )
+
+
+def test_access_point_is_uid_1000_with_non_root_directory(aws_run: ProgramRun) -> None:
+    ap = aws_run.one("aws:efs/accessPoint:AccessPoint").inputs
+    assert ap["posixUser"] == {"uid": 1000, "gid": 1000}
+    root = ap["rootDirectory"]
+    assert root["path"] not in ("/", "")
+    assert root["creationInfo"] == {"ownerUid": 1000, "ownerGid": 1000, "permissions": "0750"}
+
+
+def test_backup_on_in_prod_only() -> None:
+    for stack, status in (("dev", "DISABLED"), ("prod", "ENABLED")):
+        backup = cached_run(stack).one("aws:efs/backupPolicy:BackupPolicy").inputs
+        assert backup["backupPolicy"] == {"status": status}
+
+
+def test_static_pv_and_pvc_for_efs(aws_run: ProgramRun) -> None:
+    pv = aws_run.one("kubernetes:core/v1:PersistentVolume")
+    spec = pv.inputs["spec"]
+    assert spec["csi"] == {
+        "driver": "efs.csi.aws.com",
+        "volumeHandle": "fs-0f1e2d3c4b5a69788::fsap-0a9b8c7d6e5f40312",
+    }
+    assert spec["accessModes"] == ["ReadWriteMany"]
+    assert spec["persistentVolumeReclaimPolicy"] == "Retain"
+    assert spec["mountOptions"] == ["tls"]
+    assert spec["storageClassName"] == ""
+    mount_targets = {r.urn for r in aws_run.of_type("aws:efs/mountTarget:MountTarget")}
+    assert mount_targets <= set(pv.dependencies)
+    pvc = aws_run.one("kubernetes:core/v1:PersistentVolumeClaim").inputs
+    assert pvc["metadata"]["namespace"] == "ray"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["volumeName"] == "shared-pv-5f4e3d2c"  # the PV's auto-name (mock)
+
+
+def test_efs_csi_driver_installed_only_when_asked() -> None:
+    dev, prod = cached_run("dev"), cached_run("prod")  # dev: install, prod: preinstalled
+    addon = dev.one("aws:eks/addon:Addon").inputs
+    assert addon["addonName"] == "aws-efs-csi-driver" and addon["clusterName"] == "ml-dev"
+    roles = {r.name: r for r in dev.of_type("aws:iam/role:Role")}
+    trust = json.loads(roles["efs-csi-irsa-role"].inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Condition"]["StringEquals"][f"{ISSUER}:sub"] == (
+        "system:serviceaccount:kube-system:efs-csi-controller-sa"
+    )
+    attach = dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment").inputs
+    assert attach["policyArn"] == ("arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy")
+    assert not prod.of_type("aws:eks/addon:Addon")
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+
+
+def test_bucket_blocks_public_access_and_acls(aws_run: ProgramRun) -> None:
+    block = aws_run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    for flag in (
+        "blockPublicAcls",
+        "blockPublicPolicy",
+        "ignorePublicAcls",
+        "restrictPublicBuckets",
+    ):
+        assert block[flag] is True, flag
+    ownership = aws_run.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs
+    assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+
+
+def test_bucket_versioned_with_multipart_cleanup(aws_run: ProgramRun) -> None:
+    versioning = aws_run.one("aws:s3/bucketVersioning:BucketVersioning").inputs
+    assert versioning["versioningConfiguration"] == {"status": "Enabled"}
+    rules = aws_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
+        "rules"
+    ]
+    assert rules[0]["status"] == "Enabled"
+    assert rules[0]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
+
+
+def test_bucket_policy_is_tls_only(aws_run: ProgramRun) -> None:
+    reg = aws_run.one("aws:s3/bucketPolicy:BucketPolicy")
+    (statement,) = _policy(reg)["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statement["Resource"] == [
+        "arn:aws:s3:::artifacts-bucket-a1b2c3d",
+        "arn:aws:s3:::artifacts-bucket-a1b2c3d/*",
+    ]
+    block = aws_run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert block.urn in reg.dependencies
+
+
+def test_encryption_sse_s3_in_dev_and_rotating_kms_in_prod() -> None:
+    sse_type = (
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    )
+    dev_rule = cached_run("dev").one(sse_type).inputs["rules"][0]
+    assert dev_rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    assert not cached_run("dev").of_type("aws:kms/key:Key")
+
+    prod = cached_run("prod")
+    key = prod.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    prod_rule = prod.one(sse_type).inputs["rules"][0]
+    key_arn = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert prod_rule["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": key_arn,
+    }
+
+
+# --- IRSA --------------------------------------------------------------------------------------
+
+
+def test_irsa_trust_is_one_service_account_with_audience(aws_run: ProgramRun) -> None:
+    role = next(r for r in aws_run.of_type("aws:iam/role:Role") if r.name == "ray-irsa-role")
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"] == {
+        "Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"
+    }
+    assert statement["Condition"] == {
+        "StringEquals": {
+            f"{ISSUER}:sub": "system:serviceaccount:ray:ray",
+            f"{ISSUER}:aud": "sts.amazonaws.com",
+        }
+    }
+
+
+def test_irsa_policy_scoped_to_bucket_prefix_without_wildcard_actions(
+    aws_run: ProgramRun,
+) -> None:
+    prefix = "ray/dev" if aws_run.outputs["mode"] == "dev" else "ray/prod"
+    policy = _policy(aws_run.one("aws:iam/rolePolicy:RolePolicy"))
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    bucket_arn = "arn:aws:s3:::artifacts-bucket-a1b2c3d"
+    assert statements["ListStackPrefix"] == {
+        "Sid": "ListStackPrefix",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": bucket_arn,
+        "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+    }
+    objects = statements["ObjectsUnderStackPrefix"]
+    assert objects["Resource"] == f"{bucket_arn}/{prefix}/*"
+    for s in policy["Statement"]:
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        assert all("*" not in a for a in actions)
+        assert s["Resource"] != "*" and s["Effect"] == "Allow"
+
+
+def test_prod_role_may_use_the_bucket_key() -> None:
+    policy = _policy(cached_run("prod").one("aws:iam/rolePolicy:RolePolicy"))
+    kms = next(s for s in policy["Statement"] if s["Sid"] == "UseBucketKey")
+    assert kms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert kms["Resource"].startswith("arn:aws:kms:us-west-2:123456789012:key/")
+
+
+def test_service_account_annotated_and_used_by_every_group(aws_run: ProgramRun) -> None:
+    sa = aws_run.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
+    assert sa["name"] == "ray" and sa["namespace"] == "ray"
+    assert sa["annotations"] == {"eks.amazonaws.com/role-arn": aws_run.outputs["irsaRoleArn"]}
+    assert [p["serviceAccountName"] for p in _pods(aws_run)] == ["ray"] * len(_pods(aws_run))
+
+
+# --- protection --------------------------------------------------------------------------------
+
+
+def test_prod_protects_and_retains_stateful_resources() -> None:
+    prod = cached_run("prod")
+    for typ in (*STATEFUL, "aws:kms/key:Key"):
+        reg = prod.one(typ)
+        assert reg.protect and reg.retain_on_delete, typ
+    assert prod.one("aws:s3/bucket:Bucket").inputs["forceDestroy"] is False
+
+
+def test_dev_is_destroyable() -> None:
+    dev = cached_run("dev")
+    assert not any(r.protect or r.retain_on_delete for r in dev.registrations)
+    assert dev.one("aws:s3/bucket:Bucket").inputs["forceDestroy"] is True
+
+
+# --- structure ---------------------------------------------------------------------------------
+
+
+def test_every_resource_has_a_component_or_provider_parent(aws_run: ProgramRun) -> None:
+    components = {r.urn for r in aws_run.registrations if not r.custom}
+    top_level = {
+        "kubernetes:core/v1:Namespace",
+        "pulumi:providers:kubernetes",
+        "aws:eks/addon:Addon",
+    }
+    for reg in aws_run.registrations:
+        if reg.custom and reg.type not in top_level:
+            assert reg.parent in components, f"{reg.type} {reg.name} has no component parent"
+    tokens = {r.type for r in aws_run.registrations if not r.custom}
+    assert {
+        "ray-platform:aws:EfsFileSystem",
+        "ray-platform:aws:ArtifactBucket",
+        "ray-platform:aws:IrsaRole",
+        "ray-platform:kubernetes:SharedVolume",
+        "ray-platform:kuberay:Operator",
+        "ray-platform:kuberay:RayCluster",
+    } <= tokens
+
+
+def test_kubernetes_objects_use_the_eks_provider(aws_run: ProgramRun) -> None:
+    provider = aws_run.one("pulumi:providers:kubernetes")
+    kubeconfig = json.loads(provider.inputs["kubeconfig"])
+    user = kubeconfig["users"][0]["user"]["exec"]
+    assert user["command"] == "aws" and "get-token" in user["args"]
+    assert kubeconfig["clusters"][0]["cluster"]["server"].endswith(".eks.amazonaws.com")
+    for reg in aws_run.registrations:
+        if reg.type.startswith("kubernetes:") and reg.custom:
+            assert reg.provider.startswith(provider.urn), reg.name
+
+
+# --- KubeRay -----------------------------------------------------------------------------------
+
+
+def test_operator_chart_pinned_without_its_crds(aws_run: ProgramRun) -> None:
+    release = aws_run.one("kubernetes:helm.sh/v3:Release")
+    inputs = release.inputs
+    assert inputs["chart"] == "kuberay-operator" and inputs["version"] == "1.5.1"
+    assert inputs["repositoryOpts"] == {"repo": "https://ray-project.github.io/kuberay-helm/"}
+    assert inputs["skipCrds"] is True
+    assert inputs["namespace"] == "kuberay-system"
+    assert inputs["values"]["watchNamespace"] == ["ray"]
+    resources = inputs["values"]["resources"]
+    assert resources["requests"] == resources["limits"]
+    crds = aws_run.one("kubernetes:yaml/v2:ConfigGroup")
+    assert crds.urn in release.dependencies
+
+
+def test_crds_are_the_pinned_release_and_come_before_the_raycluster(
+    aws_run: ProgramRun,
+) -> None:
+    crds = aws_run.one("kubernetes:yaml/v2:ConfigGroup")
+    text = crds.inputs["yaml"]
+    for plural in ("rayclusters", "rayjobs", "rayservices"):
+        assert f"name: {plural}.ray.io" in text
+    rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
+    assert crds.urn in rc.dependencies
+    release = aws_run.one("kubernetes:helm.sh/v3:Release")
+    assert release.urn in rc.dependencies
+
+
+def test_raycluster_shape(aws_run: ProgramRun) -> None:
+    rc = _raycluster(aws_run)
+    assert rc["metadata"]["namespace"] == "ray" and rc["metadata"]["name"] == "ray"
+    spec = rc["spec"]
+    assert spec["rayVersion"] == "2.52.0"
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["autoscalerOptions"]["idleTimeoutSeconds"] == 60
+    assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    assert spec["authOptions"] == {"mode": "token"}
+    group = spec["workerGroupSpecs"][0]
+    assert group["groupName"] == "cpu" and "replicas" not in group
+    assert (group["minReplicas"], group["maxReplicas"]) == (
+        (0, 4) if aws_run.outputs["mode"] == "dev" else (1, 10)
+    )
+
+
+def test_memory_request_equals_limit_everywhere(aws_run: ProgramRun) -> None:
+    for pod in _pods(aws_run):
+        for c in pod["containers"]:
+            assert c["resources"]["requests"]["memory"] == c["resources"]["limits"]["memory"]
+
+
+def test_shared_volume_and_writable_tmp_on_every_pod(aws_run: ProgramRun) -> None:
+    for pod in _pods(aws_run):
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-tmp"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["shared"]["persistentVolumeClaim"] == {"claimName": "ray-shared"}
+        assert volumes["ray-tmp"] == {"name": "ray-tmp", "emptyDir": {}}
+        assert pod["securityContext"]["runAsUser"] == 1000
+
+
+def test_bucket_uri_and_region_in_every_container(aws_run: ProgramRun) -> None:
+    for pod in _pods(aws_run):
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["RAY_PLATFORM_BUCKET_URI"] == aws_run.outputs["bucketUri"]
+        assert env["AWS_REGION"] == "us-west-2"
+
+
+def test_dev_generic_image_with_shared_packages_on_pythonpath() -> None:
+    dev = cached_run("dev")
+    spec = _raycluster(dev)["spec"]
+    head = spec["headGroupSpec"]["template"]["spec"]
+    assert head["containers"][0]["image"] == "rayproject/ray:2.52.0-py311"
+    install = next(c for c in head["initContainers"] if c["name"] == "install-shared-packages")
+    install_env = {e["name"]: e["value"] for e in install["env"]}
+    assert install_env["REQUIREMENTS"] == "scikit-learn==1.5.2"
+    target = install_env["TARGET"]
+    assert target.startswith("/mnt/shared/python-packages/")
+    for pod in _pods(dev):
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["PYTHONPATH"] == target
+
+
+def test_dev_runtime_env_exported_and_mounted_on_head() -> None:
+    dev = cached_run("dev")
+    assert json.loads(dev.outputs["runtimeEnv"]) == {"pip": ["pandas==2.2.3"]}
+    cm = dev.one("kubernetes:core/v1:ConfigMap").inputs
+    assert json.loads(cm["data"]["runtime_env.json"]) == {"pip": ["pandas==2.2.3"]}
+    head = _raycluster(dev)["spec"]["headGroupSpec"]["template"]["spec"]
+    volume = next(v for v in head["volumes"] if v.get("configMap"))
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
+    assert env["RAY_PLATFORM_RUNTIME_ENV"] == f"{mount['mountPath']}/runtime_env.json"
+
+
+def test_prod_runs_the_digest_image_without_package_installs() -> None:
+    prod = cached_run("prod")
+    spec = _raycluster(prod)["spec"]
+    for pod in _pods(prod):
+        assert "@sha256:" in pod["containers"][0]["image"]
+        assert "initContainers" not in pod
+        env = {e["name"] for e in pod["containers"][0]["env"]}
+        assert "PYTHONPATH" not in env
+    runtime_env = json.loads(prod.outputs["runtimeEnv"])
+    assert not {"pip", "conda", "uv"} & set(runtime_env)
+    assert spec["headGroupSpec"]["rayStartParams"] == {"num-cpus": "0"}
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+def test_outputs(aws_run: ProgramRun) -> None:
+    out = aws_run.outputs
+    stack_prefix = "ray/dev" if out["mode"] == "dev" else "ray/prod"
+    assert out["dashboardPortForward"] == "kubectl -n ray port-forward svc/ray-head-svc 8265:8265"
+    assert out["rayAddress"] == "http://127.0.0.1:8265"
+    assert out["bucketUri"] == f"s3://artifacts-bucket-a1b2c3d/{stack_prefix}"
+    assert out["fileSystemId"] == "fs-0f1e2d3c4b5a69788"
+    assert out["sharedMountPath"] == "/mnt/shared"
+    assert out["irsaRoleArn"].startswith("arn:aws:iam::123456789012:role/ray-irsa-role")
+    assert json.loads(out["runtimeEnv"]) is not None
+    assert "get secret ray" in out["authTokenCommand"]
+
+
+@pytest.mark.parametrize("disabled", ["sharedFilesystem", "artifactBucket"])
+def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:storage"][disabled]["enabled"] = False
+    config["ray-platform:ray"].pop("sharedPackages")
+    run = run_program("dev", config)
+    if disabled == "sharedFilesystem":
+        assert not run.of_type("aws:efs/fileSystem:FileSystem")
+        assert "fileSystemId" not in run.outputs
+        head = _raycluster(run)["spec"]["headGroupSpec"]["template"]["spec"]
+        assert all(v["name"] != "shared" for v in head["volumes"])
+    else:
+        assert not run.of_type("aws:s3/bucket:Bucket")
+        assert "bucketUri" not in run.outputs
+        assert not run.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert run.one("kubernetes:core/v1:ServiceAccount")

@@ -1,0 +1,53 @@
+"""The real program for Pulumi.local.yaml under mocks: hostPath shared volume, dev mode."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import cached_run
+
+
+def test_local_uses_no_cloud_and_the_ambient_kubeconfig() -> None:
+    run = cached_run("local")
+    assert not [r for r in run.registrations if r.type.startswith("aws:")]
+    assert run.calls == []
+    provider = run.one("pulumi:providers:kubernetes")
+    # No kubeconfig path or content lands in state: $KUBECONFIG decides.
+    assert "kubeconfig" not in provider.inputs
+
+
+def test_local_shared_volume_is_hostpath_rwx() -> None:
+    run = cached_run("local")
+    pv = run.one("kubernetes:core/v1:PersistentVolume").inputs["spec"]
+    assert pv["hostPath"] == {"path": "/var/lib/ray-platform/shared", "type": "DirectoryOrCreate"}
+    assert pv["accessModes"] == ["ReadWriteMany"]
+    assert pv["persistentVolumeReclaimPolicy"] == "Retain"
+    assert "mountOptions" not in pv
+
+
+def test_local_operator_is_external_but_crds_are_managed() -> None:
+    run = cached_run("local")
+    assert not run.of_type("kubernetes:helm.sh/v3:Release")
+    crds = run.one("kubernetes:yaml/v2:ConfigGroup")
+    assert crds.urn in run.one("kubernetes:ray.io/v1:RayCluster").dependencies
+
+
+def test_local_pods_fix_hostpath_ownership_before_ray_starts() -> None:
+    run = cached_run("local")
+    spec = run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in spec["workerGroupSpecs"]
+    ]
+    for pod in pods:
+        first = pod["initContainers"][0]
+        assert first["name"] == "own-shared-dir"
+        assert "chown 1000:100 /mnt/shared" in first["command"][-1]
+        assert pod["serviceAccountName"] == "ray"
+
+
+def test_local_outputs() -> None:
+    out = cached_run("local").outputs
+    assert out["cloud"] == "local" and out["mode"] == "dev"
+    assert out["sharedMountPath"] == "/mnt/shared"
+    assert "bucketUri" not in out and "irsaRoleArn" not in out
+    assert json.loads(out["runtimeEnv"])["pip"] == ["requests==2.32.3"]

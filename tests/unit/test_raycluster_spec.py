@@ -1,0 +1,83 @@
+"""Pure RayCluster builders: settings + wiring in, dict out (no Pulumi)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.raycluster_spec import (
+    raycluster_spec,
+    runtime_env_json,
+    shared_packages_dir,
+)
+from components.wiring import StorageWiring
+from infra.settings import RaySettings
+
+
+def _ray(**overrides: Any) -> RaySettings:
+    base: dict[str, Any] = {
+        "version": "2.52.0",
+        "image": "rayproject/ray:2.52.0-py311",
+        "head": {"cpu": "2", "memory": "8Gi"},
+        "workerGroups": [{"name": "gpu", "cpu": "8", "memory": "32Gi", "gpu": 2, "maxReplicas": 3}],
+        "sharedPackages": ["pandas==2.2.3"],
+    }
+    base.update(overrides)
+    return RaySettings.model_validate(base)
+
+
+WIRING = StorageWiring(
+    service_account_name="ray", shared_claim_name="ray-shared", shared_mount_path="/mnt/shared"
+)
+
+
+def test_gpu_limits_and_request_equals_limit() -> None:
+    spec = raycluster_spec(_ray(), WIRING, "dev", "cm")
+    res = spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]
+    assert res["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"}
+    assert res["requests"] == {"cpu": "8", "memory": "32Gi"}
+
+
+def test_packages_dir_changes_with_the_package_list() -> None:
+    a = shared_packages_dir(_ray(), "/mnt/shared")
+    b = shared_packages_dir(_ray(sharedPackages=["pandas==2.2.4"]), "/mnt/shared")
+    c = shared_packages_dir(_ray(sharedPackages=["pandas==2.2.3"]), "/mnt/shared")
+    assert a != b and a == c
+
+
+def test_no_shared_fs_means_no_shared_volume_or_pythonpath() -> None:
+    spec = raycluster_spec(_ray(), StorageWiring(service_account_name="ray"), "dev", "cm")
+    head = spec["headGroupSpec"]["template"]["spec"]
+    assert [v["name"] for v in head["volumes"]] == ["ray-tmp", "runtime-env"]
+    assert "initContainers" not in head
+    env = {e["name"] for e in head["containers"][0]["env"]}
+    assert "PYTHONPATH" not in env and "RAY_PLATFORM_SHARED_DIR" not in env
+
+
+def test_auth_disabled_leaves_auth_options_out() -> None:
+    assert "authOptions" not in raycluster_spec(_ray(auth="disabled"), WIRING, "dev", "cm")
+
+
+def test_runtime_env_json_is_sorted_and_compact() -> None:
+    ray = _ray(runtimeEnv={"pip": ["b"], "env_vars": {"Z": "1", "A": "2"}})
+    assert runtime_env_json(ray) == '{"env_vars":{"A":"2","Z":"1"},"pip":["b"]}'
+
+
+def test_node_selectors_merge_wiring_and_group() -> None:
+    ray = _ray(
+        workerGroups=[
+            {
+                "name": "cpu",
+                "cpu": "1",
+                "memory": "1Gi",
+                "maxReplicas": 1,
+                "nodeSelector": {"pool": "cpu"},
+            }
+        ]
+    )
+    wiring = StorageWiring(service_account_name="ray", node_selector={"kubernetes.io/os": "linux"})
+    spec = raycluster_spec(ray, wiring, "prod", "cm")
+    selector = spec["workerGroupSpecs"][0]["template"]["spec"]["nodeSelector"]
+    assert selector == {"kubernetes.io/os": "linux", "pool": "cpu"}
+    assert "nodeSelector" not in spec["headGroupSpec"]["template"]["spec"] or (
+        spec["headGroupSpec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    )

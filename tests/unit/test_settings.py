@@ -1,0 +1,353 @@
+"""Settings: the stack files parse, and every bad input is one line naming the key and value."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.settings import SettingsError, image_ray_version, load
+from tests.conftest import ROOT, flatten, run_program, stack_config
+
+Mutation = Callable[[dict[str, Any]], None]
+DIGEST = "@sha256:" + "ab" * 32
+
+
+def _load(stack: str, mutate: Mutation | None = None, base_dir: Path = ROOT) -> Any:
+    config = copy.deepcopy(stack_config(stack))
+    if mutate:
+        mutate(config)
+    return load(flatten(config), project="ray-platform", stack=stack, base_dir=base_dir)
+
+
+def _ray(c: dict[str, Any]) -> dict[str, Any]:
+    return c["ray-platform:ray"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_stack_files_parse(stack: str) -> None:
+    settings = _load(stack)
+    assert settings.stack == stack
+    assert settings.mode == ("prod" if stack == "prod" else "dev")
+
+
+def test_mode_is_independent_of_stack_name() -> None:
+    def make_prod(c: dict[str, Any]) -> None:
+        c["ray-platform:mode"] = "prod"
+        _ray(c)["image"] = "rayproject/ray:2.52.0-py311" + DIGEST
+        del _ray(c)["runtimeEnv"]["pip"]
+        del _ray(c)["sharedPackages"]
+
+    settings = _load("dev", make_prod)
+    assert settings.stack == "dev" and settings.mode == "prod" and settings.protect
+
+
+def test_settings_are_frozen() -> None:
+    settings = _load("dev")
+    with pytest.raises(Exception, match="frozen"):
+        settings.ray.head.memory = "1Gi"  # type: ignore[misc]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    """Set `ray.head.cpu`-style paths under ray-platform:<top>."""
+
+    def mutate(c: dict[str, Any]) -> None:
+        top, *rest = path.split(".")
+        key = f"ray-platform:{top}"
+        if not rest:
+            c[key] = value
+            return
+        node = c.setdefault(key, {})
+        for part in rest[:-1]:
+            node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+        last = rest[-1]
+        if last.isdigit():
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return mutate
+
+
+def _delete(top: str) -> Mutation:
+    return lambda c: c.pop(f"ray-platform:{top}")
+
+
+BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
+    (
+        "dev",
+        "image version differs from ray.version",
+        _set("ray.image", "rayproject/ray:2.51.1-py311"),
+        'ray-platform:ray.image ("rayproject/ray:2.51.1-py311") carries Ray 2.51.1 but '
+        "ray.version is 2.52.0",
+    ),
+    (
+        "dev",
+        "min above max",
+        _set("ray.workerGroups.0.minReplicas", 5),
+        "ray-platform:ray.workerGroups[0].maxReplicas (4) is below minReplicas (5)",
+    ),
+    (
+        "prod",
+        "prod image by tag only",
+        _set("ray.image", "rayproject/ray:2.52.0-py311"),
+        'ray-platform:ray.image ("rayproject/ray:2.52.0-py311") must be pinned by digest in prod',
+    ),
+    (
+        "prod",
+        "prod runtime_env pip",
+        _set("ray.runtimeEnv.pip", ["pandas==2.2.3"]),
+        'ray-platform:ray.runtimeEnv.pip (["pandas==2.2.3"]) installs packages at run time',
+    ),
+    (
+        "prod",
+        "prod runtime_env conda",
+        _set("ray.runtimeEnv.conda", {"dependencies": ["numpy"]}),
+        'ray-platform:ray.runtimeEnv.conda ({"dependencies": ["numpy"]}) installs packages',
+    ),
+    (
+        "prod",
+        "prod runtime_env uv",
+        _set("ray.runtimeEnv.uv", ["polars"]),
+        'ray-platform:ray.runtimeEnv.uv (["polars"]) installs packages at run time',
+    ),
+    (
+        "dev",
+        "memory limit given separately",
+        _set("ray.head.memoryLimit", "16Gi"),
+        "ray-platform:ray.head.memoryLimit is not a known setting",
+    ),
+    (
+        "dev",
+        "worker group name not a Kubernetes name",
+        _set("ray.workerGroups.0.name", "GPU_Workers"),
+        'ray-platform:ray.workerGroups[0].name ("GPU_Workers") is not valid as a worker group',
+    ),
+    (
+        "dev",
+        "namespace not a Kubernetes name",
+        _set("kubernetes.namespace", "Ray Team"),
+        'ray-platform:kubernetes.namespace ("Ray Team") is not valid as a Kubernetes namespace',
+    ),
+    (
+        "dev",
+        "relative mount path",
+        _set("storage.sharedFilesystem.mountPath", "mnt/shared"),
+        'ray-platform:storage.sharedFilesystem.mountPath ("mnt/shared") must be an absolute path',
+    ),
+    (
+        "dev",
+        "operator version not semver",
+        _set("operator.version", "1.5"),
+        'ray-platform:operator.version ("1.5") is not a semantic version',
+    ),
+    (
+        "dev",
+        "unknown top-level key",
+        _set("rayy", {"version": "2.52.0"}),
+        "ray-platform:rayy is not a known setting",
+    ),
+    (
+        "dev",
+        "unknown nested key",
+        _set("ray.head.cpus", "2"),
+        "ray-platform:ray.head.cpus is not a known setting",
+    ),
+    (
+        "dev",
+        "mode not dev or prod",
+        _set("mode", "staging"),
+        "ray-platform:mode (\"staging\") Input should be 'dev' or 'prod'",
+    ),
+    (
+        "dev",
+        "mode missing",
+        _delete("mode"),
+        "ray-platform:mode is required but not set (one of dev, prod)",
+    ),
+    (
+        "dev",
+        "memory not a quantity",
+        _set("ray.workerGroups.0.memory", "16 GB"),
+        'ray-platform:ray.workerGroups[0].memory ("16 GB") is not a memory quantity',
+    ),
+    (
+        "dev",
+        "cpu not a quantity",
+        _set("ray.head.cpu", "two"),
+        'ray-platform:ray.head.cpu ("two") is not a CPU quantity',
+    ),
+    (
+        "dev",
+        "latest tag",
+        _set("ray.image", "rayproject/ray:latest"),
+        'ray-platform:ray.image ("rayproject/ray:latest") is not a pinned image reference',
+    ),
+    (
+        "dev",
+        "image without any version",
+        _set("ray.image", "rayproject/ray"),
+        'ray-platform:ray.image ("rayproject/ray") needs a tag carrying Ray 2.52.0',
+    ),
+    (
+        "dev",
+        "runtime_env typo",
+        _set("ray.runtimeEnv.piip", ["x"]),
+        'ray-platform:ray.runtimeEnv.piip (["x"]) is not a runtime_env field Ray knows',
+    ),
+    (
+        "dev",
+        "token auth on old Ray",
+        lambda c: _ray(c).update(version="2.50.0", image="rayproject/ray:2.50.0-py311"),
+        'ray-platform:ray.auth ("token") needs Ray 2.52.0 or later (ray.version is 2.50.0)',
+    ),
+    (
+        "dev",
+        "duplicate worker group names",
+        lambda c: _ray(c)["workerGroups"].append(dict(_ray(c)["workerGroups"][0])),
+        'ray-platform:ray.workerGroups[1].name ("cpu") is used by two groups',
+    ),
+    (
+        "dev",
+        "aws without cluster name",
+        _set("kubernetes", {"namespace": "ray"}),
+        "ray-platform:kubernetes.clusterName is required for cloud aws",
+    ),
+    (
+        "dev",
+        "aws without region",
+        lambda c: c.pop("aws:region"),
+        "aws:region is required for cloud aws",
+    ),
+    (
+        "dev",
+        "working_dir zip URI not a zip",
+        _set("ray.runtimeEnv.working_dir", "s3://bucket/code/"),
+        'ray-platform:ray.runtimeEnv.working_dir ("s3://bucket/code/") must point at a .zip',
+    ),
+    (
+        "dev",
+        "working_dir missing locally",
+        _set("ray.runtimeEnv.working_dir", "./no-such-dir"),
+        'ray-platform:ray.runtimeEnv.working_dir ("./no-such-dir") is not a directory',
+    ),
+    (
+        "prod",
+        "prod shared packages",
+        _set("ray.sharedPackages", ["scikit-learn==1.5.2"]),
+        'ray-platform:ray.sharedPackages (["scikit-learn==1.5.2"]) is dev only',
+    ),
+    (
+        "dev",
+        "structured key not a mapping",
+        _set("storage", "efs"),
+        'ray-platform:storage ("efs") must be a YAML mapping',
+    ),
+    (
+        "dev",
+        "negative replicas",
+        _set("ray.workerGroups.0.maxReplicas", -1),
+        "ray-platform:ray.workerGroups[0].maxReplicas (-1) Input should be greater than or equal",
+    ),
+    (
+        "dev",
+        "KMS key is not an ARN",
+        _set("storage.sharedFilesystem.kmsKeyArn", "my-key"),
+        'ray-platform:storage.sharedFilesystem.kmsKeyArn ("my-key") is not a KMS key',
+    ),
+    (
+        "dev",
+        "operator shares the Ray namespace",
+        _set("operator.namespace", "ray"),
+        'ray-platform:operator.namespace ("ray") must differ from kubernetes.namespace',
+    ),
+    (
+        "local",
+        "bucket on local",
+        _set("storage.artifactBucket.enabled", True),
+        "ray-platform:storage.artifactBucket.enabled (true) has no bucket service on cloud local",
+    ),
+    (
+        "dev",
+        "shared package with shell",
+        _set("ray.sharedPackages", ["numpy; rm -rf /"]),
+        'ray-platform:ray.sharedPackages[0] ("numpy; rm -rf /") is not a pip requirement',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("stack", "mutate", "expected"),
+    [pytest.param(s, m, e, id=name) for s, name, m, e in BAD_INPUTS],
+)
+def test_bad_setting_is_one_line_naming_key_and_value(
+    stack: str, mutate: Mutation, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        _load(stack, mutate)
+    message = str(info.value)
+    assert "\n" not in message
+    assert expected in message
+
+
+def test_all_errors_are_reported_together() -> None:
+    def two_faults(c: dict[str, Any]) -> None:
+        _ray(c)["head"]["cpu"] = "two"
+        c["ray-platform:kubernetes"]["namespace"] = "Bad_NS"
+
+    with pytest.raises(SettingsError) as info:
+        _load("dev", two_faults)
+    assert "ray.head.cpu" in str(info.value) and "kubernetes.namespace" in str(info.value)
+
+
+def test_yaml_numbers_are_accepted_as_quantities() -> None:
+    settings = _load("dev", _set("ray.head.cpu", 2))
+    assert settings.ray.head.cpu == "2"
+
+
+def test_working_dir_over_ray_upload_limit(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    with (code / "blob.bin").open("wb") as f:
+        f.truncate(101 * 1024 * 1024)  # sparse: no real disk used
+    with pytest.raises(SettingsError, match="over Ray's 100 MiB upload limit"):
+        _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
+
+
+def test_working_dir_local_directory_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "job.py").write_text("print('hi')\n")
+    settings = _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
+    assert settings.ray.runtime_env["working_dir"] == "code"
+
+
+def test_working_dir_zip_in_bucket_is_accepted() -> None:
+    settings = _load("dev", _set("ray.runtimeEnv.working_dir", "s3://bucket/ray/dev/code.zip"))
+    assert settings.ray.runtime_env["working_dir"].endswith(".zip")
+
+
+def test_bad_setting_stops_program_before_any_resource() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    _ray(config)["workerGroups"][0]["minReplicas"] = 9
+    run = None
+    with pytest.raises(SettingsError, match=r"workerGroups\[0\]\.maxReplicas"):
+        run = run_program("dev", config)
+    assert run is None
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("rayproject/ray:2.52.0-py311", "2.52.0"),
+        ("rayproject/ray:2.52.0", "2.52.0"),
+        ("rayproject/ray-ml:2.52.0-py311-gpu", "2.52.0"),
+        ("registry:5000/team/app:v3-ray2.52.1@sha256:" + "0" * 64, "2.52.1"),
+        ("registry:5000/team/app@sha256:" + "0" * 64, None),
+        ("rayproject/ray", None),
+    ],
+)
+def test_image_ray_version(image: str, version: str | None) -> None:
+    assert image_ray_version(image) == version
