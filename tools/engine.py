@@ -1,0 +1,107 @@
+"""Run this program with the real Pulumi engine, offline: the CLI, Python host and Kubernetes
+provider built by tools/build.py, a file backend, no plugin downloads.
+
+Used by the main job (`python -m tools.main`), the e2e tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE_BINARIES = ["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]
+# The local stack holds no secrets; the passphrase only satisfies the file backend.
+LOCAL_PASSPHRASE = "ray-platform-local"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where the engine binaries are and the environment they run with."""
+
+    bin_dir: Path
+    env: dict[str, str]
+
+
+def engine(state_dir: Path, kubeconfig: Path | None) -> Engine:
+    """Build (or reuse) the engine binaries and an offline environment using `state_dir`."""
+    from tools.build import bin_dir, ensure
+
+    ensure(ENGINE_BINARIES)
+    bins = bin_dir()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": f"{bins}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PULUMI_BACKEND_URL": state_dir.resolve().as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_HOME": str(state_dir.resolve() / ".pulumi-home"),
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+    }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return Engine(bins, env)
+
+
+def stack_file_config(stack: str) -> dict[str, Any]:
+    """The `config:` of the committed stack file."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    return dict(data.get("config") or {})
+
+
+def work_dir(
+    state_dir: Path, stack: str = "local", overrides: Mapping[str, Any] | None = None
+) -> Path:
+    """A working copy of the project for the engine: links to the sources and a *copy* of the
+    stack file, so the engine's writes (encryption salt, test config) never touch the clone.
+
+    `overrides` replaces top-level config keys of the stack file in the copy.
+    """
+    import yaml
+
+    wd = state_dir / "project"
+    wd.mkdir(parents=True, exist_ok=True)
+    # Everything but stack files is linked, so relative paths (a runtime_env working_dir) resolve.
+    for entry in ROOT.iterdir():
+        link = wd / entry.name
+        stack_file = entry.name.startswith("Pulumi.") and entry.name != "Pulumi.yaml"
+        if stack_file or entry.name == ".git":
+            continue
+        if not link.is_symlink():
+            link.symlink_to(entry)
+    stack_file = wd / f"Pulumi.{stack}.yaml"
+    previous = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    data["config"] = {**stack_file_config(stack), **(overrides or {})}
+    if previous and previous.get("encryptionsalt"):
+        data["encryptionsalt"] = previous["encryptionsalt"]
+    stack_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return wd
+
+
+def local_stack(eng: Engine, work_dir: Path, stack: str = "local") -> auto.Stack:
+    """Select (creating if needed) `stack` of this project in the engine's file backend."""
+    # The Automation API finds `pulumi` on PATH and reads the backend from the environment.
+    os.environ.update(eng.env)
+    return auto.create_or_select_stack(
+        stack_name=stack,
+        work_dir=str(work_dir),
+        opts=auto.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=eng.env),
+    )
+
+
+def outputs(stack: auto.Stack) -> dict[str, Any]:
+    return {k: v.value for k, v in stack.outputs().items()}
+
+
+def summary_changes(result: Mapping[str, int] | None) -> dict[str, int]:
+    """Resource changes other than `same` from an up/preview summary."""
+    return {k: v for k, v in (result or {}).items() if k != "same" and v}

@@ -1,0 +1,10 @@
+# Sourced by tools/test and tools/up: uv (from PyPI if missing) and the locked environment.
+UV_VERSION=0.13.9
+if ! command -v uv >/dev/null 2>&1; then
+  echo "[setup] installing uv ${UV_VERSION} from PyPI" >&2
+  python3 -m pip install --user --quiet "uv==${UV_VERSION}"
+  PATH="$(python3 -m site --user-base)/bin:$PATH"
+  export PATH
+fi
+echo "[setup] uv sync (locked dependencies)" >&2
+uv sync --frozen --quiet
