@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
-from tests.e2e.kube import Kube
 from tools import engine, localcluster
+from tools.kube import Kube
 
 pytestmark = pytest.mark.e2e
 
