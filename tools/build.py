@@ -123,8 +123,28 @@ def _fingerprint(name: str, spec: dict[str, Any]) -> str:
     h.update(json.dumps(recipe, sort_keys=True).encode())
     for p in _wrapper_files(WRAPPERS_DIR / spec["wrapper"]):
         h.update(f"\n{p.name}\n".encode())
-        h.update(p.read_bytes())
+        data = p.read_bytes()
+        h.update(_normalized_gomod(data.decode()).encode() if p.name == "go.mod" else data)
     return h.hexdigest()[:16]
+
+
+def _normalized_gomod(text: str) -> str:
+    """go.mod without comments, grouping and order, so reformatting it changes no fingerprint."""
+    out = set()
+    block = ""
+    for raw in text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if line == ")":
+            block = ""
+            continue
+        m = re.match(r"^(require|replace|exclude|retract|tool|ignore|godebug)\s*\($", line)
+        if m:
+            block = m.group(1)
+            continue
+        out.add(f"{block} {line}".strip() if block else line)
+    return "\n".join(sorted(out))
 
 
 def _cached(name: str, spec: dict[str, Any]) -> Path | None:
@@ -275,10 +295,14 @@ def sync(name: str) -> None:
         )
         upstream = Path(out["GoMod"]).read_text(encoding="utf-8")
         staged = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", upstream, re.M)
-        for module in _gomod_staging_replaces(wrapper):
-            _go(["mod", "edit", f"-dropreplace={module}"], wrapper, what)
-        for module in staged:
-            _go(["mod", "edit", f"-replace={module}={module}@{staging}"], wrapper, what)
+        if _gomod_staging_replaces(wrapper) != dict.fromkeys(staged, staging):
+            for module in _gomod_staging_replaces(wrapper):
+                _go(["mod", "edit", f"-dropreplace={module}"], wrapper, what)
+            gomod = wrapper / "go.mod"
+            block = "".join(f"\t{m} => {m} {staging}\n" for m in staged)
+            gomod.write_text(
+                f"{gomod.read_text(encoding='utf-8').rstrip()}\n\nreplace (\n{block})\n"
+            )
     _log(f"{name}: go mod tidy in tools/go/{spec['wrapper']}")
     _go(["mod", "tidy"], wrapper, what)
     _check_wrapper(name, spec)
