@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws_policy import deny_insecure_transport
+
 
 @dataclass(frozen=True)
 class ArtifactBucketArgs:
@@ -114,14 +116,11 @@ class ArtifactBucket(pulumi.ComponentResource):
                 {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {
-                            "Sid": "DenyNonTls",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        }
+                        deny_insecure_transport(
+                            [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                            principal="*",
+                            action="s3:*",
+                        )
                     ],
                 },
                 sort_keys=True,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from components.aws_policy import deny_insecure_transport
+
 
 @dataclass(frozen=True)
 class EfsFileSystemArgs:
@@ -88,14 +90,7 @@ class EfsFileSystem(pulumi.ComponentResource):
                                 "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}
                             },
                         },
-                        {
-                            "Sid": "DenyNonTls",
-                            "Effect": "Deny",
-                            "Principal": {"AWS": "*"},
-                            "Action": "*",
-                            "Resource": fs.arn,
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        },
+                        deny_insecure_transport(fs.arn, principal={"AWS": "*"}, action="*"),
                     ],
                 },
                 sort_keys=True,

@@ -10,11 +10,13 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -87,20 +89,48 @@ def _dns_label(value: str, what: str = "a Kubernetes name") -> str:
     return value
 
 
+def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(v) or re.fullmatch(r"0+(\.0+)?m?", v):
+        raise ValueError(f"is not {what}")
+    return v
+
+
+def _number_to_str(v: object) -> object:
+    """YAML `cpu: 2` is a number; Kubernetes quantities are strings."""
+    if isinstance(v, bool):
+        return v
+    return str(v) if isinstance(v, int | float) else v
+
+
+def _semver(v: str) -> str:
+    if not _SEMVER.match(v):
+        raise ValueError("is not a semantic version such as 1.5.1")
+    return v
+
+
+CpuQuantity = Annotated[
+    str,
+    BeforeValidator(_number_to_str),
+    AfterValidator(lambda v: _quantity(v, _CPU, "a CPU quantity such as 500m or 2")),
+]
+MemoryQuantity = Annotated[
+    str,
+    BeforeValidator(_number_to_str),
+    AfterValidator(lambda v: _quantity(v, _MEMORY, "a memory quantity such as 8Gi")),
+]
+NamespaceName = Annotated[str, AfterValidator(lambda v: _dns_label(v, "a Kubernetes namespace"))]
+SemVer = Annotated[str, AfterValidator(_semver)]
+
+
 class KubernetesSettings(_Model):
     """Which cluster, and the namespace Ray runs in."""
 
     cluster_name: str | None = Field(None, alias="clusterName")
     """EKS / GKE cluster name; everything cloud-specific is looked up from it."""
-    namespace: str = "ray"
+    namespace: NamespaceName = "ray"
     kubeconfig: str | None = None
     """local only: a kubeconfig path; default: $KUBECONFIG or ~/.kube/config."""
     context: str | None = None
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str) -> str:
-        return _dns_label(v, "a Kubernetes namespace")
 
 
 class SharedFilesystemSettings(_Model):
@@ -110,7 +140,7 @@ class SharedFilesystemSettings(_Model):
     mount_path: str = Field("/mnt/shared", alias="mountPath")
     kms_key_arn: str | None = Field(None, alias="kmsKeyArn")
     """aws: a customer-managed KMS key for EFS encryption (default: the AWS-managed key)."""
-    size: str = "100Gi"
+    size: MemoryQuantity = "100Gi"
     """The PersistentVolume's nominal capacity (EFS is elastic; hostPath ignores it)."""
     host_path: str = Field("/var/lib/ray-platform/shared", alias="hostPath")
     """local: the node directory that backs the volume."""
@@ -129,13 +159,6 @@ class SharedFilesystemSettings(_Model):
     def _kms(cls, v: str | None) -> str | None:
         if v is not None and not _ARN.match(v):
             raise ValueError("is not a KMS key or alias ARN")
-        return v
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        if not _MEMORY.match(v):
-            raise ValueError("is not a Kubernetes quantity such as 100Gi")
         return v
 
 
@@ -167,36 +190,14 @@ class StorageSettings(_Model):
 class OperatorSettings(_Model):
     """The KubeRay operator and its CRDs."""
 
-    version: str = "1.5.1"
-    namespace: str = "kuberay-system"
+    version: SemVer = "1.5.1"
+    namespace: NamespaceName = "kuberay-system"
     install: Literal["helm", "external"] = "helm"
     """helm: the program installs the kuberay-operator chart. external: an operator already runs
     (e.g. the local control plane's); the program still manages the CRDs."""
     chart_repo: str = Field("https://ray-project.github.io/kuberay-helm/", alias="chartRepo")
-    cpu: str = "100m"
-    memory: str = "512Mi"
-
-    @field_validator("version")
-    @classmethod
-    def _semver(cls, v: str) -> str:
-        if not _SEMVER.match(v):
-            raise ValueError("is not a semantic version such as 1.5.1")
-        return v
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str) -> str:
-        return _dns_label(v, "a Kubernetes namespace")
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, v: str) -> str:
-        return _quantity(v, _CPU, "a CPU quantity such as 500m or 2")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        return _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
+    cpu: CpuQuantity = "100m"
+    memory: MemoryQuantity = "512Mi"
 
     @field_validator("chart_repo")
     @classmethod
@@ -206,40 +207,13 @@ class OperatorSettings(_Model):
         return v
 
 
-def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(v) or re.fullmatch(r"0+(\.0+)?m?", v):
-        raise ValueError(f"is not {what}")
-    return v
-
-
-def _number_to_str(v: object) -> object:
-    """YAML `cpu: 2` is a number; Kubernetes quantities are strings."""
-    if isinstance(v, bool):
-        return v
-    return str(v) if isinstance(v, int | float) else v
-
-
 class GroupSettings(_Model):
-    cpu: str
-    memory: str
+    cpu: CpuQuantity
+    memory: MemoryQuantity
     """Given once: used as both request and limit (Ray sizes its object store from it)."""
     gpu: int = Field(0, ge=0)
     ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
 
-    @field_validator("cpu", "memory", mode="before")
-    @classmethod
-    def _numbers(cls, v: object) -> object:
-        return _number_to_str(v)
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, v: str) -> str:
-        return _quantity(v, _CPU, "a CPU quantity such as 500m or 2")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        return _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
 
 
 class HeadSettings(GroupSettings):
