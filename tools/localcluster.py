@@ -443,8 +443,8 @@ def _apiserver_argv(binary: Path, pki: Pki, ports: dict[str, int]) -> list[str]:
         # Endpoints may not hold loopback addresses, so publishing 127.0.0.1 as the `kubernetes`
         # Service's endpoint fails (and logs) every 10s; nothing runs in-cluster to use it anyway.
         "--endpoint-reconciler-type=none",
-        # The default admission plugins need neither a scheduler nor Nodes; ServiceAccount admission
-        # is served by the controller manager's service-account controllers.
+        # No --enable-admission-plugins: the defaults need neither a scheduler nor Nodes, and the
+        # ServiceAccount plugin is satisfied by the controller manager's service-account controller.
         "--allow-privileged=true",
         "--profiling=false",
     ]
@@ -453,10 +453,9 @@ def _apiserver_argv(binary: Path, pki: Pki, ports: dict[str, int]) -> list[str]:
 def _controller_manager_argv(
     binary: Path, layout: _Layout, pki: Pki, ports: dict[str, int]
 ) -> list[str]:
-    kubeconfig = layout.controller_manager_kubeconfig
     return [
         str(binary),
-        f"--kubeconfig={kubeconfig}",
+        f"--kubeconfig={layout.controller_manager_kubeconfig}",
         # No --authentication/authorization-kubeconfig: delegated authentication needs the API
         # server's request-header CA (an aggregation front proxy we do not have) and logs errors
         # without it; /healthz, the only endpoint used here, is always allowed.
@@ -555,7 +554,10 @@ def _status(layout: _Layout, state: _State | None) -> ClusterStatus:
     components = []
     for proc in state.processes:
         running = _cmdline(proc.pid) == proc.argv
-        healthy = running and _health_check(layout, proc.name, state.ports)()
+        try:
+            healthy = running and _health_check(layout, proc.name, state.ports)()
+        except (OSError, ssl.SSLError):  # credentials gone: a half torn-down cluster
+            healthy = False
         endpoint = _ENDPOINTS[proc.name].format(host=LOOPBACK, ports=state.ports)
         components.append(ComponentStatus(proc.name, proc.pid, running, healthy, endpoint))
     return ClusterStatus(layout.root, Path(state.kubeconfig), tuple(components))
