@@ -215,7 +215,6 @@ class GroupSettings(_Model):
     ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
 
 
-
 class HeadSettings(GroupSettings):
     """The head pod's resources. It runs the driver, the dashboard and (dev) Jupyter."""
 
