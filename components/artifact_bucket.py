@@ -117,7 +117,7 @@ class ArtifactBucket(pulumi.ComponentResource):
                     "Version": "2012-10-17",
                     "Statement": [
                         deny_insecure_transport(
-                            [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                            [bucket.arn, bucket.arn.apply(lambda arn: f"{arn}/*")],
                             principal="*",
                             action="s3:*",
                         )

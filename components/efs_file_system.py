@@ -141,7 +141,9 @@ class EfsFileSystem(pulumi.ComponentResource):
         )
         self.file_system_id = fs.id
         self.access_point_id = ap.id
-        self.volume_handle = pulumi.Output.concat(fs.id, "::", ap.id)
+        self.volume_handle = pulumi.Output.all(fs.id, ap.id).apply(
+            lambda ids: f"{ids[0]}::{ids[1]}"
+        )
         self.register_outputs(
             {
                 "file_system_id": self.file_system_id,

@@ -159,7 +159,7 @@ def bucket_access_policy(
                 "s3:ListMultipartUploadParts",
                 "s3:PutObject",
             ],
-            "Resource": pulumi.Output.concat(bucket_arn, f"/{prefix}/*"),
+            "Resource": pulumi.Output.from_input(bucket_arn).apply(lambda arn: f"{arn}/{prefix}/*"),
         },
     ]
     if kms_key_arn is not None:
@@ -248,7 +248,8 @@ def build_storage(
                 tags=tags,
             ),
         )
-        bucket_uri = pulumi.Output.concat("s3://", bucket.bucket_name, f"/{settings.bucket_prefix}")
+        prefix = settings.bucket_prefix
+        bucket_uri = bucket.bucket_name.apply(lambda name: f"s3://{name}/{prefix}")
         policy_json = pulumi.Output.json_dumps(
             bucket_access_policy(bucket.bucket_arn, settings.bucket_prefix, bucket.kms_key_arn),
             sort_keys=True,

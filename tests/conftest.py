@@ -261,9 +261,10 @@ def run_program(
     config: Mapping[str, Any] | None = None,
     *,
     preview: bool = False,
+    mocks: PlatformMocks | None = None,
 ) -> ProgramRun:
     """Run the real `__main__.py` with `config` (default: the stack file's) under mocks."""
-    mocks = PlatformMocks()
+    mocks = mocks or PlatformMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_all_config(flatten(stack_config(stack) if config is None else config))
     pulumi.runtime.set_mocks(

@@ -119,4 +119,4 @@ class Kube:
                 return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-            time.sleep(1.0)
+            time.sleep(0.2)
