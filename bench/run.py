@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| case | pulumi up | server-side apply | ratio |")
     print("|---|---|---|---|")
     for name, p, s in rows:
-        print(f"| {name} | {p:.2f} | {s:.3f} | {p / s:.0f}x |")
+        print(f"| {name} | {p:.2f} | {s:.2f} | {p / s:.1f}x |")
     return 0
 
 

@@ -8,7 +8,6 @@ import pulumi_kubernetes as k8s
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
 from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
-from infra import aws as aws_adapter
 from infra import kuberay_release
 from infra import local as local_adapter
 from infra.adapters import CloudStorage
@@ -27,6 +26,9 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
 
     if settings.cloud == "aws":
+        # Imported only for AWS stacks: pulumi_aws is a second of start-up the local stack skips.
+        from infra import aws as aws_adapter
+
         assert settings.kubernetes.cluster_name is not None
         eks = aws_adapter.lookup_cluster(settings.kubernetes.cluster_name)
         provider = aws_adapter.kubernetes_provider(settings, eks)
