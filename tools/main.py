@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     stack = engine.local_stack(eng, engine.work_dir(state, args.stack), args.stack)
-    out = lambda text: print(text, end="", flush=True)  # noqa: E731
+    out = lambda line: print(line, flush=True)  # noqa: E731
     try:
         if args.action == "up":
             stack.up(on_output=out, color="never")
