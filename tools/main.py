@@ -1,10 +1,10 @@
 """The main job: `pulumi up --stack local` with the real engine, offline.
 
-    python -m tools.main [up|preview|destroy|outputs] [--stack local] [--state DIR]
+    python -m tools.main [up|preview|destroy|outputs|down] [--stack local] [--state DIR]
 
 With no $KUBECONFIG it first starts the project's local control plane (etcd, kube-apiserver,
-kube-controller-manager and the KubeRay operator on loopback; `python -m tools.localcluster down`
-stops it). State lives in a file backend under the user cache directory.
+kube-controller-manager and the KubeRay operator on loopback; `down` stops it). State lives in
+a file backend under the user cache directory.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tools.main", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "action", nargs="?", default="up", choices=["up", "preview", "destroy", "outputs"]
+        "action", nargs="?", default="up", choices=["up", "preview", "destroy", "outputs", "down"]
     )
     parser.add_argument("--stack", default="local")
     parser.add_argument("--state", type=Path, default=None, help="file backend directory")
     args = parser.parse_args(argv)
     state = args.state or cache_root() / "state"
+    if args.action == "down":
+        localcluster.down()
+        return 0
     try:
         kubeconfig = _kubeconfig(start_cluster=args.action in ("up", "preview"))
         eng = engine.engine(state, kubeconfig)
