@@ -58,10 +58,71 @@ _SEMVER = re.compile(
     r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)$")
+_MEMORY_UNITS = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-_S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
-_VERSION_IN_TAG = re.compile(r"(?<![0-9.])(\d+\.\d+\.\d+)(?![0-9])")
+_S3_PREFIX = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+_VERSION_IN_TAG = re.compile(r"(?<![0-9.])(\d+\.\d+\.\d+)(?![0-9A-Za-z])")
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], path lowercase.
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?$"
+)
+# PEP 508 name, optional extras and version specifiers; nothing a shell or pip option could abuse.
+_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[A-Za-z0-9._,-]+\])?"
+    r"(?:\s*(?:===|==|~=|!=|>=|<=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+    r"(?:\s*,\s*(?:===|==|~=|!=|>=|<=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)?$"
+)
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+# Directories a shared mount must not hide or sit inside (the image, Ray's own state, the system).
+_RESERVED_DIRS = (
+    "/",
+    "/tmp",
+    "/tmp/ray",
+    "/home",
+    "/home/ray",
+    "/var",
+    "/opt",
+    "/root",
+    "/run",
+    "/mnt",
+)
+_RESERVED_TREES = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/boot",
+    "/home/ray/anaconda3",
+)
+INT32_MAX = 2**31 - 1
 _ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
 
 
@@ -90,8 +151,16 @@ def _dns_label(value: str, what: str = "a Kubernetes name") -> str:
 
 
 def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(v) or re.fullmatch(r"0+(\.0+)?m?", v):
+    if not pattern.match(v) or not re.search(r"[1-9]", v):
         raise ValueError(f"is not {what}")
+    return v
+
+
+def _memory(v: str) -> str:
+    _quantity(v, _MEMORY, "a memory quantity with a unit, such as 8Gi")
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]+)", v).groups()  # type: ignore[union-attr]
+    if float(number) * _MEMORY_UNITS[unit] < 256 * 2**20:
+        raise ValueError("is below 256Mi, too little for a Ray process")
     return v
 
 
@@ -116,9 +185,36 @@ CpuQuantity = Annotated[
 MemoryQuantity = Annotated[
     str,
     BeforeValidator(_number_to_str),
-    AfterValidator(lambda v: _quantity(v, _MEMORY, "a memory quantity such as 8Gi")),
+    AfterValidator(_memory),
 ]
-NamespaceName = Annotated[str, AfterValidator(lambda v: _dns_label(v, "a Kubernetes namespace"))]
+
+
+def _namespace(v: str) -> str:
+    _dns_label(v, "a Kubernetes namespace")
+    if v == "default" or v.startswith("kube-"):
+        raise ValueError("is a namespace Kubernetes owns; choose your own, e.g. ray")
+    return v
+
+
+def _strict_int(v: object) -> object:
+    """YAML `true` is not a replica count."""
+    if isinstance(v, bool):
+        raise ValueError("must be a whole number, not true/false")
+    return v
+
+
+def _label_map(v: dict[str, str]) -> dict[str, str]:
+    for key, value in v.items():
+        if len(key) > 253 or not _LABEL_KEY.match(key):
+            raise ValueError(f"has an invalid label key {key!r}")
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            raise ValueError(f"has an invalid label value {value!r} for {key!r}")
+    return v
+
+
+NamespaceName = Annotated[str, AfterValidator(_namespace)]
+Count = Annotated[int, BeforeValidator(_strict_int), Field(ge=0, le=10_000)]
+LabelMap = Annotated[dict[str, str], AfterValidator(_label_map)]
 SemVer = Annotated[str, AfterValidator(_semver)]
 
 
@@ -127,6 +223,14 @@ class KubernetesSettings(_Model):
 
     cluster_name: str | None = Field(None, alias="clusterName")
     """EKS / GKE cluster name; everything cloud-specific is looked up from it."""
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster(cls, v: str | None) -> str | None:
+        if v is not None and not _EKS_NAME.match(v):
+            raise ValueError("is not a cluster name (letters, digits, '-', '_'; at most 100)")
+        return v
+
     namespace: NamespaceName = "ray"
     kubeconfig: str | None = None
     """local only: a kubeconfig path; default: $KUBECONFIG or ~/.kube/config."""
@@ -148,11 +252,16 @@ class SharedFilesystemSettings(_Model):
     @field_validator("mount_path", "host_path")
     @classmethod
     def _absolute(cls, v: str) -> str:
-        if not v.startswith("/") or "/../" in f"{v}/" or "//" in v:
-            raise ValueError("must be an absolute path without '..' or '//'")
-        if v == "/" or v.rstrip("/") in ("/tmp", "/tmp/ray", "/home/ray", "/dev/shm"):
-            raise ValueError("would hide a directory Ray needs; choose e.g. /mnt/shared")
-        return v.rstrip("/")
+        v = v.rstrip("/") or "/"
+        if not _PATH.match(v) or "/../" in f"{v}/" or "/./" in f"{v}/" or "//" in v:
+            raise ValueError(
+                "must be an absolute path of letters, digits, '.', '_', '-' (e.g. /mnt/shared)"
+            )
+        if v in _RESERVED_DIRS or any(v == t or v.startswith(t + "/") for t in _RESERVED_TREES):
+            raise ValueError(
+                "would hide or sit inside a directory the image needs; use /mnt/<name>"
+            )
+        return v
 
     @field_validator("kms_key_arn")
     @classmethod
@@ -173,7 +282,9 @@ class ArtifactBucketSettings(_Model):
     @classmethod
     def _prefix(cls, v: str | None) -> str | None:
         if v is not None and (not _S3_PREFIX.match(v) or len(v) > 512):
-            raise ValueError("is not a key prefix (no leading/trailing '/', no spaces or '//')")
+            raise ValueError(
+                "is not a key prefix (segments of letters, digits, '.', '_', '-' joined by '/')"
+            )
         return v
 
 
@@ -202,8 +313,8 @@ class OperatorSettings(_Model):
     @field_validator("chart_repo")
     @classmethod
     def _repo(cls, v: str) -> str:
-        if not re.match(r"^(https://|oci://)\S+$", v):
-            raise ValueError("must be an https:// or oci:// chart repository URL")
+        if not re.match(r"^https://\S+$", v):
+            raise ValueError("must be an https:// Helm chart repository URL")
         return v
 
 
@@ -223,9 +334,9 @@ class WorkerGroupSettings(GroupSettings):
     """One autoscaled worker group."""
 
     name: str
-    min_replicas: int = Field(0, alias="minReplicas", ge=0)
-    max_replicas: int = Field(alias="maxReplicas", ge=0)
-    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    min_replicas: Count = Field(0, alias="minReplicas")
+    max_replicas: Count = Field(alias="maxReplicas")
+    node_selector: LabelMap = Field(default_factory=dict, alias="nodeSelector")
 
     @field_validator("name")
     @classmethod
@@ -249,7 +360,7 @@ class RaySettings(_Model):
     runtime_env: dict[str, Any] = Field(default_factory=dict, alias="runtimeEnv")
     shared_packages: tuple[str, ...] = Field((), alias="sharedPackages")
     """dev: pip requirement strings installed onto the shared file system (on PYTHONPATH)."""
-    idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10)
+    idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10, le=86_400)
     auth: Literal["token", "disabled"] = "token"
     """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""
 
@@ -271,8 +382,10 @@ class RaySettings(_Model):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not v or any(c.isspace() for c in v) or v.endswith(":latest") or ":latest@" in v:
-            raise ValueError("is not a pinned image reference (no spaces, never ':latest')")
+        if not _IMAGE.match(v):
+            raise ValueError("is not a valid image reference (registry/path:tag[@sha256:…])")
+        if v.endswith(":latest") or ":latest@" in v:
+            raise ValueError("is not pinned: never ':latest'")
         return v
 
     @model_validator(mode="after")
@@ -367,6 +480,21 @@ def _lookup(data: Any, path: tuple[int | str, ...]) -> tuple[bool, Any]:
     return True, data
 
 
+_FRIENDLY = {
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "string_type": 'must be a string (quote it in YAML, e.g. "1.5.1")',
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+
+
 def _pydantic_messages(err: ValidationError, raw: Mapping[str, Any]) -> list[str]:
     messages = []
     for e in err.errors():
@@ -384,7 +512,7 @@ def _pydantic_messages(err: ValidationError, raw: Mapping[str, Any]) -> list[str
         elif e["type"] == "missing":
             messages.append(f"{_key(loc)} is required but not set")
         else:
-            problem = str(e["msg"]).removeprefix("Value error, ")
+            problem = _FRIENDLY.get(e["type"]) or str(e["msg"]).removeprefix("Value error, ")
             shown = f" ({_fmt_value(value)})" if found else ""
             messages.append(f"{_key(loc)}{shown} {problem}")
     return messages
@@ -487,7 +615,7 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
     pinned = bool(_DIGEST.search(ray.image))
     if image_version is not None and image_version != ray.version:
         err("ray.image", ray.image, f"carries Ray {image_version} but ray.version is {ray.version}")
-    if image_version is None and not pinned:
+    if image_version is None:
         err("ray.image", ray.image, f"needs a tag carrying Ray {ray.version}, e.g. :{ray.version}")
     if s.mode == "prod" and not pinned:
         err("ray.image", ray.image, "must be pinned by digest in prod (…@sha256:<64 hex>)")
@@ -499,6 +627,13 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
                     ray.runtime_env[key],
                     "installs packages at run time; prod bakes dependencies into the image",
                 )
+        wheels = [m for m in ray.runtime_env.get("py_modules") or [] if str(m).endswith(".whl")]
+        if wheels:
+            err(
+                "ray.runtimeEnv.py_modules",
+                wheels,
+                "installs wheels at run time; prod bakes dependencies into the image",
+            )
         if ray.shared_packages:
             err(
                 "ray.sharedPackages",
@@ -528,7 +663,7 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
             "needs storage.sharedFilesystem.enabled (packages live on the shared file system)",
         )
     for i, req in enumerate(ray.shared_packages):
-        if not req.strip() or req.strip().startswith("-") or any(c in req for c in "\n;`$"):
+        if not _REQUIREMENT.match(req):
             err(f"ray.sharedPackages[{i}]", req, "is not a pip requirement such as pandas==2.2.3")
     errors.extend(_runtime_env_errors(s, base_dir))
     if s.cloud in ("aws", "gcp") and not s.kubernetes.cluster_name:
@@ -538,6 +673,22 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
         )
     if s.cloud == "aws" and not s.region:
         errors.append("aws:region is required for cloud aws (e.g. pulumi config set aws:region …)")
+    if s.cloud == "aws" and s.region and not _REGION.match(s.region):
+        errors.append(f"aws:region ({_fmt_value(s.region)}) is not an AWS region such as us-west-2")
+    if s.cloud != "aws" and s.aws.model_fields_set:
+        err("aws", s.aws.model_dump(by_alias=True), "applies to cloud aws only")
+    if s.cloud != "local" and "host_path" in s.storage.shared_filesystem.model_fields_set:
+        err(
+            "storage.sharedFilesystem.hostPath",
+            s.storage.shared_filesystem.host_path,
+            "applies to cloud local only",
+        )
+    if s.cloud == "local" and s.kubernetes.cluster_name:
+        err(
+            "kubernetes.clusterName",
+            s.kubernetes.cluster_name,
+            "is for cloud aws; cloud local uses $KUBECONFIG or kubernetes.kubeconfig/context",
+        )
     if s.cloud == "gcp":
         errors.append(f'{NAMESPACE}:cloud ("gcp") is not supported yet; use aws or local')
     if s.cloud == "local" and s.storage.artifact_bucket.enabled:
@@ -572,12 +723,11 @@ def _runtime_env_errors(s: Settings, base_dir: Path) -> list[str]:
         err(key, env[key], "is not a runtime_env field Ray knows (check its spelling)")
 
     pip = env.get("pip")
-    if (
-        pip is not None
-        and not (isinstance(pip, list) and all(isinstance(p, str) and p.strip() for p in pip))
-        and not (isinstance(pip, dict) and isinstance(pip.get("packages"), list))
+    packages = pip.get("packages") if isinstance(pip, dict) else pip
+    if pip is not None and not (
+        isinstance(packages, list) and all(isinstance(p, str) and p.strip() for p in packages)
     ):
-        err("pip", pip, "must be a list of requirement strings")
+        err("pip", pip, "must be a list of requirement strings (or {packages: [...]})")
     env_vars = env.get("env_vars")
     if env_vars is not None and not (
         isinstance(env_vars, dict) and all(isinstance(v, str) for v in env_vars.values())
@@ -589,7 +739,7 @@ def _runtime_env_errors(s: Settings, base_dir: Path) -> list[str]:
             err("working_dir", working_dir, "must be a local directory or a .zip URI")
         elif "://" in working_dir:
             scheme = working_dir.split("://", 1)[0]
-            if scheme not in ("s3", "gs", "https", "http"):
+            if scheme not in ("s3", "gs", "https"):
                 err("working_dir", working_dir, "must use s3://, gs:// or https:// (a .zip)")
             elif not working_dir.endswith(".zip"):
                 err("working_dir", working_dir, "must point at a .zip archive")
@@ -598,7 +748,11 @@ def _runtime_env_errors(s: Settings, base_dir: Path) -> list[str]:
             if not path.is_dir():
                 err("working_dir", working_dir, f"is not a directory (resolved to {path.name!r})")
             else:
-                size = _dir_size(path, WORKING_DIR_LIMIT_BYTES)
+                try:
+                    size = _dir_size(path, WORKING_DIR_LIMIT_BYTES)
+                except OSError as os_err:
+                    err("working_dir", working_dir, f"cannot be read ({os_err.strerror})")
+                    return errors
                 if size > WORKING_DIR_LIMIT_BYTES:
                     err(
                         "working_dir",

@@ -184,7 +184,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "dev",
         "latest tag",
         _set("ray.image", "rayproject/ray:latest"),
-        'ray-platform:ray.image ("rayproject/ray:latest") is not a pinned image reference',
+        "ray-platform:ray.image (\"rayproject/ray:latest\") is not pinned: never ':latest'",
     ),
     (
         "dev",
@@ -276,6 +276,150 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         _set("ray.sharedPackages", ["numpy; rm -rf /"]),
         'ray-platform:ray.sharedPackages[0] ("numpy; rm -rf /") is not a pip requirement',
     ),
+    (
+        "dev",
+        "replicas given as true",
+        _set("ray.workerGroups.0.maxReplicas", True),
+        "ray-platform:ray.workerGroups[0].maxReplicas (true) must be a whole number",
+    ),
+    (
+        "dev",
+        "replicas beyond a sane bound",
+        _set("ray.workerGroups.0.maxReplicas", 10**12),
+        "ray-platform:ray.workerGroups[0].maxReplicas (1000000000000) Input should be less than",
+    ),
+    (
+        "dev",
+        "memory without a unit",
+        _set("ray.head.memory", 8),
+        "ray-platform:ray.head.memory (8) is not a memory quantity with a unit",
+    ),
+    (
+        "dev",
+        "memory of zero",
+        _set("ray.head.memory", "0Gi"),
+        'ray-platform:ray.head.memory ("0Gi") is not a memory quantity',
+    ),
+    (
+        "dev",
+        "memory too small for Ray",
+        _set("ray.head.memory", "100Mi"),
+        'ray-platform:ray.head.memory ("100Mi") is below 256Mi',
+    ),
+    (
+        "dev",
+        "mount path hiding the system",
+        _set("storage.sharedFilesystem.mountPath", "/etc/ray-platform"),
+        'ray-platform:storage.sharedFilesystem.mountPath ("/etc/ray-platform") would hide',
+    ),
+    (
+        "local",
+        "mount path with shell characters",
+        _set("storage.sharedFilesystem.mountPath", "/mnt/x;id"),
+        'ray-platform:storage.sharedFilesystem.mountPath ("/mnt/x;id") must be an absolute path',
+    ),
+    (
+        "dev",
+        "namespace owned by Kubernetes",
+        _set("kubernetes.namespace", "kube-system"),
+        'ray-platform:kubernetes.namespace ("kube-system") is a namespace Kubernetes owns',
+    ),
+    (
+        "dev",
+        "invalid node selector key",
+        _set("ray.workerGroups.0.nodeSelector", {"bad key!": "x"}),
+        'ray-platform:ray.workerGroups[0].nodeSelector ({"bad key!": "x"}) has an invalid label',
+    ),
+    (
+        "dev",
+        "image reference with capitals",
+        _set("ray.image", "RayProject/Ray:2.52.0"),
+        'ray-platform:ray.image ("RayProject/Ray:2.52.0") is not a valid image reference',
+    ),
+    (
+        "dev",
+        "digest does not excuse a tag without the Ray version",
+        _set("ray.image", "rayproject/ray:nightly@sha256:" + "ab" * 32),
+        "needs a tag carrying Ray 2.52.0",
+    ),
+    (
+        "dev",
+        "release candidate tag",
+        _set("ray.image", "rayproject/ray:2.52.0rc1-py311"),
+        'ray-platform:ray.image ("rayproject/ray:2.52.0rc1-py311") needs a tag carrying Ray',
+    ),
+    (
+        "prod",
+        "prod wheels through py_modules",
+        _set("ray.runtimeEnv.py_modules", ["s3://b/x.whl"]),
+        'ray-platform:ray.runtimeEnv.py_modules (["s3://b/x.whl"]) installs wheels at run time',
+    ),
+    (
+        "dev",
+        "wildcard in the bucket prefix",
+        _set("storage.artifactBucket.prefix", "ray/*"),
+        'ray-platform:storage.artifactBucket.prefix ("ray/*") is not a key prefix',
+    ),
+    (
+        "dev",
+        "shared package smuggling a pip option",
+        _set("ray.sharedPackages", ["pandas --index-url http://evil"]),
+        'ray-platform:ray.sharedPackages[0] ("pandas --index-url http://evil") is not a pip',
+    ),
+    (
+        "dev",
+        "pip packages not strings",
+        _set("ray.runtimeEnv.pip", {"packages": [1, 2]}),
+        'ray-platform:ray.runtimeEnv.pip ({"packages": [1, 2]}) must be a list of requirement',
+    ),
+    (
+        "dev",
+        "working_dir over plain http",
+        _set("ray.runtimeEnv.working_dir", "http://x/y.zip"),
+        'ray-platform:ray.runtimeEnv.working_dir ("http://x/y.zip") must use s3://, gs:// or https://',
+    ),
+    (
+        "dev",
+        "cluster name with a space",
+        _set("kubernetes.clusterName", "ml dev"),
+        'ray-platform:kubernetes.clusterName ("ml dev") is not a cluster name',
+    ),
+    (
+        "dev",
+        "region with spaces",
+        lambda c: c.update({"aws:region": "us west 2"}),
+        'aws:region ("us west 2") is not an AWS region',
+    ),
+    (
+        "local",
+        "aws settings on a local stack",
+        _set("aws", {"efsCsiDriver": "install"}),
+        'ray-platform:aws ({"efsCsiDriver": "install"}) applies to cloud aws only',
+    ),
+    (
+        "dev",
+        "hostPath on aws",
+        _set("storage.sharedFilesystem.hostPath", "/data"),
+        'ray-platform:storage.sharedFilesystem.hostPath ("/data") applies to cloud local only',
+    ),
+    (
+        "dev",
+        "worker groups not a list",
+        _set("ray.workerGroups", {"name": "cpu"}),
+        'ray-platform:ray.workerGroups ({"name": "cpu"}) must be a list',
+    ),
+    (
+        "dev",
+        "version given as a YAML float",
+        _set("operator.version", 1.5),
+        "ray-platform:operator.version (1.5) must be a string (quote it in YAML",
+    ),
+    (
+        "dev",
+        "oci chart repository",
+        _set("operator.chartRepo", "oci://ghcr.io/ray/charts"),
+        'ray-platform:operator.chartRepo ("oci://ghcr.io/ray/charts") must be an https://',
+    ),
 ]
 
 
@@ -314,6 +458,19 @@ def test_working_dir_over_ray_upload_limit(tmp_path: Path) -> None:
     with (code / "blob.bin").open("wb") as f:
         f.truncate(101 * 1024 * 1024)  # sparse: no real disk used
     with pytest.raises(SettingsError, match="over Ray's 100 MiB upload limit"):
+        _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
+
+
+def test_unreadable_working_dir_is_a_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "code").mkdir()
+
+    def unreadable(path: Path, limit: int) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("infra.settings._dir_size", unreadable)
+    with pytest.raises(SettingsError, match=r'working_dir \("code"\) cannot be read'):
         _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
 
 
