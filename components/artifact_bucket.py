@@ -46,6 +46,8 @@ class ArtifactBucket(pulumi.ComponentResource):
         bucket = aws.s3.Bucket(
             f"{name}-bucket", force_destroy=args.force_destroy, tags=tags, opts=stateful
         )
+        # What keeps a retained bucket private and encrypted is retained with it.
+        guard = stateful
         block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access",
             bucket=bucket.id,
@@ -53,13 +55,13 @@ class ArtifactBucket(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=guard,
         )
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
+            opts=guard,
         )
         key: aws.kms.Key | None = None
         if args.kms:
@@ -86,13 +88,13 @@ class ArtifactBucket(pulumi.ComponentResource):
                     "bucket_key_enabled": args.kms,
                 }
             ],
-            opts=child,
+            opts=guard,
         )
         aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=bucket.id,
             versioning_configuration={"status": "Enabled"},
-            opts=child,
+            opts=guard,
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
@@ -107,7 +109,7 @@ class ArtifactBucket(pulumi.ComponentResource):
                     },
                 }
             ],
-            opts=child,
+            opts=guard,
         )
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
@@ -126,7 +128,7 @@ class ArtifactBucket(pulumi.ComponentResource):
                 sort_keys=True,
             ),
             # A policy PUT races the public-access block on a new bucket.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]),
+            opts=pulumi.ResourceOptions.merge(guard, pulumi.ResourceOptions(depends_on=[block])),
         )
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

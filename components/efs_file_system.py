@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -17,8 +17,8 @@ class EfsFileSystemArgs:
 
     vpc_id: pulumi.Input[str]
     """The EKS cluster's VPC."""
-    subnet_ids: Sequence[str]
-    """One private subnet per availability zone (EFS allows one mount target per zone)."""
+    subnets_by_zone: Mapping[str, str]
+    """Availability zone → one private subnet there (EFS allows one mount target per zone)."""
     cluster_security_group_id: pulumi.Input[str]
     """Only this security group (the EKS cluster's) may reach NFS (TCP 2049)."""
     kms_key_arn: pulumi.Input[str] | None = None
@@ -50,7 +50,7 @@ class EfsFileSystem(pulumi.ComponentResource):
         self, name: str, args: EfsFileSystemArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:aws:EfsFileSystem", name, None, opts)
-        if not args.subnet_ids:
+        if not args.subnets_by_zone:
             raise ValueError(f"{name}: EFS needs at least one subnet")
         child = pulumi.ResourceOptions(parent=self)
         tags = {**args.tags, "Name": name}
@@ -114,15 +114,16 @@ class EfsFileSystem(pulumi.ComponentResource):
             description="NFS from the EKS cluster security group",
             opts=child,
         )
+        # Named by zone, replaced delete-first: a zone holds one mount target at most.
         self.mount_targets = [
             aws.efs.MountTarget(
-                f"{name}-mt-{i}",
+                f"{name}-mt-{zone}",
                 file_system_id=fs.id,
                 subnet_id=subnet_id,
                 security_groups=[sg.id],
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
-            for i, subnet_id in enumerate(args.subnet_ids)
+            for zone, subnet_id in args.subnets_by_zone.items()
         ]
         ap = aws.efs.AccessPoint(
             f"{name}-ap",

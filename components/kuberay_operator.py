@@ -28,6 +28,9 @@ class KubeRayOperatorArgs:
     memory: str = "512Mi"
     kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
     """Provider (and dependencies) for every Kubernetes object."""
+    retain_crds: bool = False
+    """Keep the CRDs on destroy: deleting a CRD deletes every RayCluster/RayJob/RayService of
+    that kind in the whole cluster, not only this stack's (on in prod)."""
 
 
 def chart_values(args: KubeRayOperatorArgs) -> dict[str, object]:
@@ -65,7 +68,13 @@ class KubeRayOperator(pulumi.ComponentResource):
         )
         # CRDs are ~1 MB each: too big for client-side apply's last-applied annotation
         # (kuberay#410); the provider applies them server-side.
-        self.crds = k8s.yaml.v2.ConfigGroup(f"{name}-crds", yaml=args.crd_yaml, opts=child)
+        self.crds = k8s.yaml.v2.ConfigGroup(
+            f"{name}-crds",
+            yaml=args.crd_yaml,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(retain_on_delete=args.retain_crds)
+            ),
+        )
         self.ready = [self.crds]
         if args.install == "helm":
             ns = k8s.core.v1.Namespace(

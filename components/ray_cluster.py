@@ -33,6 +33,16 @@ class RayClusterArgs:
     kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
 
 
+# Changes here mean different pods; replica bounds, autoscaler options and auth do not.
+POD_SHAPING_FIELDS = [
+    "spec.rayVersion",
+    "spec.headGroupSpec.template",
+    "spec.headGroupSpec.rayStartParams",
+    "spec.workerGroupSpecs[*].template",
+    "spec.workerGroupSpecs[*].rayStartParams",
+]
+
+
 class RayCluster(pulumi.ComponentResource):
     """A RayCluster whose dashboard is reachable only inside the cluster (ClusterIP)."""
 
@@ -88,7 +98,14 @@ class RayCluster(pulumi.ComponentResource):
             spec=manifest.apply(lambda m: m["spec"]),
             opts=pulumi.ResourceOptions.merge(
                 child,
-                pulumi.ResourceOptions(depends_on=[*args.depends_on, config_map]),
+                pulumi.ResourceOptions(
+                    depends_on=[*args.depends_on, config_map],
+                    # KubeRay's RayCluster controller does not recreate running pods when their
+                    # template changes: a new image, Ray version or package set would reach only
+                    # new workers. Replace the cluster (same name, so delete first) instead.
+                    replace_on_changes=POD_SHAPING_FIELDS,
+                    delete_before_replace=True,
+                ),
             ),
         )
         self.dashboard_port_forward = pulumi.Output.from_input(

@@ -28,8 +28,10 @@ if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; e
 tmp="$TARGET.tmp.$HOSTNAME"
 rm -rf "$tmp" && mkdir -p "$tmp"
 printf '%s\\n' "$REQUIREMENTS" > /tmp/ray-platform-requirements.txt
+# Pin everything the image already has, so nothing on PYTHONPATH shadows Ray's own packages.
+python -m pip list --format=freeze > /tmp/ray-platform-constraints.txt
 python -m pip install --no-cache-dir --disable-pip-version-check --target "$tmp" \\
-  -r /tmp/ray-platform-requirements.txt
+  -c /tmp/ray-platform-constraints.txt -r /tmp/ray-platform-requirements.txt
 touch "$tmp/.complete"
 mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
 echo "installed shared packages into $TARGET"

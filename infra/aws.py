@@ -55,22 +55,48 @@ class EksCluster:
     partition: str
 
 
-def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> list[str]:
-    """EFS allows one mount target per zone: the first private subnet (by id) of each zone."""
+def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
+    """EFS allows one mount target per zone: zone → the first private subnet (by id) there."""
     chosen: dict[str, str] = {}
     for subnet in sorted(subnets, key=lambda s: s.id):
         if subnet.private:
             chosen.setdefault(subnet.availability_zone, subnet.id)
-    return [chosen[zone] for zone in sorted(chosen)]
+    return dict(sorted(chosen.items()))
+
+
+def mount_subnets(settings: Settings, cluster: EksCluster) -> dict[str, str]:
+    """The EFS mount-target subnets, or a settings error if the cluster offers none."""
+    if not settings.storage.shared_filesystem.enabled:
+        return {}
+    chosen = one_private_subnet_per_zone(cluster.subnets)
+    if not chosen:
+        raise SettingsError(
+            f"ray-platform:kubernetes.clusterName ({cluster.name!r}) has no private subnets "
+            "for EFS mount targets (tag them kubernetes.io/role/internal-elb=1)"
+        )
+    return chosen
 
 
 def lookup_cluster(name: str) -> EksCluster:
     """Data-source lookups from the cluster's name: VPC, subnets, security group, OIDC issuer."""
-    cluster = aws.eks.get_cluster(name=name)
+    try:
+        cluster = aws.eks.get_cluster(name=name)
+    except Exception as err:
+        raise SettingsError(
+            f"ray-platform:kubernetes.clusterName ({name!r}) could not be looked up: "
+            f"{str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
+        ) from None
     vpc = cluster.vpc_config
     issuer_url = cluster.identities[0].oidcs[0].issuer
     issuer = issuer_url.removeprefix("https://")
-    oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
+    try:
+        oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
+    except Exception:
+        raise SettingsError(
+            f"ray-platform:kubernetes.clusterName ({name!r}) has no IAM OIDC provider for "
+            f"{issuer}; IRSA needs one (eksctl utils associate-iam-oidc-provider "
+            f"--cluster {name} --approve)"
+        ) from None
     subnets = tuple(
         Subnet(
             id=s.id,
@@ -182,6 +208,7 @@ def kubernetes_provider(settings: Settings, cluster: EksCluster) -> k8s.Provider
 def build_storage(
     settings: Settings,
     cluster: EksCluster,
+    subnets_by_zone: Mapping[str, str],
     k8s_opts: pulumi.ResourceOptions,
     tags: Mapping[str, str],
 ) -> CloudStorage:
@@ -196,17 +223,11 @@ def build_storage(
     dependencies: list[pulumi.Resource] = []
     claim_name: str | None = None
     if storage.shared_filesystem.enabled:
-        subnet_ids = one_private_subnet_per_zone(cluster.subnets)
-        if not subnet_ids:
-            raise SettingsError(
-                f"ray-platform:kubernetes.clusterName ({cluster.name!r}) has no private subnets "
-                "for EFS mount targets"
-            )
         efs = EfsFileSystem(
             "shared-fs",
             EfsFileSystemArgs(
                 vpc_id=cluster.vpc_id,
-                subnet_ids=subnet_ids,
+                subnets_by_zone=subnets_by_zone,
                 cluster_security_group_id=cluster.cluster_security_group_id,
                 kms_key_arn=storage.shared_filesystem.kms_key_arn,
                 backup=settings.mode == "prod",

@@ -11,7 +11,7 @@ from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
 from infra import kuberay_release
 from infra import local as local_adapter
 from infra.adapters import CloudStorage
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 
 
 def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
@@ -22,8 +22,14 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         "ray-platform/mode": settings.mode,
         "managed-by": "pulumi",
     }
-    # Fetched (and checked) before any resource is registered: a bad version fails cleanly.
-    crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
+    # Everything that can fail on a bad setting happens before the first resource is registered.
+    try:
+        crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
+    except kuberay_release.ReleaseError as err:
+        raise SettingsError(
+            f"ray-platform:operator.version ({settings.operator.version!r}) is not a KubeRay "
+            f"release this program can fetch: {err}"
+        ) from None
 
     if settings.cloud == "aws":
         # Imported only for AWS stacks: pulumi_aws is a second of start-up the local stack skips.
@@ -31,6 +37,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
 
         assert settings.kubernetes.cluster_name is not None
         eks = aws_adapter.lookup_cluster(settings.kubernetes.cluster_name)
+        mount_subnets = aws_adapter.mount_subnets(settings, eks)
         provider = aws_adapter.kubernetes_provider(settings, eks)
     else:
         provider = local_adapter.kubernetes_provider(settings)
@@ -61,12 +68,13 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             cpu=op.cpu,
             memory=op.memory,
             kubernetes_opts=k8s_opts,
+            retain_crds=settings.protect,
         ),
     )
 
     storage: CloudStorage
     if settings.cloud == "aws":
-        storage = aws_adapter.build_storage(settings, eks, in_namespace, tags)
+        storage = aws_adapter.build_storage(settings, eks, mount_subnets, in_namespace, tags)
     else:
         storage = local_adapter.build_storage(settings, in_namespace)
 

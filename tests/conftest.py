@@ -179,6 +179,8 @@ class Registration:
     provider: str
     inputs: dict[str, Any]
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(pmocks.MockMonitor):
@@ -206,6 +208,8 @@ class RecordingMonitor(pmocks.MockMonitor):
                     property_dependencies={
                         k: list(v.urns) for k, v in request.propertyDependencies.items()
                     },
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    replace_on_changes=list(request.replaceOnChanges),
                 )
             )
         return response
@@ -262,10 +266,15 @@ def run_program(
     *,
     preview: bool = False,
     mocks: PlatformMocks | None = None,
+    monitor: RecordingMonitor | None = None,
 ) -> ProgramRun:
-    """Run the real `__main__.py` with `config` (default: the stack file's) under mocks."""
+    """Run the real `__main__.py` with `config` (default: the stack file's) under mocks.
+
+    Pass a `monitor` to inspect what was registered even when the program raises.
+    """
     mocks = mocks or PlatformMocks()
-    monitor = RecordingMonitor(mocks)
+    monitor = monitor or RecordingMonitor(mocks)
+    monitor.mocks = mocks
     pulumi.runtime.set_all_config(flatten(stack_config(stack) if config is None else config))
     pulumi.runtime.set_mocks(
         mocks, project="ray-platform", stack=stack, preview=preview, monitor=monitor

@@ -467,3 +467,61 @@ def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
         assert "bucketUri" not in run.outputs
         assert not run.of_type("aws:iam/rolePolicy:RolePolicy")
     assert run.one("kubernetes:core/v1:ServiceAccount")
+
+
+# --- lifecycle options -------------------------------------------------------------------------
+
+
+def test_raycluster_replaced_when_its_pods_would_change(aws_run: ProgramRun) -> None:
+    rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
+    assert rc.delete_before_replace
+    assert set(rc.replace_on_changes) == {
+        "spec.rayVersion",
+        "spec.headGroupSpec.template",
+        "spec.headGroupSpec.rayStartParams",
+        "spec.workerGroupSpecs[*].template",
+        "spec.workerGroupSpecs[*].rayStartParams",
+    }
+
+
+def test_mount_targets_named_by_zone_and_replaced_delete_first(aws_run: ProgramRun) -> None:
+    targets = aws_run.of_type("aws:efs/mountTarget:MountTarget")
+    assert sorted(t.name for t in targets) == [
+        "shared-fs-mt-us-west-2a",
+        "shared-fs-mt-us-west-2b",
+        "shared-fs-mt-us-west-2c",
+    ]
+    assert all(t.delete_before_replace for t in targets)
+
+
+def test_prod_keeps_the_bucket_guards_and_crds_with_the_bucket() -> None:
+    prod = cached_run("prod")
+    for typ in (
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    ):
+        reg = prod.one(typ)
+        assert reg.protect and reg.retain_on_delete, typ
+    assert prod.one("kubernetes:yaml/v2:ConfigGroup").retain_on_delete
+    assert not cached_run("dev").one("kubernetes:yaml/v2:ConfigGroup").retain_on_delete
+
+
+def test_namespaced_objects_wait_for_the_namespace(aws_run: ProgramRun) -> None:
+    ns = aws_run.one("kubernetes:core/v1:Namespace", "ray-namespace")
+    for typ in (
+        "kubernetes:core/v1:ServiceAccount",
+        "kubernetes:core/v1:PersistentVolumeClaim",
+        "kubernetes:core/v1:ConfigMap",
+        "kubernetes:ray.io/v1:RayCluster",
+    ):
+        assert ns.urn in aws_run.one(typ).dependencies, typ
+
+
+def test_raycluster_waits_for_its_claim_and_service_account(aws_run: ProgramRun) -> None:
+    # A component dependency reaches the engine as its children.
+    rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
+    for typ in ("kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:core/v1:ServiceAccount"):
+        assert aws_run.one(typ).urn in rc.dependencies, typ

@@ -9,8 +9,16 @@ from typing import Any
 
 import pytest
 
+from infra.kuberay_release import ReleaseError
 from infra.settings import SettingsError, image_ray_version, load
-from tests.conftest import ROOT, flatten, run_program, stack_config
+from tests.conftest import (
+    ROOT,
+    PlatformMocks,
+    RecordingMonitor,
+    flatten,
+    run_program,
+    stack_config,
+)
 
 Mutation = Callable[[dict[str, Any]], None]
 DIGEST = "@sha256:" + "ab" * 32
@@ -489,10 +497,66 @@ def test_working_dir_zip_in_bucket_is_accepted() -> None:
 def test_bad_setting_stops_program_before_any_resource() -> None:
     config = copy.deepcopy(stack_config("dev"))
     _ray(config)["workerGroups"][0]["minReplicas"] = 9
-    run = None
+    mocks = PlatformMocks()
+    monitor = RecordingMonitor(mocks)
     with pytest.raises(SettingsError, match=r"workerGroups\[0\]\.maxReplicas"):
-        run = run_program("dev", config)
-    assert run is None
+        run_program("dev", config, mocks=mocks, monitor=monitor)
+    assert monitor.registrations == []
+
+
+def test_unfetchable_operator_version_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing(version: str) -> str:
+        raise ReleaseError(f"cannot fetch KubeRay v{version} CRDs from the Go module proxy (404)")
+
+    monkeypatch.setattr("infra.kuberay_release.crd_yaml", missing)
+    monitor = RecordingMonitor(PlatformMocks())
+    with pytest.raises(SettingsError) as info:
+        run_program("dev", monitor=monitor)
+    assert str(info.value).startswith("ray-platform:operator.version ('1.5.1') is not a KubeRay")
+    assert monitor.registrations == []
+
+
+class _NoPrivateSubnets(PlatformMocks):
+    def call(self, args: Any) -> Any:
+        result = super().call(args)
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            result = {
+                **result,
+                "mapPublicIpOnLaunch": True,
+                "tags": {"kubernetes.io/role/elb": "1"},
+            }
+        return result
+
+
+class _NoOidcProvider(PlatformMocks):
+    def call(self, args: Any) -> Any:
+        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
+            raise Exception("NotFound: OpenIDConnect Provider not found")
+        return super().call(args)
+
+
+@pytest.mark.parametrize(
+    ("mocks", "expected"),
+    [
+        (
+            _NoPrivateSubnets,
+            "ray-platform:kubernetes.clusterName ('ml-dev') has no private subnets",
+        ),
+        (
+            _NoOidcProvider,
+            "ray-platform:kubernetes.clusterName ('ml-dev') has no IAM OIDC provider",
+        ),
+    ],
+)
+def test_cluster_problems_stop_before_any_resource(mocks: type, expected: str) -> None:
+    monitor = RecordingMonitor(mocks())
+    with pytest.raises(SettingsError) as info:
+        run_program("dev", mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
+    assert str(info.value).startswith(expected)
+    assert "\n" not in str(info.value)
+    assert monitor.registrations == []
 
 
 @pytest.mark.parametrize(
