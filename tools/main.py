@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from pulumi import automation as auto
+
 from tools import engine, localcluster
 from tools.build import BuildError, cache_root
 
@@ -60,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "destroy":
             stack.destroy(on_output=out, color="never")
             return 0
-    except Exception as err:  # the engine already printed its diagnostics
-        print(f"error: pulumi {args.action} failed: {str(err).splitlines()[0]}", file=sys.stderr)
+    except auto.CommandError as err:  # the engine already printed its diagnostics above
+        lines = [ln.strip() for ln in str(err).splitlines() if "error:" in ln]
+        reason = lines[-1] if lines else f"exit code {err.code if hasattr(err, 'code') else '?'}"
+        print(f"error: pulumi {args.action} failed: {reason}", file=sys.stderr)
         return 1
     print(json.dumps(engine.outputs(stack), indent=2, sort_keys=True))
     return 0

@@ -2,7 +2,8 @@
 UV_VERSION=0.13.9
 if ! command -v uv >/dev/null 2>&1; then
   echo "[setup] installing uv ${UV_VERSION} from PyPI" >&2
-  python3 -m pip install --user --quiet "uv==${UV_VERSION}"
+  python3 -m pip install --user --quiet "uv==${UV_VERSION}" 2>/dev/null \
+    || python3 -m pip install --user --quiet --break-system-packages "uv==${UV_VERSION}"
   PATH="$(python3 -m site --user-base)/bin:$PATH"
   export PATH
 fi

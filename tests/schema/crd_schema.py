@@ -47,10 +47,24 @@ def _int_or_string(schema: Any) -> Any:
     return schema
 
 
+# The integer formats the apiserver enforces on CRD fields (jsonschema knows neither).
+FORMATS = jsonschema.FormatChecker()
+
+
+@FORMATS.checks("int32")
+def _int32(value: object) -> bool:
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
+
+
+@FORMATS.checks("int64")
+def _int64(value: object) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
 def schema_errors(obj: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     """Everything wrong with a custom resource `obj` (apiVersion/kind/metadata/spec)."""
     spec_schema = _int_or_string(schema["properties"]["spec"])
-    validator = jsonschema.Draft7Validator(spec_schema)
+    validator = jsonschema.Draft7Validator(spec_schema, format_checker=FORMATS)
     errors = [
         f"spec.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
         for e in validator.iter_errors(obj.get("spec", {}))

@@ -151,7 +151,9 @@ def test_checker_catches_a_schema_violation(schema: dict[str, Any]) -> None:
     )
     del obj["spec"]["workerGroupSpecs"][0]["maxReplicas"]
     obj["spec"]["authOptions"] = {"mode": "password"}
+    obj["spec"]["workerGroupSpecs"][1]["minReplicas"] = 2**40
     errors = schema_errors(obj, schema)
+    assert any("is not a 'int32'" in e for e in errors), errors
     assert any("'maxReplicas' is a required property" in e for e in errors)
     assert any("'password' is not one of" in e for e in errors)
 
