@@ -26,7 +26,7 @@ class RayClusterArgs:
     namespace: str
     ray: RaySettings
     mode: Mode
-    wiring: pulumi.Input[StorageWiring]
+    wiring: StorageWiring
     labels: Mapping[str, str] = field(default_factory=dict)
     depends_on: Sequence[pulumi.Resource] = ()
     """The CRDs (and operator) this cluster needs; the CR is never previewed before them."""
@@ -78,16 +78,16 @@ class RayCluster(pulumi.ComponentResource):
             data={RUNTIME_ENV_FILE: runtime_env_json(ray)},
             opts=child,
         )
-        manifest = pulumi.Output.from_input(args.wiring).apply(
-            lambda wiring: raycluster_manifest(
-                name=ray.cluster_name,
-                namespace=args.namespace,
-                ray=ray,
-                wiring=wiring,
-                mode=args.mode,
-                runtime_env_config_map=self.runtime_env_config_map,
-                labels=labels,
-            )
+        # Plain data but for the few Output leaves the wiring may carry (the bucket URI): the
+        # rest of the spec is known, and checked, at the first preview.
+        manifest = raycluster_manifest(
+            name=ray.cluster_name,
+            namespace=args.namespace,
+            ray=ray,
+            wiring=args.wiring,
+            mode=args.mode,
+            runtime_env_config_map=self.runtime_env_config_map,
+            labels=labels,
         )
         k8s.apiextensions.CustomResource(
             f"{name}-raycluster",
@@ -95,7 +95,7 @@ class RayCluster(pulumi.ComponentResource):
             kind="RayCluster",
             # Plain metadata with an explicit namespace: the provider needs no lookup at preview.
             metadata={"name": ray.cluster_name, "namespace": args.namespace, "labels": labels},
-            spec=manifest.apply(lambda m: m["spec"]),
+            spec=manifest["spec"],
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(

@@ -65,8 +65,8 @@ def _resources(group: GroupSettings) -> dict[str, Any]:
 
 
 def _env(ray: RaySettings, wiring: StorageWiring, mode: Mode) -> list[dict[str, Any]]:
-    env = [{"name": name, "value": value} for name, value in wiring.env]
-    if wiring.bucket_uri:
+    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in wiring.env]
+    if wiring.bucket_uri is not None:
         env.append({"name": "RAY_PLATFORM_BUCKET_URI", "value": wiring.bucket_uri})
     if wiring.shared_mount_path:
         env.append({"name": "RAY_PLATFORM_SHARED_DIR", "value": wiring.shared_mount_path})

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pulumi
+
 SHARED_VOLUME = "shared"
 
 
@@ -21,8 +23,9 @@ class StorageWiring:
     shared_claim_name: str | None = None
     """PersistentVolumeClaim of the shared file system, if enabled."""
     shared_mount_path: str | None = None
-    bucket_uri: str | None = None
-    """`s3://bucket/prefix` (or `gs://…`) the stack may use, if enabled."""
+    bucket_uri: pulumi.Input[str] | None = None
+    """`s3://bucket/prefix` (or `gs://…`) the stack may use, if enabled. May be an Output (the
+    bucket's name is known after creation); the builders only place it, never read it."""
     env: tuple[tuple[str, str], ...] = ()
     """Extra environment for every Ray container (name, value), e.g. the region."""
     init_containers: tuple[Mapping[str, Any], ...] = ()

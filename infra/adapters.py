@@ -13,7 +13,7 @@ from components.wiring import StorageWiring
 class CloudStorage:
     """Storage + identity built by a cloud adapter."""
 
-    wiring: pulumi.Input[StorageWiring]
+    wiring: StorageWiring
     """Handed to the RayCluster builder."""
     dependencies: list[pulumi.Resource] = field(default_factory=list)
     """What Ray pods need to exist first (claim, ServiceAccount)."""

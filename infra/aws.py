@@ -294,14 +294,12 @@ def build_storage(
 
     region = settings.region
     mount_path = storage.shared_filesystem.mount_path if claim_name is not None else None
-    wiring = pulumi.Output.from_input(bucket_uri).apply(
-        lambda uri: StorageWiring(
-            service_account_name=RAY_SERVICE_ACCOUNT,
-            shared_claim_name=claim_name,
-            shared_mount_path=mount_path,
-            bucket_uri=uri,
-            env=(("AWS_REGION", region), ("AWS_DEFAULT_REGION", region)),
-        )
+    wiring = StorageWiring(
+        service_account_name=RAY_SERVICE_ACCOUNT,
+        shared_claim_name=claim_name,
+        shared_mount_path=mount_path,
+        bucket_uri=bucket_uri,
+        env=(("AWS_REGION", region), ("AWS_DEFAULT_REGION", region)),
     )
     return CloudStorage(wiring, dependencies, outputs)
 
