@@ -30,12 +30,9 @@ class Subnet:
     tags: Mapping[str, str]
 
     @property
-    def private(self) -> bool:
-        if "kubernetes.io/role/internal-elb" in self.tags:
-            return True
-        if "kubernetes.io/role/elb" in self.tags:
-            return False
-        return not self.map_public_ip_on_launch
+    def tagged_private(self) -> bool:
+        """EKS's convention: private subnets carry kubernetes.io/role/internal-elb."""
+        return "kubernetes.io/role/internal-elb" in self.tags
 
 
 @dataclass(frozen=True)
@@ -56,11 +53,23 @@ class EksCluster:
 
 
 def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
-    """EFS allows one mount target per zone: zone → the first private subnet (by id) there."""
+    """EFS allows one mount target per zone: zone → the first private subnet (by id) there.
+
+    Private means tagged kubernetes.io/role/internal-elb when the cluster's subnets use those
+    tags (a public subnet may well not map public IPs); otherwise, not mapping public IPs.
+    """
+    subnets = sorted(subnets, key=lambda s: s.id)
+    if any(s.tagged_private for s in subnets):
+        private = [s for s in subnets if s.tagged_private]
+    else:
+        private = [
+            s
+            for s in subnets
+            if not s.map_public_ip_on_launch and "kubernetes.io/role/elb" not in s.tags
+        ]
     chosen: dict[str, str] = {}
-    for subnet in sorted(subnets, key=lambda s: s.id):
-        if subnet.private:
-            chosen.setdefault(subnet.availability_zone, subnet.id)
+    for subnet in private:
+        chosen.setdefault(subnet.availability_zone, subnet.id)
     return dict(sorted(chosen.items()))
 
 

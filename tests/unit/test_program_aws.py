@@ -44,7 +44,7 @@ def test_cluster_facts_are_looked_up_from_the_cluster_name(aws_run: ProgramRun) 
     lookups = [a for t, a in aws_run.calls if t == "aws:eks/getCluster:getCluster"]
     assert lookups == [{"name": _name(aws_run)}]
     assert "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider" in tokens
-    assert tokens.count("aws:ec2/getSubnet:getSubnet") == 7
+    assert tokens.count("aws:ec2/getSubnet:getSubnet") == 8
 
 
 def _name(run: ProgramRun) -> str:
@@ -525,3 +525,18 @@ def test_raycluster_waits_for_its_claim_and_service_account(aws_run: ProgramRun)
     rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
     for typ in ("kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:core/v1:ServiceAccount"):
         assert aws_run.one(typ).urn in rc.dependencies, typ
+
+
+def test_untagged_subnets_fall_back_to_public_ip_mapping() -> None:
+    from infra.aws import Subnet, one_private_subnet_per_zone
+
+    subnets = [
+        Subnet("subnet-b", "us-west-2a", False, {}),
+        Subnet("subnet-a", "us-west-2a", True, {}),
+        Subnet("subnet-c", "us-west-2b", False, {"kubernetes.io/role/elb": "1"}),
+        Subnet("subnet-d", "us-west-2c", False, {}),
+    ]
+    assert one_private_subnet_per_zone(subnets) == {
+        "us-west-2a": "subnet-b",
+        "us-west-2c": "subnet-d",
+    }
