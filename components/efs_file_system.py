@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -20,7 +20,9 @@ class EfsFileSystemArgs:
     subnets_by_zone: Mapping[str, str]
     """Availability zone → one private subnet there (EFS allows one mount target per zone)."""
     cluster_security_group_id: pulumi.Input[str]
-    """Only this security group (the EKS cluster's) may reach NFS (TCP 2049)."""
+    """Only this security group (the EKS cluster's) may reach NFS (TCP 2049)..."""
+    extra_security_group_ids: Sequence[str] = ()
+    """...and these (node groups that do not carry the cluster security group)."""
     kms_key_arn: pulumi.Input[str] | None = None
     """A customer-managed key; default: the AWS-managed `aws/elasticfilesystem` key."""
     backup: bool = False
@@ -104,16 +106,19 @@ class EfsFileSystem(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-nfs-from-cluster",
-            security_group_id=sg.id,
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            referenced_security_group_id=args.cluster_security_group_id,
-            description="NFS from the EKS cluster security group",
-            opts=child,
-        )
+        sources = {"cluster": args.cluster_security_group_id}
+        sources.update({sg_id: sg_id for sg_id in args.extra_security_group_ids})
+        for label, source in sources.items():
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-nfs-from-{label}",
+                security_group_id=sg.id,
+                ip_protocol="tcp",
+                from_port=2049,
+                to_port=2049,
+                referenced_security_group_id=source,
+                description=f"NFS from {'the EKS cluster' if label == 'cluster' else label}",
+                opts=child,
+            )
         # Named by zone, replaced delete-first: a zone holds one mount target at most.
         self.mount_targets = [
             aws.efs.MountTarget(

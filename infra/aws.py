@@ -238,6 +238,7 @@ def build_storage(
                 vpc_id=cluster.vpc_id,
                 subnets_by_zone=subnets_by_zone,
                 cluster_security_group_id=cluster.cluster_security_group_id,
+                extra_security_group_ids=storage.shared_filesystem.allowed_security_groups,
                 kms_key_arn=storage.shared_filesystem.kms_key_arn,
                 backup=settings.mode == "prod",
                 stateful=stateful,

@@ -43,17 +43,19 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         provider = local_adapter.kubernetes_provider(settings)
     k8s_opts = pulumi.ResourceOptions(provider=provider)
 
-    namespace = k8s.core.v1.Namespace(
-        "ray-namespace",
-        metadata={
-            "name": settings.kubernetes.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "pulumi"},
-        },
-        opts=k8s_opts,
-    )
-    in_namespace = pulumi.ResourceOptions.merge(
-        k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])
-    )
+    in_namespace = k8s_opts
+    if settings.kubernetes.create_namespace:
+        namespace = k8s.core.v1.Namespace(
+            "ray-namespace",
+            metadata={
+                "name": settings.kubernetes.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+            },
+            opts=k8s_opts,
+        )
+        in_namespace = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])
+        )
 
     op = settings.operator
     operator = KubeRayOperator(

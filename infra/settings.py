@@ -232,6 +232,8 @@ class KubernetesSettings(_Model):
         return v
 
     namespace: NamespaceName = "ray"
+    create_namespace: bool = Field(True, alias="createNamespace")
+    """false: the namespace exists already (e.g. on a shared cluster) and is not managed here."""
     kubeconfig: str | None = None
     """local only: a kubeconfig path; default: $KUBECONFIG or ~/.kube/config."""
     context: str | None = None
@@ -248,6 +250,17 @@ class SharedFilesystemSettings(_Model):
     """The PersistentVolume's nominal capacity (EFS is elastic; hostPath ignores it)."""
     host_path: str = Field("/var/lib/ray-platform/shared", alias="hostPath")
     """local: the node directory that backs the volume."""
+    allowed_security_groups: tuple[str, ...] = Field((), alias="allowedSecurityGroups")
+    """aws: further security groups (e.g. of Karpenter or custom node groups) that may reach NFS;
+    the cluster security group always may."""
+
+    @field_validator("allowed_security_groups")
+    @classmethod
+    def _security_groups(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for sg in v:
+            if not re.fullmatch(r"sg-[0-9a-f]{8,17}", sg):
+                raise ValueError(f"has {sg!r}, which is not a security group id (sg-…)")
+        return v
 
     @field_validator("mount_path", "host_path")
     @classmethod
@@ -696,6 +709,12 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
             "storage.artifactBucket.enabled",
             True,
             "has no bucket service on cloud local; set it to false",
+        )
+    if s.cloud != "aws" and s.storage.shared_filesystem.allowed_security_groups:
+        err(
+            "storage.sharedFilesystem.allowedSecurityGroups",
+            list(s.storage.shared_filesystem.allowed_security_groups),
+            "applies to cloud aws only",
         )
     if s.cloud != "aws" and s.storage.shared_filesystem.kms_key_arn:
         err(

@@ -540,3 +540,24 @@ def test_untagged_subnets_fall_back_to_public_ip_mapping() -> None:
         "us-west-2a": "subnet-b",
         "us-west-2c": "subnet-d",
     }
+
+
+def test_existing_namespace_is_used_not_managed() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:kubernetes"]["createNamespace"] = False
+    run = run_program("dev", config)
+    names = [r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Namespace")]
+    assert names == ["kuberay-system"]
+    assert run.one("kubernetes:ray.io/v1:RayCluster").inputs["metadata"]["namespace"] == "ray"
+
+
+def test_extra_node_security_groups_may_reach_nfs() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:storage"]["sharedFilesystem"]["allowedSecurityGroups"] = [
+        "sg-0123456789abcdef0"
+    ]
+    run = run_program("dev", config)
+    rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    sources = sorted(r.inputs["referencedSecurityGroupId"] for r in rules)
+    assert sources == sorted([CLUSTER_SG, "sg-0123456789abcdef0"])
+    assert all(r.inputs["fromPort"] == r.inputs["toPort"] == 2049 for r in rules)

@@ -428,6 +428,19 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         _set("operator.chartRepo", "oci://ghcr.io/ray/charts"),
         'ray-platform:operator.chartRepo ("oci://ghcr.io/ray/charts") must be an https://',
     ),
+    (
+        "dev",
+        "security group that is not an id",
+        _set("storage.sharedFilesystem.allowedSecurityGroups", ["nodes"]),
+        "ray-platform:storage.sharedFilesystem.allowedSecurityGroups ([\"nodes\"]) has 'nodes'",
+    ),
+    (
+        "local",
+        "security groups on a local stack",
+        _set("storage.sharedFilesystem.allowedSecurityGroups", ["sg-0123456789abcdef0"]),
+        'ray-platform:storage.sharedFilesystem.allowedSecurityGroups (["sg-0123456789abcdef0"]) '
+        "applies to cloud aws only",
+    ),
 ]
 
 
