@@ -88,6 +88,18 @@ RAYS = {
 }
 
 
+def _manifest(ray: RaySettings, wiring_name: str, mode: str) -> dict[str, Any]:
+    return raycluster_manifest(
+        name="ray",
+        namespace="ray",
+        ray=ray,
+        wiring=WIRINGS[wiring_name],
+        mode=mode,  # type: ignore[arg-type]
+        runtime_env_config_map="ray-runtime-env",
+        labels={"app.kubernetes.io/managed-by": "pulumi"},
+    )
+
+
 @pytest.mark.parametrize(
     ("ray_name", "wiring_name", "mode"),
     list(itertools.product(RAYS, WIRINGS, ["dev", "prod"])),
@@ -95,15 +107,7 @@ RAYS = {
 def test_builder_output_is_valid_and_unpruned(
     schema: dict[str, Any], ray_name: str, wiring_name: str, mode: str
 ) -> None:
-    obj = raycluster_manifest(
-        name="ray",
-        namespace="ray",
-        ray=RAYS[ray_name],
-        wiring=WIRINGS[wiring_name],
-        mode=mode,  # type: ignore[arg-type]
-        runtime_env_config_map="ray-runtime-env",
-        labels={"app.kubernetes.io/managed-by": "pulumi"},
-    )
+    obj = _manifest(RAYS[ray_name], wiring_name, mode)
     assert schema_errors(obj, schema) == []
 
 
@@ -121,16 +125,7 @@ def test_program_rayclusters_are_valid_and_unpruned(schema: dict[str, Any], stac
 
 
 def test_checker_catches_a_pruned_field(schema: dict[str, Any]) -> None:
-    obj = raycluster_manifest(
-        name="ray",
-        namespace="ray",
-        ray=_ray(),
-        wiring=WIRINGS["aws-full"],
-        mode="dev",
-        runtime_env_config_map="x",
-        labels={},
-    )
-    bad = copy.deepcopy(obj)
+    bad = copy.deepcopy(_manifest(_ray(), "aws-full", "dev"))
     bad["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["memoryLimit"] = "1Gi"
     bad["spec"]["workerGroupSpecs"][0]["idleTimeout"] = 30
     assert pruned_fields(bad["spec"], schema["properties"]["spec"]) == [
@@ -140,15 +135,7 @@ def test_checker_catches_a_pruned_field(schema: dict[str, Any]) -> None:
 
 
 def test_checker_catches_a_schema_violation(schema: dict[str, Any]) -> None:
-    obj = raycluster_manifest(
-        name="ray",
-        namespace="ray",
-        ray=_ray(),
-        wiring=WIRINGS["no-storage"],
-        mode="dev",
-        runtime_env_config_map="x",
-        labels={},
-    )
+    obj = _manifest(_ray(), "no-storage", "dev")
     del obj["spec"]["workerGroupSpecs"][0]["maxReplicas"]
     obj["spec"]["authOptions"] = {"mode": "password"}
     obj["spec"]["workerGroupSpecs"][1]["minReplicas"] = 2**40

@@ -116,6 +116,15 @@ func main() {
 }
 
 // options reads the `runtime.options` of Pulumi.yaml that matter for running a program.
+// resolve finds the Python toolchain (pip, uv or poetry, and the virtualenv) a program asks for.
+func resolve(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
+	opts, err := options(info)
+	if err != nil {
+		return nil, err
+	}
+	return toolchain.ResolveToolchain(opts)
+}
+
 func options(info *pulumirpc.ProgramInfo) (toolchain.PythonOptions, error) {
 	opts := toolchain.PythonOptions{Root: info.GetRootDirectory(), ProgramDir: info.GetProgramDirectory()}
 	raw := info.GetOptions().AsMap()
@@ -159,11 +168,7 @@ func (h *host) Handshake(ctx context.Context, req *pulumirpc.LanguageHandshakeRe
 // automatic plugin download disabled).
 func (h *host) GetRequiredPackages(ctx context.Context, req *pulumirpc.GetRequiredPackagesRequest,
 ) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	opts, err := options(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	tc, err := toolchain.ResolveToolchain(opts)
+	tc, err := resolve(req.GetInfo())
 	if err != nil {
 		return nil, err
 	}
@@ -180,11 +185,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if req.GetAttachDebugger() {
 		return &pulumirpc.RunResponse{Error: "attaching a debugger is not supported by this language host build"}, nil
 	}
-	opts, err := options(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	tc, err := toolchain.ResolveToolchain(opts)
+	tc, err := resolve(req.GetInfo())
 	if err != nil {
 		return nil, err
 	}
@@ -333,11 +334,7 @@ func (h *host) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumir
 
 func (h *host) GetProgramDependencies(ctx context.Context, req *pulumirpc.GetProgramDependenciesRequest,
 ) (*pulumirpc.GetProgramDependenciesResponse, error) {
-	opts, err := options(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	tc, err := toolchain.ResolveToolchain(opts)
+	tc, err := resolve(req.GetInfo())
 	if err != nil {
 		return nil, err
 	}
