@@ -63,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             stack.destroy(on_output=out, color="never")
             return 0
     except auto.CommandError as err:  # the engine already printed its diagnostics above
-        lines = [ln.strip() for ln in str(err).splitlines() if "error:" in ln]
-        reason = lines[-1] if lines else f"exit code {err.code if hasattr(err, 'code') else '?'}"
+        lines = [
+            ln.split("error:", 1)[1].strip()
+            for ln in str(err).splitlines()
+            if "error:" in ln and "an unhandled error occurred" not in ln
+        ]
+        reason = lines[0] if lines else "see the engine output above"
         print(f"error: pulumi {args.action} failed: {reason}", file=sys.stderr)
         return 1
     print(json.dumps(engine.outputs(stack), indent=2, sort_keys=True))
