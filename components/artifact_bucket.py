@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_policy import deny_insecure_transport
+from components.aws_policy import deny_insecure_transport, policy_json
 
 
 @dataclass(frozen=True)
@@ -114,18 +114,12 @@ class ArtifactBucket(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        deny_insecure_transport(
-                            [bucket.arn, bucket.arn.apply(lambda arn: f"{arn}/*")],
-                            principal="*",
-                            action="s3:*",
-                        )
-                    ],
-                },
-                sort_keys=True,
+            policy=policy_json(
+                deny_insecure_transport(
+                    [bucket.arn, bucket.arn.apply(lambda arn: f"{arn}/*")],
+                    principal="*",
+                    action="s3:*",
+                )
             ),
             # A policy PUT races the public-access block on a new bucket.
             opts=pulumi.ResourceOptions.merge(guard, pulumi.ResourceOptions(depends_on=[block])),

@@ -7,6 +7,13 @@ from typing import Any
 import pulumi
 
 
+def policy_json(*statements: pulumi.Input[Any]) -> pulumi.Output[str]:
+    """An IAM policy document (2012-10-17) as JSON, keys sorted so diffs stay quiet."""
+    return pulumi.Output.json_dumps(
+        {"Version": "2012-10-17", "Statement": list(statements)}, sort_keys=True
+    )
+
+
 def deny_insecure_transport(
     resource: pulumi.Input[Any], *, principal: Any, action: str
 ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_policy import deny_insecure_transport
+from components.aws_policy import deny_insecure_transport, policy_json
 
 
 @dataclass(frozen=True)
@@ -75,27 +75,16 @@ class EfsFileSystem(pulumi.ComponentResource):
         aws.efs.FileSystemPolicy(
             f"{name}-policy",
             file_system_id=fs.id,
-            policy=pulumi.Output.json_dumps(
+            policy=policy_json(
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "MountThroughMountTargets",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": "*"},
-                            "Action": [
-                                "elasticfilesystem:ClientMount",
-                                "elasticfilesystem:ClientWrite",
-                            ],
-                            "Resource": fs.arn,
-                            "Condition": {
-                                "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}
-                            },
-                        },
-                        deny_insecure_transport(fs.arn, principal={"AWS": "*"}, action="*"),
-                    ],
+                    "Sid": "MountThroughMountTargets",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "*"},
+                    "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                    "Resource": fs.arn,
+                    "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
                 },
-                sort_keys=True,
+                deny_insecure_transport(fs.arn, principal={"AWS": "*"}, action="*"),
             ),
             opts=child,
         )

@@ -9,6 +9,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.aws_policy import policy_json
+
 
 @dataclass(frozen=True)
 class IrsaRoleArgs:
@@ -30,25 +32,20 @@ class IrsaRoleArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-def trust_policy(
+def trust_statement(
     oidc_provider_arn: pulumi.Input[str], issuer: str, namespace: str, sa: str
 ) -> dict[str, object]:
     """Only `system:serviceaccount:<ns>:<sa>`, audience sts.amazonaws.com, may assume the role."""
     return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": oidc_provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{sa}",
-                        f"{issuer}:aud": "sts.amazonaws.com",
-                    }
-                },
+        "Effect": "Allow",
+        "Principal": {"Federated": oidc_provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {
+            "StringEquals": {
+                f"{issuer}:sub": f"system:serviceaccount:{namespace}:{sa}",
+                f"{issuer}:aud": "sts.amazonaws.com",
             }
-        ],
+        },
     }
 
 
@@ -68,11 +65,10 @@ class IrsaRole(pulumi.ComponentResource):
         issuer = args.oidc_issuer.removeprefix("https://")
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=pulumi.Output.json_dumps(
-                trust_policy(
+            assume_role_policy=policy_json(
+                trust_statement(
                     args.oidc_provider_arn, issuer, args.namespace, args.service_account_name
-                ),
-                sort_keys=True,
+                )
             ),
             description=(
                 f"IRSA for system:serviceaccount:{args.namespace}:{args.service_account_name}"

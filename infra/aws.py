@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.artifact_bucket import ArtifactBucket, ArtifactBucketArgs
+from components.aws_policy import policy_json
 from components.efs_file_system import EfsFileSystem, EfsFileSystemArgs
 from components.irsa_role import IrsaRole, IrsaRoleArgs
 from components.shared_volume import SharedVolume, SharedVolumeArgs
@@ -172,9 +173,9 @@ def kubeconfig(cluster: EksCluster, region: str) -> str:
     )
 
 
-def bucket_access_policy(
+def bucket_access_statements(
     bucket_arn: pulumi.Input[str], prefix: str, kms_key_arn: pulumi.Input[str] | None
-) -> dict[str, object]:
+) -> list[dict[str, object]]:
     """Least privilege on the stack's prefix: list under it, read/write objects in it, no `*`."""
     statements: list[dict[str, object]] = [
         {
@@ -206,7 +207,7 @@ def bucket_access_policy(
                 "Resource": kms_key_arn,
             }
         )
-    return {"Version": "2012-10-17", "Statement": statements}
+    return statements
 
 
 def kubernetes_provider(settings: Settings, cluster: EksCluster) -> k8s.Provider:
@@ -268,7 +269,7 @@ def build_storage(
         outputs["sharedMountPath"] = storage.shared_filesystem.mount_path
 
     bucket_uri: pulumi.Output[str] | None = None
-    policy_json: pulumi.Output[str] | None = None
+    policy: pulumi.Output[str] | None = None
     if storage.artifact_bucket.enabled:
         bucket = ArtifactBucket(
             "artifacts",
@@ -281,9 +282,8 @@ def build_storage(
         )
         prefix = settings.bucket_prefix
         bucket_uri = bucket.bucket_name.apply(lambda name: f"s3://{name}/{prefix}")
-        policy_json = pulumi.Output.json_dumps(
-            bucket_access_policy(bucket.bucket_arn, settings.bucket_prefix, bucket.kms_key_arn),
-            sort_keys=True,
+        policy = policy_json(
+            *bucket_access_statements(bucket.bucket_arn, settings.bucket_prefix, bucket.kms_key_arn)
         )
         outputs["bucketUri"] = bucket_uri
 
@@ -294,7 +294,7 @@ def build_storage(
             oidc_issuer=cluster.oidc_issuer,
             namespace=namespace,
             service_account_name=RAY_SERVICE_ACCOUNT,
-            policy_json=policy_json,
+            policy_json=policy,
             kubernetes_opts=k8s_opts,
             tags=tags,
         ),
