@@ -132,6 +132,42 @@ def test_second_up_changes_nothing(e2e: E2E) -> None:
     assert after is not None and after["metadata"]["generation"] == before["metadata"]["generation"]
 
 
+def test_changed_packages_replace_the_cluster_and_reach_the_head(e2e: E2E) -> None:
+    """KubeRay does not roll pods on a template change; the program replaces the cluster."""
+    before = e2e.kube.get(RAYCLUSTER)
+    assert before is not None
+    ray = engine.stack_file_config("local")["ray-platform:ray"]
+    ray["sharedPackages"] = ["tabulate==0.9.0", "six==1.16.0"]
+    engine.work_dir(e2e.state, overrides={"ray-platform:ray": ray})
+    try:
+        result = e2e.stack.up(color="never")
+    finally:
+        engine.work_dir(e2e.state)
+    assert result.summary.resource_changes.get("replace") == 1, result.summary.resource_changes
+    after = e2e.kube.get(RAYCLUSTER)
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+    head_env = after["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    new_path = next(e["value"] for e in head_env if e["name"] == "PYTHONPATH")
+
+    def new_head() -> list[dict[str, Any]]:
+        pods = e2e.kube.items(
+            f"/api/v1/namespaces/{NS}/pods?labelSelector=ray.io%2Fnode-type%3Dhead"
+        )
+        return [
+            p
+            for p in pods
+            if any(
+                e.get("value") == new_path
+                for c in p["spec"]["containers"]
+                for e in c.get("env", [])
+            )
+        ]
+
+    assert e2e.kube.wait("a head Pod with the new PYTHONPATH", new_head)
+    # Back to the committed stack file: replaced again, then the no-op checks hold.
+    assert e2e.stack.up(color="never").summary.resource_changes.get("replace") == 1
+
+
 def test_bad_setting_fails_preview_with_one_line_and_changes_nothing(e2e: E2E) -> None:
     before = e2e.kube.get(RAYCLUSTER)
     assert before is not None
