@@ -26,6 +26,7 @@ GCS_PORT = 6379
 INSTALL_SCRIPT = """set -eu
 if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; exit 0; fi
 tmp="$TARGET.tmp.$HOSTNAME"
+trap 'rm -rf "$tmp"' EXIT
 rm -rf "$tmp" && mkdir -p "$tmp"
 printf '%s\\n' "$REQUIREMENTS" > /tmp/ray-platform-requirements.txt
 # Pin everything the image already has, so nothing on PYTHONPATH shadows Ray's own packages.
