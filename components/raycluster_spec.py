@@ -27,12 +27,20 @@ INSTALL_SCRIPT = """set -eu
 if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; exit 0; fi
 tmp="$TARGET.tmp.$HOSTNAME"
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 143' INT TERM
 rm -rf "$tmp" && mkdir -p "$tmp"
-printf '%s\\n' "$REQUIREMENTS" > /tmp/ray-platform-requirements.txt
-# Pin everything the image already has, so nothing on PYTHONPATH shadows Ray's own packages.
-python -m pip list --format=freeze > /tmp/ray-platform-constraints.txt
-python -m pip install --no-cache-dir --disable-pip-version-check --target "$tmp" \\
-  -c /tmp/ray-platform-constraints.txt -r /tmp/ray-platform-requirements.txt
+printf '%s\\n' "$REQUIREMENTS" > "$tmp/requirements.txt"
+# The image's packages stay visible and pinned: pip installs only what is missing, so nothing
+# on PYTHONPATH shadows (or silently upgrades) Ray's own dependencies.
+# (Local builds such as torch 2.5.1+cu121 cannot be constraints pip resolves; they stay
+# visible, so pip keeps them all the same.)
+python -m pip list --disable-pip-version-check --format=freeze | grep -v '+' \\
+  > "$tmp/image-packages.txt" || true
+python -m venv --without-pip --system-site-packages "$tmp/venv"
+"$tmp/venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \\
+  -c "$tmp/image-packages.txt" -r "$tmp/requirements.txt"
+site=$(cd "$tmp/venv" && ls -d lib/python*/site-packages)
+ln -s "venv/$site" "$tmp/site-packages"
 touch "$tmp/.complete"
 mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
 echo "installed shared packages into $TARGET"
@@ -50,8 +58,8 @@ def head_service_name(cluster_name: str) -> str:
 
 
 def shared_packages_dir(ray: RaySettings, mount_path: str) -> str:
-    """Content-addressed: changing the package list (or Ray) installs into a new directory."""
-    key = "\n".join([ray.image, *sorted(ray.shared_packages)])
+    """Content-addressed: a new package list, image or installer installs into a new directory."""
+    key = "\n".join([ray.image, INSTALL_SCRIPT, *sorted(ray.shared_packages)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return f"{mount_path}/{PACKAGES_SUBDIR}/{digest}"
 
@@ -72,9 +80,8 @@ def _env(ray: RaySettings, wiring: StorageWiring, mode: Mode) -> list[dict[str, 
     if wiring.shared_mount_path:
         env.append({"name": "RAY_PLATFORM_SHARED_DIR", "value": wiring.shared_mount_path})
         if mode == "dev" and ray.shared_packages:
-            env.append(
-                {"name": "PYTHONPATH", "value": shared_packages_dir(ray, wiring.shared_mount_path)}
-            )
+            packages = shared_packages_dir(ray, wiring.shared_mount_path)
+            env.append({"name": "PYTHONPATH", "value": f"{packages}/site-packages"})
     env.append({"name": "RAY_PLATFORM_MODE", "value": mode})
     return env
 

@@ -406,7 +406,7 @@ def test_dev_generic_image_with_shared_packages_on_pythonpath() -> None:
     assert target.startswith("/mnt/shared/python-packages/")
     for pod in _pods(dev):
         env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-        assert env["PYTHONPATH"] == target
+        assert env["PYTHONPATH"] == f"{target}/site-packages"
 
 
 def test_dev_runtime_env_exported_and_mounted_on_head() -> None:
