@@ -33,13 +33,23 @@ class RayClusterArgs:
     kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
 
 
-# Changes here mean different pods; replica bounds, autoscaler options and auth do not.
+# Changes here mean different pods (KubeRay 1.5 bakes auth and the autoscaler sidecar into the
+# pods, and leaves the pods of a removed or renamed group running); replica bounds and the
+# autoscaler's idle timeout / upscaling mode are read live and change in place.
 POD_SHAPING_FIELDS = [
     "spec.rayVersion",
+    "spec.authOptions",
+    "spec.enableInTreeAutoscaling",
+    "spec.autoscalerOptions.image",
+    "spec.autoscalerOptions.env",
+    "spec.autoscalerOptions.resources",
+    "spec.autoscalerOptions.securityContext",
     "spec.headGroupSpec.template",
     "spec.headGroupSpec.rayStartParams",
+    "spec.workerGroupSpecs[*].groupName",
     "spec.workerGroupSpecs[*].template",
     "spec.workerGroupSpecs[*].rayStartParams",
+    'metadata.annotations["ray-platform/worker-groups"]',
 ]
 
 
@@ -94,7 +104,15 @@ class RayCluster(pulumi.ComponentResource):
             api_version="ray.io/v1",
             kind="RayCluster",
             # Plain metadata with an explicit namespace: the provider needs no lookup at preview.
-            metadata={"name": ray.cluster_name, "namespace": args.namespace, "labels": labels},
+            # The group list is an annotation so that removing a group replaces the cluster.
+            metadata={
+                "name": ray.cluster_name,
+                "namespace": args.namespace,
+                "labels": labels,
+                "annotations": {
+                    "ray-platform/worker-groups": ",".join(g.name for g in ray.worker_groups)
+                },
+            },
             spec=manifest["spec"],
             opts=pulumi.ResourceOptions.merge(
                 child,

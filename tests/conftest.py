@@ -8,6 +8,7 @@ options (parent, protect, retain_on_delete, dependencies, provider) for assertio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import runpy
 import sys
@@ -293,6 +294,12 @@ def run_program(
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         outputs = {k: _resolve(v) for k, v in exported.items()}
         _sync_await(pulumi.runtime.stack.wait_for_rpcs())
+    except BaseException:
+        # Registrations are asynchronous: let those already started reach the monitor, so a
+        # test can see whether anything was registered before the failure.
+        with contextlib.suppress(BaseException):
+            _sync_await(pulumi.runtime.stack.wait_for_rpcs())
+        raise
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
     return ProgramRun(monitor.registrations, outputs, mocks.calls)

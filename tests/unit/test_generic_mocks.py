@@ -31,6 +31,7 @@ def test_program_completes_under_echo_mocks(stack: str, preview: bool) -> None:
             "ray-platform/stack": stack,
             "ray-platform/mode": "prod" if stack == "prod" else "dev",
         },
+        "annotations": {"ray-platform/worker-groups": "cpu"},
     }
     assert run.outputs["dashboardPortForward"].endswith("svc/ray-head-svc 8265:8265")
 

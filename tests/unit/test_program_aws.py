@@ -475,13 +475,20 @@ def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
 def test_raycluster_replaced_when_its_pods_would_change(aws_run: ProgramRun) -> None:
     rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
     assert rc.delete_before_replace
-    assert set(rc.replace_on_changes) == {
+    fields = set(rc.replace_on_changes)
+    # What KubeRay 1.5 bakes into running pods...
+    assert {
         "spec.rayVersion",
+        "spec.authOptions",
         "spec.headGroupSpec.template",
-        "spec.headGroupSpec.rayStartParams",
         "spec.workerGroupSpecs[*].template",
-        "spec.workerGroupSpecs[*].rayStartParams",
-    }
+        "spec.workerGroupSpecs[*].groupName",
+    } <= fields
+    # ...and a removed group, through the annotation listing the groups.
+    assert rc.inputs["metadata"]["annotations"] == {"ray-platform/worker-groups": "cpu"}
+    assert 'metadata.annotations["ray-platform/worker-groups"]' in fields
+    # Scaling bounds change in place.
+    assert not any("Replicas" in f or "idleTimeout" in f for f in fields)
 
 
 def test_mount_targets_named_by_zone_and_replaced_delete_first(aws_run: ProgramRun) -> None:
