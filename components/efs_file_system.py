@@ -96,7 +96,10 @@ class EfsFileSystem(pulumi.ComponentResource):
             opts=child,
         )
         sources = {"cluster": args.cluster_security_group_id}
-        sources.update({sg_id: sg_id for sg_id in args.extra_security_group_ids})
+        # The cluster group is already admitted: a second identical rule is an AWS error.
+        sources.update(
+            {sg: sg for sg in args.extra_security_group_ids if sg != args.cluster_security_group_id}
+        )
         for label, source in sources.items():
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-nfs-from-{label}",

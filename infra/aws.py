@@ -54,23 +54,23 @@ class EksCluster:
 
 
 def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
-    """EFS allows one mount target per zone: zone → the first private subnet (by id) there.
-
-    Private means tagged kubernetes.io/role/internal-elb when the cluster's subnets use those
-    tags (a public subnet may well not map public IPs); otherwise, not mapping public IPs.
+    """EFS allows one mount target per zone, and every zone with nodes needs one: zone → the
+    best subnet there. Preferred: tagged kubernetes.io/role/internal-elb (EKS's private), then
+    one that maps no public IPs and is not tagged for public load balancers, then any (a mount
+    target only needs to be in the zone and the VPC; its security group does the guarding).
     """
-    subnets = sorted(subnets, key=lambda s: s.id)
-    if any(s.tagged_private for s in subnets):
-        private = [s for s in subnets if s.tagged_private]
-    else:
-        private = [
+    chosen: dict[str, str] = {}
+    by_zone: dict[str, list[Subnet]] = {}
+    for subnet in sorted(subnets, key=lambda s: s.id):
+        by_zone.setdefault(subnet.availability_zone, []).append(subnet)
+    for zone, candidates in by_zone.items():
+        tagged = [s for s in candidates if s.tagged_private]
+        quiet = [
             s
-            for s in subnets
+            for s in candidates
             if not s.map_public_ip_on_launch and "kubernetes.io/role/elb" not in s.tags
         ]
-    chosen: dict[str, str] = {}
-    for subnet in private:
-        chosen.setdefault(subnet.availability_zone, subnet.id)
+        chosen[zone] = (tagged or quiet or candidates)[0].id
     return dict(sorted(chosen.items()))
 
 
@@ -81,8 +81,8 @@ def mount_subnets(settings: Settings, cluster: EksCluster) -> dict[str, str]:
     chosen = one_private_subnet_per_zone(cluster.subnets)
     if not chosen:
         raise SettingsError(
-            f"ray-platform:kubernetes.clusterName ({cluster.name!r}) has no private subnets "
-            "for EFS mount targets (tag them kubernetes.io/role/internal-elb=1)"
+            f"ray-platform:kubernetes.clusterName ({json.dumps(cluster.name)}) has no subnets "
+            "for EFS mount targets"
         )
     return chosen
 
@@ -93,7 +93,7 @@ def lookup_cluster(name: str) -> EksCluster:
         cluster = aws.eks.get_cluster(name=name)
     except Exception as err:
         raise SettingsError(
-            f"ray-platform:kubernetes.clusterName ({name!r}) could not be looked up: "
+            f"ray-platform:kubernetes.clusterName ({json.dumps(name)}) could not be looked up: "
             f"{str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
         ) from None
     vpc = cluster.vpc_config
@@ -101,11 +101,17 @@ def lookup_cluster(name: str) -> EksCluster:
     issuer = issuer_url.removeprefix("https://")
     try:
         oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
-    except Exception:
+    except Exception as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+        if "not found" in reason.lower() or "nosuchentity" in reason.lower():
+            raise SettingsError(
+                f"ray-platform:kubernetes.clusterName ({json.dumps(name)}) has no IAM OIDC "
+                f"provider for {issuer}; IRSA needs one (eksctl utils "
+                f"associate-iam-oidc-provider --cluster {name} --approve)"
+            ) from None
         raise SettingsError(
-            f"ray-platform:kubernetes.clusterName ({name!r}) has no IAM OIDC provider for "
-            f"{issuer}; IRSA needs one (eksctl utils associate-iam-oidc-provider "
-            f"--cluster {name} --approve)"
+            f"ray-platform:kubernetes.clusterName ({json.dumps(name)}): the IAM OIDC provider "
+            f"for {issuer} could not be looked up: {reason}"
         ) from None
     subnets = tuple(
         Subnet(

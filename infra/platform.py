@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -27,8 +29,8 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
     except kuberay_release.ReleaseError as err:
         raise SettingsError(
-            f"ray-platform:operator.version ({settings.operator.version!r}) is not a KubeRay "
-            f"release this program can fetch: {err}"
+            f"ray-platform:operator.version ({json.dumps(settings.operator.version)}) is not a "
+            f"KubeRay release this program can fetch: {err}"
         ) from None
 
     if settings.cloud == "aws":

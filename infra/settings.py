@@ -58,7 +58,7 @@ _SEMVER = re.compile(
     r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _MEMORY_UNITS = {
     "Ki": 2**10,
     "Mi": 2**20,
@@ -84,9 +84,10 @@ _IMAGE = re.compile(
 )
 # PEP 508 name, optional extras and version specifiers; nothing a shell or pip option could abuse.
 _REQUIREMENT = re.compile(
-    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[A-Za-z0-9._,-]+\])?"
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\s*\[[A-Za-z0-9._, -]+\])?"
     r"(?:\s*(?:===|==|~=|!=|>=|<=|<|>)\s*[A-Za-z0-9.*+!_-]+"
-    r"(?:\s*,\s*(?:===|==|~=|!=|>=|<=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)?$"
+    r"(?:\s*,\s*(?:===|==|~=|!=|>=|<=|<|>)\s*[A-Za-z0-9.*+!_-]+)*"
+    r"|\s*@\s*(?:git\+)?https://[^\s;'\"`$]+)?$"
 )
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 _LABEL_KEY = re.compile(
@@ -157,9 +158,9 @@ def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
 
 
 def _memory(v: str) -> str:
-    _quantity(v, _MEMORY, "a memory quantity with a unit, such as 8Gi")
-    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]+)", v).groups()  # type: ignore[union-attr]
-    if float(number) * _MEMORY_UNITS[unit] < 256 * 2**20:
+    _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", v).groups()  # type: ignore[union-attr]
+    if float(number) * _MEMORY_UNITS.get(unit, 1) < 256 * 2**20:
         raise ValueError("is below 256Mi, too little for a Ray process")
     return v
 
@@ -191,7 +192,7 @@ MemoryQuantity = Annotated[
 
 def _namespace(v: str) -> str:
     _dns_label(v, "a Kubernetes namespace")
-    if v == "default" or v.startswith("kube-"):
+    if v in ("default", "kube-system", "kube-public", "kube-node-lease"):
         raise ValueError("is a namespace Kubernetes owns; choose your own, e.g. ray")
     return v
 
@@ -213,6 +214,11 @@ def _label_map(v: dict[str, str]) -> dict[str, str]:
 
 
 NamespaceName = Annotated[str, AfterValidator(_namespace)]
+VolumeSize = Annotated[
+    str,
+    BeforeValidator(_number_to_str),
+    AfterValidator(lambda v: _quantity(v, _MEMORY, "a storage quantity such as 100Gi")),
+]
 Count = Annotated[int, BeforeValidator(_strict_int), Field(ge=0, le=10_000)]
 LabelMap = Annotated[dict[str, str], AfterValidator(_label_map)]
 SemVer = Annotated[str, AfterValidator(_semver)]
@@ -246,7 +252,7 @@ class SharedFilesystemSettings(_Model):
     mount_path: str = Field("/mnt/shared", alias="mountPath")
     kms_key_arn: str | None = Field(None, alias="kmsKeyArn")
     """aws: a customer-managed KMS key for EFS encryption (default: the AWS-managed key)."""
-    size: MemoryQuantity = "100Gi"
+    size: VolumeSize = "100Gi"
     """The PersistentVolume's nominal capacity (EFS is elastic; hostPath ignores it)."""
     host_path: str = Field("/var/lib/ray-platform/shared", alias="hostPath")
     """local: the node directory that backs the volume."""
@@ -335,7 +341,7 @@ class GroupSettings(_Model):
     cpu: CpuQuantity
     memory: MemoryQuantity
     """Given once: used as both request and limit (Ray sizes its object store from it)."""
-    gpu: int = Field(0, ge=0)
+    gpu: Annotated[int, BeforeValidator(_strict_int), Field(ge=0, le=64)] = 0
     ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
 
 
@@ -602,8 +608,11 @@ def image_ray_version(image: str) -> str | None:
     if ":" not in last:
         return None
     tag = last.split(":", 1)[1]
-    match = _VERSION_IN_TAG.search(tag)
-    return match.group(1) if match else None
+    versions = _VERSION_IN_TAG.findall(tag)
+    # `cuda12.4.1-ray2.52.0`: prefer the version Ray tags spell with a `ray` prefix.
+    for match in re.finditer(r"ray-?(\d+\.\d+\.\d+)(?![0-9A-Za-z])", tag):
+        return match.group(1)
+    return versions[0] if versions else None
 
 
 def _dir_size(path: Path, limit: int) -> int:

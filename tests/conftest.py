@@ -39,7 +39,7 @@ SUBNETS = {
     "subnet-0priv2a0000000002": ("us-west-2a", False, {"kubernetes.io/role/internal-elb": "1"}),
     "subnet-0priv2b0000000003": ("us-west-2b", False, {"kubernetes.io/role/internal-elb": "1"}),
     "subnet-0priv2c0000000004": ("us-west-2c", False, {"kubernetes.io/role/internal-elb": "1"}),
-    # Not mapping public IPs, but untagged: with tags in use, it is not taken for private.
+    # 2d: only an untagged subnet; it still gets the zone's mount target.
     "subnet-0untagged000000008": ("us-west-2d", False, {}),
     "subnet-0pub2a00000000005": ("us-west-2a", True, {"kubernetes.io/role/elb": "1"}),
     "subnet-0pub2b00000000006": ("us-west-2b", True, {"kubernetes.io/role/elb": "1"}),

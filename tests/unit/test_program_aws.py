@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import (
     CLUSTER_SG,
     ISSUER,
+    SUBNETS,
     ProgramRun,
     Registration,
     cached_run,
@@ -44,7 +45,7 @@ def test_cluster_facts_are_looked_up_from_the_cluster_name(aws_run: ProgramRun) 
     lookups = [a for t, a in aws_run.calls if t == "aws:eks/getCluster:getCluster"]
     assert lookups == [{"name": _name(aws_run)}]
     assert "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider" in tokens
-    assert tokens.count("aws:ec2/getSubnet:getSubnet") == 8
+    assert tokens.count("aws:ec2/getSubnet:getSubnet") == len(SUBNETS)
 
 
 def _name(run: ProgramRun) -> str:
@@ -73,10 +74,13 @@ def test_one_mount_target_per_zone_in_private_subnets(aws_run: ProgramRun) -> No
     targets = aws_run.of_type("aws:efs/mountTarget:MountTarget")
     subnets = sorted(t.inputs["subnetId"] for t in targets)
     # 2a has two private subnets: only the first is used; public subnets never.
+    # Tagged private subnets first; 2a has two (the first is used); public ones never when a
+    # better one exists; 2d has only an untagged subnet, and still gets its target.
     assert subnets == [
         "subnet-0priv2a0000000001",
         "subnet-0priv2b0000000003",
         "subnet-0priv2c0000000004",
+        "subnet-0untagged000000008",
     ]
     sg_id = "sg-0efs000000000001"
     assert all(t.inputs["securityGroups"] == [sg_id] for t in targets)
@@ -497,6 +501,7 @@ def test_mount_targets_named_by_zone_and_replaced_delete_first(aws_run: ProgramR
         "shared-fs-mt-us-west-2a",
         "shared-fs-mt-us-west-2b",
         "shared-fs-mt-us-west-2c",
+        "shared-fs-mt-us-west-2d",
     ]
     assert all(t.delete_before_replace for t in targets)
 
@@ -534,7 +539,7 @@ def test_raycluster_waits_for_its_claim_and_service_account(aws_run: ProgramRun)
         assert aws_run.one(typ).urn in rc.dependencies, typ
 
 
-def test_untagged_subnets_fall_back_to_public_ip_mapping() -> None:
+def test_subnet_preference_per_zone() -> None:
     from infra.aws import Subnet, one_private_subnet_per_zone
 
     subnets = [
@@ -542,10 +547,14 @@ def test_untagged_subnets_fall_back_to_public_ip_mapping() -> None:
         Subnet("subnet-a", "us-west-2a", True, {}),
         Subnet("subnet-c", "us-west-2b", False, {"kubernetes.io/role/elb": "1"}),
         Subnet("subnet-d", "us-west-2c", False, {}),
+        Subnet("subnet-e", "us-west-2c", False, {"kubernetes.io/role/internal-elb": "1"}),
+        Subnet("subnet-f", "us-west-2d", True, {"kubernetes.io/role/elb": "1"}),
     ]
     assert one_private_subnet_per_zone(subnets) == {
         "us-west-2a": "subnet-b",
-        "us-west-2c": "subnet-d",
+        "us-west-2b": "subnet-c",
+        "us-west-2c": "subnet-e",
+        "us-west-2d": "subnet-f",
     }
 
 
@@ -560,8 +569,10 @@ def test_existing_namespace_is_used_not_managed() -> None:
 
 def test_extra_node_security_groups_may_reach_nfs() -> None:
     config = copy.deepcopy(stack_config("dev"))
+    # The cluster group listed again must not become a duplicate rule (an AWS error).
     config["ray-platform:storage"]["sharedFilesystem"]["allowedSecurityGroups"] = [
-        "sg-0123456789abcdef0"
+        "sg-0123456789abcdef0",
+        CLUSTER_SG,
     ]
     run = run_program("dev", config)
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")

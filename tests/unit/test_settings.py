@@ -298,9 +298,9 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     ),
     (
         "dev",
-        "memory without a unit",
+        "memory of 8 bytes",
         _set("ray.head.memory", 8),
-        "ray-platform:ray.head.memory (8) is not a memory quantity with a unit",
+        "ray-platform:ray.head.memory (8) is below 256Mi, too little for a Ray process",
     ),
     (
         "dev",
@@ -468,6 +468,27 @@ def test_all_errors_are_reported_together() -> None:
     assert "ray.head.cpu" in str(info.value) and "kubernetes.namespace" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _set("ray.image", "123456789012.dkr.ecr.us-west-2.amazonaws.com/team/app:2.52.0-py311-gpu"),
+        _set("ray.image", "rayproject/ray-ml:2.52.0.abc123-py311"),
+        _set("ray.image", "ghcr.io/acme/ray:cuda12.4.1-ray2.52.0"),
+        _set("ray.head.memory", "7.5Gi"),
+        _set("ray.head.memory", 8589934592),
+        _set("ray.sharedPackages", ["torch==2.5.1+cu121", "numpy>=1.26,<2"]),
+        _set("ray.sharedPackages", ["scikit-learn[alldeps, tests]==1.5.2"]),
+        _set("ray.sharedPackages", ["mylib @ git+https://github.com/acme/mylib@v1.2"]),
+        _set("ray.workerGroups.0.nodeSelector", {"karpenter.sh/capacity-type": "spot"}),
+        _set("storage.artifactBucket.prefix", "team-a/ray/dev"),
+        _set("storage.sharedFilesystem.size", "100Mi"),
+        _set("kubernetes.namespace", "kube-ray"),
+    ],
+)
+def test_real_world_values_are_accepted(mutate: Mutation) -> None:
+    assert _load("dev", mutate).stack == "dev"
+
+
 def test_yaml_numbers_are_accepted_as_quantities() -> None:
     settings = _load("dev", _set("ray.head.cpu", 2))
     assert settings.ray.head.cpu == "2"
@@ -527,19 +548,15 @@ def test_unfetchable_operator_version_is_a_settings_error(
     monitor = RecordingMonitor(PlatformMocks())
     with pytest.raises(SettingsError) as info:
         run_program("dev", monitor=monitor)
-    assert str(info.value).startswith("ray-platform:operator.version ('1.5.1') is not a KubeRay")
+    assert str(info.value).startswith('ray-platform:operator.version ("1.5.1") is not a KubeRay')
     assert monitor.registrations == []
 
 
 class _NoPrivateSubnets(PlatformMocks):
     def call(self, args: Any) -> Any:
         result = super().call(args)
-        if args.token == "aws:ec2/getSubnet:getSubnet":
-            result = {
-                **result,
-                "mapPublicIpOnLaunch": True,
-                "tags": {"kubernetes.io/role/elb": "1"},
-            }
+        if args.token == "aws:eks/getCluster:getCluster":
+            result["vpcConfig"]["subnetIds"] = []
         return result
 
 
@@ -555,11 +572,11 @@ class _NoOidcProvider(PlatformMocks):
     [
         (
             _NoPrivateSubnets,
-            "ray-platform:kubernetes.clusterName ('ml-dev') has no private subnets",
+            'ray-platform:kubernetes.clusterName ("ml-dev") has no subnets',
         ),
         (
             _NoOidcProvider,
-            "ray-platform:kubernetes.clusterName ('ml-dev') has no IAM OIDC provider",
+            'ray-platform:kubernetes.clusterName ("ml-dev") has no IAM OIDC provider',
         ),
     ],
 )
