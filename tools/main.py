@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         reason = lines[0] if lines else "see the engine output above"
         print(f"error: pulumi {args.action} failed: {reason}", file=sys.stderr)
         return 1
+    except (OSError, RuntimeError) as err:  # e.g. the engine could not be started at all
+        print(f"error: pulumi {args.action} could not run: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(engine.outputs(stack), indent=2, sort_keys=True))
     return 0
 

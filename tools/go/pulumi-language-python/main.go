@@ -115,7 +115,6 @@ func main() {
 	}
 }
 
-// options reads the `runtime.options` of Pulumi.yaml that matter for running a program.
 // resolve finds the Python toolchain (pip, uv or poetry, and the virtualenv) a program asks for.
 func resolve(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
 	opts, err := options(info)
@@ -125,6 +124,7 @@ func resolve(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
 	return toolchain.ResolveToolchain(opts)
 }
 
+// options reads the `runtime.options` of Pulumi.yaml that matter for running a program.
 func options(info *pulumirpc.ProgramInfo) (toolchain.PythonOptions, error) {
 	opts := toolchain.PythonOptions{Root: info.GetRootDirectory(), ProgramDir: info.GetProgramDirectory()}
 	raw := info.GetOptions().AsMap()
