@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws_policy import policy_json
+from components.wiring import MANAGED_LABELS
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class IrsaRole(pulumi.ComponentResource):
                     "name": args.service_account_name,
                     "namespace": args.namespace,
                     "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-                    "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+                    "labels": dict(MANAGED_LABELS),
                 },
                 opts=pulumi.ResourceOptions.merge(args.kubernetes_opts, child),
             )

@@ -9,6 +9,8 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.wiring import MANAGED_LABELS
+
 
 @dataclass(frozen=True)
 class KubeRayOperatorArgs:
@@ -81,7 +83,7 @@ class KubeRayOperator(pulumi.ComponentResource):
                 f"{name}-ns",
                 metadata={
                     "name": args.namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+                    "labels": dict(MANAGED_LABELS),
                 },
                 opts=child,
             )

@@ -15,7 +15,7 @@ from components.raycluster_spec import (
     raycluster_manifest,
     runtime_env_json,
 )
-from components.wiring import StorageWiring
+from components.wiring import MANAGED_LABELS, StorageWiring
 from infra.settings import Mode, RaySettings
 
 
@@ -73,7 +73,7 @@ class RayCluster(pulumi.ComponentResource):
             args.kubernetes_opts, pulumi.ResourceOptions(parent=self)
         )
         ray = args.ray
-        labels = {"app.kubernetes.io/managed-by": "pulumi", **args.labels}
+        labels = {**MANAGED_LABELS, **args.labels}
         self.cluster_name = ray.cluster_name
         self.runtime_env_config_map = f"{ray.cluster_name}-runtime-env"
         self.head_service = head_service_name(ray.cluster_name)

@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.wiring import MANAGED_LABELS
+
 
 @dataclass(frozen=True)
 class SharedVolumeArgs:
@@ -53,14 +55,14 @@ class SharedVolume(pulumi.ComponentResource):
             pv_spec["nodeAffinity"] = dict(args.node_affinity)
         pv = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
-            metadata={"labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            metadata={"labels": dict(MANAGED_LABELS)},
             spec=pv_spec,
             opts=child,
         )
         pvc_metadata: Any = {
             "name": args.claim_name,
             "namespace": args.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+            "labels": dict(MANAGED_LABELS),
         }
         pvc_spec: Any = {
             "accessModes": ["ReadWriteMany"],

@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 
 SHARED_VOLUME = "shared"
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": "pulumi"}
+"""Labels on every Kubernetes object this program creates."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from components.irsa_role import IrsaRole, IrsaRoleArgs
 from components.shared_volume import SharedVolume, SharedVolumeArgs
 from components.wiring import StorageWiring
 from infra.adapters import CloudStorage
-from infra.settings import Settings, SettingsError
+from infra.settings import Settings, setting_error
 
 RAY_SERVICE_ACCOUNT = "ray"
 EFS_CSI_SERVICE_ACCOUNT = "efs-csi-controller-sa"
@@ -80,11 +80,16 @@ def mount_subnets(settings: Settings, cluster: EksCluster) -> dict[str, str]:
         return {}
     chosen = one_private_subnet_per_zone(cluster.subnets)
     if not chosen:
-        raise SettingsError(
-            f"ray-platform:kubernetes.clusterName ({json.dumps(cluster.name)}) has no subnets "
-            "for EFS mount targets"
+        raise setting_error(
+            "kubernetes.clusterName", cluster.name, "has no subnets for EFS mount targets"
         )
     return chosen
+
+
+def _reason(err: Exception) -> str:
+    """The last line of a data-source failure: the provider's own words."""
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else repr(err)
 
 
 def lookup_cluster(name: str) -> EksCluster:
@@ -92,9 +97,8 @@ def lookup_cluster(name: str) -> EksCluster:
     try:
         cluster = aws.eks.get_cluster(name=name)
     except Exception as err:
-        raise SettingsError(
-            f"ray-platform:kubernetes.clusterName ({json.dumps(name)}) could not be looked up: "
-            f"{str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
+        raise setting_error(
+            "kubernetes.clusterName", name, f"could not be looked up: {_reason(err)}"
         ) from None
     vpc = cluster.vpc_config
     issuer_url = cluster.identities[0].oidcs[0].issuer
@@ -102,16 +106,18 @@ def lookup_cluster(name: str) -> EksCluster:
     try:
         oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
     except Exception as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+        reason = _reason(err)
         if "not found" in reason.lower() or "nosuchentity" in reason.lower():
-            raise SettingsError(
-                f"ray-platform:kubernetes.clusterName ({json.dumps(name)}) has no IAM OIDC "
-                f"provider for {issuer}; IRSA needs one (eksctl utils "
-                f"associate-iam-oidc-provider --cluster {name} --approve)"
+            raise setting_error(
+                "kubernetes.clusterName",
+                name,
+                f"has no IAM OIDC provider for {issuer}; IRSA needs one "
+                f"(eksctl utils associate-iam-oidc-provider --cluster {name} --approve)",
             ) from None
-        raise SettingsError(
-            f"ray-platform:kubernetes.clusterName ({json.dumps(name)}): the IAM OIDC provider "
-            f"for {issuer} could not be looked up: {reason}"
+        raise setting_error(
+            "kubernetes.clusterName",
+            name,
+            f"has an IAM OIDC provider for {issuer} that could not be looked up: {reason}",
         ) from None
     subnets = tuple(
         Subnet(

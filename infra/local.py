@@ -7,7 +7,7 @@ import pulumi_kubernetes as k8s
 
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import StorageWiring
+from components.wiring import MANAGED_LABELS, StorageWiring
 from infra.adapters import CloudStorage
 from infra.settings import Settings
 
@@ -53,7 +53,7 @@ def build_storage(settings: Settings, k8s_opts: pulumi.ResourceOptions) -> Cloud
         metadata={
             "name": RAY_SERVICE_ACCOUNT,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+            "labels": dict(MANAGED_LABELS),
         },
         opts=k8s_opts,
     )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
 from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
+from components.wiring import MANAGED_LABELS
 from infra import kuberay_release
 from infra import local as local_adapter
 from infra.adapters import CloudStorage
-from infra.settings import Settings, SettingsError
+from infra.settings import Settings, setting_error
 
 
 def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
@@ -28,9 +27,10 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     try:
         crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
     except kuberay_release.ReleaseError as err:
-        raise SettingsError(
-            f"ray-platform:operator.version ({json.dumps(settings.operator.version)}) is not a "
-            f"KubeRay release this program can fetch: {err}"
+        raise setting_error(
+            "operator.version",
+            settings.operator.version,
+            f"is not a KubeRay release this program can fetch: {err}",
         ) from None
 
     if settings.cloud == "aws":
@@ -51,7 +51,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             "ray-namespace",
             metadata={
                 "name": settings.kubernetes.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+                "labels": dict(MANAGED_LABELS),
             },
             opts=k8s_opts,
         )

@@ -123,7 +123,6 @@ _RESERVED_TREES = (
     "/boot",
     "/home/ray/anaconda3",
 )
-INT32_MAX = 2**31 - 1
 _ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
 
 
@@ -478,6 +477,16 @@ def _fmt_value(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _message(key: str, value: object, problem: str) -> str:
+    """`ray-platform:<key> (<value as JSON>) <problem>`: the one shape of every settings error."""
+    return f"{NAMESPACE}:{key} ({_fmt_value(value)}) {problem}"
+
+
+def setting_error(key: str, value: object, problem: str) -> SettingsError:
+    """A SettingsError for one key, for problems found outside this module (cloud lookups)."""
+    return SettingsError(_message(key, value, problem))
+
+
 def _key(path: tuple[int | str, ...]) -> str:
     out = ""
     for part in path:
@@ -631,7 +640,7 @@ def cross_field_errors(s: Settings, base_dir: Path) -> list[str]:
     ray = s.ray
 
     def err(key: str, value: object, problem: str) -> None:
-        errors.append(f"{NAMESPACE}:{key} ({_fmt_value(value)}) {problem}")
+        errors.append(_message(key, value, problem))
 
     image_version = image_ray_version(ray.image)
     pinned = bool(_DIGEST.search(ray.image))
@@ -745,7 +754,7 @@ def _runtime_env_errors(s: Settings, base_dir: Path) -> list[str]:
     errors: list[str] = []
 
     def err(key: str, value: object, problem: str) -> None:
-        errors.append(f"{NAMESPACE}:ray.runtimeEnv.{key} ({_fmt_value(value)}) {problem}")
+        errors.append(_message(f"ray.runtimeEnv.{key}", value, problem))
 
     for key in sorted(set(env) - RUNTIME_ENV_KEYS):
         err(key, env[key], "is not a runtime_env field Ray knows (check its spelling)")

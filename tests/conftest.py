@@ -12,7 +12,7 @@ import contextlib
 import json
 import runpy
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,7 +181,6 @@ class Registration:
     dependencies: list[str]
     provider: str
     inputs: dict[str, Any]
-    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
 
@@ -208,9 +207,6 @@ class RecordingMonitor(pmocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     provider=request.provider,
                     inputs=rpc.deserialize_properties(request.object),
-                    property_dependencies={
-                        k: list(v.urns) for k, v in request.propertyDependencies.items()
-                    },
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     replace_on_changes=list(request.replaceOnChanges),
                 )
@@ -233,17 +229,6 @@ class ProgramRun:
         found = [r for r in self.of_type(typ) if name is None or r.name == name]
         assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r.name for r in found]}"
         return found[0]
-
-    def by_urn(self, urn: str) -> Registration:
-        return next(r for r in self.registrations if r.urn == urn)
-
-    def ancestors(self, reg: Registration) -> list[str]:
-        out, urn = [], reg.parent
-        urns = {r.urn: r for r in self.registrations}
-        while urn in urns:
-            out.append(urns[urn].type)
-            urn = urns[urn].parent
-        return out
 
 
 def stack_config(stack: str) -> dict[str, Any]:
@@ -303,11 +288,6 @@ def run_program(
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
     return ProgramRun(monitor.registrations, outputs, mocks.calls)
-
-
-@pytest.fixture(scope="session")
-def program() -> Callable[..., ProgramRun]:
-    return run_program
 
 
 _CACHE: dict[str, ProgramRun] = {}
