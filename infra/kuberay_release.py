@@ -16,10 +16,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from infra.cache import cache_root
 
 MODULE = "github.com/ray-project/kuberay/ray-operator"
 CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
@@ -31,13 +32,6 @@ KNOWN_SUMS = {
 
 class ReleaseError(RuntimeError):
     """The KubeRay release could not be fetched or is not what was expected."""
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("RAY_PLATFORM_CACHE")
-    if base:
-        return Path(base)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ray-platform"
 
 
 def _proxies() -> list[str]:
@@ -58,7 +52,7 @@ def go_h1_sum(zip_bytes: bytes) -> str:
 
 def module_zip(version: str) -> bytes:
     """The ray-operator module zip for `version` (without the v), from cache or the proxy."""
-    path = cache_dir() / "kuberay" / f"ray-operator@v{version}.zip"
+    path = cache_root() / "kuberay" / f"ray-operator@v{version}.zip"
     if path.is_file():
         return path.read_bytes()
     errors = []

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from infra.cache import cache_root
+
 TOOLS_DIR = Path(__file__).resolve().parent
 VERSIONS_FILE = TOOLS_DIR / "versions.json"
 WRAPPERS_DIR = TOOLS_DIR / "go"
@@ -66,15 +68,6 @@ class BuildError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- locations
-
-
-def cache_root() -> Path:
-    """``$RAY_PLATFORM_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/ray-platform``."""
-    explicit = os.environ.get("RAY_PLATFORM_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "ray-platform"
 
 
 def bin_dir() -> Path:
