@@ -20,8 +20,8 @@ class ArtifactBucketArgs:
     """SSE-KMS with a dedicated, rotating customer-managed key (prod); else SSE-S3."""
     force_destroy: bool = False
     """Let `pulumi destroy` empty the bucket. Dev only; prod never."""
-    stateful: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
-    """Options for the bucket and key (protect / retain_on_delete in prod)."""
+    protect: bool = False
+    """Protect the bucket, its key and its guards, and keep them on delete (prod)."""
     abort_multipart_days: int = 7
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -39,8 +39,9 @@ class ArtifactBucket(pulumi.ComponentResource):
         self, name: str, args: ArtifactBucketArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:aws:ArtifactBucket", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        stateful = pulumi.ResourceOptions.merge(child, args.stateful)
+        stateful = pulumi.ResourceOptions(
+            parent=self, protect=args.protect, retain_on_delete=args.protect
+        )
         tags = dict(args.tags)
 
         bucket = aws.s3.Bucket(

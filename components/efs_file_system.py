@@ -27,8 +27,8 @@ class EfsFileSystemArgs:
     """A customer-managed key; default: the AWS-managed `aws/elasticfilesystem` key."""
     backup: bool = False
     """AWS Backup's daily plan for this file system (on in prod)."""
-    stateful: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
-    """Options for the file system itself (protect / retain_on_delete in prod)."""
+    protect: bool = False
+    """Protect the file system and keep it on delete (prod)."""
     posix_uid: int = 1000
     posix_gid: int = 1000
     root_directory: str = "/ray"
@@ -64,7 +64,9 @@ class EfsFileSystem(pulumi.ComponentResource):
             throughput_mode="elastic",
             performance_mode="generalPurpose",
             tags=tags,
-            opts=pulumi.ResourceOptions.merge(child, args.stateful),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         aws.efs.BackupPolicy(
             f"{name}-backup",

@@ -10,12 +10,14 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws_policy import policy_json
+from components.options import waiting_child
 from components.wiring import MANAGED_LABELS
 
 
 @dataclass(frozen=True)
 class IrsaRoleArgs:
-    """Inputs of an IrsaRole."""
+    """Inputs of an IrsaRole. The Kubernetes provider comes through `opts.providers`; what the
+    ServiceAccount waits for (its namespace) through `opts.depends_on`."""
 
     oidc_provider_arn: pulumi.Input[str]
     """The EKS cluster's IAM OIDC provider."""
@@ -28,8 +30,6 @@ class IrsaRoleArgs:
     managed_policy_arns: Sequence[pulumi.Input[str]] = ()
     create_service_account: bool = True
     """Also create the annotated Kubernetes ServiceAccount (False when e.g. an EKS add-on does)."""
-    kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
-    """Options for the ServiceAccount (provider, depends_on the namespace)."""
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -92,7 +92,7 @@ class IrsaRole(pulumi.ComponentResource):
                     "annotations": {"eks.amazonaws.com/role-arn": role.arn},
                     "labels": dict(MANAGED_LABELS),
                 },
-                opts=pulumi.ResourceOptions.merge(args.kubernetes_opts, child),
+                opts=waiting_child(self, opts),
             )
         self.role_arn = role.arn
         self.service_account_name = args.service_account_name

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.options import waiting_child
 from components.wiring import MANAGED_LABELS
+
+# The token before it matched the class name; the alias keeps deployed stacks' resources.
+_OLD_TYPE = "ray-platform:kuberay:Operator"
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,6 @@ class KubeRayOperatorArgs:
     """Namespaces the operator reconciles; empty means all."""
     cpu: str = "100m"
     memory: str = "512Mi"
-    kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
-    """Provider (and dependencies) for every Kubernetes object."""
     retain_crds: bool = False
     """Keep the CRDs on destroy: deleting a CRD deletes every RayCluster/RayJob/RayService of
     that kind in the whole cluster, not only this stack's (on in prod)."""
@@ -51,6 +53,9 @@ def chart_values(args: KubeRayOperatorArgs) -> dict[str, object]:
 class KubeRayOperator(pulumi.ComponentResource):
     """CRDs first (server-side applied, upgraded with the version), then the operator.
 
+    The Kubernetes provider comes through `opts.providers`; `opts.depends_on` reaches every
+    Kubernetes object.
+
     The CRDs are registered by this program rather than hidden in the chart, so that the
     Kubernetes provider knows RayCluster before any RayCluster is previewed on a fresh cluster,
     and so that a version bump upgrades them (`helm upgrade` never does: kuberay#3133).
@@ -64,18 +69,16 @@ class KubeRayOperator(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("ray-platform:kuberay:Operator", name, None, opts)
-        child = pulumi.ResourceOptions.merge(
-            args.kubernetes_opts, pulumi.ResourceOptions(parent=self)
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_OLD_TYPE)])
         )
+        super().__init__("ray-platform:kuberay:KubeRayOperator", name, None, opts)
         # CRDs are ~1 MB each: too big for client-side apply's last-applied annotation
         # (kuberay#410); the provider applies them server-side.
         self.crds = k8s.yaml.v2.ConfigGroup(
             f"{name}-crds",
             yaml=args.crd_yaml,
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(retain_on_delete=args.retain_crds)
-            ),
+            opts=waiting_child(self, opts, retain_on_delete=args.retain_crds),
         )
         self.ready = [self.crds]
         if args.install == "helm":
@@ -85,7 +88,7 @@ class KubeRayOperator(pulumi.ComponentResource):
                     "name": args.namespace,
                     "labels": dict(MANAGED_LABELS),
                 },
-                opts=child,
+                opts=waiting_child(self, opts),
             )
             release = k8s.helm.v3.Release(
                 f"{name}-release",
@@ -96,9 +99,7 @@ class KubeRayOperator(pulumi.ComponentResource):
                 namespace=ns.metadata.name,
                 skip_crds=True,
                 values=chart_values(args),
-                opts=pulumi.ResourceOptions.merge(
-                    child, pulumi.ResourceOptions(depends_on=[self.crds])
-                ),
+                opts=waiting_child(self, opts, depends_on=[self.crds]),
             )
             self.ready.append(release)
         self.register_outputs({})

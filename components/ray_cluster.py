@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.options import waiting_child
+from components.raycluster_inputs import RayClusterConfig
 from components.raycluster_spec import (
     DASHBOARD_PORT,
     RUNTIME_ENV_FILE,
@@ -16,21 +18,18 @@ from components.raycluster_spec import (
     runtime_env_json,
 )
 from components.wiring import MANAGED_LABELS, StorageWiring
-from infra.settings import Mode, RaySettings
 
 
 @dataclass(frozen=True)
 class RayClusterArgs:
-    """Inputs of a RayCluster."""
+    """Inputs of a RayCluster. The Kubernetes provider comes through `opts.providers`, and
+    what the cluster waits for (CRDs, operator, claim, ServiceAccount) through
+    `opts.depends_on`."""
 
     namespace: str
-    ray: RaySettings
-    mode: Mode
+    config: RayClusterConfig
     wiring: StorageWiring
     labels: Mapping[str, str] = field(default_factory=dict)
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The CRDs (and operator) this cluster needs; the CR is never previewed before them."""
-    kubernetes_opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
 
 
 # Changes here mean different pods (KubeRay 1.5 bakes auth and the autoscaler sidecar into the
@@ -69,14 +68,11 @@ class RayCluster(pulumi.ComponentResource):
         self, name: str, args: RayClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:kuberay:RayCluster", name, None, opts)
-        child = pulumi.ResourceOptions.merge(
-            args.kubernetes_opts, pulumi.ResourceOptions(parent=self)
-        )
-        ray = args.ray
+        ray = args.config
         labels = {**MANAGED_LABELS, **args.labels}
-        self.cluster_name = ray.cluster_name
-        self.runtime_env_config_map = f"{ray.cluster_name}-runtime-env"
-        self.head_service = head_service_name(ray.cluster_name)
+        self.cluster_name = ray.name
+        self.runtime_env_config_map = f"{ray.name}-runtime-env"
+        self.head_service = head_service_name(ray.name)
 
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-runtime-env",
@@ -85,17 +81,15 @@ class RayCluster(pulumi.ComponentResource):
                 "namespace": args.namespace,
                 "labels": labels,
             },
-            data={RUNTIME_ENV_FILE: runtime_env_json(ray)},
-            opts=child,
+            data={RUNTIME_ENV_FILE: runtime_env_json(ray.runtime_env)},
+            opts=waiting_child(self, opts),
         )
         # Plain data but for the few Output leaves the wiring may carry (the bucket URI): the
         # rest of the spec is known, and checked, at the first preview.
         manifest = raycluster_manifest(
-            name=ray.cluster_name,
             namespace=args.namespace,
             ray=ray,
             wiring=args.wiring,
-            mode=args.mode,
             runtime_env_config_map=self.runtime_env_config_map,
             labels=labels,
         )
@@ -106,7 +100,7 @@ class RayCluster(pulumi.ComponentResource):
             # Plain metadata with an explicit namespace: the provider needs no lookup at preview.
             # The group list is an annotation so that removing a group replaces the cluster.
             metadata={
-                "name": ray.cluster_name,
+                "name": ray.name,
                 "namespace": args.namespace,
                 "labels": labels,
                 "annotations": {
@@ -114,16 +108,15 @@ class RayCluster(pulumi.ComponentResource):
                 },
             },
             spec=manifest["spec"],
-            opts=pulumi.ResourceOptions.merge(
-                child,
-                pulumi.ResourceOptions(
-                    depends_on=[*args.depends_on, config_map],
-                    # KubeRay's RayCluster controller does not recreate running pods when their
-                    # template changes: a new image, Ray version or package set would reach only
-                    # new workers. Replace the cluster (same name, so delete first) instead.
-                    replace_on_changes=POD_SHAPING_FIELDS,
-                    delete_before_replace=True,
-                ),
+            opts=waiting_child(
+                self,
+                opts,
+                depends_on=[config_map],
+                # KubeRay's RayCluster controller does not recreate running pods when their
+                # template changes: a new image, Ray version or package set would reach only
+                # new workers. Replace the cluster (same name, so delete first) instead.
+                replace_on_changes=POD_SHAPING_FIELDS,
+                delete_before_replace=True,
             ),
         )
         self.dashboard_port_forward = pulumi.Output.from_input(

@@ -1,4 +1,4 @@
-"""Pure builders for the KubeRay RayCluster custom resource: settings + wiring in, dict out.
+"""Pure builders for the KubeRay RayCluster custom resource: config + wiring in, dict out.
 
 No Pulumi, no cloud SDK: tests call these directly and validate the result against the CRD schema.
 """
@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from components.raycluster_inputs import GroupResources, RayClusterConfig, WorkerGroup
 from components.wiring import SHARED_VOLUME, StorageWiring
-from infra.settings import GroupSettings, Mode, RaySettings, WorkerGroupSettings
 
 RAY_UID = 1000
 RAY_GID = 100  # the `users` group of the rayproject/ray images
@@ -47,9 +48,9 @@ echo "installed shared packages into $TARGET"
 """
 
 
-def runtime_env_json(ray: RaySettings) -> str:
+def runtime_env_json(runtime_env: Mapping[str, Any]) -> str:
     """The stack's default runtime_env as `ray job submit --runtime-env-json` takes it."""
-    return json.dumps(ray.runtime_env, sort_keys=True, separators=(",", ":"))
+    return json.dumps(runtime_env, sort_keys=True, separators=(",", ":"))
 
 
 def head_service_name(cluster_name: str) -> str:
@@ -57,14 +58,14 @@ def head_service_name(cluster_name: str) -> str:
     return f"{cluster_name}-head-svc"
 
 
-def shared_packages_dir(ray: RaySettings, mount_path: str) -> str:
+def shared_packages_dir(ray: RayClusterConfig, mount_path: str) -> str:
     """Content-addressed: a new package list, image or installer installs into a new directory."""
     key = "\n".join([ray.image, INSTALL_SCRIPT, *sorted(ray.shared_packages)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return f"{mount_path}/{PACKAGES_SUBDIR}/{digest}"
 
 
-def _resources(group: GroupSettings) -> dict[str, Any]:
+def _resources(group: GroupResources) -> dict[str, Any]:
     # Memory request == limit: Ray sizes its object store from the limit and /dev/shm (kuberay#201).
     amounts: dict[str, Any] = {"cpu": group.cpu, "memory": group.memory}
     limits = dict(amounts)
@@ -73,16 +74,16 @@ def _resources(group: GroupSettings) -> dict[str, Any]:
     return {"requests": amounts, "limits": limits}
 
 
-def _env(ray: RaySettings, wiring: StorageWiring, mode: Mode) -> list[dict[str, Any]]:
+def _env(ray: RayClusterConfig, wiring: StorageWiring) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in wiring.env]
     if wiring.bucket_uri is not None:
         env.append({"name": "RAY_PLATFORM_BUCKET_URI", "value": wiring.bucket_uri})
     if wiring.shared_mount_path:
         env.append({"name": "RAY_PLATFORM_SHARED_DIR", "value": wiring.shared_mount_path})
-        if mode == "dev" and ray.shared_packages:
+        if ray.mode == "dev" and ray.shared_packages:
             packages = shared_packages_dir(ray, wiring.shared_mount_path)
             env.append({"name": "PYTHONPATH", "value": f"{packages}/site-packages"})
-    env.append({"name": "RAY_PLATFORM_MODE", "value": mode})
+    env.append({"name": "RAY_PLATFORM_MODE", "value": ray.mode})
     return env
 
 
@@ -107,9 +108,7 @@ def _volumes(wiring: StorageWiring) -> list[dict[str, Any]]:
 
 def _pod_template(
     *,
-    ray: RaySettings,
     wiring: StorageWiring,
-    group: GroupSettings,
     container: dict[str, Any],
     extra_volumes: list[dict[str, Any]],
     extra_init: list[dict[str, Any]],
@@ -138,7 +137,7 @@ def _pod_template(
     return template
 
 
-def _install_packages_container(ray: RaySettings, wiring: StorageWiring) -> dict[str, Any]:
+def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) -> dict[str, Any]:
     assert wiring.shared_mount_path is not None
     return {
         "name": "install-shared-packages",
@@ -154,10 +153,10 @@ def _install_packages_container(ray: RaySettings, wiring: StorageWiring) -> dict
 
 
 def head_group(
-    ray: RaySettings, wiring: StorageWiring, mode: Mode, runtime_env_config_map: str
+    ray: RayClusterConfig, wiring: StorageWiring, runtime_env_config_map: str
 ) -> dict[str, Any]:
     """The headGroupSpec: dashboard on a ClusterIP service only, runtime_env file mounted."""
-    env = _env(ray, wiring, mode)
+    env = _env(ray, wiring)
     env.append(
         {"name": "RAY_PLATFORM_RUNTIME_ENV", "value": f"{RUNTIME_ENV_DIR}/{RUNTIME_ENV_FILE}"}
     )
@@ -177,15 +176,13 @@ def head_group(
         ],
     }
     install = []
-    if mode == "dev" and ray.shared_packages and wiring.shared_mount_path:
+    if ray.mode == "dev" and ray.shared_packages and wiring.shared_mount_path:
         install.append(_install_packages_container(ray, wiring))
     return {
         "serviceType": "ClusterIP",
         "rayStartParams": dict(ray.head.ray_start_params),
         "template": _pod_template(
-            ray=ray,
             wiring=wiring,
-            group=ray.head,
             container=container,
             extra_volumes=[
                 {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}}
@@ -197,25 +194,23 @@ def head_group(
 
 
 def worker_group(
-    ray: RaySettings, group: WorkerGroupSettings, wiring: StorageWiring, mode: Mode
+    ray: RayClusterConfig, group: WorkerGroup, wiring: StorageWiring
 ) -> dict[str, Any]:
     """One workerGroupSpec; replicas are left to the autoscaler between min and max."""
     container = {
         "name": "ray-worker",
         "image": ray.image,
-        "resources": _resources(group),
-        "env": _env(ray, wiring, mode),
+        "resources": _resources(group.resources),
+        "env": _env(ray, wiring),
         "volumeMounts": _mounts(wiring),
     }
     return {
         "groupName": group.name,
         "minReplicas": group.min_replicas,
         "maxReplicas": group.max_replicas,
-        "rayStartParams": dict(group.ray_start_params),
+        "rayStartParams": dict(group.resources.ray_start_params),
         "template": _pod_template(
-            ray=ray,
             wiring=wiring,
-            group=group,
             container=container,
             extra_volumes=[],
             extra_init=[],
@@ -225,11 +220,11 @@ def worker_group(
 
 
 def raycluster_spec(
-    ray: RaySettings, wiring: StorageWiring, mode: Mode, runtime_env_config_map: str
+    ray: RayClusterConfig, wiring: StorageWiring, runtime_env_config_map: str
 ) -> dict[str, Any]:
     """The RayCluster `spec`."""
     spec: dict[str, Any] = {
-        "rayVersion": ray.version,
+        "rayVersion": ray.ray_version,
         "enableInTreeAutoscaling": True,
         "autoscalerOptions": {
             "idleTimeoutSeconds": ray.idle_timeout_seconds,
@@ -239,8 +234,8 @@ def raycluster_spec(
                 "limits": {"cpu": "500m", "memory": "512Mi"},
             },
         },
-        "headGroupSpec": head_group(ray, wiring, mode, runtime_env_config_map),
-        "workerGroupSpecs": [worker_group(ray, g, wiring, mode) for g in ray.worker_groups],
+        "headGroupSpec": head_group(ray, wiring, runtime_env_config_map),
+        "workerGroupSpecs": [worker_group(ray, g, wiring) for g in ray.worker_groups],
     }
     if ray.auth == "token":
         spec["authOptions"] = {"mode": "token"}
@@ -249,18 +244,16 @@ def raycluster_spec(
 
 def raycluster_manifest(
     *,
-    name: str,
     namespace: str,
-    ray: RaySettings,
+    ray: RayClusterConfig,
     wiring: StorageWiring,
-    mode: Mode,
     runtime_env_config_map: str,
-    labels: dict[str, str],
+    labels: Mapping[str, str],
 ) -> dict[str, Any]:
     """The whole RayCluster, with an explicit namespace (no namespacing lookup at preview)."""
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": raycluster_spec(ray, wiring, mode, runtime_env_config_map),
+        "metadata": {"name": ray.name, "namespace": namespace, "labels": dict(labels)},
+        "spec": raycluster_spec(ray, wiring, runtime_env_config_map),
     }

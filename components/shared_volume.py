@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.options import waiting_child
 from components.wiring import MANAGED_LABELS
 
 
 @dataclass(frozen=True)
 class SharedVolumeArgs:
-    """Inputs of a SharedVolume. The source is cloud-specific; the rest is not."""
+    """Inputs of a SharedVolume. The source is cloud-specific; the rest is not. The provider and
+    what the volume waits for (e.g. EFS mount targets) come through `opts`."""
 
     namespace: pulumi.Input[str]
     claim_name: str
@@ -22,9 +24,6 @@ class SharedVolumeArgs:
     """The PV's volume source, e.g. {"csi": {...}} (EFS), {"nfs": {...}}, {"hostPath": {...}}."""
     capacity: str = "100Gi"
     mount_options: Sequence[str] = ()
-    node_affinity: Mapping[str, Any] | None = None
-    opts: pulumi.ResourceOptions = field(default_factory=pulumi.ResourceOptions)
-    """Provider and dependencies (e.g. EFS mount targets) for the Kubernetes objects."""
 
 
 class SharedVolume(pulumi.ComponentResource):
@@ -38,7 +37,7 @@ class SharedVolume(pulumi.ComponentResource):
         self, name: str, args: SharedVolumeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:kubernetes:SharedVolume", name, None, opts)
-        child = pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(parent=self))
+        child = waiting_child(self, opts)
         # Plain dicts (the typed overloads reject a dict built up in steps).
         pv_spec: Any = {
             "capacity": {"storage": args.capacity},
@@ -51,8 +50,6 @@ class SharedVolume(pulumi.ComponentResource):
         }
         if args.mount_options:
             pv_spec["mountOptions"] = list(args.mount_options)
-        if args.node_affinity:
-            pv_spec["nodeAffinity"] = dict(args.node_affinity)
         pv = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
             metadata={"labels": dict(MANAGED_LABELS)},

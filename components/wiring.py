@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
+if TYPE_CHECKING:
+    # Only for the annotation: the builders never read a bucket URI, so this module (and the pure
+    # builders that import it) load no Pulumi at run time.
+    import pulumi
 
 SHARED_VOLUME = "shared"
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "pulumi"}

@@ -1,4 +1,8 @@
-"""Composition: settings → cloud adapter → wiring → KubeRay operator → RayCluster → outputs."""
+"""Composition: settings → cloud adapter → wiring → KubeRay operator → RayCluster → outputs.
+
+Nothing here knows a cloud: the adapter table (`infra/clouds/__init__.py`) picks the adapter, and
+the adapter brings the provider, storage, identity and its own outputs.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,50 @@ import pulumi_kubernetes as k8s
 
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
+from components.raycluster_inputs import GroupResources, RayClusterConfig, WorkerGroup
 from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
 from components.wiring import MANAGED_LABELS
-from infra import kuberay_release
-from infra import local as local_adapter
-from infra.adapters import CloudStorage
-from infra.settings import Settings, setting_error
+from infra import clouds, kuberay_release
+from infra.clouds.adapter import KubernetesTarget
+from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
+
+
+def _resources(group: GroupSettings) -> GroupResources:
+    return GroupResources(
+        cpu=group.cpu,
+        memory=group.memory,
+        gpu=group.gpu,
+        ray_start_params=dict(group.ray_start_params),
+    )
+
+
+def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
+    """The settings, mapped onto the RayCluster builder's own input types."""
+    return RayClusterConfig(
+        name=ray.cluster_name,
+        ray_version=ray.version,
+        image=ray.image,
+        mode=mode,
+        head=_resources(ray.head),
+        worker_groups=tuple(
+            WorkerGroup(
+                name=g.name,
+                resources=_resources(g),
+                min_replicas=g.min_replicas,
+                max_replicas=g.max_replicas,
+                node_selector=dict(g.node_selector),
+            )
+            for g in ray.worker_groups
+        ),
+        runtime_env=dict(ray.runtime_env),
+        shared_packages=ray.shared_packages,
+        idle_timeout_seconds=ray.idle_timeout_seconds,
+        auth=ray.auth,
+    )
 
 
 def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     """Register every resource for these settings; return the stack outputs."""
-    tags = {
-        "ray-platform/project": settings.project,
-        "ray-platform/stack": settings.stack,
-        "ray-platform/mode": settings.mode,
-        "managed-by": "pulumi",
-    }
     # Everything that can fail on a bad setting happens before the first resource is registered.
     try:
         crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
@@ -32,32 +64,20 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             settings.operator.version,
             f"is not a KubeRay release this program can fetch: {err}",
         ) from None
+    adapter = clouds.adapter_for(settings)
+    config = ray_cluster_config(settings.ray, settings.mode)
 
-    if settings.cloud == "aws":
-        # Imported only for AWS stacks: pulumi_aws is a second of start-up the local stack skips.
-        from infra import aws as aws_adapter
-
-        assert settings.kubernetes.cluster_name is not None
-        eks = aws_adapter.lookup_cluster(settings.kubernetes.cluster_name)
-        mount_subnets = aws_adapter.mount_subnets(settings, eks)
-        provider = aws_adapter.kubernetes_provider(settings, eks)
-    else:
-        provider = local_adapter.kubernetes_provider(settings)
-    k8s_opts = pulumi.ResourceOptions(provider=provider)
-
-    in_namespace = k8s_opts
+    provider = adapter.kubernetes_provider()
+    namespace_name = settings.kubernetes.namespace
+    wait_for: tuple[pulumi.Resource, ...] = ()
     if settings.kubernetes.create_namespace:
         namespace = k8s.core.v1.Namespace(
             "ray-namespace",
-            metadata={
-                "name": settings.kubernetes.namespace,
-                "labels": dict(MANAGED_LABELS),
-            },
-            opts=k8s_opts,
+            metadata={"name": namespace_name, "labels": dict(MANAGED_LABELS)},
+            opts=pulumi.ResourceOptions(provider=provider),
         )
-        in_namespace = pulumi.ResourceOptions.merge(
-            k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])
-        )
+        wait_for = (namespace,)
+    target = KubernetesTarget(provider=provider, namespace=namespace_name, wait_for=wait_for)
 
     op = settings.operator
     operator = KubeRayOperator(
@@ -68,47 +88,41 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             namespace=op.namespace,
             install=op.install,
             chart_repo=op.chart_repo,
-            watch_namespaces=(settings.kubernetes.namespace,),
+            watch_namespaces=(namespace_name,),
             cpu=op.cpu,
             memory=op.memory,
-            kubernetes_opts=k8s_opts,
-            retain_crds=settings.protect,
+            retain_crds=settings.stateful.protect,
         ),
+        opts=pulumi.ResourceOptions(providers=[provider]),
     )
 
-    storage: CloudStorage
-    if settings.cloud == "aws":
-        storage = aws_adapter.build_storage(settings, eks, mount_subnets, in_namespace, tags)
-    else:
-        storage = local_adapter.build_storage(settings, in_namespace)
+    storage = adapter.storage_and_identity(target)
 
     cluster = RayCluster(
         "ray",
         RayClusterArgs(
-            namespace=settings.kubernetes.namespace,
-            ray=settings.ray,
-            mode=settings.mode,
+            namespace=namespace_name,
+            config=config,
             wiring=storage.wiring,
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
-            depends_on=[*operator.ready, *storage.dependencies],
-            kubernetes_opts=in_namespace,
         ),
+        opts=target.component_opts(*operator.ready, *storage.dependencies),
     )
 
     outputs: dict[str, pulumi.Input[str]] = {
         "mode": settings.mode,
         "cloud": settings.cloud,
-        "namespace": settings.kubernetes.namespace,
+        "namespace": namespace_name,
         "rayClusterName": cluster.cluster_name,
         "image": settings.ray.image,
         "dashboardPortForward": cluster.dashboard_port_forward,
         "rayAddress": f"http://127.0.0.1:{DASHBOARD_PORT}",
-        "runtimeEnv": runtime_env_json(settings.ray),
+        "runtimeEnv": runtime_env_json(config.runtime_env),
         **storage.outputs,
     }
     if settings.ray.auth == "token":
         outputs["authTokenCommand"] = (
-            f"kubectl -n {settings.kubernetes.namespace} get secret {cluster.cluster_name} "
+            f"kubectl -n {namespace_name} get secret {cluster.cluster_name} "
             "-o jsonpath='{.data.auth_token}' | base64 -d"
         )
     return outputs

@@ -19,10 +19,11 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
+
+from tools.engine import stack_file_config
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -183,6 +184,8 @@ class Registration:
     inputs: dict[str, Any]
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    """Each alias as text (the old type or name a resource was known by)."""
 
 
 class RecordingMonitor(pmocks.MockMonitor):
@@ -209,6 +212,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                     inputs=rpc.deserialize_properties(request.object),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     replace_on_changes=list(request.replaceOnChanges),
+                    aliases=[str(a).replace("\n", " ") for a in request.aliases],
                 )
             )
         return response
@@ -231,10 +235,8 @@ class ProgramRun:
         return found[0]
 
 
-def stack_config(stack: str) -> dict[str, Any]:
-    """A stack file's `config:` section, as written."""
-    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return dict(data.get("config") or {})
+stack_config = stack_file_config
+"""A stack file's `config:` section, as written (one reader for the mock and e2e tiers)."""
 
 
 def flatten(config: Mapping[str, Any]) -> dict[str, str]:

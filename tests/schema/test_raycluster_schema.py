@@ -15,8 +15,9 @@ import pytest
 from components.raycluster_spec import raycluster_manifest
 from components.wiring import StorageWiring
 from infra import kuberay_release
-from infra.settings import OperatorSettings, RaySettings
+from infra.settings import OperatorSettings
 from tests.conftest import cached_run
+from tests.ray_config import ray_config
 from tests.schema.crd_schema import pruned_fields, schema_errors
 
 PINNED = OperatorSettings.model_validate({}).version
@@ -27,11 +28,9 @@ def schema() -> dict[str, Any]:
     return kuberay_release.raycluster_schema(PINNED)
 
 
-def _ray(**overrides: Any) -> RaySettings:
+def _ray(**overrides: Any) -> dict[str, Any]:
+    """`ray:` settings data; the mode is chosen per test case."""
     base: dict[str, Any] = {
-        "version": "2.52.0",
-        "image": "rayproject/ray:2.52.0-py311",
-        "head": {"cpu": "2", "memory": "8Gi"},
         "workerGroups": [
             {"name": "cpu", "cpu": "4", "memory": "16Gi", "minReplicas": 0, "maxReplicas": 4},
             {
@@ -48,7 +47,7 @@ def _ray(**overrides: Any) -> RaySettings:
         "sharedPackages": ["scikit-learn==1.5.2"],
     }
     base.update(overrides)
-    return RaySettings.model_validate(base)
+    return base
 
 
 WIRINGS = {
@@ -88,13 +87,11 @@ RAYS = {
 }
 
 
-def _manifest(ray: RaySettings, wiring_name: str, mode: str) -> dict[str, Any]:
+def _manifest(ray: dict[str, Any], wiring_name: str, mode: str) -> dict[str, Any]:
     return raycluster_manifest(
-        name="ray",
         namespace="ray",
-        ray=ray,
+        ray=ray_config(mode, **ray),  # type: ignore[arg-type]
         wiring=WIRINGS[wiring_name],
-        mode=mode,  # type: ignore[arg-type]
         runtime_env_config_map="ray-runtime-env",
         labels={"app.kubernetes.io/managed-by": "pulumi"},
     )

@@ -65,7 +65,7 @@ def test_efs_is_encrypted_elastic_regional(aws_run: ProgramRun) -> None:
 def test_efs_customer_managed_key_option() -> None:
     config = copy.deepcopy(stack_config("dev"))
     arn = "arn:aws:kms:us-west-2:123456789012:key/0000aaaa-1111-2222-3333-444455556666"
-    config["ray-platform:storage"]["sharedFilesystem"]["kmsKeyArn"] = arn
+    config["ray-platform:aws"]["efs"] = {"kmsKeyArn": arn}
     run = run_program("dev", config)
     assert run.one("aws:efs/fileSystem:FileSystem").inputs["kmsKeyId"] == arn
 
@@ -313,7 +313,7 @@ def test_every_resource_has_a_component_or_provider_parent(aws_run: ProgramRun) 
         "ray-platform:aws:ArtifactBucket",
         "ray-platform:aws:IrsaRole",
         "ray-platform:kubernetes:SharedVolume",
-        "ray-platform:kuberay:Operator",
+        "ray-platform:kuberay:KubeRayOperator",
         "ray-platform:kuberay:RayCluster",
     } <= tokens
 
@@ -540,7 +540,7 @@ def test_raycluster_waits_for_its_claim_and_service_account(aws_run: ProgramRun)
 
 
 def test_subnet_preference_per_zone() -> None:
-    from infra.aws import Subnet, one_private_subnet_per_zone
+    from infra.clouds.aws.lookup import Subnet, one_private_subnet_per_zone
 
     subnets = [
         Subnet("subnet-b", "us-west-2a", False, {}),
@@ -570,12 +570,33 @@ def test_existing_namespace_is_used_not_managed() -> None:
 def test_extra_node_security_groups_may_reach_nfs() -> None:
     config = copy.deepcopy(stack_config("dev"))
     # The cluster group listed again must not become a duplicate rule (an AWS error).
-    config["ray-platform:storage"]["sharedFilesystem"]["allowedSecurityGroups"] = [
-        "sg-0123456789abcdef0",
-        CLUSTER_SG,
-    ]
+    config["ray-platform:aws"]["efs"] = {
+        "allowedSecurityGroups": ["sg-0123456789abcdef0", CLUSTER_SG]
+    }
     run = run_program("dev", config)
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     sources = sorted(r.inputs["referencedSecurityGroupId"] for r in rules)
     assert sources == sorted([CLUSTER_SG, "sg-0123456789abcdef0"])
     assert all(r.inputs["fromPort"] == r.inputs["toPort"] == 2049 for r in rules)
+
+
+def test_renamed_operator_token_keeps_deployed_stacks_resources(aws_run: ProgramRun) -> None:
+    """The token now matches the class; the old token is an alias, so `up` does not replace."""
+    operator = aws_run.one("ray-platform:kuberay:KubeRayOperator")
+    assert any('"ray-platform:kuberay:Operator"' in a for a in operator.aliases)
+
+
+def test_component_options_arrive_through_opts(aws_run: ProgramRun) -> None:
+    """The provider reaches Kubernetes children through the component's `providers`, and the
+    component's `depends_on` reaches the children that need it."""
+    provider = aws_run.one("pulumi:providers:kubernetes")
+    raycluster = aws_run.one("kubernetes:ray.io/v1:RayCluster")
+    assert raycluster.provider.startswith(provider.urn)
+    release = aws_run.one("kubernetes:helm.sh/v3:Release")
+    claim = aws_run.one("kubernetes:core/v1:PersistentVolumeClaim")
+    assert {release.urn, claim.urn} <= set(raycluster.dependencies)
+    sa = aws_run.one("kubernetes:core/v1:ServiceAccount")
+    namespace = aws_run.one("kubernetes:core/v1:Namespace", "ray-namespace")
+    assert namespace.urn in sa.dependencies and sa.provider.startswith(provider.urn)
+    role = aws_run.one("aws:iam/role:Role", "ray-irsa-role")
+    assert namespace.urn not in role.dependencies  # only the Kubernetes child waits for it

@@ -1,28 +1,42 @@
-"""Pure RayCluster builders: settings + wiring in, dict out (no Pulumi)."""
+"""Pure RayCluster builders: config + wiring in, dict out (no Pulumi)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
+from components.raycluster_inputs import Mode, RayClusterConfig
 from components.raycluster_spec import (
     raycluster_spec,
     runtime_env_json,
     shared_packages_dir,
 )
 from components.wiring import StorageWiring
-from infra.settings import RaySettings
+from tests.conftest import ROOT
+from tests.ray_config import ray_config
 
 
-def _ray(**overrides: Any) -> RaySettings:
+def _ray(mode: Mode = "dev", **overrides: Any) -> RayClusterConfig:
     base: dict[str, Any] = {
-        "version": "2.52.0",
-        "image": "rayproject/ray:2.52.0-py311",
-        "head": {"cpu": "2", "memory": "8Gi"},
         "workerGroups": [{"name": "gpu", "cpu": "8", "memory": "32Gi", "gpu": 2, "maxReplicas": 3}],
         "sharedPackages": ["pandas==2.2.3"],
     }
-    base.update(overrides)
-    return RaySettings.model_validate(base)
+    return ray_config(mode, **{**base, **overrides})
+
+
+def test_builders_load_no_pulumi() -> None:
+    """The builders are plain functions: importing them must not pull in Pulumi or infra/."""
+    code = (
+        "import sys, components.raycluster_spec, components.raycluster_inputs\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'infra'))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 WIRING = StorageWiring(
@@ -31,7 +45,7 @@ WIRING = StorageWiring(
 
 
 def test_gpu_limits_and_request_equals_limit() -> None:
-    spec = raycluster_spec(_ray(), WIRING, "dev", "cm")
+    spec = raycluster_spec(_ray(), WIRING, "cm")
     res = spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]
     assert res["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"}
     assert res["requests"] == {"cpu": "8", "memory": "32Gi"}
@@ -45,7 +59,7 @@ def test_packages_dir_changes_with_the_package_list() -> None:
 
 
 def test_no_shared_fs_means_no_shared_volume_or_pythonpath() -> None:
-    spec = raycluster_spec(_ray(), StorageWiring(service_account_name="ray"), "dev", "cm")
+    spec = raycluster_spec(_ray(), StorageWiring(service_account_name="ray"), "cm")
     head = spec["headGroupSpec"]["template"]["spec"]
     assert [v["name"] for v in head["volumes"]] == ["ray-tmp", "runtime-env"]
     assert "initContainers" not in head
@@ -54,16 +68,18 @@ def test_no_shared_fs_means_no_shared_volume_or_pythonpath() -> None:
 
 
 def test_auth_disabled_leaves_auth_options_out() -> None:
-    assert "authOptions" not in raycluster_spec(_ray(auth="disabled"), WIRING, "dev", "cm")
+    assert "authOptions" not in raycluster_spec(_ray(auth="disabled"), WIRING, "cm")
 
 
 def test_runtime_env_json_is_sorted_and_compact() -> None:
     ray = _ray(runtimeEnv={"pip": ["b"], "env_vars": {"Z": "1", "A": "2"}})
-    assert runtime_env_json(ray) == '{"env_vars":{"A":"2","Z":"1"},"pip":["b"]}'
+    assert runtime_env_json(ray.runtime_env) == '{"env_vars":{"A":"2","Z":"1"},"pip":["b"]}'
 
 
 def test_node_selectors_merge_wiring_and_group() -> None:
     ray = _ray(
+        "prod",
+        sharedPackages=[],
         workerGroups=[
             {
                 "name": "cpu",
@@ -75,7 +91,7 @@ def test_node_selectors_merge_wiring_and_group() -> None:
         ]
     )
     wiring = StorageWiring(service_account_name="ray", node_selector={"kubernetes.io/os": "linux"})
-    spec = raycluster_spec(ray, wiring, "prod", "cm")
+    spec = raycluster_spec(ray, wiring, "cm")
     selector = spec["workerGroupSpecs"][0]["template"]["spec"]["nodeSelector"]
     assert selector == {"kubernetes.io/os": "linux", "pool": "cpu"}
     assert "nodeSelector" not in spec["headGroupSpec"]["template"]["spec"] or (

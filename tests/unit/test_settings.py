@@ -50,7 +50,23 @@ def test_mode_is_independent_of_stack_name() -> None:
         del _ray(c)["sharedPackages"]
 
     settings = _load("dev", make_prod)
-    assert settings.stack == "dev" and settings.mode == "prod" and settings.protect
+    assert settings.stack == "dev" and settings.mode == "prod" and settings.stateful.protect
+
+
+def test_mode_decides_storage_once() -> None:
+    dev, prod = _load("dev").stateful, _load("prod").stateful
+    assert (dev.protect, dev.force_destroy, dev.backups, dev.customer_managed_keys) == (
+        False,
+        True,
+        False,
+        False,
+    )
+    assert (prod.protect, prod.force_destroy, prod.backups, prod.customer_managed_keys) == (
+        True,
+        False,
+        True,
+        True,
+    )
 
 
 def test_settings_are_frozen() -> None:
@@ -221,8 +237,8 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     (
         "dev",
         "aws without cluster name",
-        _set("kubernetes", {"namespace": "ray"}),
-        "ray-platform:kubernetes.clusterName is required for cloud aws",
+        lambda c: c["ray-platform:aws"].pop("clusterName"),
+        "ray-platform:aws.clusterName is required but not set",
     ),
     (
         "dev",
@@ -263,8 +279,8 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     (
         "dev",
         "KMS key is not an ARN",
-        _set("storage.sharedFilesystem.kmsKeyArn", "my-key"),
-        'ray-platform:storage.sharedFilesystem.kmsKeyArn ("my-key") is not a KMS key',
+        _set("aws.efs.kmsKeyArn", "my-key"),
+        'ray-platform:aws.efs.kmsKeyArn ("my-key") is not a KMS key',
     ),
     (
         "dev",
@@ -389,8 +405,8 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     (
         "dev",
         "cluster name with a space",
-        _set("kubernetes.clusterName", "ml dev"),
-        'ray-platform:kubernetes.clusterName ("ml dev") is not a cluster name',
+        _set("aws.clusterName", "ml dev"),
+        'ray-platform:aws.clusterName ("ml dev") is not a cluster name',
     ),
     (
         "dev",
@@ -402,13 +418,14 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "local",
         "aws settings on a local stack",
         _set("aws", {"efsCsiDriver": "install"}),
-        'ray-platform:aws ({"efsCsiDriver": "install"}) applies to cloud aws only',
+        "ray-platform:aws is a setting of cloud aws; this stack's cloud is local",
     ),
     (
         "dev",
-        "hostPath on aws",
+        "hostPath left in the shared file system block",
         _set("storage.sharedFilesystem.hostPath", "/data"),
-        'ray-platform:storage.sharedFilesystem.hostPath ("/data") applies to cloud local only',
+        "ray-platform:storage.sharedFilesystem.hostPath has moved to ray-platform:local.hostPath "
+        "(a setting of cloud local)",
     ),
     (
         "dev",
@@ -431,15 +448,58 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     (
         "dev",
         "security group that is not an id",
-        _set("storage.sharedFilesystem.allowedSecurityGroups", ["nodes"]),
-        "ray-platform:storage.sharedFilesystem.allowedSecurityGroups ([\"nodes\"]) has 'nodes'",
+        _set("aws.efs.allowedSecurityGroups", ["nodes"]),
+        "ray-platform:aws.efs.allowedSecurityGroups ([\"nodes\"]) has 'nodes'",
     ),
     (
         "local",
-        "security groups on a local stack",
+        "security groups left in the shared file system block",
         _set("storage.sharedFilesystem.allowedSecurityGroups", ["sg-0123456789abcdef0"]),
-        'ray-platform:storage.sharedFilesystem.allowedSecurityGroups (["sg-0123456789abcdef0"]) '
-        "applies to cloud aws only",
+        "ray-platform:storage.sharedFilesystem.allowedSecurityGroups has moved to "
+        "ray-platform:aws.efs.allowedSecurityGroups (a setting of cloud aws)",
+    ),
+    (
+        "dev",
+        "KMS key left in the shared file system block",
+        _set("storage.sharedFilesystem.kmsKeyArn", "arn:aws:kms:us-west-2:123456789012:key/k"),
+        "ray-platform:storage.sharedFilesystem.kmsKeyArn has moved to "
+        "ray-platform:aws.efs.kmsKeyArn",
+    ),
+    (
+        "dev",
+        "cluster name left in the kubernetes block",
+        _set("kubernetes.clusterName", "ml-dev"),
+        "ray-platform:kubernetes.clusterName has moved to ray-platform:aws.clusterName",
+    ),
+    (
+        "local",
+        "cluster name on a local stack",
+        _set("kubernetes.clusterName", "kind"),
+        "ray-platform:kubernetes.clusterName is not a setting of cloud local",
+    ),
+    (
+        "local",
+        "kubeconfig left in the kubernetes block",
+        _set("kubernetes.kubeconfig", "/tmp/kubeconfig"),
+        "ray-platform:kubernetes.kubeconfig has moved to ray-platform:local.kubeconfig",
+    ),
+    (
+        "dev",
+        "region set inside the aws block",
+        _set("aws.region", "us-east-1"),
+        "ray-platform:aws.region is not set here: it is aws:region",
+    ),
+    (
+        "dev",
+        "unknown cloud",
+        _set("cloud", "azure"),
+        'ray-platform:cloud ("azure") is not one of aws, local',
+    ),
+    (
+        "local",
+        "hostPath inside the image",
+        _set("local.hostPath", "/etc/ray"),
+        'ray-platform:local.hostPath ("/etc/ray") would hide or sit inside a directory',
     ),
 ]
 
@@ -511,7 +571,7 @@ def test_unreadable_working_dir_is_a_settings_error(
     def unreadable(path: Path, limit: int) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("infra.settings._dir_size", unreadable)
+    monkeypatch.setattr("infra.settings.rules._dir_size", unreadable)
     with pytest.raises(SettingsError, match=r'working_dir \("code"\) cannot be read'):
         _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
 
@@ -572,11 +632,11 @@ class _NoOidcProvider(PlatformMocks):
     [
         (
             _NoPrivateSubnets,
-            'ray-platform:kubernetes.clusterName ("ml-dev") has no subnets',
+            'ray-platform:aws.clusterName ("ml-dev") has no subnets',
         ),
         (
             _NoOidcProvider,
-            'ray-platform:kubernetes.clusterName ("ml-dev") has no IAM OIDC provider',
+            'ray-platform:aws.clusterName ("ml-dev") has no IAM OIDC provider',
         ),
     ],
 )

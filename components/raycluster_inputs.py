@@ -1,0 +1,50 @@
+"""What the RayCluster builders take: plain frozen data, defined here so `components/` depends on
+nothing above it. `infra/` maps the stack settings onto these (`infra/platform.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["dev", "prod"]
+
+
+@dataclass(frozen=True)
+class GroupResources:
+    """A pod's Ray container size; memory is both request and limit."""
+
+    cpu: str
+    memory: str
+    gpu: int = 0
+    ray_start_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """One autoscaled worker group."""
+
+    name: str
+    resources: GroupResources
+    min_replicas: int
+    max_replicas: int
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RayClusterConfig:
+    """Everything about the RayCluster that is not storage or identity (see `StorageWiring`)."""
+
+    name: str
+    ray_version: str
+    image: str
+    mode: Mode
+    head: GroupResources
+    worker_groups: tuple[WorkerGroup, ...] = ()
+    runtime_env: Mapping[str, Any] = field(default_factory=dict)
+    """The stack's default runtime_env (exported, and mounted on the head)."""
+    shared_packages: tuple[str, ...] = ()
+    """dev: pip requirements installed onto the shared file system, put on PYTHONPATH."""
+    idle_timeout_seconds: int = 60
+    auth: Literal["token", "disabled"] = "token"

@@ -1,0 +1,55 @@
+"""The cloud table: one entry per cloud, each a package `infra/clouds/<cloud>/`.
+
+An entry names two things by import path, so nothing is imported until a stack uses that cloud (a
+local stack never loads `pulumi_aws`):
+
+- `settings`: the model of the cloud's block `ray-platform:<cloud>` (pydantic only, light);
+- `adapter`: the `CloudAdapter` class (`infra/clouds/adapter.py`) that looks the cluster up and
+  builds storage and identity with the cloud's SDK.
+
+Adding a cloud is a new package plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.clouds.adapter import CloudAdapter
+    from infra.settings.models import CloudSettings, Settings
+
+
+@dataclass(frozen=True)
+class CloudEntry:
+    settings: str
+    """`module:Class` of the block's model."""
+    adapter: str
+    """`module:Class` of the adapter."""
+
+
+CLOUDS: dict[str, CloudEntry] = {
+    "aws": CloudEntry(
+        "infra.clouds.aws.settings:AwsSettings", "infra.clouds.aws.adapter:AwsAdapter"
+    ),
+    "local": CloudEntry(
+        "infra.clouds.local.settings:LocalSettings", "infra.clouds.local.adapter:LocalAdapter"
+    ),
+}
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def settings_model(cloud: str) -> type[CloudSettings]:
+    model: type[CloudSettings] = _load(CLOUDS[cloud].settings)
+    return model
+
+
+def adapter_for(settings: Settings) -> CloudAdapter:
+    """The stack's cloud adapter, constructed (its lookups run, and may raise SettingsError)."""
+    adapter_class: type[CloudAdapter] = _load(CLOUDS[settings.cloud].adapter)
+    return adapter_class(settings)

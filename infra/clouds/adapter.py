@@ -1,0 +1,84 @@
+"""The cloud-adapter interface: what every cloud does for the composition (`infra/platform.py`).
+
+An adapter is built from the settings; its constructor does every lookup the cloud needs and
+raises `SettingsError` (one line) on a problem, before any resource is registered. Then the
+composition asks it, in this order, for the Kubernetes provider and for storage and identity.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.wiring import StorageWiring
+from infra.settings import Settings
+
+SHARED_CLAIM = "ray-shared"
+"""The PersistentVolumeClaim of the shared file system, whatever backs it."""
+RAY_SERVICE_ACCOUNT = "ray"
+"""The ServiceAccount Ray pods run as; cloud identities (IRSA, Workload Identity) bind to it."""
+
+
+@dataclass
+class CloudStorage:
+    """Storage + identity built by a cloud adapter."""
+
+    wiring: StorageWiring
+    """Handed to the RayCluster builder."""
+    dependencies: list[pulumi.Resource] = field(default_factory=list)
+    """What Ray pods need to exist first (claim, ServiceAccount)."""
+    outputs: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Stack outputs this adapter contributes (bucket URI, file system id, role ARN...)."""
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    """Where the adapter's Kubernetes objects go: the provider, and what they wait for (the
+    Ray namespace, when the program creates it)."""
+
+    provider: k8s.Provider
+    namespace: str
+    wait_for: tuple[pulumi.Resource, ...] = ()
+
+    def resource_opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options for a Kubernetes resource registered directly."""
+        return pulumi.ResourceOptions(
+            provider=self.provider, depends_on=[*self.wait_for, *depends_on] or None
+        )
+
+    def component_opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options for a component with Kubernetes children (provider through `providers`)."""
+        return pulumi.ResourceOptions(
+            providers=[self.provider], depends_on=[*self.wait_for, *depends_on] or None
+        )
+
+
+class CloudAdapter(abc.ABC):
+    """One cloud. Subclasses live in `infra/clouds/<cloud>/adapter.py`."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Look up and check the cluster; every problem is a SettingsError raised here."""
+        self.settings = settings
+
+    @abc.abstractmethod
+    def kubernetes_provider(self) -> k8s.Provider:
+        """The provider every Kubernetes object of the stack uses."""
+
+    @abc.abstractmethod
+    def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
+        """The shared file system, the bucket, the identity Ray runs as, and how pods reach them."""
+
+    def tags(self) -> Mapping[str, str]:
+        """Tags (or labels) for the cloud's own resources; clouds with stricter key rules (GCP
+        label keys cannot contain `/`) override this."""
+        s = self.settings
+        return {
+            "ray-platform/project": s.project,
+            "ray-platform/stack": s.stack,
+            "ray-platform/mode": s.mode,
+            "managed-by": "pulumi",
+        }

@@ -1,0 +1,161 @@
+"""EKS lookups: what the program needs to know about an existing cluster, from its name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pulumi_aws as aws
+
+from infra.settings import setting_error
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    availability_zone: str
+    map_public_ip_on_launch: bool
+    tags: Mapping[str, str]
+
+    @property
+    def tagged_private(self) -> bool:
+        """EKS's convention: private subnets carry kubernetes.io/role/internal-elb."""
+        return "kubernetes.io/role/internal-elb" in self.tags
+
+
+@dataclass(frozen=True)
+class EksCluster:
+    """What the program needs to know about an existing EKS cluster, looked up by name."""
+
+    name: str
+    arn: str
+    endpoint: str
+    certificate_authority: str
+    vpc_id: str
+    cluster_security_group_id: str
+    subnets: tuple[Subnet, ...]
+    oidc_issuer: str
+    """Issuer without https://."""
+    oidc_provider_arn: str
+    partition: str
+
+
+def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
+    """EFS allows one mount target per zone, and every zone with nodes needs one: zone → the
+    best subnet there. Preferred: tagged kubernetes.io/role/internal-elb (EKS's private), then
+    one that maps no public IPs and is not tagged for public load balancers, then any (a mount
+    target only needs to be in the zone and the VPC; its security group does the guarding).
+    """
+    chosen: dict[str, str] = {}
+    by_zone: dict[str, list[Subnet]] = {}
+    for subnet in sorted(subnets, key=lambda s: s.id):
+        by_zone.setdefault(subnet.availability_zone, []).append(subnet)
+    for zone, candidates in by_zone.items():
+        tagged = [s for s in candidates if s.tagged_private]
+        quiet = [
+            s
+            for s in candidates
+            if not s.map_public_ip_on_launch and "kubernetes.io/role/elb" not in s.tags
+        ]
+        chosen[zone] = (tagged or quiet or candidates)[0].id
+    return dict(sorted(chosen.items()))
+
+
+def _reason(err: Exception) -> str:
+    """The last line of a data-source failure: the provider's own words."""
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else repr(err)
+
+
+def lookup_cluster(name: str) -> EksCluster:
+    """Data-source lookups from the cluster's name: VPC, subnets, security group, OIDC issuer."""
+    try:
+        cluster = aws.eks.get_cluster(name=name)
+    except Exception as err:
+        raise setting_error(
+            "aws.clusterName", name, f"could not be looked up: {_reason(err)}"
+        ) from None
+    vpc = cluster.vpc_config
+    issuer_url = cluster.identities[0].oidcs[0].issuer
+    issuer = issuer_url.removeprefix("https://")
+    try:
+        oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
+    except Exception as err:
+        reason = _reason(err)
+        if "not found" in reason.lower() or "nosuchentity" in reason.lower():
+            raise setting_error(
+                "aws.clusterName",
+                name,
+                f"has no IAM OIDC provider for {issuer}; IRSA needs one "
+                f"(eksctl utils associate-iam-oidc-provider --cluster {name} --approve)",
+            ) from None
+        raise setting_error(
+            "aws.clusterName",
+            name,
+            f"has an IAM OIDC provider for {issuer} that could not be looked up: {reason}",
+        ) from None
+    subnets = tuple(
+        Subnet(
+            id=s.id,
+            availability_zone=s.availability_zone,
+            map_public_ip_on_launch=s.map_public_ip_on_launch,
+            tags=dict(s.tags or {}),
+        )
+        for s in (aws.ec2.get_subnet(id=subnet_id) for subnet_id in vpc.subnet_ids)
+    )
+    return EksCluster(
+        name=name,
+        arn=cluster.arn,
+        endpoint=cluster.endpoint,
+        certificate_authority=cluster.certificate_authorities[0].data,
+        vpc_id=vpc.vpc_id,
+        cluster_security_group_id=vpc.cluster_security_group_id,
+        subnets=subnets,
+        oidc_issuer=issuer,
+        oidc_provider_arn=oidc.arn,
+        partition=aws.get_partition().partition,
+    )
+
+
+def kubeconfig(cluster: EksCluster, region: str) -> str:
+    """A kubeconfig that authenticates with `aws eks get-token` (no long-lived credentials)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster.name,
+                    "cluster": {
+                        "server": cluster.endpoint,
+                        "certificate-authority-data": cluster.certificate_authority,
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": cluster.name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                cluster.name,
+                                "--region",
+                                region,
+                            ],
+                        }
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": cluster.name, "context": {"cluster": cluster.name, "user": cluster.name}}
+            ],
+            "current-context": cluster.name,
+        },
+        sort_keys=True,
+    )

@@ -1,0 +1,67 @@
+"""The `ray-platform:aws` block: the EKS cluster and the choices only AWS has."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from infra.settings.models import CloudSettings, Model
+
+_EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+
+
+class EfsSettings(Model):
+    """EFS-only choices for the shared file system."""
+
+    kms_key_arn: str | None = Field(None, alias="kmsKeyArn")
+    """A customer-managed KMS key for EFS encryption (default: the AWS-managed key)."""
+    allowed_security_groups: tuple[str, ...] = Field((), alias="allowedSecurityGroups")
+    """Further security groups (e.g. of Karpenter or custom node groups) that may reach NFS;
+    the cluster security group always may."""
+
+    @field_validator("kms_key_arn")
+    @classmethod
+    def _kms(cls, v: str | None) -> str | None:
+        if v is not None and not _KMS_ARN.match(v):
+            raise ValueError("is not a KMS key or alias ARN")
+        return v
+
+    @field_validator("allowed_security_groups")
+    @classmethod
+    def _security_groups(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for sg in v:
+            if not _SECURITY_GROUP.fullmatch(sg):
+                raise ValueError(f"has {sg!r}, which is not a security group id (sg-…)")
+        return v
+
+
+class AwsSettings(CloudSettings):
+    """`ray-platform:aws`; the region is the AWS provider's own `aws:region`."""
+
+    PROVIDER_KEYS: ClassVar[dict[str, str]] = {"region": "aws:region"}
+
+    cluster_name: str = Field(alias="clusterName")
+    """The EKS cluster; its VPC, subnets, security group and OIDC issuer are looked up from it."""
+    region: str
+    efs_csi_driver: Literal["install", "preinstalled"] = Field("preinstalled", alias="efsCsiDriver")
+    """install: the program adds the aws-efs-csi-driver EKS add-on (with its own IRSA role)."""
+    efs: EfsSettings = Field(default_factory=lambda: EfsSettings.model_validate({}))
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        if not _EKS_NAME.match(v):
+            raise ValueError("is not a cluster name (letters, digits, '-', '_'; at most 100)")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not _REGION.match(v):
+            raise ValueError("is not an AWS region such as us-west-2")
+        return v

@@ -1,0 +1,214 @@
+"""The settings models: frozen, closed (an unknown key is an error), cloud-neutral.
+
+Each cloud's own keys live in its block (`ray-platform:aws`, `ray-platform:local`, ...), a model
+that the cloud's package defines (`infra/clouds/<cloud>/settings.py`) on `CloudSettings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, field_validator, model_validator
+
+from infra.settings.errors import KeyedError
+from infra.settings.values import (
+    DNS1035_LABEL,
+    Count,
+    CpuQuantity,
+    GpuCount,
+    ImageRef,
+    KeyPrefix,
+    LabelMap,
+    MemoryQuantity,
+    MountPath,
+    NamespaceName,
+    SemVer,
+    VolumeSize,
+)
+
+Mode = Literal["dev", "prod"]
+
+
+class Model(BaseModel):
+    """Frozen, closed: an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+
+
+class CloudSettings(Model):
+    """A cloud's own block, `ray-platform:<cloud>`.
+
+    `PROVIDER_KEYS` maps fields to the cloud provider's own config keys they are read from (e.g.
+    the AWS region from `aws:region`), so one value serves the provider and the program.
+    """
+
+    PROVIDER_KEYS: ClassVar[dict[str, str]] = {}
+
+    def rules(self, settings: Settings) -> list[str]:
+        """Cross-field problems between this block and the cloud-neutral settings."""
+        return []
+
+
+class KubernetesSettings(Model):
+    """The namespace Ray runs in (the cluster itself is named in the cloud's block)."""
+
+    namespace: NamespaceName = "ray"
+    create_namespace: bool = Field(True, alias="createNamespace")
+    """false: the namespace exists already (e.g. on a shared cluster) and is not managed here."""
+
+
+class SharedFilesystemSettings(Model):
+    """The shared POSIX file system mounted on every Ray pod (EFS, Filestore or a hostPath)."""
+
+    enabled: bool = True
+    mount_path: MountPath = Field("/mnt/shared", alias="mountPath")
+    size: VolumeSize = "100Gi"
+    """The PersistentVolume's nominal capacity (EFS is elastic; hostPath ignores it)."""
+
+
+class ArtifactBucketSettings(Model):
+    """The object-store bucket for artifacts and working_dir zips."""
+
+    enabled: bool = True
+    prefix: KeyPrefix | None = None
+    """Key prefix this stack may use; default: the stack name."""
+
+
+class StorageSettings(Model):
+    shared_filesystem: SharedFilesystemSettings = Field(
+        default_factory=lambda: SharedFilesystemSettings.model_validate({}),
+        alias="sharedFilesystem",
+    )
+    artifact_bucket: ArtifactBucketSettings = Field(
+        default_factory=lambda: ArtifactBucketSettings.model_validate({}), alias="artifactBucket"
+    )
+
+
+class OperatorSettings(Model):
+    """The KubeRay operator and its CRDs."""
+
+    version: SemVer = "1.5.1"
+    namespace: NamespaceName = "kuberay-system"
+    install: Literal["helm", "external"] = "helm"
+    """helm: the program installs the kuberay-operator chart. external: an operator already runs
+    (e.g. the local control plane's); the program still manages the CRDs."""
+    chart_repo: str = Field("https://ray-project.github.io/kuberay-helm/", alias="chartRepo")
+    cpu: CpuQuantity = "100m"
+    memory: MemoryQuantity = "512Mi"
+
+    @field_validator("chart_repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if not v.startswith("https://") or any(c.isspace() for c in v):
+            raise ValueError("must be an https:// Helm chart repository URL")
+        return v
+
+
+class GroupSettings(Model):
+    cpu: CpuQuantity
+    memory: MemoryQuantity
+    """Given once: used as both request and limit (Ray sizes its object store from it)."""
+    gpu: GpuCount = 0
+    ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
+
+
+class HeadSettings(GroupSettings):
+    """The head pod's resources. It runs the driver, the dashboard and (dev) Jupyter."""
+
+
+class WorkerGroupSettings(GroupSettings):
+    """One autoscaled worker group."""
+
+    name: str
+    min_replicas: Count = Field(0, alias="minReplicas")
+    max_replicas: Count = Field(alias="maxReplicas")
+    node_selector: LabelMap = Field(default_factory=dict, alias="nodeSelector")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 40 or not DNS1035_LABEL.match(v):
+            raise ValueError(
+                "is not valid as a worker group name (lowercase letter first, then "
+                "letters, digits, '-'; at most 40)"
+            )
+        return v
+
+
+class RaySettings(Model):
+    """The RayCluster and how code and dependencies reach it."""
+
+    version: SemVer
+    image: ImageRef
+    cluster_name: str = Field("ray", alias="clusterName")
+    head: HeadSettings
+    worker_groups: tuple[WorkerGroupSettings, ...] = Field((), alias="workerGroups")
+    runtime_env: dict[str, Any] = Field(default_factory=dict, alias="runtimeEnv")
+    shared_packages: tuple[str, ...] = Field((), alias="sharedPackages")
+    """dev: pip requirement strings installed onto the shared file system (on PYTHONPATH)."""
+    idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10, le=86_400)
+    auth: Literal["token", "disabled"] = "token"
+    """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, v: str) -> str:
+        # KubeRay truncates longer names (utils.CheckName) and wants a DNS-1035 label.
+        if len(v) > 50 or not DNS1035_LABEL.match(v):
+            raise ValueError("is not a valid RayCluster name (DNS-1035 label, at most 50)")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> RaySettings:
+        seen: set[str] = set()
+        for i, group in enumerate(self.worker_groups):
+            if group.name in seen:
+                raise KeyedError(f"workerGroups[{i}].name", group.name, "is used by two groups")
+            seen.add(group.name)
+        return self
+
+
+@dataclass(frozen=True)
+class StatefulPolicy:
+    """What `mode` means for stateful resources, decided here once; every adapter reads it."""
+
+    protect: bool
+    """`protect` and `retain_on_delete` on file systems, buckets, keys and their guards."""
+    force_destroy: bool
+    """A bucket may be emptied by `pulumi destroy`."""
+    backups: bool
+    """File-system backups on."""
+    customer_managed_keys: bool
+    """Buckets encrypted with a dedicated, rotating customer-managed key."""
+
+    @classmethod
+    def for_mode(cls, mode: Mode) -> StatefulPolicy:
+        prod = mode == "prod"
+        return cls(protect=prod, force_destroy=not prod, backups=prod, customer_managed_keys=prod)
+
+
+class Settings(Model):
+    """Everything the program needs, validated."""
+
+    project: str
+    stack: str
+    mode: Mode
+    cloud: str
+    """A key of the cloud table (`infra/clouds/__init__.py`)."""
+    kubernetes: KubernetesSettings = Field(
+        default_factory=lambda: KubernetesSettings.model_validate({})
+    )
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_validate({}))
+    operator: OperatorSettings = Field(default_factory=lambda: OperatorSettings.model_validate({}))
+    ray: RaySettings
+    cloud_settings: InstanceOf[CloudSettings]
+    """The cloud's own block, as its model (e.g. `AwsSettings`)."""
+
+    @property
+    def bucket_prefix(self) -> str:
+        return self.storage.artifact_bucket.prefix or self.stack
+
+    @property
+    def stateful(self) -> StatefulPolicy:
+        return StatefulPolicy.for_mode(self.mode)

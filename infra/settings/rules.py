@@ -1,0 +1,249 @@
+"""Rules that span keys, one small named function each.
+
+A rule takes the validated settings (and the project directory, for local paths) and returns its
+problems as one-line messages naming the full key and value. `RULES` is the list `load` runs; a
+cloud's own cross-field rules live on its block (`CloudSettings.rules`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.settings.errors import message
+from infra.settings.models import Settings
+from infra.settings.values import DIGEST, image_ray_version, is_requirement, semver_tuple
+
+# Keys that exist in Ray's runtime_env (ray.runtime_env.RuntimeEnv); a typo here would otherwise be
+# silently carried to every job.
+RUNTIME_ENV_KEYS = frozenset(
+    {
+        "working_dir",
+        "py_modules",
+        "py_executable",
+        "excludes",
+        "pip",
+        "uv",
+        "conda",
+        "env_vars",
+        "container",
+        "image_uri",
+        "config",
+        "nsight",
+        "java_jars",
+        "worker_process_setup_hook",
+    }
+)
+# runtime_env keys that install packages at run time: dev only (prod bakes them into the image).
+PACKAGE_INSTALL_KEYS = ("pip", "conda", "uv")
+# Ray's working_dir upload limit in practice (ray#55877).
+WORKING_DIR_LIMIT_BYTES = 100 * 1024 * 1024
+
+Rule = Callable[[Settings, Path], list[str]]
+
+
+def image_carries_ray_version(s: Settings, _: Path) -> list[str]:
+    """The image's tag names the Ray version the cluster runs (KubeRay reads rayVersion)."""
+    ray = s.ray
+    found = image_ray_version(ray.image)
+    if found is None:
+        return [
+            message(
+                "ray.image",
+                ray.image,
+                f"needs a tag carrying Ray {ray.version}, e.g. :{ray.version}",
+            )
+        ]
+    if found != ray.version:
+        return [
+            message("ray.image", ray.image, f"carries Ray {found} but ray.version is {ray.version}")
+        ]
+    return []
+
+
+def prod_image_pinned(s: Settings, _: Path) -> list[str]:
+    if s.mode == "prod" and not DIGEST.search(s.ray.image):
+        return [
+            message(
+                "ray.image", s.ray.image, "must be pinned by digest in prod (…@sha256:<64 hex>)"
+            )
+        ]
+    return []
+
+
+def prod_installs_nothing(s: Settings, _: Path) -> list[str]:
+    """Prod bakes dependencies into the image: nothing is installed at run time."""
+    if s.mode != "prod":
+        return []
+    ray = s.ray
+    errors = [
+        message(
+            f"ray.runtimeEnv.{key}",
+            ray.runtime_env[key],
+            "installs packages at run time; prod bakes dependencies into the image",
+        )
+        for key in PACKAGE_INSTALL_KEYS
+        if key in ray.runtime_env
+    ]
+    wheels = [m for m in ray.runtime_env.get("py_modules") or [] if str(m).endswith(".whl")]
+    if wheels:
+        errors.append(
+            message(
+                "ray.runtimeEnv.py_modules",
+                wheels,
+                "installs wheels at run time; prod bakes dependencies into the image",
+            )
+        )
+    if ray.shared_packages:
+        errors.append(
+            message(
+                "ray.sharedPackages",
+                list(ray.shared_packages),
+                "is dev only; prod bakes dependencies into the image",
+            )
+        )
+    return errors
+
+
+def replica_bounds(s: Settings, _: Path) -> list[str]:
+    return [
+        message(
+            f"ray.workerGroups[{i}].maxReplicas",
+            group.max_replicas,
+            f"is below minReplicas ({group.min_replicas})",
+        )
+        for i, group in enumerate(s.ray.worker_groups)
+        if group.max_replicas < group.min_replicas
+    ]
+
+
+def token_auth_versions(s: Settings, _: Path) -> list[str]:
+    """Token auth exists from Ray 2.52 and KubeRay 1.5.1 on."""
+    if s.ray.auth != "token":
+        return []
+    errors = []
+    if semver_tuple(s.ray.version) < (2, 52, 0):
+        errors.append(
+            message(
+                "ray.auth", "token", f"needs Ray 2.52.0 or later (ray.version is {s.ray.version})"
+            )
+        )
+    if semver_tuple(s.operator.version) < (1, 5, 1):
+        errors.append(
+            message(
+                "ray.auth",
+                "token",
+                f"needs KubeRay 1.5.1 or later (operator.version is {s.operator.version})",
+            )
+        )
+    return errors
+
+
+def shared_packages_valid(s: Settings, _: Path) -> list[str]:
+    packages = s.ray.shared_packages
+    errors = []
+    if packages and not s.storage.shared_filesystem.enabled:
+        errors.append(
+            message(
+                "ray.sharedPackages",
+                list(packages),
+                "needs storage.sharedFilesystem.enabled (packages live on the shared file system)",
+            )
+        )
+    errors.extend(
+        message(f"ray.sharedPackages[{i}]", req, "is not a pip requirement such as pandas==2.2.3")
+        for i, req in enumerate(packages)
+        if not is_requirement(req)
+    )
+    return errors
+
+
+def operator_has_own_namespace(s: Settings, _: Path) -> list[str]:
+    if s.operator.namespace == s.kubernetes.namespace:
+        return [
+            message(
+                "operator.namespace",
+                s.operator.namespace,
+                "must differ from kubernetes.namespace (the operator gets its own namespace)",
+            )
+        ]
+    return []
+
+
+def _dir_size(path: Path, limit: int) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+            if total > limit:
+                break
+    return total
+
+
+def runtime_env_valid(s: Settings, base_dir: Path) -> list[str]:
+    """Known fields, well-formed pip/env_vars, and a working_dir Ray can take."""
+    env = s.ray.runtime_env
+    errors: list[str] = []
+
+    def err(key: str, value: object, problem: str) -> None:
+        errors.append(message(f"ray.runtimeEnv.{key}", value, problem))
+
+    for key in sorted(set(env) - RUNTIME_ENV_KEYS):
+        err(key, env[key], "is not a runtime_env field Ray knows (check its spelling)")
+
+    pip = env.get("pip")
+    packages = pip.get("packages") if isinstance(pip, dict) else pip
+    if pip is not None and not (
+        isinstance(packages, list) and all(isinstance(p, str) and p.strip() for p in packages)
+    ):
+        err("pip", pip, "must be a list of requirement strings (or {packages: [...]})")
+    env_vars = env.get("env_vars")
+    if env_vars is not None and not (
+        isinstance(env_vars, dict) and all(isinstance(v, str) for v in env_vars.values())
+    ):
+        err("env_vars", env_vars, "must map names to strings")
+    working_dir = env.get("working_dir")
+    if working_dir is None:
+        return errors
+    if not isinstance(working_dir, str) or not working_dir:
+        err("working_dir", working_dir, "must be a local directory or a .zip URI")
+    elif "://" in working_dir:
+        scheme = working_dir.split("://", 1)[0]
+        if scheme not in ("s3", "gs", "https"):
+            err("working_dir", working_dir, "must use s3://, gs:// or https:// (a .zip)")
+        elif not working_dir.endswith(".zip"):
+            err("working_dir", working_dir, "must point at a .zip archive")
+    else:
+        path = (base_dir / working_dir).resolve()
+        if not path.is_dir():
+            err("working_dir", working_dir, f"is not a directory (resolved to {path.name!r})")
+            return errors
+        try:
+            size = _dir_size(path, WORKING_DIR_LIMIT_BYTES)
+        except OSError as os_err:
+            err("working_dir", working_dir, f"cannot be read ({os_err.strerror})")
+            return errors
+        if size > WORKING_DIR_LIMIT_BYTES:
+            err(
+                "working_dir",
+                working_dir,
+                "is over Ray's 100 MiB upload limit; zip it into the bucket instead",
+            )
+    return errors
+
+
+def cloud_block_rules(s: Settings, _: Path) -> list[str]:
+    return s.cloud_settings.rules(s)
+
+
+RULES: tuple[Rule, ...] = (
+    image_carries_ray_version,
+    prod_image_pinned,
+    prod_installs_nothing,
+    replica_bounds,
+    token_auth_versions,
+    shared_packages_valid,
+    runtime_env_valid,
+    operator_has_own_namespace,
+    cloud_block_rules,
+)
