@@ -23,6 +23,8 @@ class ArtifactBucketArgs:
     protect: bool = False
     """Protect the bucket, its key and its guards, and keep them on delete (prod)."""
     abort_multipart_days: int = 7
+    noncurrent_version_days: int = 30
+    """Overwritten and deleted object versions are kept this long, then expire."""
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -108,7 +110,16 @@ class ArtifactBucket(pulumi.ComponentResource):
                     "abort_incomplete_multipart_upload": {
                         "days_after_initiation": args.abort_multipart_days
                     },
-                }
+                },
+                {
+                    # Versioning keeps every overwrite; without this the bucket only grows.
+                    "id": "expire-noncurrent-versions",
+                    "status": "Enabled",
+                    "filter": {},
+                    "noncurrent_version_expiration": {
+                        "noncurrent_days": args.noncurrent_version_days
+                    },
+                },
             ],
             opts=guard,
         )

@@ -19,18 +19,19 @@ class EfsFileSystemArgs:
     """The EKS cluster's VPC."""
     subnets_by_zone: Mapping[str, str]
     """Availability zone → one private subnet there (EFS allows one mount target per zone)."""
-    cluster_security_group_id: pulumi.Input[str]
-    """Only this security group (the EKS cluster's) may reach NFS (TCP 2049)..."""
-    extra_security_group_ids: Sequence[str] = ()
-    """...and these (node groups that do not carry the cluster security group)."""
+    nfs_from_cidrs: Sequence[str] = ()
+    """NFS (TCP 2049) is admitted from these CIDR blocks (the VPC's, by default)..."""
+    nfs_from_security_groups: Sequence[pulumi.Input[str]] = ()
+    """...and from these security groups (when narrowed to named groups)."""
     kms_key_arn: pulumi.Input[str] | None = None
     """A customer-managed key; default: the AWS-managed `aws/elasticfilesystem` key."""
     backup: bool = False
     """AWS Backup's daily plan for this file system (on in prod)."""
     protect: bool = False
-    """Protect the file system and keep it on delete (prod)."""
+    """Protect the file system, and the policies that guard and back it up, and keep them on
+    delete (prod): deleting the backup policy turns backups off."""
     posix_uid: int = 1000
-    posix_gid: int = 1000
+    posix_gid: int = 100
     root_directory: str = "/ray"
     """Where the access point roots Ray's view; created owned by uid/gid with mode 0750."""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -54,9 +55,14 @@ class EfsFileSystem(pulumi.ComponentResource):
         super().__init__("ray-platform:aws:EfsFileSystem", name, None, opts)
         if not args.subnets_by_zone:
             raise ValueError(f"{name}: EFS needs at least one subnet")
+        if not args.nfs_from_cidrs and not args.nfs_from_security_groups:
+            raise ValueError(f"{name}: nothing could reach NFS")
         child = pulumi.ResourceOptions(parent=self)
         tags = {**args.tags, "Name": name}
 
+        stateful = pulumi.ResourceOptions(
+            parent=self, protect=args.protect, retain_on_delete=args.protect
+        )
         fs = aws.efs.FileSystem(
             f"{name}-fs",
             encrypted=True,
@@ -64,15 +70,13 @@ class EfsFileSystem(pulumi.ComponentResource):
             throughput_mode="elastic",
             performance_mode="generalPurpose",
             tags=tags,
-            opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, retain_on_delete=args.protect
-            ),
+            opts=stateful,
         )
         aws.efs.BackupPolicy(
             f"{name}-backup",
             file_system_id=fs.id,
             backup_policy={"status": "ENABLED" if args.backup else "DISABLED"},
-            opts=child,
+            opts=stateful,
         )
         aws.efs.FileSystemPolicy(
             f"{name}-policy",
@@ -88,29 +92,37 @@ class EfsFileSystem(pulumi.ComponentResource):
                 },
                 deny_insecure_transport(fs.arn, principal={"AWS": "*"}, action="*"),
             ),
-            opts=child,
+            opts=stateful,
         )
         sg = aws.ec2.SecurityGroup(
             f"{name}-nfs",
             vpc_id=args.vpc_id,
-            description=f"NFS to EFS {name} from the EKS cluster only",
+            description=f"NFS to EFS {name} from the EKS cluster's VPC or named groups only",
             tags=tags,
             opts=child,
         )
-        sources = {"cluster": args.cluster_security_group_id}
-        # The cluster group is already admitted: a second identical rule is an AWS error.
-        sources.update(
-            {sg: sg for sg in args.extra_security_group_ids if sg != args.cluster_security_group_id}
-        )
-        for label, source in sources.items():
+        # A rule per source; names derive from the source, so adding one never renames another.
+        for cidr in dict.fromkeys(args.nfs_from_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-nfs-from-{cidr.replace('/', '-')}",
+                security_group_id=sg.id,
+                ip_protocol="tcp",
+                from_port=2049,
+                to_port=2049,
+                cidr_ipv4=cidr,
+                description=f"NFS from {cidr}",
+                opts=child,
+            )
+        for i, group in enumerate(args.nfs_from_security_groups):
+            label = group if isinstance(group, str) else f"group-{i}"
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-nfs-from-{label}",
                 security_group_id=sg.id,
                 ip_protocol="tcp",
                 from_port=2049,
                 to_port=2049,
-                referenced_security_group_id=source,
-                description=f"NFS from {'the EKS cluster' if label == 'cluster' else label}",
+                referenced_security_group_id=group,
+                description=f"NFS from {label}",
                 opts=child,
             )
         # Named by zone, replaced delete-first: a zone holds one mount target at most.

@@ -47,6 +47,10 @@ def chart_values(args: KubeRayOperatorArgs) -> dict[str, object]:
     }
     if args.watch_namespaces:
         values["watchNamespace"] = list(args.watch_namespaces)
+        # watchNamespace narrows what the operator watches, not what it may do: without this the
+        # chart still grants a ClusterRole (secrets get/list/watch in every namespace). With it,
+        # the chart creates Roles in the watched namespaces only.
+        values["singleNamespaceInstall"] = True
     return values
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.network_policy import network_policy_manifest
 from components.options import waiting_child
-from components.raycluster_inputs import RayClusterConfig
+from components.raycluster_inputs import NetworkAccess, RayClusterConfig
 from components.raycluster_spec import (
     DASHBOARD_PORT,
     RUNTIME_ENV_FILE,
@@ -29,27 +30,9 @@ class RayClusterArgs:
     namespace: str
     config: RayClusterConfig
     wiring: StorageWiring
+    access: NetworkAccess
+    """Who may reach the pods (a NetworkPolicy is always created)."""
     labels: Mapping[str, str] = field(default_factory=dict)
-
-
-# Changes here mean different pods (KubeRay 1.5 bakes auth and the autoscaler sidecar into the
-# pods, and leaves the pods of a removed or renamed group running); replica bounds and the
-# autoscaler's idle timeout / upscaling mode are read live and change in place.
-POD_SHAPING_FIELDS = [
-    "spec.rayVersion",
-    "spec.authOptions",
-    "spec.enableInTreeAutoscaling",
-    "spec.autoscalerOptions.image",
-    "spec.autoscalerOptions.env",
-    "spec.autoscalerOptions.resources",
-    "spec.autoscalerOptions.securityContext",
-    "spec.headGroupSpec.template",
-    "spec.headGroupSpec.rayStartParams",
-    "spec.workerGroupSpecs[*].groupName",
-    "spec.workerGroupSpecs[*].template",
-    "spec.workerGroupSpecs[*].rayStartParams",
-    'metadata.annotations["ray-platform/worker-groups"]',
-]
 
 
 class RayCluster(pulumi.ComponentResource):
@@ -98,26 +81,24 @@ class RayCluster(pulumi.ComponentResource):
             api_version="ray.io/v1",
             kind="RayCluster",
             # Plain metadata with an explicit namespace: the provider needs no lookup at preview.
-            # The group list is an annotation so that removing a group replaces the cluster.
-            metadata={
-                "name": ray.name,
-                "namespace": args.namespace,
-                "labels": labels,
-                "annotations": {
-                    "ray-platform/worker-groups": ",".join(g.name for g in ray.worker_groups)
-                },
-            },
+            # A changed spec is updated in place; its upgradeStrategy (Recreate) has KubeRay
+            # recreate the pods, so the auth token Secret survives.
+            metadata=manifest["metadata"],
             spec=manifest["spec"],
-            opts=waiting_child(
-                self,
-                opts,
-                depends_on=[config_map],
-                # KubeRay's RayCluster controller does not recreate running pods when their
-                # template changes: a new image, Ray version or package set would reach only
-                # new workers. Replace the cluster (same name, so delete first) instead.
-                replace_on_changes=POD_SHAPING_FIELDS,
-                delete_before_replace=True,
-            ),
+            opts=waiting_child(self, opts, depends_on=[config_map]),
+        )
+        policy = network_policy_manifest(
+            name=f"{ray.name}-ingress",
+            namespace=args.namespace,
+            cluster_name=ray.name,
+            access=args.access,
+            labels=labels,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=policy["metadata"],
+            spec=policy["spec"],
+            opts=waiting_child(self, opts),
         )
         self.dashboard_port_forward = pulumi.Output.from_input(
             f"kubectl -n {args.namespace} port-forward svc/{self.head_service} "

@@ -48,3 +48,14 @@ class RayClusterConfig:
     """dev: pip requirements installed onto the shared file system, put on PYTHONPATH."""
     idle_timeout_seconds: int = 60
     auth: Literal["token", "disabled"] = "token"
+
+
+@dataclass(frozen=True)
+class NetworkAccess:
+    """Who may reach the RayCluster's pods (see `components/network_policy.py`)."""
+
+    operator_namespace: str
+    """The KubeRay operator calls the dashboard port from here."""
+    allow_from_namespaces: tuple[str, ...] = ()
+    """Namespaces whose pods may reach every Ray port (e.g. notebooks)."""
+    restrict_egress: bool = False

@@ -14,7 +14,10 @@ from components.raycluster_inputs import GroupResources, RayClusterConfig, Worke
 from components.wiring import SHARED_VOLUME, StorageWiring
 
 RAY_UID = 1000
-RAY_GID = 100  # the `users` group of the rayproject/ray images
+# The rayproject/ray images create their `ray` user with uid 1000 and primary group 100
+# (`users`). One gid everywhere (pods, the EFS access point, GCS FUSE mounts) keeps files the
+# head writes readable by the workers and by the image's own user.
+RAY_GID = 100
 RUNTIME_ENV_DIR = "/etc/ray-platform"
 RUNTIME_ENV_FILE = "runtime_env.json"
 RAY_TMP_VOLUME = "ray-tmp"
@@ -91,6 +94,7 @@ def _mounts(wiring: StorageWiring) -> list[dict[str, Any]]:
     mounts = [{"name": RAY_TMP_VOLUME, "mountPath": "/tmp/ray"}]
     if wiring.shared_mount_path:
         mounts.append({"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path})
+    mounts.extend(dict(m) for m in wiring.volume_mounts)
     return mounts
 
 
@@ -103,29 +107,48 @@ def _volumes(wiring: StorageWiring) -> list[dict[str, Any]]:
                 "persistentVolumeClaim": {"claimName": wiring.shared_claim_name},
             }
         )
+    volumes.extend(dict(v) for v in wiring.volumes)
     return volumes
+
+
+def container_security_context() -> dict[str, Any]:
+    """Pod Security `restricted` for one container: no privilege escalation, no capabilities,
+    the runtime's default seccomp profile, never root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _pod_template(
     *,
     wiring: StorageWiring,
+    service_account: str,
     container: dict[str, Any],
     extra_volumes: list[dict[str, Any]],
     extra_init: list[dict[str, Any]],
     node_selector: dict[str, str],
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "serviceAccountName": wiring.service_account_name,
+        "serviceAccountName": service_account,
+        # Autoscaler v2 deletes and replaces failed Ray pods itself; KubeRay requires Never.
+        "restartPolicy": "Never",
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RAY_UID,
             "runAsGroup": RAY_GID,
             "fsGroup": RAY_GID,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container],
+        "containers": [{**container, "securityContext": container_security_context()}],
         "volumes": _volumes(wiring) + extra_volumes,
     }
-    init = [dict(c) for c in wiring.init_containers] + extra_init
+    init = [
+        {**c, "securityContext": container_security_context()}
+        for c in [*wiring.init_containers, *extra_init]
+    ]
     if init:
         spec["initContainers"] = init
     selector = {**wiring.node_selector, **node_selector}
@@ -183,6 +206,7 @@ def head_group(
         "rayStartParams": dict(ray.head.ray_start_params),
         "template": _pod_template(
             wiring=wiring,
+            service_account=wiring.service_account_name,
             container=container,
             extra_volumes=[
                 {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}}
@@ -211,6 +235,9 @@ def worker_group(
         "rayStartParams": dict(group.resources.ray_start_params),
         "template": _pod_template(
             wiring=wiring,
+            # Never the head's: KubeRay binds the autoscaler's Role (patch pods, patch the
+            # RayCluster) to the head's ServiceAccount, and workers run user code.
+            service_account=wiring.worker_service_account_name or wiring.service_account_name,
             container=container,
             extra_volumes=[],
             extra_init=[],
@@ -225,14 +252,21 @@ def raycluster_spec(
     """The RayCluster `spec`."""
     spec: dict[str, Any] = {
         "rayVersion": ray.ray_version,
+        # KubeRay >= 1.6 recreates every pod when the spec (but for replicas) changes: a new
+        # image, Ray version or package set reaches all pods, without replacing the RayCluster
+        # (which would also mint a new auth token).
+        "upgradeStrategy": {"type": "Recreate"},
         "enableInTreeAutoscaling": True,
         "autoscalerOptions": {
+            # The default autoscaler from Ray 2.47 on; set explicitly so KubeRay configures it.
+            "version": "v2",
             "idleTimeoutSeconds": ray.idle_timeout_seconds,
             "upscalingMode": "Default",
             "resources": {
                 "requests": {"cpu": "500m", "memory": "512Mi"},
                 "limits": {"cpu": "500m", "memory": "512Mi"},
             },
+            "securityContext": container_security_context(),
         },
         "headGroupSpec": head_group(ray, wiring, runtime_env_config_map),
         "workerGroupSpecs": [worker_group(ray, g, wiring) for g in ray.worker_groups],

@@ -24,7 +24,10 @@ class StorageWiring:
     """
 
     service_account_name: str
-    """Used by the head and every worker group (IRSA / Workload Identity bind to it)."""
+    """The head's ServiceAccount (KubeRay binds its autoscaler Role to it)."""
+    worker_service_account_name: str | None = None
+    """The workers' own ServiceAccount, with the same cloud identity but none of the head's
+    Kubernetes rights (user code runs there); default: the head's."""
     shared_claim_name: str | None = None
     """PersistentVolumeClaim of the shared file system, if enabled."""
     shared_mount_path: str | None = None
@@ -33,6 +36,10 @@ class StorageWiring:
     bucket's name is known after creation); the builders only place it, never read it."""
     env: tuple[tuple[str, str], ...] = ()
     """Extra environment for every Ray container (name, value), e.g. the region."""
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    """Extra pod volumes on every Ray pod (e.g. a GCS FUSE CSI ephemeral volume)..."""
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    """...and where every Ray container mounts them."""
     init_containers: tuple[Mapping[str, Any], ...] = ()
     """Storage preparation run before Ray on every pod (e.g. ownership of a hostPath)."""
     pod_annotations: Mapping[str, str] = field(default_factory=dict)

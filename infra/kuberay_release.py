@@ -23,10 +23,11 @@ import yaml
 from infra.cache import cache_root
 
 MODULE = "github.com/ray-project/kuberay/ray-operator"
-CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
+CRD_DIR = "config/crd/bases/"
 # go.sum `h1:` hashes (sum.golang.org) of module zips we have checked; others are trusted over TLS.
 KNOWN_SUMS = {
     "1.5.1": "h1:7FJYmB8oM+cnjv1VYCj/TfzRZG4XHvvt5Ayn5pZ5A1c=",
+    "1.6.1": "h1:IMtV0QW8AxGp4/CbPLd/olXBBxpUNQQr1n4Mu59khl4=",
 }
 
 
@@ -79,14 +80,27 @@ def module_zip(version: str) -> bytes:
 
 
 @cache
-def crd_yaml(version: str) -> str:
-    """The release's three CRDs (RayCluster, RayJob, RayService) as one multi-document YAML."""
-    prefix = f"{MODULE}@v{version}/config/crd/bases/"
+def crd_files(version: str) -> list[str]:
+    """The release's CRD files, found in the module rather than listed here: releases add kinds
+    (1.6 added RayCronJob), and a CRD the operator watches but the cluster lacks stops it."""
+    prefix = f"{MODULE}@v{version}/{CRD_DIR}"
     with zipfile.ZipFile(io.BytesIO(module_zip(version))) as zf:
-        try:
-            docs = [zf.read(prefix + name).decode() for name in CRD_FILES]
-        except KeyError as err:
-            raise ReleaseError(f"KubeRay v{version} has no CRD file {err}") from None
+        names = sorted(
+            n.removeprefix(prefix)
+            for n in zf.namelist()
+            if n.startswith(prefix) and n.endswith(".yaml") and "/" not in n.removeprefix(prefix)
+        )
+    if "ray.io_rayclusters.yaml" not in names:
+        raise ReleaseError(f"KubeRay v{version} has no RayCluster CRD in {CRD_DIR}")
+    return names
+
+
+@cache
+def crd_yaml(version: str) -> str:
+    """Every CRD of the release (RayCluster, RayJob, RayService, ...) as one multi-document YAML."""
+    prefix = f"{MODULE}@v{version}/{CRD_DIR}"
+    with zipfile.ZipFile(io.BytesIO(module_zip(version))) as zf:
+        docs = [zf.read(prefix + name).decode() for name in crd_files(version)]
     return "\n---\n".join(doc.strip().removeprefix("---").strip() for doc in docs) + "\n"
 
 

@@ -11,12 +11,23 @@ import pulumi_kubernetes as k8s
 
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
-from components.raycluster_inputs import GroupResources, RayClusterConfig, WorkerGroup
+from components.raycluster_inputs import (
+    GroupResources,
+    NetworkAccess,
+    RayClusterConfig,
+    WorkerGroup,
+)
 from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
 from components.wiring import MANAGED_LABELS
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
+
+# Ray pods need nothing beyond Pod Security `restricted`; the API server enforces it when the
+# operator creates them, so a pod that asks for more is refused, not started.
+RESTRICTED = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+}
 
 
 def _resources(group: GroupSettings) -> GroupResources:
@@ -73,7 +84,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     if settings.kubernetes.create_namespace:
         namespace = k8s.core.v1.Namespace(
             "ray-namespace",
-            metadata={"name": namespace_name, "labels": dict(MANAGED_LABELS)},
+            metadata={"name": namespace_name, "labels": {**MANAGED_LABELS, **RESTRICTED}},
             opts=pulumi.ResourceOptions(provider=provider),
         )
         wait_for = (namespace,)
@@ -93,7 +104,8 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             memory=op.memory,
             retain_crds=settings.stateful.protect,
         ),
-        opts=pulumi.ResourceOptions(providers=[provider]),
+        # The chart's namespaced Roles go into the Ray namespace: it must exist first.
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=list(wait_for) or None),
     )
 
     storage = adapter.storage_and_identity(target)
@@ -104,6 +116,11 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             namespace=namespace_name,
             config=config,
             wiring=storage.wiring,
+            access=NetworkAccess(
+                operator_namespace=op.namespace,
+                allow_from_namespaces=settings.kubernetes.network_policy.allow_from_namespaces,
+                restrict_egress=settings.kubernetes.network_policy.restrict_egress,
+            ),
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
         ),
         opts=target.component_opts(*operator.ready, *storage.dependencies),

@@ -46,6 +46,12 @@ SUBNETS = {
     "subnet-0pub2b00000000006": ("us-west-2b", True, {"kubernetes.io/role/elb": "1"}),
     "subnet-0pub2c00000000007": ("us-west-2c", True, {"kubernetes.io/role/elb": "1"}),
 }
+# Subnets of the VPC the cluster was not created with (e.g. added later for Karpenter nodes):
+# nodes may run there, so their zone needs a mount target too.
+VPC_ONLY_SUBNETS = {
+    "subnet-0karp2e0000000009": ("us-west-2e", False, {"kubernetes.io/role/internal-elb": "1"}),
+}
+VPC_CIDRS = ("10.0.0.0/16", "100.64.0.0/16")
 
 
 def eks_cluster(name: str) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def eks_cluster(name: str) -> dict[str, Any]:
 
 
 def subnet(subnet_id: str) -> dict[str, Any]:
-    zone, public, tags = SUBNETS[subnet_id]
+    zone, public, tags = {**SUBNETS, **VPC_ONLY_SUBNETS}[subnet_id]
     return {
         "id": subnet_id,
         "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:subnet/{subnet_id}",
@@ -118,6 +124,37 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return eks_cluster(args.args["name"])
         if token == "aws:ec2/getSubnet:getSubnet":
             return subnet(args.args["id"])
+        if token == "aws:ec2/getSubnets:getSubnets":
+            (vpc_filter,) = args.args["filters"]
+            assert vpc_filter == {"name": "vpc-id", "values": [VPC]}, vpc_filter
+            return {"id": REGION, "ids": [*SUBNETS, *VPC_ONLY_SUBNETS], "filters": [vpc_filter]}
+        if token == "aws:ec2/getVpc:getVpc":
+            return {
+                "id": args.args["id"],
+                "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/{args.args['id']}",
+                "cidrBlock": VPC_CIDRS[0],
+                "cidrBlockAssociations": [
+                    {"associationId": f"vpc-cidr-assoc-{i}", "cidrBlock": c, "state": "associated"}
+                    for i, c in enumerate(VPC_CIDRS)
+                ],
+                "ipv6CidrBlock": "",
+                "default": False,
+                "state": "available",
+                "ownerId": ACCOUNT,
+                "tags": {},
+            }
+        if token == "aws:kms/getAlias:getAlias":
+            name = args.args["name"]
+            if name == "alias/missing":
+                raise Exception("reading KMS Alias (alias/missing): couldn't find resource")
+            key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/5c1d0000-aaaa-bbbb-cccc-000000000000"
+            return {
+                "id": f"arn:aws:kms:{REGION}:{ACCOUNT}:{name}",
+                "arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:{name}",
+                "name": name,
+                "targetKeyArn": key,
+                "targetKeyId": key.rsplit("/", 1)[1],
+            }
         if token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
             url = args.args["url"]
             return {

@@ -9,8 +9,8 @@ from infra.platform import ray_cluster_config
 from infra.settings import RaySettings
 
 BASE: dict[str, Any] = {
-    "version": "2.52.0",
-    "image": "rayproject/ray:2.52.0-py311",
+    "version": "2.60.0",
+    "image": "rayproject/ray:2.60.0-py311",
     "head": {"cpu": "2", "memory": "8Gi"},
 }
 

@@ -19,8 +19,11 @@ from infra.settings import Settings
 
 SHARED_CLAIM = "ray-shared"
 """The PersistentVolumeClaim of the shared file system, whatever backs it."""
-RAY_SERVICE_ACCOUNT = "ray"
-"""The ServiceAccount Ray pods run as; cloud identities (IRSA, Workload Identity) bind to it."""
+HEAD_SERVICE_ACCOUNT = "ray-head"
+"""The head's ServiceAccount: KubeRay binds its autoscaler Role (patch pods and the RayCluster)
+to it. Cloud identities (IRSA, Workload Identity) bind to it and to the workers' one."""
+WORKER_SERVICE_ACCOUNT = "ray-worker"
+"""The workers' ServiceAccount: the same cloud identity, none of the head's Kubernetes rights."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from infra.settings.values import (
     DNS1035_LABEL,
     Count,
     CpuQuantity,
+    Days,
     GpuCount,
     ImageRef,
     KeyPrefix,
@@ -50,12 +51,27 @@ class CloudSettings(Model):
         return []
 
 
+class NetworkPolicySettings(Model):
+    """Who may reach Ray pods. Ray's dashboard, Jobs and client ports have no protection of
+    their own: ingress is admitted only from pods of the same RayCluster, from the operator's
+    namespace to the dashboard port, and from the namespaces named here."""
+
+    allow_from_namespaces: tuple[NamespaceName, ...] = Field((), alias="allowFromNamespaces")
+    """Namespaces whose pods may reach every Ray port (e.g. a notebook namespace)."""
+    restrict_egress: bool = Field(False, alias="restrictEgress")
+    """true: Ray pods may reach only each other, the cluster DNS, and HTTPS (443) anywhere."""
+
+
 class KubernetesSettings(Model):
     """The namespace Ray runs in (the cluster itself is named in the cloud's block)."""
 
     namespace: NamespaceName = "ray"
     create_namespace: bool = Field(True, alias="createNamespace")
-    """false: the namespace exists already (e.g. on a shared cluster) and is not managed here."""
+    """false: the namespace exists already (e.g. on a shared cluster) and is not managed here;
+    it must then enforce Pod Security `restricted` itself."""
+    network_policy: NetworkPolicySettings = Field(
+        default_factory=lambda: NetworkPolicySettings.model_validate({}), alias="networkPolicy"
+    )
 
 
 class SharedFilesystemSettings(Model):
@@ -73,6 +89,8 @@ class ArtifactBucketSettings(Model):
     enabled: bool = True
     prefix: KeyPrefix | None = None
     """Key prefix this stack may use; default: the stack name."""
+    noncurrent_version_days: Days = Field(30, alias="noncurrentVersionDays")
+    """The bucket is versioned; overwritten or deleted objects are kept this long."""
 
 
 class StorageSettings(Model):
@@ -88,7 +106,7 @@ class StorageSettings(Model):
 class OperatorSettings(Model):
     """The KubeRay operator and its CRDs."""
 
-    version: SemVer = "1.5.1"
+    version: SemVer = "1.6.1"
     namespace: NamespaceName = "kuberay-system"
     install: Literal["helm", "external"] = "helm"
     """helm: the program installs the kuberay-operator chart. external: an operator already runs

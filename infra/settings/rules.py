@@ -139,6 +139,19 @@ def token_auth_versions(s: Settings, _: Path) -> list[str]:
     return errors
 
 
+def operator_recreates_pods(s: Settings, _: Path) -> list[str]:
+    """The RayCluster relies on `upgradeStrategy: Recreate` (KubeRay 1.6) to roll its pods."""
+    if semver_tuple(s.operator.version) < (1, 6, 0):
+        return [
+            message(
+                "operator.version",
+                s.operator.version,
+                "is older than 1.6.0, which recreates Ray pods when the RayCluster changes",
+            )
+        ]
+    return []
+
+
 def shared_packages_valid(s: Settings, _: Path) -> list[str]:
     packages = s.ray.shared_packages
     errors = []
@@ -242,6 +255,7 @@ RULES: tuple[Rule, ...] = (
     prod_installs_nothing,
     replica_bounds,
     token_auth_versions,
+    operator_recreates_pods,
     shared_packages_valid,
     runtime_env_valid,
     operator_has_own_namespace,

@@ -66,7 +66,7 @@ WIRINGS = {
         init_containers=(
             {
                 "name": "own-shared-dir",
-                "image": "rayproject/ray:2.52.0-py311",
+                "image": "rayproject/ray:2.60.0-py311",
                 "command": ["/bin/sh", "-c", "chown 1000:100 /mnt/shared"],
                 "securityContext": {"runAsUser": 0, "runAsNonRoot": False},
                 "volumeMounts": [{"name": "shared", "mountPath": "/mnt/shared"}],
@@ -80,7 +80,7 @@ RAYS = {
     "default": _ray(),
     "auth-disabled-no-groups": _ray(auth="disabled", workerGroups=[], sharedPackages=[]),
     "prod-digest": _ray(
-        image="rayproject/ray:2.52.0-py311@sha256:" + "a" * 64,
+        image="rayproject/ray:2.60.0-py311@sha256:" + "a" * 64,
         sharedPackages=[],
         runtimeEnv={"env_vars": {"A": "b"}},
     ),

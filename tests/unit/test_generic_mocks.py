@@ -31,7 +31,6 @@ def test_program_completes_under_echo_mocks(stack: str, preview: bool) -> None:
             "ray-platform/stack": stack,
             "ray-platform/mode": "prod" if stack == "prod" else "dev",
         },
-        "annotations": {"ray-platform/worker-groups": "cpu"},
     }
     assert run.outputs["dashboardPortForward"].endswith("svc/ray-head-svc 8265:8265")
 
@@ -39,9 +38,9 @@ def test_program_completes_under_echo_mocks(stack: str, preview: bool) -> None:
 def test_first_aws_preview_knows_the_raycluster_spec_but_the_bucket_name() -> None:
     run = run_program("dev", mocks=EchoMocks(), preview=True)
     spec = run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
-    assert spec["rayVersion"] == "2.52.0"
+    assert spec["rayVersion"] == "2.60.0"
     container = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "rayproject/ray:2.52.0-py311"
+    assert container["image"] == "rayproject/ray:2.60.0-py311"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["AWS_REGION"] == "us-west-2"
     # Only the bucket's name (assigned by AWS at creation) is unknown before the first up.

@@ -12,6 +12,8 @@ from tests.conftest import (
     CLUSTER_SG,
     ISSUER,
     SUBNETS,
+    VPC_CIDRS,
+    VPC_ONLY_SUBNETS,
     ProgramRun,
     Registration,
     cached_run,
@@ -45,7 +47,9 @@ def test_cluster_facts_are_looked_up_from_the_cluster_name(aws_run: ProgramRun) 
     lookups = [a for t, a in aws_run.calls if t == "aws:eks/getCluster:getCluster"]
     assert lookups == [{"name": _name(aws_run)}]
     assert "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider" in tokens
-    assert tokens.count("aws:ec2/getSubnet:getSubnet") == len(SUBNETS)
+    # Every subnet of the VPC is looked at, not only the cluster's own.
+    assert tokens.count("aws:ec2/getSubnet:getSubnet") == len(SUBNETS) + len(VPC_ONLY_SUBNETS)
+    assert "aws:ec2/getVpc:getVpc" in tokens
 
 
 def _name(run: ProgramRun) -> str:
@@ -70,13 +74,14 @@ def test_efs_customer_managed_key_option() -> None:
     assert run.one("aws:efs/fileSystem:FileSystem").inputs["kmsKeyId"] == arn
 
 
-def test_one_mount_target_per_zone_in_private_subnets(aws_run: ProgramRun) -> None:
+def test_one_mount_target_per_zone_of_the_vpc_in_private_subnets(aws_run: ProgramRun) -> None:
     targets = aws_run.of_type("aws:efs/mountTarget:MountTarget")
     subnets = sorted(t.inputs["subnetId"] for t in targets)
-    # 2a has two private subnets: only the first is used; public subnets never.
     # Tagged private subnets first; 2a has two (the first is used); public ones never when a
-    # better one exists; 2d has only an untagged subnet, and still gets its target.
+    # better one exists; 2d has only an untagged subnet, and still gets its target; 2e is a
+    # subnet of the VPC the cluster was not created with (Karpenter nodes may run there).
     assert subnets == [
+        "subnet-0karp2e0000000009",
         "subnet-0priv2a0000000001",
         "subnet-0priv2b0000000003",
         "subnet-0priv2c0000000004",
@@ -86,13 +91,15 @@ def test_one_mount_target_per_zone_in_private_subnets(aws_run: ProgramRun) -> No
     assert all(t.inputs["securityGroups"] == [sg_id] for t in targets)
 
 
-def test_nfs_only_from_cluster_security_group(aws_run: ProgramRun) -> None:
+def test_nfs_from_every_node_of_the_vpc_by_default(aws_run: ProgramRun) -> None:
+    """Node groups with their own security groups, Karpenter and self-managed nodes do not
+    carry the cluster security group: NFS admitted only from it would time out there."""
     rules = aws_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    assert len(rules) == 1
-    rule = rules[0].inputs
-    assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 2049, 2049)
-    assert rule["referencedSecurityGroupId"] == CLUSTER_SG
-    assert "cidrIpv4" not in rule and "cidrIpv6" not in rule
+    assert sorted(r.inputs["cidrIpv4"] for r in rules) == sorted(VPC_CIDRS)
+    for rule in (r.inputs for r in rules):
+        assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 2049, 2049)
+        assert "referencedSecurityGroupId" not in rule
+        assert rule["cidrIpv4"] != "0.0.0.0/0"
     sg = aws_run.one("aws:ec2/securityGroup:SecurityGroup").inputs
     assert "ingress" not in sg and "egress" not in sg
 
@@ -120,10 +127,19 @@ def test_efs_policy_denies_non_tls(aws_run: ProgramRun) -> None:
 
 def test_access_point_is_uid_1000_with_non_root_directory(aws_run: ProgramRun) -> None:
     ap = aws_run.one("aws:efs/accessPoint:AccessPoint").inputs
-    assert ap["posixUser"] == {"uid": 1000, "gid": 1000}
+    # The Ray image's own user: uid 1000, gid 100 (`users`), the ids the pods run with.
+    pod = _pods(aws_run)[0]["securityContext"]
+    assert (
+        ap["posixUser"]
+        == {"uid": pod["runAsUser"], "gid": pod["runAsGroup"]}
+        == {
+            "uid": 1000,
+            "gid": 100,
+        }
+    )
     root = ap["rootDirectory"]
     assert root["path"] not in ("/", "")
-    assert root["creationInfo"] == {"ownerUid": 1000, "ownerGid": 1000, "permissions": "0750"}
+    assert root["creationInfo"] == {"ownerUid": 1000, "ownerGid": 100, "permissions": "0750"}
 
 
 def test_backup_on_in_prod_only() -> None:
@@ -141,7 +157,8 @@ def test_static_pv_and_pvc_for_efs(aws_run: ProgramRun) -> None:
     }
     assert spec["accessModes"] == ["ReadWriteMany"]
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
-    assert spec["mountOptions"] == ["tls"]
+    # The CSI driver adds tls itself with an access point (and warns when it is also given).
+    assert "mountOptions" not in spec
     assert spec["storageClassName"] == ""
     mount_targets = {r.urn for r in aws_run.of_type("aws:efs/mountTarget:MountTarget")}
     assert mount_targets <= set(pv.dependencies)
@@ -153,13 +170,19 @@ def test_static_pv_and_pvc_for_efs(aws_run: ProgramRun) -> None:
 
 def test_efs_csi_driver_installed_only_when_asked() -> None:
     dev, prod = cached_run("dev"), cached_run("prod")  # dev: install, prod: preinstalled
-    addon = dev.one("aws:eks/addon:Addon").inputs
+    addon_reg = dev.one("aws:eks/addon:Addon")
+    addon = addon_reg.inputs
     assert addon["addonName"] == "aws-efs-csi-driver" and addon["clusterName"] == "ml-dev"
+    assert addon["addonVersion"] == "v2.1.4-eksbuild.1"  # pinned by the stack
+    assert addon_reg.retain_on_delete  # a cluster-wide driver: destroy leaves it
     roles = {r.name: r for r in dev.of_type("aws:iam/role:Role")}
     trust = json.loads(roles["efs-csi-irsa-role"].inputs["assumeRolePolicy"])
-    assert trust["Statement"][0]["Condition"]["StringEquals"][f"{ISSUER}:sub"] == (
-        "system:serviceaccount:kube-system:efs-csi-controller-sa"
-    )
+    condition = trust["Statement"][0]["Condition"]
+    # The controller and the node DaemonSet's accounts, as AWS's add-on guide writes it.
+    assert condition["StringLike"] == {
+        f"{ISSUER}:sub": "system:serviceaccount:kube-system:efs-csi-*"
+    }
+    assert condition["StringEquals"] == {f"{ISSUER}:aud": "sts.amazonaws.com"}
     attach = dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment").inputs
     assert attach["policyArn"] == ("arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy")
     assert not prod.of_type("aws:eks/addon:Addon")
@@ -226,7 +249,7 @@ def test_encryption_sse_s3_in_dev_and_rotating_kms_in_prod() -> None:
 # --- IRSA --------------------------------------------------------------------------------------
 
 
-def test_irsa_trust_is_one_service_account_with_audience(aws_run: ProgramRun) -> None:
+def test_irsa_trust_is_the_head_and_worker_accounts_with_audience(aws_run: ProgramRun) -> None:
     role = next(r for r in aws_run.of_type("aws:iam/role:Role") if r.name == "ray-irsa-role")
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
@@ -235,7 +258,10 @@ def test_irsa_trust_is_one_service_account_with_audience(aws_run: ProgramRun) ->
     }
     assert statement["Condition"] == {
         "StringEquals": {
-            f"{ISSUER}:sub": "system:serviceaccount:ray:ray",
+            f"{ISSUER}:sub": [
+                "system:serviceaccount:ray:ray-head",
+                "system:serviceaccount:ray:ray-worker",
+            ],
             f"{ISSUER}:aud": "sts.amazonaws.com",
         }
     }
@@ -253,7 +279,8 @@ def test_irsa_policy_scoped_to_bucket_prefix_without_wildcard_actions(
         "Effect": "Allow",
         "Action": "s3:ListBucket",
         "Resource": bucket_arn,
-        "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+        # The bare prefix too: `aws s3 ls s3://bucket/ray/dev` asks with prefix=ray/dev.
+        "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/", f"{prefix}/*"]}},
     }
     objects = statements["ObjectsUnderStackPrefix"]
     assert objects["Resource"] == f"{bucket_arn}/{prefix}/*"
@@ -270,11 +297,27 @@ def test_prod_role_may_use_the_bucket_key() -> None:
     assert kms["Resource"].startswith("arn:aws:kms:us-west-2:123456789012:key/")
 
 
-def test_service_account_annotated_and_used_by_every_group(aws_run: ProgramRun) -> None:
-    sa = aws_run.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
-    assert sa["name"] == "ray" and sa["namespace"] == "ray"
-    assert sa["annotations"] == {"eks.amazonaws.com/role-arn": aws_run.outputs["irsaRoleArn"]}
-    assert [p["serviceAccountName"] for p in _pods(aws_run)] == ["ray"] * len(_pods(aws_run))
+def test_workers_have_their_own_service_account_with_the_same_identity(
+    aws_run: ProgramRun,
+) -> None:
+    """KubeRay binds its autoscaler Role (patch pods, patch the RayCluster) to the head's
+    ServiceAccount; workers run user code and must not carry it."""
+    accounts = {
+        r.inputs["metadata"]["name"]: r.inputs
+        for r in aws_run.of_type("kubernetes:core/v1:ServiceAccount")
+    }
+    assert set(accounts) == {"ray-head", "ray-worker"}
+    for sa in accounts.values():
+        assert sa["metadata"]["namespace"] == "ray"
+        assert sa["metadata"]["annotations"] == {
+            "eks.amazonaws.com/role-arn": aws_run.outputs["irsaRoleArn"]
+        }
+    assert accounts["ray-head"]["automountServiceAccountToken"] is True  # the autoscaler
+    assert accounts["ray-worker"]["automountServiceAccountToken"] is False
+    spec = _raycluster(aws_run)["spec"]
+    assert spec["headGroupSpec"]["template"]["spec"]["serviceAccountName"] == "ray-head"
+    workers = [g["template"]["spec"]["serviceAccountName"] for g in spec["workerGroupSpecs"]]
+    assert workers and all(w == "ray-worker" for w in workers)
 
 
 # --- protection --------------------------------------------------------------------------------
@@ -290,7 +333,9 @@ def test_prod_protects_and_retains_stateful_resources() -> None:
 
 def test_dev_is_destroyable() -> None:
     dev = cached_run("dev")
-    assert not any(r.protect or r.retain_on_delete for r in dev.registrations)
+    kept = {r.name for r in dev.registrations if r.protect or r.retain_on_delete}
+    # Only the cluster-wide EFS CSI driver stays: other workloads may mount with it.
+    assert kept == {"efs-csi-driver"}
     assert dev.one("aws:s3/bucket:Bucket").inputs["forceDestroy"] is True
 
 
@@ -335,11 +380,13 @@ def test_kubernetes_objects_use_the_eks_provider(aws_run: ProgramRun) -> None:
 def test_operator_chart_pinned_without_its_crds(aws_run: ProgramRun) -> None:
     release = aws_run.one("kubernetes:helm.sh/v3:Release")
     inputs = release.inputs
-    assert inputs["chart"] == "kuberay-operator" and inputs["version"] == "1.5.1"
+    assert inputs["chart"] == "kuberay-operator" and inputs["version"] == "1.6.1"
     assert inputs["repositoryOpts"] == {"repo": "https://ray-project.github.io/kuberay-helm/"}
     assert inputs["skipCrds"] is True
     assert inputs["namespace"] == "kuberay-system"
     assert inputs["values"]["watchNamespace"] == ["ray"]
+    # Roles in the Ray namespace, not a ClusterRole reading every namespace's secrets.
+    assert inputs["values"]["singleNamespaceInstall"] is True
     resources = inputs["values"]["resources"]
     assert resources["requests"] == resources["limits"]
     crds = aws_run.one("kubernetes:yaml/v2:ConfigGroup")
@@ -363,7 +410,7 @@ def test_raycluster_shape(aws_run: ProgramRun) -> None:
     rc = _raycluster(aws_run)
     assert rc["metadata"]["namespace"] == "ray" and rc["metadata"]["name"] == "ray"
     spec = rc["spec"]
-    assert spec["rayVersion"] == "2.52.0"
+    assert spec["rayVersion"] == "2.60.0"
     assert spec["enableInTreeAutoscaling"] is True
     assert spec["autoscalerOptions"]["idleTimeoutSeconds"] == 60
     assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
@@ -402,7 +449,7 @@ def test_dev_generic_image_with_shared_packages_on_pythonpath() -> None:
     dev = cached_run("dev")
     spec = _raycluster(dev)["spec"]
     head = spec["headGroupSpec"]["template"]["spec"]
-    assert head["containers"][0]["image"] == "rayproject/ray:2.52.0-py311"
+    assert head["containers"][0]["image"] == "rayproject/ray:2.60.0-py311"
     install = next(c for c in head["initContainers"] if c["name"] == "install-shared-packages")
     install_env = {e["name"]: e["value"] for e in install["env"]}
     assert install_env["REQUIREMENTS"] == "scikit-learn==1.5.2"
@@ -470,29 +517,20 @@ def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
         assert not run.of_type("aws:s3/bucket:Bucket")
         assert "bucketUri" not in run.outputs
         assert not run.of_type("aws:iam/rolePolicy:RolePolicy")
-    assert run.one("kubernetes:core/v1:ServiceAccount")
+    assert len(run.of_type("kubernetes:core/v1:ServiceAccount")) == 2
 
 
 # --- lifecycle options -------------------------------------------------------------------------
 
 
-def test_raycluster_replaced_when_its_pods_would_change(aws_run: ProgramRun) -> None:
+def test_raycluster_pods_are_recreated_by_kuberay_not_by_replacing_the_cluster(
+    aws_run: ProgramRun,
+) -> None:
+    """KubeRay >= 1.6 recreates every pod on a spec change (upgradeStrategy Recreate): the
+    RayCluster is updated in place, so its auth token Secret survives a change."""
     rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
-    assert rc.delete_before_replace
-    fields = set(rc.replace_on_changes)
-    # What KubeRay 1.5 bakes into running pods...
-    assert {
-        "spec.rayVersion",
-        "spec.authOptions",
-        "spec.headGroupSpec.template",
-        "spec.workerGroupSpecs[*].template",
-        "spec.workerGroupSpecs[*].groupName",
-    } <= fields
-    # ...and a removed group, through the annotation listing the groups.
-    assert rc.inputs["metadata"]["annotations"] == {"ray-platform/worker-groups": "cpu"}
-    assert 'metadata.annotations["ray-platform/worker-groups"]' in fields
-    # Scaling bounds change in place.
-    assert not any("Replicas" in f or "idleTimeout" in f for f in fields)
+    assert rc.inputs["spec"]["upgradeStrategy"] == {"type": "Recreate"}
+    assert rc.replace_on_changes == [] and not rc.delete_before_replace
 
 
 def test_mount_targets_named_by_zone_and_replaced_delete_first(aws_run: ProgramRun) -> None:
@@ -502,6 +540,7 @@ def test_mount_targets_named_by_zone_and_replaced_delete_first(aws_run: ProgramR
         "shared-fs-mt-us-west-2b",
         "shared-fs-mt-us-west-2c",
         "shared-fs-mt-us-west-2d",
+        "shared-fs-mt-us-west-2e",
     ]
     assert all(t.delete_before_replace for t in targets)
 
@@ -528,15 +567,17 @@ def test_namespaced_objects_wait_for_the_namespace(aws_run: ProgramRun) -> None:
         "kubernetes:core/v1:PersistentVolumeClaim",
         "kubernetes:core/v1:ConfigMap",
         "kubernetes:ray.io/v1:RayCluster",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "kubernetes:helm.sh/v3:Release",  # its Roles go into the Ray namespace
     ):
-        assert ns.urn in aws_run.one(typ).dependencies, typ
+        assert all(ns.urn in r.dependencies for r in aws_run.of_type(typ)), typ
 
 
 def test_raycluster_waits_for_its_claim_and_service_account(aws_run: ProgramRun) -> None:
     # A component dependency reaches the engine as its children.
     rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
     for typ in ("kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:core/v1:ServiceAccount"):
-        assert aws_run.one(typ).urn in rc.dependencies, typ
+        assert all(r.urn in rc.dependencies for r in aws_run.of_type(typ)), typ
 
 
 def test_subnet_preference_per_zone() -> None:
@@ -595,8 +636,139 @@ def test_component_options_arrive_through_opts(aws_run: ProgramRun) -> None:
     release = aws_run.one("kubernetes:helm.sh/v3:Release")
     claim = aws_run.one("kubernetes:core/v1:PersistentVolumeClaim")
     assert {release.urn, claim.urn} <= set(raycluster.dependencies)
-    sa = aws_run.one("kubernetes:core/v1:ServiceAccount")
+    sa = aws_run.one("kubernetes:core/v1:ServiceAccount", "ray-irsa-sa-ray-head")
     namespace = aws_run.one("kubernetes:core/v1:Namespace", "ray-namespace")
     assert namespace.urn in sa.dependencies and sa.provider.startswith(provider.urn)
     role = aws_run.one("aws:iam/role:Role", "ray-irsa-role")
     assert namespace.urn not in role.dependencies  # only the Kubernetes child waits for it
+
+
+# --- hardening -------------------------------------------------------------------------------
+
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_ray_namespace_enforces_restricted_pod_security(aws_run: ProgramRun) -> None:
+    labels = aws_run.one("kubernetes:core/v1:Namespace", "ray-namespace").inputs["metadata"][
+        "labels"
+    ]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_every_container_the_program_puts_in_ray_pods_is_restricted(aws_run: ProgramRun) -> None:
+    spec = _raycluster(aws_run)["spec"]
+    seen = 0
+    for pod in _pods(aws_run):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in [*pod["containers"], *pod.get("initContainers", [])]:
+            assert container["securityContext"] == RESTRICTED_CONTAINER, container["name"]
+            seen += 1
+    assert seen >= 2
+    # The autoscaler sidecar KubeRay injects takes its context from here.
+    assert spec["autoscalerOptions"]["securityContext"] == RESTRICTED_CONTAINER
+
+
+def test_autoscaler_v2_with_never_restarting_pods(aws_run: ProgramRun) -> None:
+    spec = _raycluster(aws_run)["spec"]
+    assert spec["autoscalerOptions"]["version"] == "v2"
+    assert all(p["restartPolicy"] == "Never" for p in _pods(aws_run))
+
+
+def test_network_policy_admits_only_the_cluster_and_the_operator(aws_run: ProgramRun) -> None:
+    policy = aws_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "ray"
+    assert spec["podSelector"] == {"matchLabels": {"ray.io/cluster": "ray"}}
+    assert spec["policyTypes"] == ["Ingress"]  # egress stays open by default
+    own, operator = spec["ingress"]
+    assert own == {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "ray"}}}]}
+    assert operator == {
+        "from": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}
+                }
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": 8265}],
+    }
+
+
+def test_network_policy_settings_open_namespaces_and_close_egress() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:kubernetes"]["networkPolicy"] = {
+        "allowFromNamespaces": ["notebooks"],
+        "restrictEgress": True,
+    }
+    spec = (
+        run_program("dev", config)
+        .one("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        .inputs["spec"]
+    )
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"][-1] == {
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "notebooks"}}}
+        ]
+    }
+    assert {"ports": [{"protocol": "TCP", "port": 443}]} in spec["egress"]
+
+
+def test_nfs_narrowed_to_named_security_groups() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:aws"]["efs"] = {"allowedSecurityGroups": ["sg-0123456789abcdef0"]}
+    rules = run_program("dev", config).of_type(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+    )
+    assert sorted(r.inputs["referencedSecurityGroupId"] for r in rules) == sorted(
+        [CLUSTER_SG, "sg-0123456789abcdef0"]
+    )
+    assert all("cidrIpv4" not in r.inputs for r in rules)
+
+
+def test_named_mount_target_subnets() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:aws"]["efs"] = {
+        "subnetIds": ["subnet-0priv2a0000000002", "subnet-0priv2b0000000003"]
+    }
+    targets = run_program("dev", config).of_type("aws:efs/mountTarget:MountTarget")
+    assert {t.name: t.inputs["subnetId"] for t in targets} == {
+        "shared-fs-mt-us-west-2a": "subnet-0priv2a0000000002",
+        "shared-fs-mt-us-west-2b": "subnet-0priv2b0000000003",
+    }
+
+
+def test_efs_key_alias_is_resolved_to_its_key() -> None:
+    """The provider stores the key ARN AWS returns; an alias would replace the file system on
+    every later `up` (kms_key_id forces replacement)."""
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:aws"]["efs"] = {
+        "kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/ray-efs"
+    }
+    fs = run_program("dev", config).one("aws:efs/fileSystem:FileSystem").inputs
+    assert fs["kmsKeyId"] == (
+        "arn:aws:kms:us-west-2:123456789012:key/5c1d0000-aaaa-bbbb-cccc-000000000000"
+    )
+
+
+def test_prod_retains_the_file_system_guards() -> None:
+    prod = cached_run("prod")
+    for typ in ("aws:efs/fileSystemPolicy:FileSystemPolicy", "aws:efs/backupPolicy:BackupPolicy"):
+        reg = prod.one(typ)
+        assert reg.protect and reg.retain_on_delete, typ
+
+
+def test_versioned_bucket_expires_noncurrent_versions(aws_run: ProgramRun) -> None:
+    rules = aws_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
+        "rules"
+    ]
+    expire = next(r for r in rules if r["id"] == "expire-noncurrent-versions")
+    assert expire["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+    assert expire["status"] == "Enabled"

@@ -32,17 +32,34 @@ def test_local_operator_is_external_but_crds_are_managed() -> None:
     assert crds.urn in run.one("kubernetes:ray.io/v1:RayCluster").dependencies
 
 
-def test_local_pods_fix_hostpath_ownership_before_ray_starts() -> None:
+def test_local_hostpath_is_handed_to_ray_by_a_job_outside_the_ray_namespace() -> None:
+    """The chown needs root, which Pod Security `restricted` never allows: it runs once, as a
+    Job in a namespace of its own, and Ray pods wait for the directory to become theirs."""
     run = cached_run("local")
+    prep = run.one("kubernetes:core/v1:Namespace", "shared-owner-ns").inputs["metadata"]
+    assert prep["name"] == "ray-prep"
+    assert prep["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    job = run.one("kubernetes:batch/v1:Job").inputs
+    assert job["metadata"]["namespace"] == "ray-prep"
+    pod = job["spec"]["template"]["spec"]
+    assert "chown 1000:100 /shared" in pod["containers"][0]["command"][-1]
+    assert pod["volumes"] == [
+        {
+            "name": "shared",
+            "hostPath": {"path": "/var/lib/ray-platform/shared", "type": "DirectoryOrCreate"},
+        }
+    ]
+    ray_ns = run.one("kubernetes:core/v1:Namespace", "ray-namespace").inputs["metadata"]
+    assert ray_ns["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     spec = run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
     pods = [spec["headGroupSpec"]["template"]["spec"]] + [
         g["template"]["spec"] for g in spec["workerGroupSpecs"]
     ]
     for pod in pods:
         first = pod["initContainers"][0]
-        assert first["name"] == "own-shared-dir"
-        assert "chown 1000:100 /mnt/shared" in first["command"][-1]
-        assert pod["serviceAccountName"] == "ray"
+        assert first["name"] == "wait-for-shared-dir"
+        assert "[ -w /mnt/shared ]" in first["command"][-1]
+        assert first["securityContext"]["runAsNonRoot"] is True
 
 
 def test_local_outputs() -> None:

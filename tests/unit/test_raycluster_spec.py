@@ -88,7 +88,7 @@ def test_node_selectors_merge_wiring_and_group() -> None:
                 "maxReplicas": 1,
                 "nodeSelector": {"pool": "cpu"},
             }
-        ]
+        ],
     )
     wiring = StorageWiring(service_account_name="ray", node_selector={"kubernetes.io/os": "linux"})
     spec = raycluster_spec(ray, wiring, "cm")

@@ -45,7 +45,7 @@ def test_stack_files_parse(stack: str) -> None:
 def test_mode_is_independent_of_stack_name() -> None:
     def make_prod(c: dict[str, Any]) -> None:
         c["ray-platform:mode"] = "prod"
-        _ray(c)["image"] = "rayproject/ray:2.52.0-py311" + DIGEST
+        _ray(c)["image"] = "rayproject/ray:2.60.0-py311" + DIGEST
         del _ray(c)["runtimeEnv"]["pip"]
         del _ray(c)["sharedPackages"]
 
@@ -106,7 +106,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "image version differs from ray.version",
         _set("ray.image", "rayproject/ray:2.51.1-py311"),
         'ray-platform:ray.image ("rayproject/ray:2.51.1-py311") carries Ray 2.51.1 but '
-        "ray.version is 2.52.0",
+        "ray.version is 2.60.0",
     ),
     (
         "dev",
@@ -117,8 +117,8 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     (
         "prod",
         "prod image by tag only",
-        _set("ray.image", "rayproject/ray:2.52.0-py311"),
-        'ray-platform:ray.image ("rayproject/ray:2.52.0-py311") must be pinned by digest in prod',
+        _set("ray.image", "rayproject/ray:2.60.0-py311"),
+        'ray-platform:ray.image ("rayproject/ray:2.60.0-py311") must be pinned by digest in prod',
     ),
     (
         "prod",
@@ -214,7 +214,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "dev",
         "image without any version",
         _set("ray.image", "rayproject/ray"),
-        'ray-platform:ray.image ("rayproject/ray") needs a tag carrying Ray 2.52.0',
+        'ray-platform:ray.image ("rayproject/ray") needs a tag carrying Ray 2.60.0',
     ),
     (
         "dev",
@@ -364,7 +364,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "dev",
         "digest does not excuse a tag without the Ray version",
         _set("ray.image", "rayproject/ray:nightly@sha256:" + "ab" * 32),
-        "needs a tag carrying Ray 2.52.0",
+        "needs a tag carrying Ray 2.60.0",
     ),
     (
         "dev",
@@ -493,7 +493,43 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "dev",
         "unknown cloud",
         _set("cloud", "azure"),
-        'ray-platform:cloud ("azure") is not one of aws, local',
+        'ray-platform:cloud ("azure") is not one of aws, gcp, local',
+    ),
+    (
+        "dev",
+        "operator without upgradeStrategy",
+        _set("operator.version", "1.5.1"),
+        'ray-platform:operator.version ("1.5.1") is older than 1.6.0',
+    ),
+    (
+        "dev",
+        "EFS CSI add-on installed without a pinned version",
+        lambda c: c["ray-platform:aws"].pop("efsCsiDriverVersion"),
+        'ray-platform:aws.efsCsiDriver ("install") needs aws.efsCsiDriverVersion',
+    ),
+    (
+        "dev",
+        "EFS CSI add-on version not an EKS build",
+        _set("aws.efsCsiDriverVersion", "latest"),
+        'ray-platform:aws.efsCsiDriverVersion ("latest") is not an EKS add-on version',
+    ),
+    (
+        "dev",
+        "mount-target subnet not an id",
+        _set("aws.efs.subnetIds", ["private-a"]),
+        "ray-platform:aws.efs.subnetIds ([\"private-a\"]) has 'private-a', which is not a subnet",
+    ),
+    (
+        "dev",
+        "network policy namespace invalid",
+        _set("kubernetes.networkPolicy.allowFromNamespaces", ["Notebooks"]),
+        'ray-platform:kubernetes.networkPolicy.allowFromNamespaces[0] ("Notebooks") is not valid',
+    ),
+    (
+        "dev",
+        "noncurrent version days zero",
+        _set("storage.artifactBucket.noncurrentVersionDays", 0),
+        "ray-platform:storage.artifactBucket.noncurrentVersionDays (0) Input should be greater",
     ),
     (
         "local",
@@ -531,9 +567,9 @@ def test_all_errors_are_reported_together() -> None:
 @pytest.mark.parametrize(
     "mutate",
     [
-        _set("ray.image", "123456789012.dkr.ecr.us-west-2.amazonaws.com/team/app:2.52.0-py311-gpu"),
-        _set("ray.image", "rayproject/ray-ml:2.52.0.abc123-py311"),
-        _set("ray.image", "ghcr.io/acme/ray:cuda12.4.1-ray2.52.0"),
+        _set("ray.image", "123456789012.dkr.ecr.us-west-2.amazonaws.com/team/app:2.60.0-py311-gpu"),
+        _set("ray.image", "rayproject/ray-ml:2.60.0.abc123-py311"),
+        _set("ray.image", "ghcr.io/acme/ray:cuda12.4.1-ray2.60.0"),
         _set("ray.head.memory", "7.5Gi"),
         _set("ray.head.memory", 8589934592),
         _set("ray.sharedPackages", ["torch==2.5.1+cu121", "numpy>=1.26,<2"]),
@@ -608,15 +644,15 @@ def test_unfetchable_operator_version_is_a_settings_error(
     monitor = RecordingMonitor(PlatformMocks())
     with pytest.raises(SettingsError) as info:
         run_program("dev", monitor=monitor)
-    assert str(info.value).startswith('ray-platform:operator.version ("1.5.1") is not a KubeRay')
+    assert str(info.value).startswith('ray-platform:operator.version ("1.6.1") is not a KubeRay')
     assert monitor.registrations == []
 
 
 class _NoPrivateSubnets(PlatformMocks):
     def call(self, args: Any) -> Any:
         result = super().call(args)
-        if args.token == "aws:eks/getCluster:getCluster":
-            result["vpcConfig"]["subnetIds"] = []
+        if args.token == "aws:ec2/getSubnets:getSubnets":
+            result["ids"] = []
         return result
 
 
@@ -662,3 +698,32 @@ def test_cluster_problems_stop_before_any_resource(mocks: type, expected: str) -
 )
 def test_image_ray_version(image: str, version: str | None) -> None:
     assert image_ray_version(image) == version
+
+
+@pytest.mark.parametrize(
+    ("efs", "expected"),
+    [
+        (
+            {"subnetIds": ["subnet-0other0000000001"]},
+            'ray-platform:aws.efs.subnetIds (["subnet-0other0000000001"]) has '
+            "subnet-0other0000000001, not a subnet of the cluster's VPC",
+        ),
+        (
+            {"subnetIds": ["subnet-0priv2a0000000001", "subnet-0priv2a0000000002"]},
+            "has two subnets in us-west-2a; EFS allows one mount target per zone",
+        ),
+        (
+            {"kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/missing"},
+            'ray-platform:aws.efs.kmsKeyArn ("arn:aws:kms:us-west-2:123456789012:alias/missing") '
+            "names an alias that could not be resolved",
+        ),
+    ],
+)
+def test_efs_lookup_problems_stop_before_any_resource(efs: dict[str, Any], expected: str) -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:aws"]["efs"] = efs
+    monitor = RecordingMonitor(PlatformMocks())
+    with pytest.raises(SettingsError) as info:
+        run_program("dev", config, monitor=monitor)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert monitor.registrations == []

@@ -12,11 +12,13 @@ from components.artifact_bucket import ArtifactBucket, ArtifactBucketArgs
 from components.aws_policy import policy_json
 from components.efs_file_system import EfsFileSystem, EfsFileSystemArgs
 from components.irsa_role import IrsaRole, IrsaRoleArgs
+from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_volume import SharedVolume, SharedVolumeArgs
 from components.wiring import StorageWiring
 from infra.clouds.adapter import (
-    RAY_SERVICE_ACCOUNT,
+    HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
+    WORKER_SERVICE_ACCOUNT,
     CloudAdapter,
     CloudStorage,
     KubernetesTarget,
@@ -26,11 +28,13 @@ from infra.clouds.aws.lookup import (
     kubeconfig,
     lookup_cluster,
     one_private_subnet_per_zone,
+    resolve_kms_key,
 )
 from infra.clouds.aws.settings import AwsSettings
 from infra.settings import Settings, setting_error
 
-EFS_CSI_SERVICE_ACCOUNT = "efs-csi-controller-sa"
+# The add-on's controller and node ServiceAccounts (efs-csi-controller-sa, efs-csi-node-sa).
+EFS_CSI_SERVICE_ACCOUNTS = "efs-csi-*"
 
 
 def bucket_access_statements(
@@ -43,7 +47,8 @@ def bucket_access_statements(
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+            # The bare prefix too: `aws s3 ls s3://bucket/ray/dev` lists with prefix=ray/dev.
+            "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/", f"{prefix}/*"]}},
         },
         {
             "Sid": "ObjectsUnderStackPrefix",
@@ -79,13 +84,43 @@ class AwsAdapter(CloudAdapter):
         assert isinstance(block, AwsSettings)
         self.aws = block
         self.cluster: EksCluster = lookup_cluster(block.cluster_name)
+        self.efs_kms_key = (
+            resolve_kms_key(block.efs.kms_key_arn, "aws.efs.kmsKeyArn")
+            if block.efs.kms_key_arn
+            else None
+        )
         self.mount_subnets: Mapping[str, str] = {}
         if settings.storage.shared_filesystem.enabled:
-            self.mount_subnets = one_private_subnet_per_zone(self.cluster.subnets)
-            if not self.mount_subnets:
+            self.mount_subnets = self._mount_subnets()
+
+    def _mount_subnets(self) -> dict[str, str]:
+        """Zone → mount-target subnet: the named ones, or one per zone of the whole VPC."""
+        named = self.aws.efs.subnet_ids
+        if not named:
+            chosen = one_private_subnet_per_zone(self.cluster.subnets)
+            if not chosen:
                 raise setting_error(
-                    "aws.clusterName", block.cluster_name, "has no subnets for EFS mount targets"
+                    "aws.clusterName", self.cluster.name, "has no subnets for EFS mount targets"
                 )
+            return chosen
+        in_vpc = {s.id: s for s in self.cluster.subnets}
+        by_zone: dict[str, str] = {}
+        for subnet_id in named:
+            if subnet_id not in in_vpc:
+                raise setting_error(
+                    "aws.efs.subnetIds",
+                    list(named),
+                    f"has {subnet_id}, not a subnet of the cluster's VPC {self.cluster.vpc_id}",
+                )
+            zone = in_vpc[subnet_id].availability_zone
+            if zone in by_zone:
+                raise setting_error(
+                    "aws.efs.subnetIds",
+                    list(named),
+                    f"has two subnets in {zone}; EFS allows one mount target per zone",
+                )
+            by_zone[zone] = subnet_id
+        return dict(sorted(by_zone.items()))
 
     def kubernetes_provider(self) -> k8s.Provider:
         return k8s.Provider("eks", kubeconfig=kubeconfig(self.cluster, self.aws.region))
@@ -100,16 +135,19 @@ class AwsAdapter(CloudAdapter):
         dependencies: list[pulumi.Resource] = []
         claim_name: str | None = None
         if storage.shared_filesystem.enabled:
+            cidrs, groups = self._nfs_sources()
             efs = EfsFileSystem(
                 "shared-fs",
                 EfsFileSystemArgs(
                     vpc_id=cluster.vpc_id,
                     subnets_by_zone=self.mount_subnets,
-                    cluster_security_group_id=cluster.cluster_security_group_id,
-                    extra_security_group_ids=self.aws.efs.allowed_security_groups,
-                    kms_key_arn=self.aws.efs.kms_key_arn,
+                    nfs_from_cidrs=cidrs,
+                    nfs_from_security_groups=groups,
+                    kms_key_arn=self.efs_kms_key,
                     backup=stateful.backups,
                     protect=stateful.protect,
+                    posix_uid=RAY_UID,
+                    posix_gid=RAY_GID,
                     tags=tags,
                 ),
             )
@@ -125,8 +163,8 @@ class AwsAdapter(CloudAdapter):
                         "csi": {"driver": "efs.csi.aws.com", "volumeHandle": efs.volume_handle}
                     },
                     capacity=storage.shared_filesystem.size,
-                    # Access points need TLS; the file-system policy refuses anything else.
-                    mount_options=("tls",),
+                    # No `tls` mount option: with an access point in the volume handle the CSI
+                    # driver mounts with TLS itself (and warns when also told to).
                 ),
                 opts=target.component_opts(*volume_deps),
             )
@@ -144,6 +182,7 @@ class AwsAdapter(CloudAdapter):
                     kms=stateful.customer_managed_keys,
                     force_destroy=stateful.force_destroy,
                     protect=stateful.protect,
+                    noncurrent_version_days=storage.artifact_bucket.noncurrent_version_days,
                     tags=tags,
                 ),
             )
@@ -160,7 +199,9 @@ class AwsAdapter(CloudAdapter):
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 oidc_issuer=cluster.oidc_issuer,
                 namespace=target.namespace,
-                service_account_name=RAY_SERVICE_ACCOUNT,
+                # Head and workers: the same bucket identity, separate Kubernetes rights.
+                service_accounts=(HEAD_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT),
+                without_api_token=frozenset({WORKER_SERVICE_ACCOUNT}),
                 policy_json=policy,
                 tags=tags,
             ),
@@ -171,7 +212,8 @@ class AwsAdapter(CloudAdapter):
 
         region = self.aws.region
         wiring = StorageWiring(
-            service_account_name=RAY_SERVICE_ACCOUNT,
+            service_account_name=HEAD_SERVICE_ACCOUNT,
+            worker_service_account_name=WORKER_SERVICE_ACCOUNT,
             shared_claim_name=claim_name,
             shared_mount_path=storage.shared_filesystem.mount_path if claim_name else None,
             bucket_uri=bucket_uri,
@@ -188,11 +230,11 @@ class AwsAdapter(CloudAdapter):
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 oidc_issuer=cluster.oidc_issuer,
                 namespace="kube-system",
-                service_account_name=EFS_CSI_SERVICE_ACCOUNT,
+                service_accounts=(EFS_CSI_SERVICE_ACCOUNTS,),
                 managed_policy_arns=(
                     f"arn:{cluster.partition}:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy",
                 ),
-                create_service_account=False,
+                create_service_accounts=False,
                 tags=tags,
             ),
         )
@@ -200,8 +242,20 @@ class AwsAdapter(CloudAdapter):
             "efs-csi-driver",
             cluster_name=cluster.name,
             addon_name="aws-efs-csi-driver",
+            addon_version=self.aws.efs_csi_driver_version,
             service_account_role_arn=role.role_arn,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=dict(tags),
+            # A cluster-wide driver other workloads may mount with: `destroy` leaves it.
+            opts=pulumi.ResourceOptions(retain_on_delete=True),
         )
+
+    def _nfs_sources(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Who may reach NFS: the VPC's CIDRs by default (node groups with their own security
+        groups, Karpenter and self-managed nodes do not carry the cluster security group), or
+        the cluster security group plus the named ones."""
+        named = self.aws.efs.allowed_security_groups
+        if not named:
+            return self.cluster.vpc_cidrs, ()
+        return (), tuple(dict.fromkeys((self.cluster.cluster_security_group_id, *named)))

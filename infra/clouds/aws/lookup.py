@@ -33,8 +33,12 @@ class EksCluster:
     endpoint: str
     certificate_authority: str
     vpc_id: str
+    vpc_cidrs: tuple[str, ...]
+    """Every IPv4 CIDR block of the VPC (primary and associated)."""
     cluster_security_group_id: str
     subnets: tuple[Subnet, ...]
+    """Every subnet of the VPC, not only those the cluster was created with: nodes (Karpenter,
+    other node groups) may run in any of them."""
     oidc_issuer: str
     """Issuer without https://."""
     oidc_provider_arn: str
@@ -95,6 +99,11 @@ def lookup_cluster(name: str) -> EksCluster:
             name,
             f"has an IAM OIDC provider for {issuer} that could not be looked up: {reason}",
         ) from None
+    network = aws.ec2.get_vpc(id=vpc.vpc_id)
+    cidrs = [network.cidr_block] + [
+        a.cidr_block for a in network.cidr_block_associations or [] if a.state == "associated"
+    ]
+    vpc_subnet_ids = aws.ec2.get_subnets(filters=[{"name": "vpc-id", "values": [vpc.vpc_id]}]).ids
     subnets = tuple(
         Subnet(
             id=s.id,
@@ -102,7 +111,7 @@ def lookup_cluster(name: str) -> EksCluster:
             map_public_ip_on_launch=s.map_public_ip_on_launch,
             tags=dict(s.tags or {}),
         )
-        for s in (aws.ec2.get_subnet(id=subnet_id) for subnet_id in vpc.subnet_ids)
+        for s in (aws.ec2.get_subnet(id=subnet_id) for subnet_id in sorted(set(vpc_subnet_ids)))
     )
     return EksCluster(
         name=name,
@@ -110,6 +119,7 @@ def lookup_cluster(name: str) -> EksCluster:
         endpoint=cluster.endpoint,
         certificate_authority=cluster.certificate_authorities[0].data,
         vpc_id=vpc.vpc_id,
+        vpc_cidrs=tuple(dict.fromkeys(c for c in cidrs if c)),
         cluster_security_group_id=vpc.cluster_security_group_id,
         subnets=subnets,
         oidc_issuer=issuer,
@@ -159,3 +169,19 @@ def kubeconfig(cluster: EksCluster, region: str) -> str:
         },
         sort_keys=True,
     )
+
+
+def resolve_kms_key(key: str, setting: str) -> str:
+    """A KMS key ARN for `key`. An alias ARN is resolved to the key it names: the provider
+    stores the key ARN AWS returns, and `kms_key_id` forces replacement, so an alias would
+    have every later `up` plan to replace the file system."""
+    if ":alias/" not in key:
+        return key
+    name = "alias/" + key.split(":alias/", 1)[1]
+    try:
+        target: str = aws.kms.get_alias(name=name).target_key_arn
+    except Exception as err:
+        raise setting_error(
+            setting, key, f"names an alias that could not be resolved: {_reason(err)}"
+        ) from None
+    return target

@@ -7,12 +7,15 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from infra.settings.models import CloudSettings, Model
+from infra.settings.errors import message
+from infra.settings.models import CloudSettings, Model, Settings
 
 _EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+_SUBNET = re.compile(r"subnet-[0-9a-z]{8,17}")
+_ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
 
 
 class EfsSettings(Model):
@@ -21,8 +24,13 @@ class EfsSettings(Model):
     kms_key_arn: str | None = Field(None, alias="kmsKeyArn")
     """A customer-managed KMS key for EFS encryption (default: the AWS-managed key)."""
     allowed_security_groups: tuple[str, ...] = Field((), alias="allowedSecurityGroups")
-    """Further security groups (e.g. of Karpenter or custom node groups) that may reach NFS;
-    the cluster security group always may."""
+    """Narrows NFS (TCP 2049) to these security groups plus the cluster security group. Default:
+    the VPC's CIDR blocks, because node groups with their own security groups, Karpenter and
+    self-managed nodes do not carry the cluster security group (the file system's TLS policy
+    and access point still guard it)."""
+    subnet_ids: tuple[str, ...] = Field((), alias="subnetIds")
+    """The mount-target subnets, one per zone. Default: one per zone of the cluster's VPC,
+    private subnets preferred, so a node in any zone of the VPC can mount."""
 
     @field_validator("kms_key_arn")
     @classmethod
@@ -39,6 +47,16 @@ class EfsSettings(Model):
                 raise ValueError(f"has {sg!r}, which is not a security group id (sg-…)")
         return v
 
+    @field_validator("subnet_ids")
+    @classmethod
+    def _subnets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for subnet in v:
+            if not _SUBNET.fullmatch(subnet):
+                raise ValueError(f"has {subnet!r}, which is not a subnet id (subnet-…)")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a subnet twice")
+        return v
+
 
 class AwsSettings(CloudSettings):
     """`ray-platform:aws`; the region is the AWS provider's own `aws:region`."""
@@ -50,6 +68,10 @@ class AwsSettings(CloudSettings):
     region: str
     efs_csi_driver: Literal["install", "preinstalled"] = Field("preinstalled", alias="efsCsiDriver")
     """install: the program adds the aws-efs-csi-driver EKS add-on (with its own IRSA role)."""
+    efs_csi_driver_version: str | None = Field(None, alias="efsCsiDriverVersion")
+    """The add-on version to pin (`aws eks describe-addon-versions --addon-name
+    aws-efs-csi-driver`); required with `efsCsiDriver: install`, so an update is a reviewed
+    change rather than whatever EKS picks."""
     efs: EfsSettings = Field(default_factory=lambda: EfsSettings.model_validate({}))
 
     @field_validator("cluster_name")
@@ -59,9 +81,28 @@ class AwsSettings(CloudSettings):
             raise ValueError("is not a cluster name (letters, digits, '-', '_'; at most 100)")
         return v
 
+    @field_validator("efs_csi_driver_version")
+    @classmethod
+    def _addon_version(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDON_VERSION.match(v):
+            raise ValueError("is not an EKS add-on version such as v2.1.4-eksbuild.1")
+        return v
+
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:
         if not _REGION.match(v):
             raise ValueError("is not an AWS region such as us-west-2")
         return v
+
+    def rules(self, settings: Settings) -> list[str]:
+        if self.efs_csi_driver == "install" and self.efs_csi_driver_version is None:
+            return [
+                message(
+                    "aws.efsCsiDriver",
+                    "install",
+                    "needs aws.efsCsiDriverVersion (pin the add-on; list versions with "
+                    "aws eks describe-addon-versions --addon-name aws-efs-csi-driver)",
+                )
+            ]
+        return []

@@ -6,36 +6,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.raycluster_spec import RAY_GID, RAY_UID
+from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait_for_shared_dir
 from components.shared_volume import SharedVolume, SharedVolumeArgs
 from components.wiring import MANAGED_LABELS, StorageWiring
 from infra.clouds.adapter import (
-    RAY_SERVICE_ACCOUNT,
+    HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
+    WORKER_SERVICE_ACCOUNT,
     CloudAdapter,
     CloudStorage,
     KubernetesTarget,
 )
 from infra.clouds.local.settings import LocalSettings
 from infra.settings import Settings
-
-
-def own_shared_dir(image: str, mount_path: str) -> dict[str, object]:
-    """A hostPath directory is created root-owned; Ray runs as uid 1000. Fix that first."""
-    return {
-        "name": "own-shared-dir",
-        "image": image,
-        "command": [
-            "/bin/sh",
-            "-c",
-            f"chown {RAY_UID}:{RAY_GID} {mount_path} && chmod 2775 {mount_path}",
-        ],
-        "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "runAsGroup": 0},
-        "volumeMounts": [{"name": "shared", "mountPath": mount_path}],
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "50m", "memory": "64Mi"},
-        },
-    }
 
 
 class LocalAdapter(CloudAdapter):
@@ -55,35 +38,59 @@ class LocalAdapter(CloudAdapter):
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
         settings = self.settings
         fs = settings.storage.shared_filesystem
-        sa = k8s.core.v1.ServiceAccount(
-            "ray-sa",
-            metadata={
-                "name": RAY_SERVICE_ACCOUNT,
-                "namespace": target.namespace,
-                "labels": dict(MANAGED_LABELS),
-            },
-            opts=target.resource_opts(),
+        accounts = [
+            k8s.core.v1.ServiceAccount(
+                f"ray-sa-{account}",
+                metadata={
+                    "name": account,
+                    "namespace": target.namespace,
+                    "labels": dict(MANAGED_LABELS),
+                },
+                # Only the head's autoscaler calls the Kubernetes API.
+                automount_service_account_token=account == HEAD_SERVICE_ACCOUNT,
+                opts=target.resource_opts(),
+            )
+            for account in (HEAD_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT)
+        ]
+        identity = StorageWiring(
+            service_account_name=HEAD_SERVICE_ACCOUNT,
+            worker_service_account_name=WORKER_SERVICE_ACCOUNT,
         )
         if not fs.enabled:
-            return CloudStorage(StorageWiring(service_account_name=RAY_SERVICE_ACCOUNT), [sa])
+            return CloudStorage(identity, list(accounts))
+        host_dir = {"hostPath": {"path": self.local.host_path, "type": "DirectoryOrCreate"}}
         volume = SharedVolume(
             "shared",
             SharedVolumeArgs(
                 namespace=target.namespace,
                 claim_name=SHARED_CLAIM,
-                source={"hostPath": {"path": self.local.host_path, "type": "DirectoryOrCreate"}},
+                source=host_dir,
                 capacity=fs.size,
             ),
             opts=target.component_opts(),
         )
+        SharedDirOwner(
+            "shared-owner",
+            SharedDirOwnerArgs(
+                namespace=f"{target.namespace}-prep",
+                # hostPath volumes need `privileged`; only this one-shot Job runs there.
+                pod_security="privileged",
+                image=settings.ray.image,
+                source=host_dir,
+                uid=RAY_UID,
+                gid=RAY_GID,
+            ),
+            opts=pulumi.ResourceOptions(providers=[target.provider]),
+        )
         wiring = StorageWiring(
-            service_account_name=RAY_SERVICE_ACCOUNT,
+            service_account_name=HEAD_SERVICE_ACCOUNT,
+            worker_service_account_name=WORKER_SERVICE_ACCOUNT,
             shared_claim_name=SHARED_CLAIM,
             shared_mount_path=fs.mount_path,
-            init_containers=(own_shared_dir(settings.ray.image, fs.mount_path),),
+            init_containers=(wait_for_shared_dir(settings.ray.image, fs.mount_path),),
         )
         outputs: dict[str, pulumi.Input[str]] = {
             "sharedMountPath": fs.mount_path,
             "sharedHostPath": self.local.host_path,
         }
-        return CloudStorage(wiring, [sa, volume], outputs)
+        return CloudStorage(wiring, [*accounts, volume], outputs)
