@@ -36,6 +36,9 @@ CLOUDS: dict[str, CloudEntry] = {
     "local": CloudEntry(
         "infra.clouds.local.settings:LocalSettings", "infra.clouds.local.adapter:LocalAdapter"
     ),
+    "gcp": CloudEntry(
+        "infra.clouds.gcp.settings:GcpSettings", "infra.clouds.gcp.adapter:GcpAdapter"
+    ),
 }
 
 

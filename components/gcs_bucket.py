@@ -1,0 +1,114 @@
+"""GcsBucket: the GCS bucket for Ray artifacts and working_dir zips."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+KEY_ROTATION_PERIOD = "7776000s"  # 90 days
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class GcsBucketArgs:
+    """Inputs of a GcsBucket."""
+
+    project: str
+    location: str
+    """A region (the cluster's): the key ring, when there is one, lives there too."""
+    noncurrent_version_days: int = 30
+    soft_delete_days: int = 7
+    abort_multipart_days: int = 7
+    service_agent: str | None = None
+    """The project's GCS service agent (e-mail). Given: the bucket is encrypted with its own
+    rotating customer-managed key, which the agent may use (prod)."""
+    force_destroy: bool = False
+    """Let `pulumi destroy` empty the bucket. Dev only; prod never."""
+    protect: bool = False
+    """Protect the bucket, its key and the key's grant, and keep them on delete (prod)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class GcsBucket(pulumi.ComponentResource):
+    """Uniform access, public access prevention enforced, versioned, soft delete kept."""
+
+    bucket_name: pulumi.Output[str]
+    """Name of the bucket, for `gs://` URIs and IAM members."""
+    kms_key_id: pulumi.Output[str] | None
+    """The bucket's default key, when there is one."""
+
+    def __init__(
+        self, name: str, args: GcsBucketArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ray-platform:gcp:GcsBucket", name, None, opts)
+        stateful = pulumi.ResourceOptions(
+            parent=self, protect=args.protect, retain_on_delete=args.protect
+        )
+        labels = dict(args.labels)
+
+        encryption: Any = None
+        bucket_opts = stateful
+        key: gcp.kms.CryptoKey | None = None
+        if args.service_agent is not None:
+            ring = gcp.kms.KeyRing(
+                f"{name}-keyring", project=args.project, location=args.location, opts=stateful
+            )
+            key = gcp.kms.CryptoKey(
+                f"{name}-key",
+                key_ring=ring.id,
+                purpose="ENCRYPT_DECRYPT",
+                rotation_period=KEY_ROTATION_PERIOD,
+                destroy_scheduled_duration=f"{30 * SECONDS_PER_DAY}s",
+                labels=labels,
+                opts=stateful,
+            )
+            # GCS encrypts with the key as its service agent; without this grant the bucket
+            # cannot be created with the key as default. Retained with the key and the bucket:
+            # a retained bucket whose agent lost the key could no longer be written.
+            grant = gcp.kms.CryptoKeyIAMMember(
+                f"{name}-key-gcs-agent",
+                crypto_key_id=key.id,
+                role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                member=f"serviceAccount:{args.service_agent}",
+                opts=stateful,
+            )
+            encryption = {"default_kms_key_name": key.id}
+            bucket_opts = pulumi.ResourceOptions.merge(
+                stateful, pulumi.ResourceOptions(depends_on=[grant])
+            )
+
+        bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            project=args.project,
+            location=args.location,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning={"enabled": True},
+            soft_delete_policy={
+                "retention_duration_seconds": args.soft_delete_days * SECONDS_PER_DAY
+            },
+            lifecycle_rules=[
+                {
+                    "action": {"type": "Delete"},
+                    "condition": {
+                        "days_since_noncurrent_time": args.noncurrent_version_days,
+                        "with_state": "ARCHIVED",
+                    },
+                },
+                {
+                    "action": {"type": "AbortIncompleteMultipartUpload"},
+                    "condition": {"age": args.abort_multipart_days},
+                },
+            ],
+            encryption=encryption,
+            force_destroy=args.force_destroy,
+            labels=labels,
+            opts=bucket_opts,
+        )
+        self.bucket_name = bucket.name
+        self.kms_key_id = key.id if key else None
+        self.register_outputs({"bucket_name": self.bucket_name, "kms_key_id": self.kms_key_id})

@@ -1,0 +1,2 @@
+"""GCP: GKE lookups, GCS + Filestore + Workload Identity (`adapter.py`), the `ray-platform:gcp`
+block (`settings`)."""

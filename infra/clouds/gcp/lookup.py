@@ -1,0 +1,168 @@
+"""GKE lookups: what the program needs to know about an existing cluster, from its name,
+location and project. Every failure is a one-line settings error."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi_gcp as gcp
+
+from infra.settings import SettingsError, setting_error
+from infra.settings.errors import fmt_value
+
+# The GCS FUSE CSI driver injects its sidecar as a native sidecar (an init container with
+# restartPolicy Always) from this control-plane version on. Only then can an init container
+# mount the bucket — and KubeRay's `wait-gcs-ready` init container copies the Ray container's
+# volume mounts, bucket included, so older clusters would hang every Ray pod at init.
+FUSE_NATIVE_SIDECAR = (1, 29, 3, 1093000)
+FUSE_NATIVE_SIDECAR_TEXT = "1.29.3-gke.1093000"
+
+
+@dataclass(frozen=True)
+class GkeCluster:
+    """What the program needs to know about an existing GKE cluster."""
+
+    name: str
+    location: str
+    project: str
+    project_number: str
+    endpoint: str
+    ca_certificate: str
+    master_version: str
+    network: str
+    """As GKE reports it: `projects/P/global/networks/N` (or the bare name)."""
+    node_locations: tuple[str, ...]
+    autopilot: bool
+    workload_pool: str | None
+    """`PROJECT.svc.id.goog` when Workload Identity is on."""
+    gcs_fuse_driver: bool
+    filestore_driver: bool
+    ray_operator_addon: bool
+    storage_service_agent: str | None = None
+    """The project's GCS service agent (e-mail), when a customer-managed key needs it."""
+
+    @property
+    def supports_native_sidecar(self) -> bool:
+        return version_key(self.master_version) >= FUSE_NATIVE_SIDECAR
+
+    def gcloud_update(self, flags: str) -> str:
+        return f"gcloud container clusters update {self.name} --location {self.location} {flags}"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """`1.33.5-gke.1162000` → (1, 33, 5, 1162000); unparsable parts count as 0."""
+    numbers = [int(n) for n in re.findall(r"\d+", version)]
+    return tuple([*numbers, 0, 0, 0, 0][:4])
+
+
+def _reason(err: Exception) -> str:
+    """The last line of a data-source failure: the provider's own words."""
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else repr(err)
+
+
+def _enabled(addons: Any, key: str) -> bool:
+    configs = getattr(addons, key, None) or []
+    return bool(configs and configs[0].enabled)
+
+
+def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) -> GkeCluster:
+    """Data-source lookups: the cluster, the project's number and (for a customer-managed key)
+    the GCS service agent."""
+    try:
+        cluster = gcp.container.get_cluster(name=name, location=location, project=project)
+    except Exception as err:
+        raise setting_error(
+            "gcp.clusterName",
+            name,
+            f"could not be looked up in {location} of project {project}: {_reason(err)}",
+        ) from None
+    try:
+        number = gcp.organizations.get_project(project_id=project).number
+    except Exception as err:
+        raise SettingsError(
+            f"gcp:project ({fmt_value(project)}) could not be looked up: {_reason(err)}"
+        ) from None
+    agent = None
+    if need_agent:
+        try:
+            agent = gcp.storage.get_project_service_account(project=project).email_address
+        except Exception as err:
+            raise SettingsError(
+                f"gcp:project ({fmt_value(project)}) has no GCS service agent to grant the "
+                f"bucket key to: {_reason(err)}"
+            ) from None
+    addons = (cluster.addons_configs or [None])[0]
+    pools = cluster.workload_identity_configs or []
+    auth = (cluster.master_auths or [None])[0]
+    return GkeCluster(
+        name=name,
+        location=cluster.location or location,
+        project=project,
+        project_number=str(number),
+        endpoint=cluster.endpoint,
+        ca_certificate=auth.cluster_ca_certificate if auth else "",
+        master_version=cluster.master_version or "",
+        network=cluster.network or "",
+        node_locations=tuple(cluster.node_locations or ()),
+        autopilot=bool(cluster.enable_autopilot),
+        workload_pool=(pools[0].workload_pool or None) if pools else None,
+        gcs_fuse_driver=_enabled(addons, "gcs_fuse_csi_driver_configs"),
+        filestore_driver=_enabled(addons, "gcp_filestore_csi_driver_configs"),
+        ray_operator_addon=_enabled(addons, "ray_operator_configs"),
+        storage_service_agent=agent,
+    )
+
+
+def filestore_network(cluster: GkeCluster) -> tuple[str, str]:
+    """(network, connect mode) for a Filestore instance on the cluster's VPC.
+
+    Filestore takes the bare name for a network of its own project (direct peering); a Shared
+    VPC network of another project must be named in full and reached by private service access.
+    """
+    match = re.fullmatch(r"(?:.*/)?projects/([^/]+)/global/networks/([^/]+)", cluster.network)
+    if match is None:
+        return cluster.network, "DIRECT_PEERING"
+    host, network = match.groups()
+    if host == cluster.project:
+        return network, "DIRECT_PEERING"
+    return f"projects/{host}/global/networks/{network}", "PRIVATE_SERVICE_ACCESS"
+
+
+def kubeconfig(cluster: GkeCluster) -> str:
+    """A kubeconfig that authenticates with `gke-gcloud-auth-plugin` (no long-lived keys)."""
+    context = f"gke_{cluster.project}_{cluster.location}_{cluster.name}"
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": context,
+                    "cluster": {
+                        "server": f"https://{cluster.endpoint}",
+                        "certificate-authority-data": cluster.ca_certificate,
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": context,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "gke-gcloud-auth-plugin",
+                            "installHint": "gcloud components install gke-gcloud-auth-plugin",
+                            "provideClusterInfo": True,
+                        }
+                    },
+                }
+            ],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+            "current-context": context,
+        },
+        sort_keys=True,
+    )

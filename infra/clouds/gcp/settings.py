@@ -1,0 +1,216 @@
+"""The `ray-platform:gcp` block: the GKE cluster and the choices only GCP has.
+
+pydantic only: `pulumi_gcp` is never imported here (the table loads this module to validate a
+stack's block before anything else).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from infra.settings.errors import message
+from infra.settings.models import CloudSettings, Model, Settings
+from infra.settings.values import CpuQuantity, Days, MemoryQuantity, MountPath, VolumeSize
+
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_GKE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_REGION = re.compile(r"^[a-z]+(-[a-z]+)*[0-9]+$")
+_ZONE = re.compile(r"^[a-z]+(-[a-z]+)*[0-9]+-[a-z]$")
+_GSA_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+FilestoreTier = Literal["BASIC_HDD", "BASIC_SSD", "ZONAL", "REGIONAL"]
+TIER_MINIMUM_GIB: dict[str, int] = {
+    # Filestore service tiers: Basic HDD 1 TiB, Basic SSD 2.5 TiB, zonal and regional
+    # (lower range) 1 TiB. The CSI driver's 100 GiB Basic HDD still bills 1 TiB of quota.
+    "BASIC_HDD": 1024,
+    "BASIC_SSD": 2560,
+    "ZONAL": 1024,
+    "REGIONAL": 1024,
+}
+BucketRole = Literal["roles/storage.objectUser", "roles/storage.objectViewer"]
+# A cache size as the GCS FUSE CSI driver takes it: a quantity, or -1 for unlimited.
+CacheSize = Annotated[str, Field(pattern=r"^(-1|0|[0-9]+(Ki|Mi|Gi|Ti)?)$")]
+
+
+def region_of(location: str) -> str:
+    """`us-central1-a` → `us-central1`; a region is its own region."""
+    return location.rsplit("-", 1)[0] if _ZONE.match(location) else location
+
+
+def is_zone(location: str) -> bool:
+    return bool(_ZONE.match(location))
+
+
+class BucketSettings(Model):
+    """The GCS artifact bucket."""
+
+    location: str | None = None
+    """Default: the cluster's region (data next to the pods; no inter-region egress)."""
+    soft_delete_days: int = Field(7, alias="softDeleteDays", ge=7, le=90)
+    """Deleted objects stay restorable this long (GCS allows 7 to 90; 0, off, is not offered)."""
+    abort_multipart_days: Days = Field(7, alias="abortIncompleteMultipartUploadDays")
+
+
+class WorkloadIdentitySettings(Model):
+    """How the Ray ServiceAccounts reach the bucket."""
+
+    bucket_role: BucketRole = Field("roles/storage.objectUser", alias="bucketRole")
+    """Granted on the bucket only, never on the project."""
+    google_service_account: bool = Field(False, alias="googleServiceAccount")
+    """true: the older path — a Google service account the KSAs impersonate (needed where a
+    service rejects federated principals, e.g. signing URLs). false: the KSAs' own principals."""
+    service_account_id: str | None = Field(None, alias="serviceAccountId")
+    """The Google service account's id (default: ray-<stack>)."""
+
+    @field_validator("service_account_id")
+    @classmethod
+    def _gsa(cls, v: str | None) -> str | None:
+        if v is not None and not _GSA_ID.match(v):
+            raise ValueError("is not a service account id (6-30 of a-z, 0-9, '-')")
+        return v
+
+
+class SidecarSettings(Model):
+    """Resources of the GCS FUSE sidecar GKE injects (its `gke-gcsfuse/*` annotations); unset:
+    GKE's defaults. "0" means no limit."""
+
+    cpu_limit: CpuQuantity | None = Field(None, alias="cpuLimit")
+    cpu_request: CpuQuantity | None = Field(None, alias="cpuRequest")
+    memory_limit: MemoryQuantity | None = Field(None, alias="memoryLimit")
+    memory_request: MemoryQuantity | None = Field(None, alias="memoryRequest")
+    ephemeral_storage_limit: VolumeSize | None = Field(None, alias="ephemeralStorageLimit")
+    """Also bounds the file cache, which lives on the sidecar's ephemeral storage."""
+    ephemeral_storage_request: VolumeSize | None = Field(None, alias="ephemeralStorageRequest")
+
+
+class GcsFuseSettings(Model):
+    """The bucket (the stack's prefix only) mounted on every Ray pod by the GCS FUSE CSI driver."""
+
+    enabled: bool = False
+    mount_path: MountPath = Field("/mnt/bucket", alias="mountPath")
+    file_cache_capacity: CacheSize | None = Field(None, alias="fileCacheCapacity")
+    """For read-heavy data (e.g. training sets read every epoch); unset: no file cache."""
+    metadata_cache_ttl_seconds: int | None = Field(
+        None, alias="metadataCacheTtlSeconds", ge=-1, le=31_536_000
+    )
+    """-1: never expire (data that does not change under the mount)."""
+    metadata_stat_cache_capacity: CacheSize | None = Field(None, alias="metadataStatCacheCapacity")
+    metadata_type_cache_capacity: CacheSize | None = Field(None, alias="metadataTypeCacheCapacity")
+    sidecar: SidecarSettings = Field(default_factory=lambda: SidecarSettings.model_validate({}))
+
+
+class FilestoreSettings(Model):
+    """The Filestore instance behind the shared file system."""
+
+    tier: FilestoreTier = "BASIC_HDD"
+    capacity_gib: int | None = Field(None, alias="capacityGiB", ge=1, le=102_400)
+    """Default: the tier's minimum. Filestore bills provisioned capacity, used or not."""
+    zone: str | None = None
+    """Zonal tiers on a regional cluster: default the cluster's first node zone."""
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None and not _ZONE.match(v):
+            raise ValueError("is not a zone such as us-central1-a")
+        return v
+
+    @property
+    def capacity(self) -> int:
+        return self.capacity_gib or TIER_MINIMUM_GIB[self.tier]
+
+
+class GcpSettings(CloudSettings):
+    """`ray-platform:gcp`; the project is the GCP provider's own `gcp:project`."""
+
+    PROVIDER_KEYS: ClassVar[dict[str, str]] = {"project": "gcp:project"}
+
+    project: str
+    cluster_name: str = Field(alias="clusterName")
+    """The GKE cluster; its network, location, add-ons and workload pool are looked up."""
+    location: str
+    """The cluster's location (region or zone), as `gcloud container clusters list` shows it."""
+    bucket: BucketSettings = Field(default_factory=lambda: BucketSettings.model_validate({}))
+    workload_identity: WorkloadIdentitySettings = Field(
+        default_factory=lambda: WorkloadIdentitySettings.model_validate({}),
+        alias="workloadIdentity",
+    )
+    gcs_fuse: GcsFuseSettings = Field(
+        default_factory=lambda: GcsFuseSettings.model_validate({}), alias="gcsFuse"
+    )
+    filestore: FilestoreSettings = Field(
+        default_factory=lambda: FilestoreSettings.model_validate({})
+    )
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        if not _PROJECT.match(v):
+            raise ValueError("is not a GCP project id (6-30 of a-z, 0-9, '-')")
+        return v
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        if not _GKE_NAME.match(v):
+            raise ValueError("is not a GKE cluster name (a-z, 0-9, '-'; at most 40)")
+        return v
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, v: str) -> str:
+        if not (_REGION.match(v) or _ZONE.match(v)):
+            raise ValueError("is not a GCP region or zone such as us-central1 or us-central1-a")
+        return v
+
+    def rules(self, settings: Settings) -> list[str]:
+        problems = []
+        fs = self.filestore
+        minimum = TIER_MINIMUM_GIB[fs.tier]
+        if fs.capacity_gib is not None and fs.capacity_gib < minimum:
+            problems.append(
+                message(
+                    "gcp.filestore.capacityGiB",
+                    fs.capacity_gib,
+                    f"is below the {fs.tier} minimum of {minimum} GiB",
+                )
+            )
+        if fs.zone is not None and region_of(fs.zone) != region_of(self.location):
+            problems.append(
+                message(
+                    "gcp.filestore.zone",
+                    fs.zone,
+                    f"is not in the cluster's region {region_of(self.location)}",
+                )
+            )
+        shared = settings.storage.shared_filesystem
+        if shared.enabled and "size" in shared.model_fields_set:
+            problems.append(
+                message(
+                    "storage.sharedFilesystem.size",
+                    shared.size,
+                    "is not used on cloud gcp: the Filestore capacity is "
+                    "ray-platform:gcp.filestore.capacityGiB",
+                )
+            )
+        fuse = self.gcs_fuse
+        if fuse.enabled and not settings.storage.artifact_bucket.enabled:
+            problems.append(
+                message(
+                    "gcp.gcsFuse.enabled",
+                    True,
+                    "mounts the artifact bucket; set storage.artifactBucket.enabled: true",
+                )
+            )
+        if fuse.enabled and shared.enabled and fuse.mount_path == shared.mount_path:
+            problems.append(
+                message(
+                    "gcp.gcsFuse.mountPath",
+                    fuse.mount_path,
+                    "is also storage.sharedFilesystem.mountPath; give the bucket its own path",
+                )
+            )
+        return problems

@@ -1,0 +1,554 @@
+"""The real program for Pulumi.gke-dev.yaml and Pulumi.gke-prod.yaml under mocks (GCP +
+Kubernetes): lookups, bucket, Workload Identity, GCS FUSE, Filestore, options, bad settings."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from infra.settings import SettingsError
+from tests.conftest import (
+    ROOT,
+    ProgramRun,
+    RecordingMonitor,
+    Registration,
+    run_program,
+    stack_config,
+)
+from tests.gcp_mocks import FILESTORE_IP, PROJECT_NUMBERS, GkeMocks, autoname, gke_cluster
+
+BUCKET = "gcp:storage/bucket:Bucket"
+FILESTORE = "gcp:filestore/instance:Instance"
+BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
+RAYCLUSTER = "kubernetes:ray.io/v1:RayCluster"
+KSA = "kubernetes:core/v1:ServiceAccount"
+_RUNS: dict[str, ProgramRun] = {}
+
+
+def gke_run_of(stack: str) -> ProgramRun:
+    if stack not in _RUNS:
+        _RUNS[stack] = run_program(stack, mocks=GkeMocks())
+    return _RUNS[stack]
+
+
+@pytest.fixture(params=["gke-dev", "gke-prod"])
+def gke_run(request: pytest.FixtureRequest) -> Iterator[ProgramRun]:
+    yield gke_run_of(request.param)
+
+
+def _prod(run: ProgramRun) -> bool:
+    return bool(run.outputs["mode"] == "prod")
+
+
+def _project(run: ProgramRun) -> str:
+    return "ml-platform-prod" if _prod(run) else "ml-platform-dev"
+
+
+def _config(stack: str, mutate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    config = copy.deepcopy(stack_config(stack))
+    mutate(config)
+    return config
+
+
+def _gcp(config: dict[str, Any]) -> dict[str, Any]:
+    return config["ray-platform:gcp"]  # type: ignore[no-any-return]
+
+
+def _spec(run: ProgramRun) -> dict[str, Any]:
+    return run.one(RAYCLUSTER).inputs["spec"]  # type: ignore[no-any-return]
+
+
+def _templates(run: ProgramRun) -> list[dict[str, Any]]:
+    spec = _spec(run)
+    return [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+
+
+def _bucket_name(run: ProgramRun) -> str:
+    return autoname(BUCKET, run.one(BUCKET).name)
+
+
+def _instance_name(run: ProgramRun) -> str:
+    return autoname(FILESTORE, run.one(FILESTORE).name)
+
+
+def _addon(key: str, enabled: bool) -> dict[str, Any]:
+    """getCluster's `addonsConfigs` with one add-on switched."""
+    addons = gke_cluster("ml-dev", "us-central1", "ml-platform-dev")["addonsConfigs"]
+    addons[0][key][0]["enabled"] = enabled
+    return {"addonsConfigs": addons}
+
+
+def _depends_on(reg: Registration, *others: Registration) -> bool:
+    return all(o.urn in reg.dependencies for o in others)
+
+
+# --- lookups -----------------------------------------------------------------------------------
+
+
+def test_cluster_is_looked_up_from_name_location_and_project(gke_run: ProgramRun) -> None:
+    project = _project(gke_run)
+    name = "ml-prod" if _prod(gke_run) else "ml-dev"
+    calls = [(t, a) for t, a in gke_run.calls if t.startswith("gcp:")]
+    assert ("gcp:container/getCluster:getCluster", {}) not in calls
+    clusters = [a for t, a in calls if t == "gcp:container/getCluster:getCluster"]
+    assert clusters == [{"name": name, "location": "us-central1", "project": project}]
+    assert [a for t, a in calls if t == "gcp:organizations/getProject:getProject"] == [
+        {"projectId": project}
+    ]
+    agent = [a for t, a in calls if t.startswith("gcp:storage/getProjectServiceAccount")]
+    # The GCS service agent is only needed to grant it the prod bucket key.
+    assert agent == ([{"project": project}] if _prod(gke_run) else [])
+
+
+def test_gke_stack_uses_no_aws_and_a_gke_kubeconfig(gke_run: ProgramRun) -> None:
+    assert not [r for r in gke_run.registrations if r.type.startswith("aws:")]
+    provider = gke_run.one("pulumi:providers:kubernetes")
+    kubeconfig = json.loads(provider.inputs["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://34.118.12.34"
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+
+
+def test_gcp_labels_follow_gcp_rules(gke_run: ProgramRun) -> None:
+    key = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+    value = re.compile(r"^[a-z0-9_-]{0,63}$")
+    labelled = [
+        r for r in gke_run.registrations if r.type.startswith("gcp:") and "labels" in r.inputs
+    ]
+    assert {r.type for r in labelled} >= {BUCKET, FILESTORE}
+    for reg in labelled:
+        labels = reg.inputs["labels"]
+        assert labels["ray-platform_stack"] == ("gke-prod" if _prod(gke_run) else "gke-dev")
+        assert all(key.match(k) and value.match(v) for k, v in labels.items()), labels
+
+
+# --- bucket ------------------------------------------------------------------------------------
+
+
+def test_bucket_is_private_versioned_soft_deleting(gke_run: ProgramRun) -> None:
+    bucket = gke_run.one(BUCKET).inputs
+    assert bucket["uniformBucketLevelAccess"] is True
+    assert bucket["publicAccessPrevention"] == "enforced"
+    assert bucket["versioning"] == {"enabled": True}
+    assert bucket["softDeletePolicy"]["retentionDurationSeconds"] == 7 * 86_400
+    assert bucket["location"] == "us-central1"
+    days = 30 if _prod(gke_run) else 7
+    assert bucket["lifecycleRules"] == [
+        {
+            "action": {"type": "Delete"},
+            "condition": {"daysSinceNoncurrentTime": days, "withState": "ARCHIVED"},
+        },
+        {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": 7}},
+    ]
+
+
+def test_dev_bucket_is_destroyable_and_google_encrypted() -> None:
+    run = gke_run_of("gke-dev")
+    bucket = run.one(BUCKET)
+    assert bucket.inputs["forceDestroy"] is True
+    assert "encryption" not in bucket.inputs
+    assert not bucket.protect and not bucket.retain_on_delete
+    assert not [r for r in run.registrations if r.type.startswith("gcp:kms")]
+
+
+def test_prod_bucket_uses_a_rotating_key_granted_to_the_gcs_agent() -> None:
+    run = gke_run_of("gke-prod")
+    bucket = run.one(BUCKET)
+    ring = run.one("gcp:kms/keyRing:KeyRing")
+    key = run.one("gcp:kms/cryptoKey:CryptoKey")
+    grant = run.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+    assert ring.inputs["location"] == bucket.inputs["location"] == "us-central1"
+    assert key.inputs["rotationPeriod"] == "7776000s"
+    assert key.inputs["purpose"] == "ENCRYPT_DECRYPT"
+    key_id = bucket.inputs["encryption"]["defaultKmsKeyName"]
+    assert key_id.startswith(f"{key.inputs['keyRing']}/cryptoKeys/artifacts-key-")
+    assert grant.inputs["cryptoKeyId"] == key_id
+    number = PROJECT_NUMBERS["ml-platform-prod"]
+    assert grant.inputs["member"] == (
+        f"serviceAccount:service-{number}@gs-project-accounts.iam.gserviceaccount.com"
+    )
+    assert grant.inputs["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    assert _depends_on(bucket, grant)
+    assert bucket.inputs["forceDestroy"] is False
+    for reg in (bucket, ring, key, grant):
+        assert reg.protect and reg.retain_on_delete, reg.name
+
+
+# --- Workload Identity -------------------------------------------------------------------------
+
+
+def _principal(run: ProgramRun, ksa: str) -> str:
+    project = _project(run)
+    return (
+        f"principal://iam.googleapis.com/projects/{PROJECT_NUMBERS[project]}/locations/global/"
+        f"workloadIdentityPools/{project}.svc.id.goog/subject/ns/ray/sa/{ksa}"
+    )
+
+
+def test_head_and_workers_have_own_ksas_bound_to_the_bucket_only(gke_run: ProgramRun) -> None:
+    ksas = {r.inputs["metadata"]["name"]: r for r in gke_run.of_type(KSA)}
+    assert set(ksas) == {"ray-head", "ray-worker"}
+    assert all(r.inputs["metadata"]["namespace"] == "ray" for r in ksas.values())
+    assert all("annotations" not in r.inputs["metadata"] for r in ksas.values())
+    bucket = _bucket_name(gke_run)
+    members = {r.inputs["member"]: r.inputs for r in gke_run.of_type(BUCKET_MEMBER)}
+    assert set(members) == {_principal(gke_run, "ray-head"), _principal(gke_run, "ray-worker")}
+    assert all(m["bucket"] == bucket for m in members.values())
+    assert all(m["role"] == "roles/storage.objectUser" for m in members.values())
+    # Never a project-level grant.
+    assert not [r for r in gke_run.registrations if r.type.startswith("gcp:projects/")]
+    spec = _spec(gke_run)
+    assert spec["headGroupSpec"]["template"]["spec"]["serviceAccountName"] == "ray-head"
+    assert all(
+        g["template"]["spec"]["serviceAccountName"] == "ray-worker"
+        for g in spec["workerGroupSpecs"]
+    )
+    assert json.loads(gke_run.outputs["workloadIdentityMembers"]) == {
+        "ray-head": _principal(gke_run, "ray-head"),
+        "ray-worker": _principal(gke_run, "ray-worker"),
+    }
+
+
+def test_ray_waits_for_its_identities(gke_run: ProgramRun) -> None:
+    # Depending on a component means depending on its children: the KSAs and the bucket grants.
+    cluster = gke_run.one(RAYCLUSTER)
+    assert _depends_on(cluster, *gke_run.of_type(KSA), *gke_run.of_type(BUCKET_MEMBER))
+
+
+def test_ray_pods_land_on_metadata_server_nodes_on_standard(gke_run: ProgramRun) -> None:
+    for template in _templates(gke_run):
+        assert template["spec"]["nodeSelector"]["iam.gke.io/gke-metadata-server-enabled"] == "true"
+
+
+def test_autopilot_needs_no_metadata_server_selector() -> None:
+    run = run_program("gke-dev", mocks=GkeMocks(enableAutopilot=True))
+    for template in _templates(run):
+        assert "iam.gke.io/gke-metadata-server-enabled" not in template["spec"].get(
+            "nodeSelector", {}
+        )
+
+
+def test_narrower_bucket_role_by_setting() -> None:
+    config = _config(
+        "gke-dev",
+        lambda c: _gcp(c).update(
+            workloadIdentity={"bucketRole": "roles/storage.objectViewer"}, gcsFuse={}
+        ),
+    )
+    run = run_program("gke-dev", config, mocks=GkeMocks())
+    assert {r.inputs["role"] for r in run.of_type(BUCKET_MEMBER)} == {"roles/storage.objectViewer"}
+
+
+def test_google_service_account_path_by_setting() -> None:
+    config = _config(
+        "gke-dev", lambda c: _gcp(c).update(workloadIdentity={"googleServiceAccount": True})
+    )
+    run = run_program("gke-dev", config, mocks=GkeMocks())
+    gsa = run.one("gcp:serviceaccount/account:Account").inputs
+    email = "ray-gke-dev@ml-platform-dev.iam.gserviceaccount.com"
+    assert gsa["accountId"] == "ray-gke-dev"
+    users = [
+        r.inputs
+        for r in run.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        if r.inputs["role"] == "roles/iam.workloadIdentityUser"
+    ]
+    assert sorted(u["member"] for u in users) == [
+        "serviceAccount:ml-platform-dev.svc.id.goog[ray/ray-head]",
+        "serviceAccount:ml-platform-dev.svc.id.goog[ray/ray-worker]",
+    ]
+    assert [r.inputs["member"] for r in run.of_type(BUCKET_MEMBER)] == [f"serviceAccount:{email}"]
+    for ksa in run.of_type(KSA):
+        assert ksa.inputs["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": email}
+    assert run.outputs["googleServiceAccount"] == email
+
+
+# --- GCS FUSE ----------------------------------------------------------------------------------
+
+
+def test_bucket_prefix_is_mounted_on_every_ray_pod(gke_run: ProgramRun) -> None:
+    bucket = _bucket_name(gke_run)
+    prefix = "ray/prod" if _prod(gke_run) else "ray/dev"
+    for template in _templates(gke_run):
+        assert template["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
+        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+        csi = volumes["gcs-fuse"]["csi"]
+        assert csi["driver"] == "gcsfuse.csi.storage.gke.io"
+        assert csi["volumeAttributes"]["bucketName"] == bucket
+        assert csi["volumeAttributes"]["mountOptions"] == (
+            f"uid=1000,gid=100,implicit-dirs,only-dir={prefix}"
+        )
+        for container in template["spec"]["containers"]:
+            assert {"name": "gcs-fuse", "mountPath": "/mnt/bucket"} in container["volumeMounts"]
+    assert gke_run.outputs["bucketMountPath"] == "/mnt/bucket"
+
+
+def test_prod_fuse_caches_and_sidecar_from_settings() -> None:
+    for template in _templates(gke_run_of("gke-prod")):
+        attributes = next(v for v in template["spec"]["volumes"] if v["name"] == "gcs-fuse")["csi"][
+            "volumeAttributes"
+        ]
+        assert attributes["fileCacheCapacity"] == "50Gi"
+        assert attributes["metadataCacheTTLSeconds"] == "600"
+        assert template["metadata"]["annotations"]["gke-gcsfuse/ephemeral-storage-limit"] == "60Gi"
+
+
+def test_fuse_off_mounts_no_bucket() -> None:
+    config = _config("gke-dev", lambda c: _gcp(c).update(gcsFuse={"enabled": False}))
+    run = run_program("gke-dev", config, mocks=GkeMocks())
+    for template in _templates(run):
+        assert "gke-gcsfuse/volumes" not in template.get("metadata", {}).get("annotations", {})
+        assert all("csi" not in v for v in template["spec"]["volumes"])
+    assert "bucketMountPath" not in run.outputs
+
+
+# --- Filestore ---------------------------------------------------------------------------------
+
+
+def test_filestore_on_the_cluster_network_with_tier_and_capacity(gke_run: ProgramRun) -> None:
+    fs = gke_run.one(FILESTORE).inputs
+    tier, capacity = ("BASIC_SSD", 2560) if _prod(gke_run) else ("BASIC_HDD", 1024)
+    assert fs["tier"] == tier
+    assert fs["fileShares"] == {"name": "ray", "capacityGb": capacity}
+    # Regional cluster, zonal tier: the first of the cluster's node zones.
+    assert fs["location"] == "us-central1-a"
+    assert fs["networks"][0]["network"] == "ml-vpc"
+    assert fs["networks"][0]["connectMode"] == "DIRECT_PEERING"
+    assert gke_run.outputs["fileSystemId"] == (
+        f"projects/{_project(gke_run)}/locations/us-central1-a/instances/{_instance_name(gke_run)}"
+    )
+    assert gke_run.outputs["sharedMountPath"] == "/mnt/shared"
+
+
+def test_prod_filestore_is_protected_and_retained() -> None:
+    prod = gke_run_of("gke-prod").one(FILESTORE)
+    assert prod.protect and prod.retain_on_delete
+    assert prod.inputs["deletionProtectionEnabled"] is True
+    dev = gke_run_of("gke-dev").one(FILESTORE)
+    assert not dev.protect and not dev.retain_on_delete
+    assert dev.inputs["deletionProtectionEnabled"] is False
+
+
+def test_shared_volume_is_a_static_rwx_retained_filestore_pv(gke_run: ProgramRun) -> None:
+    fs = gke_run.one(FILESTORE).inputs
+    pv = gke_run.one("kubernetes:core/v1:PersistentVolume").inputs["spec"]
+    assert pv["csi"] == {
+        "driver": "filestore.csi.storage.gke.io",
+        "volumeHandle": f"modeInstance/us-central1-a/{_instance_name(gke_run)}/ray",
+        "volumeAttributes": {"ip": FILESTORE_IP, "volume": "ray"},
+    }
+    assert pv["accessModes"] == ["ReadWriteMany"]
+    assert pv["persistentVolumeReclaimPolicy"] == "Retain"
+    assert pv["capacity"]["storage"] == f"{int(fs['fileShares']['capacityGb'])}Gi"
+    pvc = gke_run.one("kubernetes:core/v1:PersistentVolumeClaim").inputs
+    assert pvc["metadata"] == {
+        "name": "ray-shared",
+        "namespace": "ray",
+        "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+    }
+    head = _spec(gke_run)["headGroupSpec"]["template"]["spec"]
+    assert {"name": "shared", "persistentVolumeClaim": {"claimName": "ray-shared"}} in head[
+        "volumes"
+    ]
+
+
+def test_without_the_filestore_driver_the_pv_mounts_nfs() -> None:
+    run = run_program("gke-dev", mocks=GkeMocks(**_addon("gcpFilestoreCsiDriverConfigs", False)))
+    pv = run.one("kubernetes:core/v1:PersistentVolume").inputs["spec"]
+    assert pv["nfs"] == {"server": FILESTORE_IP, "path": "/ray"}
+    assert "csi" not in pv
+
+
+def test_zonal_cluster_puts_filestore_in_its_zone() -> None:
+    config = _config("gke-dev", lambda c: _gcp(c).update(location="us-central1-f"))
+    run = run_program("gke-dev", config, mocks=GkeMocks())
+    assert run.one(FILESTORE).inputs["location"] == "us-central1-f"
+    assert run.one(BUCKET).inputs["location"] == "us-central1"
+
+
+def test_shared_vpc_network_is_named_in_full() -> None:
+    network = "projects/host-project-123/global/networks/shared-vpc"
+    run = run_program("gke-dev", mocks=GkeMocks(network=network))
+    net = run.one(FILESTORE).inputs["networks"][0]
+    assert net["network"] == network
+    assert net["connectMode"] == "PRIVATE_SERVICE_ACCESS"
+
+
+def test_share_root_is_handed_to_ray_by_a_root_job_outside_rays_namespace(
+    gke_run: ProgramRun,
+) -> None:
+    ns = {
+        r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
+        for r in gke_run.of_type("kubernetes:core/v1:Namespace")
+    }
+    assert ns["ray-prep"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    job = gke_run.one("kubernetes:batch/v1:Job").inputs
+    assert job["metadata"]["namespace"] == "ray-prep"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "shared", "nfs": {"server": FILESTORE_IP, "path": "/ray"}}]
+    container = pod["containers"][0]
+    assert "chown 1000:100 /shared" in container["command"][-1]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # Nothing in Ray's namespace runs as root; Ray pods wait until the share is writable.
+    for template in _templates(gke_run):
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            assert c.get("securityContext", {}).get("runAsUser", 1000) != 0
+        assert spec["initContainers"][0]["name"] == "wait-for-shared-dir"
+    pvc = gke_run.one("kubernetes:core/v1:PersistentVolumeClaim")
+    assert _depends_on(gke_run.one(RAYCLUSTER), pvc)
+
+
+def test_only_the_heads_ksa_mounts_a_kubernetes_token(gke_run: ProgramRun) -> None:
+    ksas = {r.inputs["metadata"]["name"]: r.inputs for r in gke_run.of_type(KSA)}
+    assert ksas["ray-head"]["automountServiceAccountToken"] is True
+    assert ksas["ray-worker"]["automountServiceAccountToken"] is False
+
+
+def test_outputs(gke_run: ProgramRun) -> None:
+    out = gke_run.outputs
+    bucket = _bucket_name(gke_run)
+    prefix = "ray/prod" if _prod(gke_run) else "ray/dev"
+    assert out["cloud"] == "gcp"
+    assert out["bucketUri"] == f"gs://{bucket}/{prefix}"
+    assert out["gcpProject"] == _project(gke_run)
+    assert "irsaRoleArn" not in out
+    env = _spec(gke_run)["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "RAY_PLATFORM_BUCKET_URI", "value": out["bucketUri"]} in env
+    assert {"name": "GOOGLE_CLOUD_PROJECT", "value": _project(gke_run)} in env
+
+
+# --- bad settings: one line, before any resource ------------------------------------------------
+
+
+def _without_project(c: dict[str, Any]) -> None:
+    del c["gcp:project"]
+
+
+def _without_location(c: dict[str, Any]) -> None:
+    del _gcp(c)["location"]
+
+
+def _small_ssd(c: dict[str, Any]) -> None:
+    _gcp(c)["filestore"] = {"tier": "BASIC_SSD", "capacityGiB": 2048}
+
+
+def _small_hdd(c: dict[str, Any]) -> None:
+    _gcp(c)["filestore"] = {"tier": "BASIC_HDD", "capacityGiB": 512}
+
+
+def _helm(c: dict[str, Any]) -> None:
+    c["ray-platform:operator"]["install"] = "helm"
+
+
+def _ray_addon() -> dict[str, Any]:
+    return _addon("rayOperatorConfigs", True)
+
+
+def _no_fuse_driver() -> dict[str, Any]:
+    return _addon("gcsFuseCsiDriverConfigs", False)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "cluster", "expected"),
+    [
+        (
+            _without_project,
+            {},
+            "gcp:project is required for cloud gcp (pulumi config set gcp:project",
+        ),
+        (_without_location, {}, "ray-platform:gcp.location is required but not set"),
+        (
+            _small_ssd,
+            {},
+            "ray-platform:gcp.filestore.capacityGiB (2048) is below the BASIC_SSD "
+            "minimum of 2560 GiB",
+        ),
+        (
+            _small_hdd,
+            {},
+            "ray-platform:gcp.filestore.capacityGiB (512) is below the BASIC_HDD "
+            "minimum of 1024 GiB",
+        ),
+        (
+            None,
+            _no_fuse_driver(),
+            "ray-platform:gcp.gcsFuse.enabled (true) needs the GCS FUSE CSI driver, which cluster "
+            "ml-dev does not run; enable it: gcloud container clusters update ml-dev --location "
+            "us-central1 --update-addons GcsFuseCsiDriver=ENABLED",
+        ),
+        (
+            None,
+            {"masterVersion": "1.28.15-gke.1480000"},
+            "ray-platform:gcp.gcsFuse.enabled (true) needs GKE 1.29.3-gke.1093000 or later",
+        ),
+        (
+            None,
+            {"workloadIdentityConfigs": []},
+            'ray-platform:gcp.clusterName ("ml-dev") has Workload Identity off, which Ray\'s '
+            "bucket access needs; turn it on: gcloud container clusters update ml-dev "
+            "--location us-central1 --workload-pool=ml-platform-dev.svc.id.goog",
+        ),
+        (
+            _helm,
+            _ray_addon(),
+            'ray-platform:operator.install ("helm") would install a second KubeRay: cluster '
+            "ml-dev runs the GKE Ray operator add-on; set operator.install: external",
+        ),
+    ],
+    ids=[
+        "missing-project",
+        "missing-location",
+        "ssd-below-minimum",
+        "hdd-below-minimum",
+        "fuse-without-driver",
+        "fuse-without-native-sidecar",
+        "workload-identity-off",
+        "helm-on-ray-addon-cluster",
+    ],
+)
+def test_gcp_bad_setting_stops_before_any_resource(
+    mutate: Callable[[dict[str, Any]], None] | None, cluster: dict[str, Any], expected: str
+) -> None:
+    config = _config("gke-dev", mutate or (lambda c: None))
+    mocks = GkeMocks(**cluster)
+    monitor = RecordingMonitor(mocks)
+    with pytest.raises(SettingsError) as info:
+        run_program("gke-dev", config, mocks=mocks, monitor=monitor)
+    message = str(info.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+    assert monitor.registrations == []
+
+
+def test_ray_addon_cluster_with_external_operator_installs_no_kuberay() -> None:
+    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="external"))
+    run = run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
+    assert not run.of_type("kubernetes:helm.sh/v3:Release")
+
+
+# --- lazy SDK ----------------------------------------------------------------------------------
+
+
+def test_aws_and_local_stacks_never_load_pulumi_gcp() -> None:
+    code = (
+        "import sys\n"
+        "from tests.conftest import run_program\n"
+        "for stack in ('dev', 'local'):\n"
+        "    run_program(stack)\n"
+        "    assert 'pulumi_gcp' not in sys.modules, stack\n"
+        "from tests.gcp_mocks import GkeMocks\n"
+        "run_program('gke-dev', mocks=GkeMocks())\n"
+        "assert 'pulumi_gcp' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
