@@ -8,9 +8,11 @@
 // pulumi-language-python-exec script (shipped in the sdk/v3 module zip, placed next to this binary
 // by tools/build.py).
 //
-// Supported: running programs (preview/up/destroy/refresh), installing dependencies, `pulumi about`.
-// Not supported (returns Unimplemented): Python plugins/policy packs, program/package generation,
-// templates, debugger attach, typechecker runs.
+// Supported: running programs (preview/up/destroy/refresh), installing dependencies, `pulumi about`,
+// and running Python plugins (RunPlugin), which is how the engine starts a Python policy pack
+// (`pulumi preview --policy-pack DIR`, DIR holding a PulumiPolicy.yaml with `runtime: python`).
+// Not supported (returns Unimplemented): program/package generation, templates, debugger attach,
+// typechecker runs.
 package main
 
 import (
@@ -270,6 +272,94 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// pluginArgs is the Python command line for a plugin the engine asks this host to run.
+//
+// A policy pack (kind "analyzer") is started through the pulumi SDK's own boot module,
+// `python -m pulumi.policy ENGINE_ADDRESS PACK_DIR`: it applies the engine's config and settings
+// from the environment and then runs PACK_DIR/__main__.py, whose PolicyPack serves the Analyzer
+// gRPC service and prints its port, which the engine reads from stdout. Other plugin kinds are a
+// directory with a __main__.py that receives the engine's arguments.
+func pluginArgs(req *pulumirpc.RunPluginRequest) ([]string, error) {
+	dir := req.GetInfo().GetProgramDirectory()
+	if dir == "" {
+		return nil, errors.New("RunPlugin: the request names no program directory")
+	}
+	switch req.GetKind() {
+	case "analyzer":
+		if len(req.GetArgs()) == 0 {
+			return nil, errors.New("RunPlugin: an analyzer needs the engine address as its first argument")
+		}
+		args := []string{"-u", "-m", "pulumi.policy", req.GetArgs()[0], dir}
+		return append(args, req.GetArgs()[1:]...), nil
+	default:
+		return append([]string{"-u", dir}, req.GetArgs()...), nil
+	}
+}
+
+// RunPlugin runs a Python plugin (a policy pack, or a provider written in Python) from the
+// virtualenv its PulumiPolicy.yaml / PulumiPlugin.yaml names, streaming its stdout and stderr back
+// to the engine and ending with its exit code.
+func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.LanguageRuntime_RunPluginServer) error {
+	if req.GetAttachDebugger() {
+		return errors.New("attaching a debugger is not supported by this language host build")
+	}
+	ctx := server.Context()
+	tc, err := resolve(req.GetInfo())
+	if err != nil {
+		return err
+	}
+	if err := tc.ValidateVenv(ctx); err != nil {
+		return err
+	}
+	args, err := pluginArgs(req)
+	if err != nil {
+		return err
+	}
+	closer, stdout, stderr, err := rpcutil.MakeRunPluginStreams(server, false)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+
+	cmd, err := tc.Command(ctx, args...)
+	if err != nil {
+		return err
+	}
+	// The engine decides the plugin's environment (its own, plus per-pack variables); the
+	// virtualenv is activated on top of that rather than on this host's environment.
+	if env := req.GetEnv(); len(env) > 0 {
+		venv, err := tc.VirtualEnvPath(ctx)
+		if err != nil {
+			return err
+		}
+		if venv != "" {
+			cmd.Env = toolchain.ActivateVirtualEnv(env, venv)
+		} else {
+			cmd.Env = env
+		}
+	}
+	cmd.Dir = req.GetPwd()
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	// The engine stops a plugin by cancelling the call; give Python a chance to exit cleanly.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+
+	code := int32(0)
+	if err := cmd.Run(); err != nil {
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) {
+			return fmt.Errorf("could not run plugin in %s: %w", req.GetInfo().GetProgramDirectory(), err)
+		}
+		code = int32(exitErr.ExitCode())
+	}
+	// Flush what the plugin wrote before the exit code, which ends the stream for the engine.
+	if err := closer.Close(); err != nil {
+		return err
+	}
+	return server.Send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: code}})
 }
 
 func (h *host) GetPluginInfo(ctx context.Context, _ *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
