@@ -1,0 +1,198 @@
+"""Reach a RayCluster's dashboard: a port-forward through the Kubernetes API, and its token.
+
+The port-forward is the API's own (`pods/portforward`, what `kubectl port-forward` uses), made
+with the `kubernetes` client, so no kubectl is needed. Each local connection gets its own
+forwarding stream: the client's PortForward carries one connection per port per websocket.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import select
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from cli.errors import Exit, SubmitError
+
+DASHBOARD_PORT = 8265
+TOKEN_KEY = "auth_token"
+
+
+class _Conn(Protocol):
+    def recv(self, n: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+Connect = Callable[[], _Conn]
+"""Opens one stream to the remote port (a fresh port-forward socket)."""
+
+
+def _pump(a: _Conn, b: _Conn, stop: threading.Event) -> None:
+    """Copy bytes both ways until either side closes."""
+    try:
+        while not stop.is_set():
+            ready, _, _ = select.select([a, b], [], [], 0.5)
+            for src in ready:
+                data = src.recv(65536)
+                if not data:
+                    return
+                (b if src is a else a).sendall(data)
+    except OSError:
+        return
+    finally:
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+class LocalRelay:
+    """Listens on 127.0.0.1 (a free port) and relays each connection through `connect`."""
+
+    def __init__(self, connect: Connect) -> None:
+        self._connect = connect
+        self._stop = threading.Event()
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.settimeout(0.5)
+        self.port: int = self._server.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="ray-platform relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """`http://127.0.0.1:<port>`, as JobSubmissionClient takes it."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                local, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                remote = self._connect()
+            except Exception:  # the client sees a closed connection; the cause is logged by
+                local.close()  # the first request's error on the caller's side
+                continue
+            threading.Thread(target=_pump, args=(local, remote, self._stop), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop listening and end every relayed connection."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._server.close()
+        self._thread.join(timeout=2)
+
+
+def _core_api(code: Exit = Exit.CLUSTER) -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    except Exception:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except Exception:
+            raise SubmitError(
+                code,
+                "no Kubernetes credentials (KUBECONFIG or ~/.kube/config) to reach the cluster; "
+                "or set RAY_ADDRESS (and RAY_AUTH_TOKEN) to a dashboard you already forward",
+            ) from None
+    return client.CoreV1Api()
+
+
+def _api_error(e: Exception, what: str, code: Exit) -> SubmitError:
+    status = getattr(e, "status", None)
+    reason = getattr(e, "reason", None) or " ".join(str(e).split())[:160]
+    return SubmitError(code, f"cannot {what}: {f'HTTP {status} ' if status else ''}{reason}")
+
+
+def _head_pod(core: Any, namespace: str, cluster: str) -> tuple[str, int]:
+    """(pod name, container port) behind `<cluster>-head-svc:8265`."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    svc_name = f"{cluster}-head-svc"
+    try:
+        svc = core.read_namespaced_service(svc_name, namespace)
+        selector = ",".join(f"{k}={v}" for k, v in sorted((svc.spec.selector or {}).items()))
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    except (ApiException, HTTPError) as e:
+        raise _api_error(e, f"read Service {namespace}/{svc_name}", Exit.CLUSTER) from None
+    target: int | str = DASHBOARD_PORT
+    for p in svc.spec.ports or []:
+        if p.port == DASHBOARD_PORT:
+            target = p.target_port if p.target_port is not None else DASHBOARD_PORT
+    for pod in pods:
+        if pod.status.phase != "Running" or pod.metadata.deletion_timestamp is not None:
+            continue
+        if isinstance(target, int) or str(target).isdigit():
+            return pod.metadata.name, int(target)
+        for c in pod.spec.containers:
+            for cp in c.ports or []:
+                if cp.name == target:
+                    return pod.metadata.name, int(cp.container_port)
+    raise SubmitError(
+        Exit.CLUSTER,
+        f"no running head pod behind Service {namespace}/{svc_name} "
+        f"(check `kubectl -n {namespace} get pods`)",
+    )
+
+
+@contextlib.contextmanager
+def port_forward(namespace: str, cluster: str) -> Iterator[str]:
+    """Forward a local port to the head's dashboard; yields its address, closes on exit."""
+    from kubernetes.stream import portforward
+
+    core = _core_api()
+    pod, port = _head_pod(core, namespace, cluster)
+
+    def connect() -> _Conn:
+        pf = portforward(
+            core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
+        )
+        conn: _Conn = pf.socket(port)
+        return conn
+
+    relay = LocalRelay(connect)
+    try:
+        yield relay.address
+    finally:
+        relay.close()
+
+
+def cluster_token(namespace: str | None, cluster: str | None) -> str:
+    """The Ray auth token from the Secret KubeRay reads it from (named like the RayCluster)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if not namespace or not cluster:
+        raise SubmitError(
+            Exit.AUTH,
+            "token auth is on but the outputs name no namespace/rayClusterName to read the "
+            "token from; set RAY_AUTH_TOKEN",
+        )
+    core = _core_api(Exit.AUTH)
+    try:
+        secret = core.read_namespaced_secret(cluster, namespace)
+    except (ApiException, HTTPError) as e:
+        raise _api_error(
+            e,
+            f"read the Ray token from Secret {namespace}/{cluster} (or set RAY_AUTH_TOKEN)",
+            Exit.AUTH,
+        ) from None
+    raw = (secret.data or {}).get(TOKEN_KEY)
+    if not raw:
+        raise SubmitError(Exit.AUTH, f"Secret {namespace}/{cluster} has no key {TOKEN_KEY!r}")
+    return base64.b64decode(raw).decode().strip()

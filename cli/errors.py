@@ -1,0 +1,41 @@
+"""Exit codes of `ray-platform submit` and the one error type that carries them."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    """Process exit codes; scripts (CI, schedulers) branch on them, so they are stable."""
+
+    SUCCEEDED = 0
+    """The job finished with status SUCCEEDED (or `--dry-run` printed its plan)."""
+    JOB_FAILED = 1
+    """The job ran (or tried to set up its runtime_env) and ended FAILED."""
+    USAGE = 2
+    """Bad command line (argparse's own code)."""
+    OUTPUTS = 3
+    """The stack, its outputs file, or an output the command needs is missing or malformed."""
+    TOO_BIG = 4
+    """The working directory is over `--max-size` (or cannot be read)."""
+    BUCKET = 5
+    """The bucket cannot be reached, or refused the check or the upload."""
+    CLUSTER = 6
+    """The dashboard cannot be reached (no port-forward, no head pod, API down)."""
+    AUTH = 7
+    """The Ray auth token is missing, unreadable or refused by the cluster."""
+    POLICY = 8
+    """Refused by the stack's mode: `pip`/`uv` in a prod submit."""
+    JOB_STOPPED = 9
+    """The job was stopped (`ray job stop`) before it finished."""
+    DETACHED = 130
+    """Ctrl-C: the command detached; the job keeps running on the cluster."""
+
+
+class SubmitError(Exception):
+    """A failure the user can act on: one line of text and the exit code that goes with it."""
+
+    def __init__(self, code: Exit, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

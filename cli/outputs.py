@@ -1,0 +1,148 @@
+"""The stack outputs `submit` needs, read from Pulumi or from a JSON file of the same shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cli.errors import Exit, SubmitError
+
+MODES = ("dev", "prod")
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    """What one stack tells `submit` about its cluster; see the README's "Stack outputs"."""
+
+    source: str
+    """Where the values came from (`stack dev`, `outputs.json`), for error messages."""
+    mode: str
+    """`dev` or `prod`: prod refuses package installs in the runtime_env."""
+    bucket_uri: str
+    """`s3://bucket/prefix` or `gs://bucket/prefix`; zips go under `<prefix>/working_dirs/`."""
+    runtime_env: dict[str, Any]
+    """The stack's default runtime_env, extended per submit."""
+    namespace: str | None
+    """Namespace of the RayCluster; needed only for the port-forward and the token Secret."""
+    cluster_name: str | None
+    """Name of the RayCluster (and of its token Secret)."""
+    ray_address: str | None
+    """The address the stack's own port-forward command serves (informational)."""
+    token_auth: bool
+    """True when the stack exports `authTokenCommand`, i.e. the cluster wants a token."""
+    port_forward_command: str | None
+    """The stack's `dashboardPortForward`, quoted in "how to follow the job" hints."""
+
+
+def _pulumi() -> str:
+    found = shutil.which("pulumi")
+    if found:
+        return found
+    # The project builds its own CLI into the cache (tools/build.py); data scientists may have
+    # only that one. Same location rule as infra/cache.py (not imported: cli/ ships alone).
+    root = os.environ.get("RAY_PLATFORM_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-platform"
+    )
+    built = Path(root).expanduser() / "bin" / "current" / "pulumi"
+    if built.is_file() and os.access(built, os.X_OK):
+        return str(built)
+    raise SubmitError(
+        Exit.OUTPUTS,
+        "the Pulumi CLI is not on PATH (install it, or pass --outputs FILE.json from "
+        "`pulumi stack output --json --show-secrets`)",
+    )
+
+
+def _from_pulumi(stack: str) -> dict[str, Any]:
+    cmd = [_pulumi(), "stack", "output", "--json", "--show-secrets", "--stack", stack]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SubmitError(
+            Exit.OUTPUTS, f"cannot run `pulumi stack output` for stack {stack}: {e}"
+        ) from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit {proc.returncode}"
+        raise SubmitError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
+    return _parse(proc.stdout, f"stack {stack}")
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SubmitError(Exit.OUTPUTS, f"cannot read outputs file {path}: {e.strerror}") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise SubmitError(Exit.OUTPUTS, f"outputs of {source} are not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise SubmitError(Exit.OUTPUTS, f"outputs of {source} are not a JSON object")
+    return data
+
+
+def _text(raw: dict[str, Any], key: str, source: str, *, required: bool) -> str | None:
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise SubmitError(Exit.OUTPUTS, f"{source} has no output {key!r}")
+        return None
+    if not isinstance(value, str):
+        raise SubmitError(Exit.OUTPUTS, f"output {key!r} of {source} is not a string")
+    return value
+
+
+def load(
+    *, stack: str | None, outputs_file: Path | None, bucket: str | None, address: str | None
+) -> StackOutputs:
+    """Read and check the outputs; `bucket`/`address` override (or stand in for) theirs.
+
+    With an address given, the port-forward is not needed, so neither are `namespace` and
+    `rayClusterName` (unless token auth asks for the Secret, which is checked where it is read).
+    """
+    if outputs_file is not None:
+        raw, source = _from_file(outputs_file), str(outputs_file)
+    elif stack is not None:
+        raw, source = _from_pulumi(stack), f"stack {stack}"
+    else:
+        raise SubmitError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
+
+    mode = _text(raw, "mode", source, required=True)
+    if mode not in MODES:
+        raise SubmitError(Exit.OUTPUTS, f"output 'mode' of {source} is {mode!r}, not dev or prod")
+    bucket_uri = bucket or _text(raw, "bucketUri", source, required=True)
+    assert bucket_uri is not None
+    env_text = _text(raw, "runtimeEnv", source, required=True)
+    assert env_text is not None
+    try:
+        runtime_env = json.loads(env_text)
+    except ValueError as e:
+        raise SubmitError(
+            Exit.OUTPUTS, f"output 'runtimeEnv' of {source} is not JSON: {e}"
+        ) from None
+    if not isinstance(runtime_env, dict):
+        raise SubmitError(Exit.OUTPUTS, f"output 'runtimeEnv' of {source} is not a JSON object")
+    need_cluster = address is None
+    return StackOutputs(
+        source=source,
+        mode=mode,
+        bucket_uri=bucket_uri,
+        runtime_env=runtime_env,
+        namespace=_text(raw, "namespace", source, required=need_cluster),
+        cluster_name=_text(raw, "rayClusterName", source, required=need_cluster),
+        ray_address=_text(raw, "rayAddress", source, required=False),
+        token_auth=_text(raw, "authTokenCommand", source, required=False) is not None,
+        port_forward_command=_text(raw, "dashboardPortForward", source, required=False),
+    )

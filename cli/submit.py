@@ -1,0 +1,346 @@
+"""`ray-platform submit`: ship the working directory through the stack's bucket and run a job.
+
+    ray-platform submit --stack dev -- python train.py
+
+Reads the stack's outputs, zips the working directory (named by its content hash), uploads it
+to `<bucketUri>/working_dirs/<hash>.zip` unless it is already there, submits the entrypoint with
+the stack's runtime_env plus that `working_dir`, streams the logs and exits with the job's
+status. Exit codes: see `cli.errors.Exit` (and `--help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from cli import buckets, outputs, package
+from cli.errors import Exit, SubmitError
+
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+_INSTALLERS = ("pip", "uv", "conda")
+
+EPILOG = """\
+exit codes:
+  0    the job SUCCEEDED (or --dry-run printed its plan)
+  1    the job FAILED (including a runtime_env that could not be set up)
+  2    bad command line
+  3    stack outputs missing or malformed (or no Pulumi CLI)
+  4    working directory over --max-size (or missing)
+  5    bucket unreachable, missing, or refused the upload
+  6    dashboard unreachable (port-forward, head pod, Kubernetes API)
+  7    Ray auth token missing, unreadable or refused
+  8    refused in prod: pip/uv/conda in the runtime_env
+  9    the job was STOPPED
+  130  Ctrl-C: detached, the job keeps running
+"""
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 100MiB, 2GiB or 500000")
+    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+    return int(float(m.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[unit])
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="ray-platform submit",
+        description="Run ENTRYPOINT as a Ray job on a stack's cluster, with this directory's code.",
+        usage="ray-platform submit (--stack NAME | --outputs FILE) [options] -- ENTRYPOINT...",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--stack", help="Pulumi stack to read outputs from (pulumi stack output)")
+    src.add_argument(
+        "--outputs", type=Path, metavar="FILE", help="JSON of `pulumi stack output --json`"
+    )
+    ap.add_argument("--address", help="dashboard address (default: $RAY_ADDRESS, else forward)")
+    ap.add_argument("--bucket", help="bucket URI overriding the stack's bucketUri")
+    ap.add_argument(
+        "--working-dir", type=Path, default=Path("."), help="directory to ship (default: .)"
+    )
+    ap.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="gitignore-style pattern to leave out (repeatable; .gitignore is honoured)",
+    )
+    ap.add_argument(
+        "--max-size",
+        type=_size,
+        default=package.DEFAULT_MAX_SIZE,
+        metavar="SIZE",
+        help="refuse a directory bigger than this (default: 100MiB)",
+    )
+    ap.add_argument(
+        "--pip", action="append", default=[], metavar="REQ", help="add a pip package (dev only)"
+    )
+    ap.add_argument(
+        "--uv", action="append", default=[], metavar="REQ", help="add a uv package (dev only)"
+    )
+    ap.add_argument("--no-wait", action="store_true", help="submit and return; do not follow")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="print the runtime_env and the upload; do nothing"
+    )
+    return ap
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _merge_packages(env: dict[str, Any], key: str, extra: list[str]) -> None:
+    """Append `extra` to the runtime_env's `pip`/`uv` (a list, or a dict with `packages`)."""
+    if not extra:
+        return
+    current = env.get(key)
+    if current is None:
+        env[key] = list(extra)
+    elif isinstance(current, list):
+        env[key] = [*current, *extra]
+    elif isinstance(current, dict):
+        env[key] = {**current, "packages": [*current.get("packages", []), *extra]}
+    else:
+        # A requirements-file path cannot be extended from here.
+        raise SubmitError(
+            Exit.OUTPUTS,
+            f"the stack's runtime_env {key!r} is {current!r}; --{key} needs a list to extend",
+        )
+
+
+def runtime_env_for(
+    stack: outputs.StackOutputs, working_dir_uri: str, pip: list[str], uv: list[str]
+) -> dict[str, Any]:
+    """The stack default plus `working_dir`; package installs only in dev."""
+    if stack.mode == "prod":
+        asked = [f"--{k}" for k, v in (("pip", pip), ("uv", uv)) if v]
+        asked += [k for k in _INSTALLERS if k in stack.runtime_env]
+        if asked:
+            raise SubmitError(
+                Exit.POLICY,
+                f"{' and '.join(asked)} refused: {stack.source} is prod, where packages come "
+                "from the image; bake them into it (code via the working_dir zip is fine)",
+            )
+    env: dict[str, Any] = copy.deepcopy(stack.runtime_env)
+    # The stack's `excludes` were applied when zipping; Ray ignores them for a remote URI.
+    env.pop("excludes", None)
+    env["working_dir"] = working_dir_uri
+    _merge_packages(env, "pip", pip)
+    _merge_packages(env, "uv", uv)
+    return env
+
+
+def _upload(bucket: buckets.Bucket, pkg: package.Package, key: str, uri: str) -> None:
+
+    if bucket.exists(key):
+        _say(f"{uri} is already in the bucket (same content): not uploading")
+        return
+    _say(f"uploading {pkg.files} files ({package.human_size(pkg.size)}) to {uri}")
+    with tqdm(
+        total=pkg.size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=None
+    ) as bar:
+        bucket.upload(pkg.path, key, bar.update)
+
+
+@contextlib.contextmanager
+def _dashboard(address: str | None, stack: outputs.StackOutputs) -> Iterator[tuple[str, bool]]:
+    """(address, whether we forward it ourselves)."""
+    if address:
+        yield address, False
+        return
+    from cli import dashboard
+
+    assert stack.namespace and stack.cluster_name  # outputs.load requires them without address
+    with dashboard.port_forward(stack.namespace, stack.cluster_name) as forwarded:
+        _say(f"forwarding {forwarded} to {stack.namespace}/{stack.cluster_name}-head-svc:8265")
+        yield forwarded, True
+
+
+def _token(stack: outputs.StackOutputs) -> str | None:
+    env_token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if env_token:
+        return env_token
+    if not stack.token_auth:
+        return None
+    from cli import dashboard
+
+    return dashboard.cluster_token(stack.namespace, stack.cluster_name)
+
+
+def _client(address: str, token: str | None) -> Any:
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    # The header is set explicitly: Ray adds one by itself only when this process has
+    # RAY_AUTH_MODE=token, and a user's shell may have neither that nor RAY_AUTH_TOKEN.
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        return JobSubmissionClient(address, headers=headers)
+    except AuthenticationError as e:
+        raise _auth_error(e, token) from None
+    except ConnectionError:
+        raise SubmitError(Exit.CLUSTER, f"cannot reach the Ray dashboard at {address}") from None
+
+
+def _auth_error(e: Exception, token: str | None) -> SubmitError:
+    if token is None:
+        return SubmitError(
+            Exit.AUTH, "the cluster wants a Ray auth token and none was sent: set RAY_AUTH_TOKEN"
+        )
+    return SubmitError(
+        Exit.AUTH,
+        "the cluster refused the Ray auth token (wrong or stale RAY_AUTH_TOKEN?): "
+        + " ".join(str(e).split())[:120],
+    )
+
+
+def _follow(client: Any, job_id: str) -> str:
+    """Wait out PENDING with a progress line, stream the logs, return the final status."""
+
+    status = str(client.get_job_status(job_id))
+    if status == "PENDING":
+        with tqdm(
+            desc=f"{job_id}: setting up the runtime_env (downloading the working_dir)",
+            bar_format="{desc} {elapsed}",
+            file=sys.stderr,
+            disable=None,
+        ) as bar:
+            while status == "PENDING":
+                time.sleep(0.5)
+                bar.refresh()
+                status = str(client.get_job_status(job_id))
+    if status not in TERMINAL:
+        _say(f"{job_id}: {status}; streaming its logs")
+
+        async def stream() -> None:
+            async for chunk in client.tail_job_logs(job_id):
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+
+        asyncio.run(stream())
+        while (status := str(client.get_job_status(job_id))) not in TERMINAL:
+            time.sleep(0.3)
+    else:
+        sys.stdout.write(client.get_job_logs(job_id))
+        sys.stdout.flush()
+    return status
+
+
+def _follow_hint(job_id: str, address: str, forwarded: bool, stack: outputs.StackOutputs) -> str:
+    # Our own forward dies with this process; the stack's port-forward command serves rayAddress.
+    addr = (stack.ray_address or "http://127.0.0.1:8265") if forwarded else address
+    first = f"with `{stack.port_forward_command}` running, " if forwarded else ""
+    auth = "RAY_AUTH_MODE=token RAY_AUTH_TOKEN=… " if stack.token_auth else ""
+    return (
+        f"{first}follow: {auth}ray job logs -f {job_id} --address {addr}\n"
+        f"  stop:   {auth}ray job stop {job_id} --address {addr}"
+    )
+
+
+def run(args: argparse.Namespace, entrypoint: list[str]) -> Exit:
+    """Everything after argument parsing; raises SubmitError for every user-facing failure."""
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    stack = outputs.load(
+        stack=args.stack, outputs_file=args.outputs, bucket=args.bucket, address=address
+    )
+    where = buckets.parse(stack.bucket_uri)
+    if stack.mode == "prod":  # refuse before any packaging work
+        runtime_env_for(stack, "", args.pip, args.uv)
+    with tempfile.TemporaryDirectory(prefix="ray-platform-") as tmp:
+        stack_excludes = stack.runtime_env.get("excludes") or []
+        if not isinstance(stack_excludes, list):
+            raise SubmitError(
+                Exit.OUTPUTS, f"runtime_env 'excludes' of {stack.source} is not a list"
+            )
+        excludes = [*map(str, stack_excludes), *args.exclude]
+        pkg = package.build(args.working_dir, excludes, args.max_size, Path(tmp))
+        key = where.key("working_dirs", pkg.name)
+        uri = where.uri(key)
+        env = runtime_env_for(stack, uri, args.pip, args.uv)
+        if args.dry_run:
+            print(json.dumps(env, indent=2, sort_keys=True))
+            print(
+                f"would upload {pkg.files} files ({package.human_size(pkg.size)}) from "
+                f"{args.working_dir.resolve()} to {uri} (skipped if already there), then run: "
+                f"{shlex.join(entrypoint)}"
+            )
+            return Exit.SUCCEEDED
+        _upload(buckets.open_bucket(where), pkg, key, uri)
+
+    from ray.exceptions import AuthenticationError
+
+    token = _token(stack)
+    with _dashboard(address, stack) as (addr, forwarded):
+        client = _client(addr, token)
+        job_id: str | None = None
+        try:
+            job_id = str(client.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=env))
+            _say(f"submitted {job_id} to {addr}")
+            if args.no_wait:
+                _say(_follow_hint(job_id, addr, forwarded, stack))
+                return Exit.SUCCEEDED
+            status = _follow(client, job_id)
+        except AuthenticationError as e:
+            raise _auth_error(e, token) from None
+        except ConnectionError:
+            raise SubmitError(Exit.CLUSTER, f"lost the Ray dashboard at {addr}") from None
+        except RuntimeError as e:
+            raise SubmitError(
+                Exit.CLUSTER, f"the Ray dashboard refused: {' '.join(str(e).split())[:200]}"
+            ) from None
+        except KeyboardInterrupt:
+            if job_id is None:
+                raise
+            _say(f"\ndetached from {job_id}; it keeps running.")
+            _say(_follow_hint(job_id, addr, forwarded, stack))
+            return Exit.DETACHED
+    if status == "SUCCEEDED":
+        _say(f"{job_id} SUCCEEDED")
+        return Exit.SUCCEEDED
+    message = ""
+    with contextlib.suppress(Exception):
+        message = " ".join(str(client.get_job_info(job_id).message or "").split())[:300]
+    _say(f"ray-platform submit: job {job_id} {status}{': ' + message if message else ''}")
+    return Exit.JOB_STOPPED if status == "STOPPED" else Exit.JOB_FAILED
+
+
+def main(argv: list[str]) -> int:
+    """`ray-platform submit ...` (argv without the program name)."""
+    if not argv or argv[0] != "submit":
+        print("usage: ray-platform submit [options] -- ENTRYPOINT...", file=sys.stderr)
+        return int(Exit.USAGE)
+    rest = argv[1:]
+    if "--" in rest:
+        cut = rest.index("--")
+        opts, entrypoint = rest[:cut], rest[cut + 1 :]
+    else:
+        opts, entrypoint = rest, []
+    ap = _parser()
+    args = ap.parse_args(opts)
+    if not entrypoint:
+        ap.error("give the command to run after `--`, e.g. -- python train.py")
+    try:
+        return int(run(args, entrypoint))
+    except SubmitError as e:
+        print(f"ray-platform submit: {e.message}", file=sys.stderr)
+        return int(e.code)
+    except KeyboardInterrupt:
+        print("ray-platform submit: interrupted before the job was submitted", file=sys.stderr)
+        return int(Exit.DETACHED)

@@ -1,0 +1,111 @@
+"""JupyterLab beside Ray on the dev head: the container, as plain data (no Pulumi).
+
+Reachable only through `kubectl port-forward`: the server binds 127.0.0.1 inside the pod, and
+the kubelet's port-forward (CRI `PortForward`; containerd dials `localhost:<port>` inside the
+pod's network namespace) arrives there, while nothing on the pod network can connect. Under a
+VM-isolated runtime (Kata) the pod's loopback is not reachable that way: such nodes are not
+supported for Jupyter.
+
+Authentication is a token, always: the container reads `JUPYTER_TOKEN` from a Secret
+(`secretKeyRef`, not optional, so a missing Secret keeps the container from starting) and the
+command refuses to start when it is empty. Jupyter Server reads `JUPYTER_TOKEN` itself; the token
+is never on the command line, where `ps` and the pod spec would show it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTAINER_NAME = "jupyter"
+TOKEN_ENV = "JUPYTER_TOKEN"
+NO_TOKEN_EXIT = 64
+"""Exit status of the container when `JUPYTER_TOKEN` is empty (EX_USAGE)."""
+
+# An empty token would make Jupyter Server serve without authentication (it only warns), so
+# the guard runs before it, in the shell every Ray image has.
+_GUARD = (
+    f'if [ -z "${{{TOKEN_ENV}:-}}" ]; then '
+    f'echo "{TOKEN_ENV} is empty: refusing to start JupyterLab without a token" >&2; '
+    f"exit {NO_TOKEN_EXIT}; fi; "
+    'exec "$@"'
+)
+
+
+def jupyter_command(port: int, root_dir: str) -> list[str]:
+    """The container command: JupyterLab on 127.0.0.1:`port`, serving `root_dir`, token-only.
+
+    Root is refused by Jupyter Server's default (`allow_root` False); it is left to that default
+    rather than pinned here so a root-only test sandbox can allow it through a config file,
+    which a flag would override. The container itself runs non-root (`runAsNonRoot`).
+    """
+    return [
+        "/bin/sh",
+        "-c",
+        _GUARD,
+        "jupyter-guard",  # $0 of the guard script
+        # As a module, not the `jupyter` script: a JupyterLab installed onto the shared file
+        # system is found through PYTHONPATH, with no bin/ directory on PATH.
+        "python",
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        # Another port would silently break the port-forward that targets this one.
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root_dir}",
+        "--ServerApp.open_browser=False",
+        # Whoever holds the token must not be able to swap it for a password of their own.
+        "--PasswordIdentityProvider.allow_password_change=False",
+        # No internet from the head, and no phoning home from it either.
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+
+
+def jupyter_container(
+    *,
+    image: str,
+    port: int,
+    root_dir: str,
+    token_secret_name: str,
+    token_secret_key: str,
+    env: list[dict[str, Any]],
+    volume_mounts: list[dict[str, Any]],
+    resources: dict[str, Any],
+    security_context: dict[str, Any],
+) -> dict[str, Any]:
+    """The `jupyter` container for the head pod spec.
+
+    `env` is appended after `JUPYTER_TOKEN` (pass the Ray address, PYTHONPATH, bucket URI… the
+    Ray container has); `volume_mounts` must include the shared file system holding
+    `root_dir`; `security_context` is the hardened one every container gets, and is
+    tightened here, never loosened (non-root, no privilege escalation).
+
+    No probes on purpose: a readiness probe failing would mark the whole head pod unready and
+    take the Ray head out of its Service; and HTTP/TCP probes target the pod IP, where this
+    server does not listen.
+    """
+    if not 0 < port < 65536:
+        raise ValueError(f"jupyter port {port} is not a TCP port")
+    if not root_dir.startswith("/"):
+        raise ValueError(f"jupyter root_dir {root_dir!r} is not an absolute path")
+    if any(e.get("name") == TOKEN_ENV for e in env):
+        raise ValueError(f"env must not set {TOKEN_ENV}: it comes from the Secret")
+    hardened = {**security_context, "runAsNonRoot": True, "allowPrivilegeEscalation": False}
+    token = {
+        "name": TOKEN_ENV,
+        "valueFrom": {
+            "secretKeyRef": {"name": token_secret_name, "key": token_secret_key, "optional": False}
+        },
+    }
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "command": jupyter_command(port, root_dir),
+        "workingDir": root_dir,
+        "env": [token, *env],
+        # Documents the port for `kubectl port-forward pod/<head> <port>`; nothing is exposed.
+        "ports": [{"name": CONTAINER_NAME, "containerPort": port, "protocol": "TCP"}],
+        "volumeMounts": list(volume_mounts),
+        "resources": resources,
+        "securityContext": hardened,
+    }

@@ -1,0 +1,320 @@
+"""`ray-platform submit` without a cluster: packaging, outputs, policy and failure messages."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cli import dashboard, package
+from cli.errors import Exit, SubmitError
+from cli.submit import _size
+from tests.cli.conftest import Submit, closed_port, write_outputs
+from tools.build import bin_dir
+
+
+def _project(root: Path) -> Path:
+    (root / "pkg").mkdir(parents=True)
+    (root / "main.py").write_text("print('hi')\n")
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "model.py").write_text("W = 1\n")
+    (root / ".gitignore").write_text("*.ckpt\nscratch/\n")
+    (root / "weights.ckpt").write_bytes(b"x" * 100)
+    (root / "scratch").mkdir()
+    (root / "scratch" / "notes.txt").write_text("n")
+    (root / "pkg" / ".gitignore").write_text("generated.py\n")
+    (root / "pkg" / "generated.py").write_text("G = 1\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return root
+
+
+def test_zip_honours_gitignore_excludes_and_wraps_one_top_level_dir(tmp_path: Path) -> None:
+    root = _project(tmp_path / "proj")
+    pkg = package.build(root, ["pkg/model.py"], package.DEFAULT_MAX_SIZE, tmp_path)
+    names = zipfile.ZipFile(pkg.path).namelist()
+    assert names == sorted(names)
+    assert names == [
+        "working_dir/.gitignore",
+        "working_dir/main.py",
+        "working_dir/pkg/.gitignore",
+        "working_dir/pkg/__init__.py",
+    ]
+
+
+def test_zip_name_depends_on_content_only(tmp_path: Path) -> None:
+    root = _project(tmp_path / "proj")
+    first = package.build(root, [], package.DEFAULT_MAX_SIZE, tmp_path)
+    os.utime(root / "main.py", (1, 1))  # a new mtime (a fresh checkout) changes nothing
+    (root / "main.py").chmod(0o600)
+    again = package.build(root, [], package.DEFAULT_MAX_SIZE, tmp_path)
+    assert again.name == first.name
+    assert again.path.read_bytes() == first.path.read_bytes()
+    (root / "main.py").write_text("print('changed')\n")
+    changed = package.build(root, [], package.DEFAULT_MAX_SIZE, tmp_path)
+    assert changed.name != first.name
+    info = zipfile.ZipFile(changed.path).getinfo("working_dir/main.py")
+    assert info.date_time == (1980, 1, 1, 0, 0, 0)
+    assert info.external_attr >> 16 == 0o100644
+
+
+def test_over_the_limit_names_the_biggest_entries(tmp_path: Path, run_submit: Submit) -> None:
+    root = _project(tmp_path / "proj")
+    (root / "data").mkdir()
+    (root / "data" / "big.bin").write_bytes(b"\0" * 300_000)
+    (root / "also.bin").write_bytes(b"\0" * 100_000)
+    outputs = write_outputs(tmp_path / "o.json")
+    r = run_submit(
+        [
+            "--outputs",
+            str(outputs),
+            "--working-dir",
+            str(root),
+            "--max-size",
+            "200KiB",
+            "--",
+            "python",
+            "main.py",
+        ]
+    )
+    assert r.code == 4  # Exit.TOO_BIG
+    assert len(r.error_lines) == 1, r.err
+    line = r.error_lines[0]
+    assert "over the 200.0 KiB limit" in line
+    assert "data/ (293.0 KiB)" in line and "also.bin (97.7 KiB)" in line
+    assert "--exclude" in line
+
+
+def test_missing_output_is_named(tmp_path: Path, run_submit: Submit) -> None:
+    outputs = write_outputs(tmp_path / "o.json", bucketUri=None)
+    r = run_submit(["--outputs", str(outputs), "--", "python", "x.py"])
+    assert r.code == 3  # Exit.OUTPUTS
+    assert r.error_lines == [f"ray-platform submit: {outputs} has no output 'bucketUri'"]
+
+
+def test_missing_outputs_file_is_named(tmp_path: Path, run_submit: Submit) -> None:
+    r = run_submit(["--outputs", str(tmp_path / "nope.json"), "--", "python", "x.py"])
+    assert r.code == Exit.OUTPUTS
+    assert len(r.error_lines) == 1 and "nope.json" in r.error_lines[0]
+
+
+@pytest.mark.e2e  # needs the Pulumi CLI, which the e2e tier builds
+def test_missing_stack_is_named(tmp_path: Path, run_submit: Submit) -> None:
+    pulumi = bin_dir() / "pulumi"
+    assert pulumi.exists(), f"{pulumi} missing: run `python -m tools.build --only pulumi`"
+    backend = tmp_path / "state"
+    backend.mkdir()
+    env = {
+        "PATH": f"{bin_dir()}{os.pathsep}{os.environ['PATH']}",
+        "PULUMI_BACKEND_URL": f"file://{backend}",
+        "PULUMI_HOME": str(tmp_path / "home"),
+        "PULUMI_CONFIG_PASSPHRASE": "x",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+    r = run_submit(["--stack", "no-such-stack", "--", "python", "x.py"], env)
+    assert r.code == Exit.OUTPUTS
+    assert len(r.error_lines) == 1, r.err
+    assert "stack no-such-stack" in r.error_lines[0]
+
+
+def test_address_makes_namespace_and_cluster_optional(tmp_path: Path, run_submit: Submit) -> None:
+    outputs = write_outputs(tmp_path / "o.json", namespace=None, rayClusterName=None)
+    root = _project(tmp_path / "proj")
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--dry-run", "--", "python"]
+    assert run_submit(argv).code == Exit.OUTPUTS  # without an address they are needed
+    r = run_submit(argv, {"RAY_ADDRESS": "http://127.0.0.1:1"})
+    assert r.code == Exit.SUCCEEDED, r.err
+
+
+@pytest.mark.parametrize("flag", ["--pip", "--uv"])
+def test_package_install_in_prod_is_refused(tmp_path: Path, run_submit: Submit, flag: str) -> None:
+    outputs = write_outputs(tmp_path / "o.json", mode="prod")
+    root = _project(tmp_path / "proj")
+    r = run_submit(
+        [
+            "--outputs",
+            str(outputs),
+            "--working-dir",
+            str(root),
+            flag,
+            "requests",
+            "--",
+            "python",
+            "main.py",
+        ]
+    )
+    assert r.code == 8  # Exit.POLICY
+    assert len(r.error_lines) == 1
+    assert f"{flag} refused" in r.error_lines[0] and "bake them into" in r.error_lines[0]
+
+
+def test_prod_takes_a_code_zip(tmp_path: Path, run_submit: Submit) -> None:
+    outputs = write_outputs(tmp_path / "o.json", mode="prod")
+    root = _project(tmp_path / "proj")
+    r = run_submit(["--outputs", str(outputs), "--working-dir", str(root), "--dry-run", "--", "x"])
+    assert r.code == Exit.SUCCEEDED, r.err
+
+
+def test_dry_run_prints_the_plan_and_touches_no_bucket(tmp_path: Path, run_submit: Submit) -> None:
+    # The endpoint is a closed port: any bucket call would fail with exit code 5.
+    outputs = write_outputs(
+        tmp_path / "o.json",
+        runtimeEnv=json.dumps({"pip": ["numpy"], "excludes": ["*.log"], "env_vars": {"A": "1"}}),
+    )
+    root = _project(tmp_path / "proj")
+    (root / "run.log").write_text("noise")
+    env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{closed_port()}"}
+    r = run_submit(
+        [
+            "--outputs",
+            str(outputs),
+            "--working-dir",
+            str(root),
+            "--pip",
+            "rich==13.9.4",
+            "--dry-run",
+            "--",
+            "python",
+            "main.py",
+            "--lr",
+            "0.1",
+        ],
+        env,
+    )
+    assert r.code == Exit.SUCCEEDED, r.err
+    pkg = package.build(root, ["*.log"], package.DEFAULT_MAX_SIZE, tmp_path)
+    uri = f"s3://ray/ray/test/working_dirs/{pkg.name}"
+    printed, plan = r.out.rsplit("}\n", 1)
+    assert json.loads(printed + "}") == {
+        "env_vars": {"A": "1"},
+        "pip": ["numpy", "rich==13.9.4"],
+        "working_dir": uri,
+    }
+    assert f"to {uri}" in plan and "python main.py --lr 0.1" in plan
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_unreachable_bucket_is_one_line(tmp_path: Path, run_submit: Submit, scheme: str) -> None:
+    outputs = write_outputs(tmp_path / "o.json", bucketUri=f"{scheme}://ray/ray/test")
+    root = _project(tmp_path / "proj")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_REGION": "us-east-1",
+        "STORAGE_EMULATOR_HOST": endpoint,
+        "RAY_ADDRESS": "http://127.0.0.1:1",
+    }
+    r = run_submit(["--outputs", str(outputs), "--working-dir", str(root), "--", "x"], env)
+    assert r.code == 5, r.err  # Exit.BUCKET
+    assert len(r.error_lines) == 1, r.err
+    assert f"bucket {scheme}://ray is unreachable" in r.error_lines[0]
+
+
+def test_bad_bucket_uri_is_refused(tmp_path: Path, run_submit: Submit) -> None:
+    outputs = write_outputs(tmp_path / "o.json", bucketUri="https://example.invalid/x")
+    r = run_submit(["--outputs", str(outputs), "--", "x"])
+    assert r.code == Exit.OUTPUTS
+    assert "is not s3://bucket/prefix or gs://bucket/prefix" in r.error_lines[0]
+
+
+def test_no_entrypoint_is_a_usage_error(run_submit: Submit) -> None:
+    with pytest.raises(SystemExit) as e:
+        run_submit(["--outputs", "o.json"])
+    assert e.value.code == Exit.USAGE
+
+
+def test_sizes_parse() -> None:
+    assert _size("100MiB") == 100 * 1024**2
+    assert _size("2G") == 2 * 1024**3
+    assert _size("1500") == 1500
+    assert _size("0.5 KiB") == 512
+
+
+def test_relay_forwards_each_connection(tmp_path: Path) -> None:
+    # The port-forward's local half: every accepted connection gets its own upstream stream.
+    (tmp_path / "index.html").write_text("through the relay")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, directory=str(tmp_path), **k)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    opened = []
+
+    def connect() -> dashboard._Conn:
+        import socket
+
+        s = socket.create_connection(("127.0.0.1", server.server_address[1]))
+        opened.append(s)
+        return s
+
+    relay = dashboard.LocalRelay(connect)
+    try:
+        for _ in range(3):
+            with urllib.request.urlopen(f"{relay.address}/index.html", timeout=5) as r:
+                assert r.read() == b"through the relay"
+        assert len(opened) == 3
+    finally:
+        relay.close()
+        server.shutdown()
+
+
+class _Obj:
+    def __init__(self, **kw: object) -> None:
+        self.__dict__.update(kw)
+
+
+class _FakeCore:
+    """The two CoreV1Api reads `_head_pod` makes, shaped like the client's models."""
+
+    def __init__(self, target_port: object, pods: list[_Obj]) -> None:
+        self.target_port = target_port
+        self.pods = pods
+        self.selector: str | None = None
+
+    def read_namespaced_service(self, name: str, namespace: str) -> _Obj:
+        assert (name, namespace) == ("ray-head-svc", "ray")
+        port = _Obj(port=8265, target_port=self.target_port)
+        return _Obj(spec=_Obj(selector={"ray.io/node-type": "head", "ray.io/cluster": "ray"},
+                              ports=[_Obj(port=6379, target_port=6379), port]))  # fmt: skip
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str) -> _Obj:
+        self.selector = label_selector
+        return _Obj(items=self.pods)
+
+
+def _pod(name: str, phase: str, port_name: str = "dashboard", port: int = 8265) -> _Obj:
+    container = _Obj(ports=[_Obj(name=port_name, container_port=port)])
+    return _Obj(
+        metadata=_Obj(name=name, deletion_timestamp=None),
+        status=_Obj(phase=phase),
+        spec=_Obj(containers=[container]),
+    )
+
+
+def test_port_forward_targets_the_running_head_behind_the_service() -> None:
+    core = _FakeCore("dashboard", [_pod("old", "Pending"), _pod("head-1", "Running", port=8266)])
+    assert dashboard._head_pod(core, "ray", "ray") == ("head-1", 8266)
+    assert core.selector == "ray.io/cluster=ray,ray.io/node-type=head"
+    assert dashboard._head_pod(_FakeCore(8265, [_pod("h", "Running")]), "ray", "ray") == ("h", 8265)
+
+
+def test_no_running_head_is_one_line() -> None:
+    with pytest.raises(SubmitError) as e:
+        dashboard._head_pod(_FakeCore(8265, [_pod("h", "Pending")]), "ray", "ray")
+    assert e.value.code == Exit.CLUSTER
+    assert e.value.message == (
+        "no running head pod behind Service ray/ray-head-svc (check `kubectl -n ray get pods`)"
+    )

@@ -1,0 +1,225 @@
+"""`ray-platform submit` against a real Ray head (token auth on) and real buckets.
+
+The zip goes to MinIO (`s3://`) or fake-gcs-server (`gs://`); Ray's runtime_env agent downloads
+it from there and the job runs it. One Ray head and one pair of stores serve the whole session
+(tests/cli/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import RayHead, Stores, Submit, write_outputs
+
+pytestmark = pytest.mark.e2e
+
+MAIN = """\
+import os
+print("code says", open("message.txt").read().strip())
+print("stack says", os.environ.get("GREETING"))
+print("shipped", sorted(os.listdir(".")))
+"""
+
+
+def _project(root: Path, message: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "main.py").write_text(MAIN)
+    (root / "message.txt").write_text(message + "\n")
+    (root / ".gitignore").write_text("secret.env\n")
+    (root / "secret.env").write_text("TOKEN=do-not-ship\n")
+    return root
+
+
+def _env(stores: Stores, head: RayHead, **extra: str) -> dict[str, str]:
+    return {**stores.env(), "RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN": head.token, **extra}
+
+
+def _s3_objects(stores: Stores, prefix: str) -> dict[str, Any]:
+    import boto3  # type: ignore[import-untyped]
+
+    s3 = stores.s3
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+    )
+    listed = client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["LastModified"] for o in listed}
+
+
+def _gcs_objects(stores: Stores, prefix: str) -> dict[str, Any]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[import-untyped]
+
+    client = storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": stores.gcs.endpoint},
+    )
+    return {b.name: b.updated for b in client.list_blobs(stores.gcs.bucket, prefix=prefix)}
+
+
+def _uploaded(err: str) -> str:
+    line = next(ln for ln in err.splitlines() if "working_dirs/" in ln)
+    return line.split("working_dirs/", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_submit_ships_the_zip_through_the_bucket(
+    tmp_path: Path, stores: Stores, ray_head: RayHead, run_submit: Submit, scheme: str
+) -> None:
+    prefix = f"ray/{scheme}-test"
+    outputs = write_outputs(tmp_path / "o.json", bucketUri=f"{scheme}://ray/{prefix}")
+    root = _project(tmp_path / "proj", "v1")
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "main.py"]
+    env = _env(stores, ray_head)
+    listing = _s3_objects if scheme == "s3" else _gcs_objects
+
+    first = run_submit(argv, env)
+    assert first.code == 0, first.err
+    assert "code says v1" in first.out
+    assert "stack says hello from the stack" in first.out
+    assert "shipped ['.gitignore', 'main.py', 'message.txt']" in first.out  # no secret.env
+    name = _uploaded(first.err)
+    objects = listing(stores, f"{prefix}/working_dirs/")
+    assert list(objects) == [f"{prefix}/working_dirs/{name}"]
+
+    again = run_submit(argv, env)
+    assert again.code == 0, again.err
+    assert "already in the bucket" in again.err
+    assert not [ln for ln in again.err.splitlines() if ln.startswith("uploading")]
+    assert "code says v1" in again.out
+    assert listing(stores, f"{prefix}/working_dirs/") == objects  # not rewritten
+
+    (root / "message.txt").write_text("v2\n")
+    changed = run_submit(argv, env)
+    assert changed.code == 0, changed.err
+    assert _uploaded(changed.err) != name
+    assert "code says v2" in changed.out
+    assert len(listing(stores, f"{prefix}/working_dirs/")) == 2
+
+
+def test_job_failure_exits_1_with_one_line(
+    tmp_path: Path, stores: Stores, ray_head: RayHead
+) -> None:
+    # Through the installed console script: the process exit code is what CI sees.
+    outputs = write_outputs(tmp_path / "o.json")
+    root = _project(tmp_path / "proj", "doomed")
+    script = Path(sys.executable).parent / "ray-platform"
+    assert script.exists(), f"{script} missing: `uv sync` installs the console script"
+    env = {**os.environ, **_env(stores, ray_head)}
+    proc = subprocess.run(
+        [str(script), "submit", "--outputs", str(outputs), "--working-dir", str(root), "--",
+         "python", "-c", "import sys; print('about to fail'); sys.exit(3)"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "about to fail" in proc.stdout
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ray-platform submit:")]
+    assert len(errors) == 1, proc.stderr
+    assert re.fullmatch(
+        r"ray-platform submit: job raysubmit_\w+ FAILED: .*exit code 3.*", errors[0]
+    )
+
+
+def test_wrong_token_exits_7(tmp_path: Path, stores: Stores, ray_head: RayHead,
+                             run_submit: Submit) -> None:  # fmt: skip
+    outputs = write_outputs(tmp_path / "o.json")
+    root = _project(tmp_path / "proj", "nope")
+    env = _env(stores, ray_head, RAY_AUTH_TOKEN="0" * 64)
+    r = run_submit(["--outputs", str(outputs), "--working-dir", str(root), "--", "python"], env)
+    assert r.code == 7, r.err
+    assert len(r.error_lines) == 1
+    assert "refused the Ray auth token" in r.error_lines[0]
+
+
+def test_missing_token_exits_7(tmp_path: Path, stores: Stores, ray_head: RayHead,
+                               run_submit: Submit) -> None:  # fmt: skip
+    # A stack that does not announce token auth, against a cluster that wants it.
+    outputs = write_outputs(tmp_path / "o.json", authTokenCommand=None)
+    root = _project(tmp_path / "proj", "nope")
+    env = _env(stores, ray_head)
+    del env["RAY_AUTH_TOKEN"]
+    r = run_submit(["--outputs", str(outputs), "--working-dir", str(root), "--", "python"], env)
+    assert r.code == 7, r.err
+    assert r.error_lines == [
+        "ray-platform submit: the cluster wants a Ray auth token and none was sent: "
+        "set RAY_AUTH_TOKEN"
+    ]
+
+
+def test_dry_run_uploads_nothing(tmp_path: Path, stores: Stores, run_submit: Submit) -> None:
+    outputs = write_outputs(tmp_path / "o.json", bucketUri="s3://ray/ray/dry-run")
+    root = _project(tmp_path / "proj", "dry")
+    r = run_submit(
+        ["--outputs", str(outputs), "--working-dir", str(root), "--dry-run", "--", "python"],
+        {**stores.env(), "RAY_ADDRESS": "http://127.0.0.1:1"},
+    )
+    assert r.code == 0, r.err
+    assert json.loads(r.out.rsplit("}\n", 1)[0] + "}")["working_dir"].startswith(
+        "s3://ray/ray/dry-run/working_dirs/"
+    )
+    assert _s3_objects(stores, "ray/dry-run/") == {}
+
+
+def test_ctrl_c_detaches_and_says_how_to_follow(
+    tmp_path: Path, stores: Stores, ray_head: RayHead
+) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    outputs = write_outputs(tmp_path / "o.json")
+    root = _project(tmp_path / "proj", "long")
+    script = Path(sys.executable).parent / "ray-platform"
+    env = {**os.environ, **_env(stores, ray_head)}
+    proc = subprocess.Popen(
+        [str(script), "submit", "--outputs", str(outputs), "--working-dir", str(root), "--",
+         "python", "-c", "import time; print('working', flush=True); time.sleep(120)"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:  # the job's own line: it runs and we follow its logs
+        if "working" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert code == 130, err
+    job_id = re.search(r"submitted (raysubmit_\w+)", err)
+    assert job_id, err
+    assert f"ray job logs -f {job_id[1]} --address {ray_head.address}" in err
+    assert f"ray job stop {job_id[1]} --address {ray_head.address}" in err
+    client = JobSubmissionClient(
+        ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"}
+    )
+    info = client.get_job_info(job_id[1])
+    assert str(info.status) == "RUNNING", info.message  # detached, not stopped
+    client.stop_job(job_id[1])
+    deadline = time.monotonic() + 60
+    while str(client.get_job_status(job_id[1])) != "STOPPED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def test_no_kubernetes_credentials_exits_6(
+    tmp_path: Path, stores: Stores, run_submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither RAY_ADDRESS nor a kubeconfig: the port-forward cannot be opened.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    outputs = write_outputs(tmp_path / "o.json", bucketUri="s3://ray/ray/no-kube")
+    root = _project(tmp_path / "proj", "x")
+    env = {**stores.env(), "RAY_AUTH_TOKEN": "t", "KUBECONFIG": str(tmp_path / "none")}
+    r = run_submit(["--outputs", str(outputs), "--working-dir", str(root), "--", "python"], env)
+    assert r.code == 6, r.err
+    assert len(r.error_lines) == 1
+    assert "no Kubernetes credentials" in r.error_lines[0]
