@@ -13,6 +13,7 @@ from components.options import waiting_child
 from components.raycluster_inputs import NetworkAccess, RayClusterConfig
 from components.raycluster_spec import (
     DASHBOARD_PORT,
+    JUPYTER_TOKEN_KEY,
     RUNTIME_ENV_FILE,
     head_service_name,
     raycluster_manifest,
@@ -33,6 +34,8 @@ class RayClusterArgs:
     access: NetworkAccess
     """Who may reach the pods (a NetworkPolicy is always created)."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    jupyter_token: pulumi.Input[str] | None = None
+    """With `config.jupyter`: the token (a Pulumi secret) for the Secret Jupyter reads."""
 
 
 class RayCluster(pulumi.ComponentResource):
@@ -67,6 +70,22 @@ class RayCluster(pulumi.ComponentResource):
             data={RUNTIME_ENV_FILE: runtime_env_json(ray.runtime_env)},
             opts=waiting_child(self, opts),
         )
+        waits: list[pulumi.Resource] = [config_map]
+        if ray.jupyter is not None:
+            if args.jupyter_token is None:
+                raise ValueError(f"{name}: Jupyter needs a token")
+            waits.append(
+                k8s.core.v1.Secret(
+                    f"{name}-jupyter-token",
+                    metadata={
+                        "name": ray.jupyter.token_secret_name,
+                        "namespace": args.namespace,
+                        "labels": labels,
+                    },
+                    string_data={JUPYTER_TOKEN_KEY: args.jupyter_token},
+                    opts=waiting_child(self, opts),
+                )
+            )
         # Plain data but for the few Output leaves the wiring may carry (the bucket URI): the
         # rest of the spec is known, and checked, at the first preview.
         manifest = raycluster_manifest(
@@ -85,7 +104,7 @@ class RayCluster(pulumi.ComponentResource):
             # recreate the pods, so the auth token Secret survives.
             metadata=manifest["metadata"],
             spec=manifest["spec"],
-            opts=waiting_child(self, opts, depends_on=[config_map]),
+            opts=waiting_child(self, opts, depends_on=waits),
         )
         policy = network_policy_manifest(
             name=f"{ray.name}-ingress",

@@ -33,6 +33,18 @@ class WorkerGroup:
 
 
 @dataclass(frozen=True)
+class JupyterConfig:
+    """JupyterLab in the head pod (dev only)."""
+
+    port: int
+    token_secret_name: str
+    """The Kubernetes Secret holding the token under key `token`."""
+    resources: GroupResources
+    requirement: str
+    """What the shared-packages installer adds when the image lacks JupyterLab."""
+
+
+@dataclass(frozen=True)
 class RayClusterConfig:
     """Everything about the RayCluster that is not storage or identity (see `StorageWiring`)."""
 
@@ -48,6 +60,7 @@ class RayClusterConfig:
     """dev: pip requirements installed onto the shared file system, put on PYTHONPATH."""
     idle_timeout_seconds: int = 60
     auth: Literal["token", "disabled"] = "token"
+    jupyter: JupyterConfig | None = None
 
 
 @dataclass(frozen=True)

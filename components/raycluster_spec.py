@@ -10,7 +10,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.raycluster_inputs import GroupResources, RayClusterConfig, WorkerGroup
+from components.jupyter import jupyter_container
+from components.raycluster_inputs import (
+    GroupResources,
+    JupyterConfig,
+    RayClusterConfig,
+    WorkerGroup,
+)
 from components.wiring import SHARED_VOLUME, StorageWiring
 
 RAY_UID = 1000
@@ -26,6 +32,8 @@ PACKAGES_SUBDIR = "python-packages"
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 GCS_PORT = 6379
+JUPYTER_TOKEN_KEY = "token"
+"""The key of the Jupyter token in its Secret."""
 
 INSTALL_SCRIPT = """set -eu
 if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; exit 0; fi
@@ -130,6 +138,7 @@ def _pod_template(
     extra_volumes: list[dict[str, Any]],
     extra_init: list[dict[str, Any]],
     node_selector: dict[str, str],
+    sidecars: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
@@ -142,7 +151,10 @@ def _pod_template(
             "fsGroup": RAY_GID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [{**container, "securityContext": container_security_context()}],
+        # The Ray container first: KubeRay finds it by index (utils.RayContainerIndex).
+        "containers": [
+            {**c, "securityContext": container_security_context()} for c in (container, *sidecars)
+        ],
         "volumes": _volumes(wiring) + extra_volumes,
     }
     init = [
@@ -175,6 +187,25 @@ def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) ->
     }
 
 
+def _jupyter(
+    ray: RayClusterConfig, jupyter: JupyterConfig, wiring: StorageWiring, env: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """JupyterLab beside Ray: same image, environment (Ray address, PYTHONPATH with the shared
+    packages and JupyterLab), mounts and identity; notebooks on the shared file system."""
+    assert wiring.shared_mount_path is not None
+    return jupyter_container(
+        image=ray.image,
+        port=jupyter.port,
+        root_dir=wiring.shared_mount_path,
+        token_secret_name=jupyter.token_secret_name,
+        token_secret_key=JUPYTER_TOKEN_KEY,
+        env=[*env, {"name": "RAY_ADDRESS", "value": f"127.0.0.1:{GCS_PORT}"}],
+        volume_mounts=_mounts(wiring),
+        resources=_resources(jupyter.resources),
+        security_context=container_security_context(),
+    )
+
+
 def head_group(
     ray: RayClusterConfig, wiring: StorageWiring, runtime_env_config_map: str
 ) -> dict[str, Any]:
@@ -201,6 +232,9 @@ def head_group(
     install = []
     if ray.mode == "dev" and ray.shared_packages and wiring.shared_mount_path:
         install.append(_install_packages_container(ray, wiring))
+    sidecars: tuple[dict[str, Any], ...] = ()
+    if ray.jupyter is not None and ray.mode == "dev" and wiring.shared_mount_path:
+        sidecars = (_jupyter(ray, ray.jupyter, wiring, env),)
     return {
         "serviceType": "ClusterIP",
         "rayStartParams": dict(ray.head.ray_start_params),
@@ -213,6 +247,7 @@ def head_group(
             ],
             extra_init=install,
             node_selector={},
+            sidecars=sidecars,
         ),
     }
 

@@ -13,6 +13,7 @@ from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
 from components.raycluster_inputs import (
     GroupResources,
+    JupyterConfig,
     NetworkAccess,
     RayClusterConfig,
     WorkerGroup,
@@ -39,8 +40,24 @@ def _resources(group: GroupSettings) -> GroupResources:
     )
 
 
+def jupyter_secret_name(cluster_name: str) -> str:
+    return f"{cluster_name}-jupyter"
+
+
 def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
     """The settings, mapped onto the RayCluster builder's own input types."""
+    jupyter: JupyterConfig | None = None
+    packages = ray.shared_packages
+    if ray.jupyter.enabled and mode == "dev":
+        jupyter = JupyterConfig(
+            port=ray.jupyter.port,
+            token_secret_name=jupyter_secret_name(ray.cluster_name),
+            resources=GroupResources(cpu=ray.jupyter.cpu, memory=ray.jupyter.memory),
+            requirement=f"jupyterlab=={ray.jupyter.version}",
+        )
+        # The rayproject/ray images lack JupyterLab: it is installed like the shared packages
+        # (content-addressed on the shared file system), once, not at every start.
+        packages = (*packages, jupyter.requirement)
     return RayClusterConfig(
         name=ray.cluster_name,
         ray_version=ray.version,
@@ -58,9 +75,10 @@ def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
             for g in ray.worker_groups
         ),
         runtime_env=dict(ray.runtime_env),
-        shared_packages=ray.shared_packages,
+        shared_packages=packages,
         idle_timeout_seconds=ray.idle_timeout_seconds,
         auth=ray.auth,
+        jupyter=jupyter,
     )
 
 
@@ -109,7 +127,6 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     )
 
     storage = adapter.storage_and_identity(target)
-
     cluster = RayCluster(
         "ray",
         RayClusterArgs(
@@ -122,6 +139,12 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
                 restrict_egress=settings.kubernetes.network_policy.restrict_egress,
             ),
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
+            # A Pulumi secret stays one: encrypted in state, masked in output.
+            jupyter_token=(
+                pulumi.Output.secret(settings.jupyter_token)
+                if config.jupyter and settings.jupyter_token
+                else None
+            ),
         ),
         opts=target.component_opts(*operator.ready, *storage.dependencies),
     )
@@ -137,6 +160,21 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         "runtimeEnv": runtime_env_json(config.runtime_env),
         **storage.outputs,
     }
+    head_pod = (
+        f"$(kubectl -n {namespace_name} get pod -o name "
+        f"-l ray.io/cluster={cluster.cluster_name},ray.io/node-type=head)"
+    )
+    # The guide's "SSH onto the head node".
+    outputs["headShellCommand"] = (
+        f"kubectl -n {namespace_name} exec -it {head_pod} -c ray-head -- bash"
+    )
+    if config.jupyter is not None:
+        port = config.jupyter.port
+        # To the pod, not the Service: JupyterLab listens on the pod's loopback only.
+        outputs["jupyterPortForward"] = (
+            f"kubectl -n {namespace_name} port-forward {head_pod} {port}:{port}"
+        )
+        outputs["jupyterUrl"] = f"http://127.0.0.1:{port}/lab"
     if settings.ray.auth == "token":
         outputs["authTokenCommand"] = (
             f"kubectl -n {namespace_name} get secret {cluster.cluster_name} "

@@ -272,8 +272,14 @@ class ProgramRun:
         return found[0]
 
 
-stack_config = stack_file_config
-"""A stack file's `config:` section, as written (one reader for the mock and e2e tiers)."""
+TEST_SECRETS = {"ray-platform:jupyterToken": "test-jupyter-token-0123456789abcdef"}
+"""What `pulumi config set --secret` adds beside a stack file (never committed to one)."""
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """A stack file's `config:` section as written (one reader for the mock and e2e tiers),
+    plus the secrets a user sets with `pulumi config set --secret`."""
+    return {**TEST_SECRETS, **stack_file_config(stack)}
 
 
 def flatten(config: Mapping[str, Any]) -> dict[str, str]:

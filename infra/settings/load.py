@@ -19,8 +19,10 @@ from infra.settings.errors import CONFIG_PREFIX, fail, fmt_value, pydantic_messa
 from infra.settings.models import CloudSettings, Settings
 from infra.settings.rules import RULES
 
-NEUTRAL_KEYS = ("mode", "cloud", "kubernetes", "storage", "operator", "ray")
+NEUTRAL_KEYS = ("mode", "cloud", "kubernetes", "storage", "operator", "ray", "jupyterToken")
 _SCALARS = {"mode": ("dev", "prod"), "cloud": tuple(sorted(clouds.CLOUDS))}
+# Plain strings that are never echoed in an error (secrets).
+_SECRET_STRINGS = ("jupyterToken",)
 
 # Keys that lived in the cloud-neutral blocks before each cloud got its own: where they went.
 MOVED: dict[tuple[str, ...], str] = {
@@ -54,7 +56,7 @@ def parse_raw_config(config: Mapping[str, str]) -> dict[str, Any]:
         if key not in known:
             errors.append(f"{full_key} is not a known setting (known: {', '.join(known)})")
             continue
-        if key in _SCALARS:
+        if key in _SCALARS or key in _SECRET_STRINGS:
             data[key] = value
             continue
         try:
@@ -178,7 +180,8 @@ def load(
             }
         )
     except ValidationError as err:
-        raise fail(errors + pydantic_messages(err, neutral)) from None
+        shown = {k: ("<secret>" if k in _SECRET_STRINGS else v) for k, v in neutral.items()}
+        raise fail(errors + pydantic_messages(err, shown)) from None
     if errors:
         raise fail(errors)
     base = base_dir or Path.cwd()

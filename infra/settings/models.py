@@ -154,6 +154,18 @@ class WorkerGroupSettings(GroupSettings):
         return v
 
 
+class JupyterSettings(Model):
+    """JupyterLab on the dev head (never in prod), reachable through `kubectl port-forward`."""
+
+    enabled: bool = False
+    port: int = Field(8888, ge=1024, le=65535)
+    cpu: CpuQuantity = "500m"
+    memory: MemoryQuantity = "1Gi"
+    version: SemVer = "4.6.6"
+    """The JupyterLab release installed onto the shared file system beside the shared packages,
+    when the image lacks it (rayproject/ray images do)."""
+
+
 class RaySettings(Model):
     """The RayCluster and how code and dependencies reach it."""
 
@@ -168,6 +180,7 @@ class RaySettings(Model):
     idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10, le=86_400)
     auth: Literal["token", "disabled"] = "token"
     """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""
+    jupyter: JupyterSettings = Field(default_factory=lambda: JupyterSettings.model_validate({}))
 
     @field_validator("cluster_name")
     @classmethod
@@ -220,6 +233,8 @@ class Settings(Model):
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_validate({}))
     operator: OperatorSettings = Field(default_factory=lambda: OperatorSettings.model_validate({}))
     ray: RaySettings
+    jupyter_token: str | None = Field(None, alias="jupyterToken", repr=False)
+    """A Pulumi secret (`pulumi config set --secret ray-platform:jupyterToken …`); never shown."""
     cloud_settings: InstanceOf[CloudSettings]
     """The cloud's own block, as its model (e.g. `AwsSettings`)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.settings.errors import message
+from infra.settings.errors import CONFIG_PREFIX, message
 from infra.settings.models import Settings
 from infra.settings.values import DIGEST, image_ray_version, is_requirement, semver_tuple
 
@@ -139,6 +139,33 @@ def token_auth_versions(s: Settings, _: Path) -> list[str]:
     return errors
 
 
+def jupyter_is_dev_only_and_tokened(s: Settings, _: Path) -> list[str]:
+    """Jupyter runs code for whoever reaches it: dev only, always behind a token, and
+    installed onto the shared file system."""
+    jupyter = s.ray.jupyter
+    if not jupyter.enabled:
+        return []
+    if s.mode == "prod":
+        return [message("ray.jupyter.enabled", True, "is dev only; prod runs no notebook server")]
+    errors = []
+    token = s.jupyter_token or ""
+    if len(token.strip()) < 16:
+        errors.append(
+            f"{CONFIG_PREFIX}:jupyterToken must be a secret of 16 or more characters when "
+            "ray.jupyter.enabled (pulumi config set --secret ray-platform:jupyterToken "
+            '"$(openssl rand -hex 24)")'
+        )
+    if not s.storage.shared_filesystem.enabled:
+        errors.append(
+            message(
+                "ray.jupyter.enabled",
+                True,
+                "needs storage.sharedFilesystem.enabled (notebooks and JupyterLab live there)",
+            )
+        )
+    return errors
+
+
 def operator_recreates_pods(s: Settings, _: Path) -> list[str]:
     """The RayCluster relies on `upgradeStrategy: Recreate` (KubeRay 1.6) to roll its pods."""
     if semver_tuple(s.operator.version) < (1, 6, 0):
@@ -256,6 +283,7 @@ RULES: tuple[Rule, ...] = (
     replica_bounds,
     token_auth_versions,
     operator_recreates_pods,
+    jupyter_is_dev_only_and_tokened,
     shared_packages_valid,
     runtime_env_valid,
     operator_has_own_namespace,

@@ -36,6 +36,7 @@ def test_gke_rayclusters_are_valid_and_unpruned(
     if not filestore:
         # Shared packages live on the shared file system: without it, there are none.
         config["ray-platform:ray"].pop("sharedPackages", None)
+        config["ray-platform:ray"].pop("jupyter", None)
     run = run_program(stack, config, mocks=GkeMocks())
     reg = run.one("kubernetes:ray.io/v1:RayCluster")
     obj = {k: reg.inputs[k] for k in ("apiVersion", "kind", "metadata", "spec")}

@@ -7,11 +7,13 @@ import json
 from typing import Any
 
 import pytest
+from pulumi.runtime import rpc
 
 from tests.conftest import (
     CLUSTER_SG,
     ISSUER,
     SUBNETS,
+    TEST_SECRETS,
     VPC_CIDRS,
     VPC_ONLY_SUBNETS,
     ProgramRun,
@@ -452,7 +454,8 @@ def test_dev_generic_image_with_shared_packages_on_pythonpath() -> None:
     assert head["containers"][0]["image"] == "rayproject/ray:2.60.0-py311"
     install = next(c for c in head["initContainers"] if c["name"] == "install-shared-packages")
     install_env = {e["name"]: e["value"] for e in install["env"]}
-    assert install_env["REQUIREMENTS"] == "scikit-learn==1.5.2"
+    # The image lacks JupyterLab: it is installed with the shared packages.
+    assert install_env["REQUIREMENTS"] == "scikit-learn==1.5.2\njupyterlab==4.6.6"
     target = install_env["TARGET"]
     assert target.startswith("/mnt/shared/python-packages/")
     for pod in _pods(dev):
@@ -507,6 +510,7 @@ def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
     config = copy.deepcopy(stack_config("dev"))
     config["ray-platform:storage"][disabled]["enabled"] = False
     config["ray-platform:ray"].pop("sharedPackages")
+    config["ray-platform:ray"].pop("jupyter")
     run = run_program("dev", config)
     if disabled == "sharedFilesystem":
         assert not run.of_type("aws:efs/fileSystem:FileSystem")
@@ -772,3 +776,45 @@ def test_versioned_bucket_expires_noncurrent_versions(aws_run: ProgramRun) -> No
     expire = next(r for r in rules if r["id"] == "expire-noncurrent-versions")
     assert expire["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
     assert expire["status"] == "Enabled"
+
+
+# --- Jupyter (dev) ---------------------------------------------------------------------------
+
+
+def test_dev_head_runs_jupyter_behind_a_token_from_a_secret() -> None:
+    dev = cached_run("dev")
+    head = _raycluster(dev)["spec"]["headGroupSpec"]["template"]["spec"]
+    ray_head, jupyter = head["containers"]
+    assert ray_head["name"] == "ray-head" and jupyter["name"] == "jupyter"
+    assert jupyter["image"] == ray_head["image"]
+    assert "--ServerApp.ip=127.0.0.1" in jupyter["command"]  # port-forward only
+    (token,) = [e for e in jupyter["env"] if e["name"] == "JUPYTER_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {
+        "name": "ray-jupyter",
+        "key": "token",
+        "optional": False,
+    }
+    assert jupyter["securityContext"] == RESTRICTED_CONTAINER
+    mounts = {m["mountPath"] for m in jupyter["volumeMounts"]}
+    assert "/mnt/shared" in mounts
+    secret = dev.one("kubernetes:core/v1:Secret")
+    assert secret.inputs["metadata"]["name"] == "ray-jupyter"
+    # Registered as a Pulumi secret: encrypted in state, masked in every output.
+    data = secret.inputs["stringData"]
+    assert data[rpc._special_sig_key] == rpc._special_secret_sig
+    assert data["value"] == {"token": TEST_SECRETS["ray-platform:jupyterToken"]}
+    rc = dev.one("kubernetes:ray.io/v1:RayCluster")
+    assert secret.urn in rc.dependencies
+    out = dev.outputs
+    assert out["jupyterUrl"] == "http://127.0.0.1:8888/lab"
+    assert "port-forward" in out["jupyterPortForward"] and "8888:8888" in out["jupyterPortForward"]
+    assert "exec -it" in out["headShellCommand"]
+
+
+def test_prod_renders_no_jupyter_and_no_installs() -> None:
+    prod = cached_run("prod")
+    head = _raycluster(prod)["spec"]["headGroupSpec"]["template"]["spec"]
+    assert [c["name"] for c in head["containers"]] == ["ray-head"]
+    assert "initContainers" not in head
+    assert not prod.of_type("kubernetes:core/v1:Secret")
+    assert "jupyterUrl" not in prod.outputs

@@ -48,6 +48,7 @@ def test_mode_is_independent_of_stack_name() -> None:
         _ray(c)["image"] = "rayproject/ray:2.60.0-py311" + DIGEST
         del _ray(c)["runtimeEnv"]["pip"]
         del _ray(c)["sharedPackages"]
+        del _ray(c)["jupyter"]
 
     settings = _load("dev", make_prod)
     assert settings.stack == "dev" and settings.mode == "prod" and settings.stateful.protect
@@ -494,6 +495,19 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "unknown cloud",
         _set("cloud", "azure"),
         'ray-platform:cloud ("azure") is not one of aws, gcp, local',
+    ),
+    (
+        "dev",
+        "jupyter without a token",
+        lambda c: c.pop("ray-platform:jupyterToken"),
+        "ray-platform:jupyterToken must be a secret of 16 or more characters when "
+        "ray.jupyter.enabled",
+    ),
+    (
+        "prod",
+        "jupyter in prod",
+        _set("ray.jupyter", {"enabled": True}),
+        "ray-platform:ray.jupyter.enabled (true) is dev only",
     ),
     (
         "dev",
