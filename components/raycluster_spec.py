@@ -87,6 +87,10 @@ def _resources(group: GroupResources) -> dict[str, Any]:
 
 def _env(ray: RayClusterConfig, wiring: StorageWiring) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in wiring.env]
+    env.extend(
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for name, secret, key in wiring.secret_env
+    )
     if wiring.bucket_uri is not None:
         env.append({"name": "RAY_PLATFORM_BUCKET_URI", "value": wiring.bucket_uri})
     if wiring.shared_mount_path:

@@ -36,6 +36,9 @@ class StorageWiring:
     bucket's name is known after creation); the builders only place it, never read it."""
     env: tuple[tuple[str, str], ...] = ()
     """Extra environment for every Ray container (name, value), e.g. the region."""
+    secret_env: tuple[tuple[str, str, str], ...] = ()
+    """Environment from Secrets for every Ray container: (name, Secret, key), e.g. the
+    credentials of an S3-compatible server."""
     volumes: tuple[Mapping[str, Any], ...] = ()
     """Extra pod volumes on every Ray pod (e.g. a GCS FUSE CSI ephemeral volume)..."""
     volume_mounts: tuple[Mapping[str, Any], ...] = ()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from typing import Any
 
-from tests.conftest import cached_run
+import pytest
+
+from infra.settings import SettingsError
+from tests.conftest import cached_run, run_program, stack_config
 
 
 def test_local_uses_no_cloud_and_the_ambient_kubeconfig() -> None:
@@ -68,3 +73,45 @@ def test_local_outputs() -> None:
     assert out["sharedMountPath"] == "/mnt/shared"
     assert "bucketUri" not in out and "irsaRoleArn" not in out
     assert json.loads(out["runtimeEnv"])["pip"] == ["requests==2.32.3"]
+
+
+def _with_object_store() -> dict[str, Any]:
+    config = copy.deepcopy(stack_config("local"))
+    config["ray-platform:storage"]["artifactBucket"] = {"enabled": True, "prefix": "ray/local"}
+    config["ray-platform:local"]["objectStore"] = {
+        "endpoint": "http://127.0.0.1:9000",
+        "bucket": "ray",
+        "accessKeyId": "minio-user",
+        "secretAccessKey": "minio-secret-0123456789",
+    }
+    return config
+
+
+def test_local_bucket_is_an_s3_compatible_server_boto3_in_ray_reaches() -> None:
+    run = run_program("local", _with_object_store())
+    assert run.outputs["bucketUri"] == "s3://ray/ray/local"
+    secret = run.one("kubernetes:core/v1:Secret", "object-store-credentials").inputs
+    assert secret["metadata"]["name"] == "ray-object-store"
+    spec = run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in spec["workerGroupSpecs"]
+    ]
+    for pod in pods:
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["AWS_ENDPOINT_URL_S3"]["value"] == "http://127.0.0.1:9000"
+        assert env["RAY_PLATFORM_BUCKET_URI"]["value"] == "s3://ray/ray/local"
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[name]["valueFrom"]["secretKeyRef"] == {
+                "name": "ray-object-store",
+                "key": name,
+            }
+        # The secret never lands in a pod spec.
+        assert "minio-secret-0123456789" not in json.dumps(pod)
+
+
+def test_local_bucket_without_a_server_is_a_settings_error() -> None:
+    config = copy.deepcopy(stack_config("local"))
+    config["ray-platform:storage"]["artifactBucket"] = {"enabled": True}
+    config["ray-platform:local"].pop("objectStore", None)
+    with pytest.raises(SettingsError, match=r"needs ray-platform:local.objectStore"):
+        run_program("local", config)

@@ -293,7 +293,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "local",
         "bucket on local",
         _set("storage.artifactBucket.enabled", True),
-        "ray-platform:storage.artifactBucket.enabled (true) has no bucket service on cloud local",
+        "ray-platform:storage.artifactBucket.enabled (true) needs ray-platform:local.objectStore",
     ),
     (
         "dev",

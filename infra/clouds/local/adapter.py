@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -19,6 +21,9 @@ from infra.clouds.adapter import (
 )
 from infra.clouds.local.settings import LocalSettings
 from infra.settings import Settings
+
+OBJECT_STORE_SECRET = "ray-object-store"
+"""The Secret with the S3-compatible server's credentials, read by every Ray container."""
 
 
 class LocalAdapter(CloudAdapter):
@@ -52,12 +57,45 @@ class LocalAdapter(CloudAdapter):
             )
             for account in (HEAD_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT)
         ]
-        identity = StorageWiring(
+        dependencies: list[pulumi.Resource] = list(accounts)
+        outputs: dict[str, pulumi.Input[str]] = {}
+        wiring = StorageWiring(
             service_account_name=HEAD_SERVICE_ACCOUNT,
             worker_service_account_name=WORKER_SERVICE_ACCOUNT,
         )
+        store = self.local.object_store
+        if settings.storage.artifact_bucket.enabled and store is not None:
+            secret = k8s.core.v1.Secret(
+                "object-store-credentials",
+                metadata={
+                    "name": OBJECT_STORE_SECRET,
+                    "namespace": target.namespace,
+                    "labels": dict(MANAGED_LABELS),
+                },
+                string_data={
+                    "AWS_ACCESS_KEY_ID": store.access_key_id,
+                    "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(
+                        store.secret_access_key.get_secret_value()
+                    ),
+                },
+                opts=target.resource_opts(),
+            )
+            dependencies.append(secret)
+            bucket_uri = f"s3://{store.bucket}/{settings.bucket_prefix}"
+            wiring = dataclasses.replace(
+                wiring,
+                bucket_uri=bucket_uri,
+                # boto3 (and so Ray's s3:// working_dir download) reads these.
+                env=(("AWS_ENDPOINT_URL_S3", store.endpoint), ("AWS_REGION", "us-east-1")),
+                secret_env=tuple(
+                    (name, OBJECT_STORE_SECRET, name)
+                    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                ),
+            )
+            outputs["bucketUri"] = bucket_uri
+            outputs["objectStoreEndpoint"] = store.endpoint
         if not fs.enabled:
-            return CloudStorage(identity, list(accounts))
+            return CloudStorage(wiring, dependencies, outputs)
         host_dir = {"hostPath": {"path": self.local.host_path, "type": "DirectoryOrCreate"}}
         volume = SharedVolume(
             "shared",
@@ -82,15 +120,12 @@ class LocalAdapter(CloudAdapter):
             ),
             opts=pulumi.ResourceOptions(providers=[target.provider]),
         )
-        wiring = StorageWiring(
-            service_account_name=HEAD_SERVICE_ACCOUNT,
-            worker_service_account_name=WORKER_SERVICE_ACCOUNT,
+        wiring = dataclasses.replace(
+            wiring,
             shared_claim_name=SHARED_CLAIM,
             shared_mount_path=fs.mount_path,
             init_containers=(wait_for_shared_dir(settings.ray.image, fs.mount_path),),
         )
-        outputs: dict[str, pulumi.Input[str]] = {
-            "sharedMountPath": fs.mount_path,
-            "sharedHostPath": self.local.host_path,
-        }
-        return CloudStorage(wiring, [*accounts, volume], outputs)
+        outputs["sharedMountPath"] = fs.mount_path
+        outputs["sharedHostPath"] = self.local.host_path
+        return CloudStorage(wiring, [*dependencies, volume], outputs)
