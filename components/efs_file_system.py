@@ -78,22 +78,6 @@ class EfsFileSystem(pulumi.ComponentResource):
             backup_policy={"status": "ENABLED" if args.backup else "DISABLED"},
             opts=stateful,
         )
-        aws.efs.FileSystemPolicy(
-            f"{name}-policy",
-            file_system_id=fs.id,
-            policy=policy_json(
-                {
-                    "Sid": "MountThroughMountTargets",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": "*"},
-                    "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                    "Resource": fs.arn,
-                    "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
-                },
-                deny_insecure_transport(fs.arn, principal={"AWS": "*"}, action="*"),
-            ),
-            opts=stateful,
-        )
         sg = aws.ec2.SecurityGroup(
             f"{name}-nfs",
             vpc_id=args.vpc_id,
@@ -150,6 +134,36 @@ class EfsFileSystem(pulumi.ComponentResource):
             },
             tags=tags,
             opts=child,
+        )
+        aws.efs.FileSystemPolicy(
+            f"{name}-policy",
+            file_system_id=fs.id,
+            policy=policy_json(
+                {
+                    "Sid": "MountThroughMountTargets",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "*"},
+                    "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                    "Resource": fs.arn,
+                    "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+                },
+                deny_insecure_transport(fs.arn, principal={"AWS": "*"}, action="*"),
+                {
+                    # NFS is open to the VPC: without this, any pod there could mount the
+                    # file system's root with a plain nfs volume and bypass the access point.
+                    "Sid": "OnlyThroughTheAccessPoint",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": "*"},
+                    "Action": [
+                        "elasticfilesystem:ClientMount",
+                        "elasticfilesystem:ClientWrite",
+                        "elasticfilesystem:ClientRootAccess",
+                    ],
+                    "Resource": fs.arn,
+                    "Condition": {"StringNotEquals": {"elasticfilesystem:AccessPointArn": ap.arn}},
+                },
+            ),
+            opts=stateful,
         )
         self.file_system_id = fs.id
         self.access_point_id = ap.id

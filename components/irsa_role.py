@@ -33,6 +33,9 @@ class IrsaRoleArgs:
     managed_policy_arns: Sequence[pulumi.Input[str]] = ()
     without_api_token: frozenset[str] = frozenset()
     """Accounts whose pods get no Kubernetes API token mounted (Ray workers need none)."""
+    retain: bool = False
+    """Keep the role and its policies on delete (for what outlives the stack, e.g. a cluster-wide
+    driver's identity)."""
     create_service_accounts: bool = True
     """Also create the annotated Kubernetes ServiceAccounts (False when an EKS add-on does)."""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -76,7 +79,7 @@ class IrsaRole(pulumi.ComponentResource):
         self, name: str, args: IrsaRoleArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("ray-platform:aws:IrsaRole", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain or None)
         issuer = args.oidc_issuer.removeprefix("https://")
         role = aws.iam.Role(
             f"{name}-role",

@@ -25,7 +25,7 @@ class KubeRayOperatorArgs:
     crd_yaml: str
     """That release's CRDs (RayCluster, RayJob, RayService) as multi-document YAML."""
     namespace: str = "kuberay-system"
-    install: Literal["helm", "external"] = "helm"
+    install: Literal["helm", "external", "managed"] = "helm"
     """helm: install the kuberay-operator chart here. external: an operator already runs."""
     chart_repo: str = "https://ray-project.github.io/kuberay-helm/"
     watch_namespaces: Sequence[str] = ()
@@ -65,8 +65,8 @@ class KubeRayOperator(pulumi.ComponentResource):
     and so that a version bump upgrades them (`helm upgrade` never does: kuberay#3133).
     """
 
-    crds: k8s.yaml.v2.ConfigGroup
-    """The CRDs; a RayCluster must depend on them."""
+    crds: k8s.yaml.v2.ConfigGroup | None
+    """The CRDs (none when the cluster's provider manages KubeRay); a RayCluster depends on them."""
     ready: list[pulumi.Resource]
     """What a RayCluster should depend on: the CRDs and, when installed, the operator release."""
 
@@ -77,6 +77,13 @@ class KubeRayOperator(pulumi.ComponentResource):
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_OLD_TYPE)])
         )
         super().__init__("ray-platform:kuberay:KubeRayOperator", name, None, opts)
+        self.ready = []
+        self.crds = None
+        if args.install == "managed":
+            # The provider's add-on owns the operator and the CRDs: applying ours would fight
+            # its field manager, and deleting them would delete every RayCluster in the cluster.
+            self.register_outputs({})
+            return
         # CRDs are ~1 MB each: too big for client-side apply's last-applied annotation
         # (kuberay#410); the provider applies them server-side.
         self.crds = k8s.yaml.v2.ConfigGroup(
@@ -84,7 +91,7 @@ class KubeRayOperator(pulumi.ComponentResource):
             yaml=args.crd_yaml,
             opts=waiting_child(self, opts, retain_on_delete=args.retain_crds),
         )
-        self.ready = [self.crds]
+        self.ready.append(self.crds)
         if args.install == "helm":
             ns = k8s.core.v1.Namespace(
                 f"{name}-ns",
@@ -103,7 +110,7 @@ class KubeRayOperator(pulumi.ComponentResource):
                 namespace=ns.metadata.name,
                 skip_crds=True,
                 values=chart_values(args),
-                opts=waiting_child(self, opts, depends_on=[self.crds]),
+                opts=waiting_child(self, opts, depends_on=self.ready),
             )
             self.ready.append(release)
         self.register_outputs({})

@@ -57,6 +57,7 @@ def network_policy_manifest(
             {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
             # HTTPS: the Kubernetes API (the autoscaler), the bucket, package indexes.
             {"ports": [{"protocol": "TCP", "port": 443}]},
+            *(dict(rule) for rule in access.extra_egress),
         ]
     return {
         "apiVersion": "networking.k8s.io/v1",

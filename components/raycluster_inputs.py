@@ -72,3 +72,6 @@ class NetworkAccess:
     allow_from_namespaces: tuple[str, ...] = ()
     """Namespaces whose pods may reach every Ray port (e.g. notebooks)."""
     restrict_egress: bool = False
+    extra_egress: tuple[Mapping[str, Any], ...] = ()
+    """With `restrict_egress`: further egress rules the cloud's identity needs (e.g. the GKE
+    metadata server), as NetworkPolicy egress rules."""

@@ -83,7 +83,12 @@ class SharedDirOwner(pulumi.ComponentResource):
                                 "runAsUser": 0,
                                 "runAsGroup": 0,
                                 "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
+                                # FSETID: without it chmod after the chown drops the
+                                # setgid bit (root is not in the new group).
+                                "capabilities": {
+                                    "drop": ["ALL"],
+                                    "add": ["CHOWN", "FOWNER", "FSETID"],
+                                },
                             },
                             "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
                             "resources": {"requests": resources, "limits": resources},

@@ -86,7 +86,12 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     """Register every resource for these settings; return the stack outputs."""
     # Everything that can fail on a bad setting happens before the first resource is registered.
     try:
-        crd_yaml = kuberay_release.crd_yaml(settings.operator.version)
+        # A provider-managed KubeRay (install: managed) brings its own CRDs.
+        crd_yaml = (
+            ""
+            if settings.operator.install == "managed"
+            else kuberay_release.crd_yaml(settings.operator.version)
+        )
     except kuberay_release.ReleaseError as err:
         raise setting_error(
             "operator.version",
@@ -137,6 +142,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
                 operator_namespace=op.namespace,
                 allow_from_namespaces=settings.kubernetes.network_policy.allow_from_namespaces,
                 restrict_egress=settings.kubernetes.network_policy.restrict_egress,
+                extra_egress=adapter.egress_allowances(),
             ),
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
             # A Pulumi secret stays one: encrypted in state, masked in output.

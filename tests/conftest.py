@@ -186,7 +186,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state.update(arn=f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/{fs_id}")
             return fs_id, state
         if typ == "aws:efs/accessPoint:AccessPoint":
-            return "fsap-0a9b8c7d6e5f40312", state
+            ap_id = "fsap-0a9b8c7d6e5f40312"
+            state.update(arn=f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:access-point/{ap_id}")
+            return ap_id, state
         if typ == "aws:iam/role:Role":
             state.update(arn=f"arn:aws:iam::{ACCOUNT}:role/{name}-7e6d5c4", name=f"{name}-7e6d5c4")
             return f"{name}-7e6d5c4", state

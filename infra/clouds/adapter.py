@@ -75,6 +75,12 @@ class CloudAdapter(abc.ABC):
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
         """The shared file system, the bucket, the identity Ray runs as, and how pods reach them."""
 
+    def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
+        """NetworkPolicy egress rules Ray pods need beyond DNS, HTTPS and each other when
+        `kubernetes.networkPolicy.restrictEgress` is on (a cloud's metadata or identity
+        endpoint, an API server on another port)."""
+        return ()
+
     def tags(self) -> Mapping[str, str]:
         """Tags (or labels) for the cloud's own resources; clouds with stricter key rules (GCP
         label keys cannot contain `/`) override this."""

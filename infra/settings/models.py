@@ -108,9 +108,11 @@ class OperatorSettings(Model):
 
     version: SemVer = "1.6.1"
     namespace: NamespaceName = "kuberay-system"
-    install: Literal["helm", "external"] = "helm"
+    install: Literal["helm", "external", "managed"] = "helm"
     """helm: the program installs the kuberay-operator chart. external: an operator already runs
-    (e.g. the local control plane's); the program still manages the CRDs."""
+    (e.g. the local control plane's); the program still manages the CRDs. managed: the cluster's
+    provider runs KubeRay and its CRDs (the GKE Ray operator add-on); the program touches
+    neither."""
     chart_repo: str = Field("https://ray-project.github.io/kuberay-helm/", alias="chartRepo")
     cpu: CpuQuantity = "100m"
     memory: MemoryQuantity = "512Mi"

@@ -8,6 +8,7 @@ import pytest
 
 from policy.pack import config_for
 from tests.conftest import cached_run, run_program, stack_config
+from tests.gcp_mocks import GkeMocks
 from tests.policy.harness import from_registrations, run
 
 
@@ -16,6 +17,16 @@ def test_program_stacks_have_no_mandatory_violations(stack: str) -> None:
     mode = stack_config(stack)["ray-platform:mode"]
     report = run(from_registrations(cached_run(stack).registrations), config_for(mode))
     assert report.mandatory == set(), [f for f in report.findings if f.mandatory]
+
+
+@pytest.mark.parametrize("stack", ["gke-dev", "gke-prod"])
+def test_gke_stacks_have_no_mandatory_violations(stack: str) -> None:
+    mode = stack_config(stack)["ray-platform:mode"]
+    registrations = run_program(stack, mocks=GkeMocks()).registrations
+    report = run(from_registrations(registrations), config_for(mode))
+    assert report.mandatory == set(), [f for f in report.findings if f.mandatory]
+    strict = run(from_registrations(registrations), {**config_for(mode), "all": "mandatory"})
+    assert strict.mandatory == set(), [f for f in strict.findings if f.mandatory]
 
 
 def test_dev_stack_is_clean_even_under_the_prod_rules_that_apply_to_any_mode() -> None:

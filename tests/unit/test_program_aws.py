@@ -108,7 +108,7 @@ def test_nfs_from_every_node_of_the_vpc_by_default(aws_run: ProgramRun) -> None:
 
 def test_efs_policy_denies_non_tls(aws_run: ProgramRun) -> None:
     statements = _policy(aws_run.one("aws:efs/fileSystemPolicy:FileSystemPolicy"))["Statement"]
-    deny = [s for s in statements if s["Effect"] == "Deny"]
+    deny = [s for s in statements if s["Effect"] == "Deny" and s["Sid"] == "DenyNonTls"]
     assert deny == [
         {
             "Sid": "DenyNonTls",
@@ -336,8 +336,13 @@ def test_prod_protects_and_retains_stateful_resources() -> None:
 def test_dev_is_destroyable() -> None:
     dev = cached_run("dev")
     kept = {r.name for r in dev.registrations if r.protect or r.retain_on_delete}
-    # Only the cluster-wide EFS CSI driver stays: other workloads may mount with it.
-    assert kept == {"efs-csi-driver"}
+    # Only the cluster-wide EFS CSI driver stays, with its identity: other workloads may mount
+    # with it.
+    assert kept == {
+        "efs-csi-driver",
+        "efs-csi-irsa-role",
+        "efs-csi-irsa-managed-0",
+    }
     assert dev.one("aws:s3/bucket:Bucket").inputs["forceDestroy"] is True
 
 
@@ -723,6 +728,11 @@ def test_network_policy_settings_open_namespaces_and_close_egress() -> None:
         ]
     }
     assert {"ports": [{"protocol": "TCP", "port": 443}]} in spec["egress"]
+    # What the cloud's identity needs beyond HTTPS (EKS Pod Identity's agent).
+    assert {
+        "to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}],
+        "ports": [{"protocol": "TCP", "port": 80}],
+    } in spec["egress"]
 
 
 def test_nfs_narrowed_to_named_security_groups() -> None:
@@ -818,3 +828,19 @@ def test_prod_renders_no_jupyter_and_no_installs() -> None:
     assert "initContainers" not in head
     assert not prod.of_type("kubernetes:core/v1:Secret")
     assert "jupyterUrl" not in prod.outputs
+
+
+def test_efs_is_mountable_only_through_the_access_point(aws_run: ProgramRun) -> None:
+    """NFS is open to the VPC: the file-system policy must refuse a mount of the root that
+    bypasses the access point (uid/gid enforcement, the /ray root)."""
+    statements = _policy(aws_run.one("aws:efs/fileSystemPolicy:FileSystemPolicy"))["Statement"]
+    (only_ap,) = [s for s in statements if s["Sid"] == "OnlyThroughTheAccessPoint"]
+    assert only_ap["Effect"] == "Deny"
+    assert "elasticfilesystem:ClientRootAccess" in only_ap["Action"]
+    assert only_ap["Condition"] == {
+        "StringNotEquals": {
+            "elasticfilesystem:AccessPointArn": (
+                "arn:aws:elasticfilesystem:us-west-2:123456789012:access-point/fsap-0a9b8c7d6e5f40312"
+            )
+        }
+    }

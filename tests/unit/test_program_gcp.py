@@ -500,7 +500,8 @@ def _no_fuse_driver() -> dict[str, Any]:
             _helm,
             _ray_addon(),
             'ray-platform:operator.install ("helm") would install a second KubeRay: cluster '
-            "ml-dev runs the GKE Ray operator add-on; set operator.install: external",
+            "ml-dev runs the GKE Ray operator add-on, which owns KubeRay and its CRDs; set "
+            "operator.install: managed",
         ),
     ],
     ids=[
@@ -528,10 +529,20 @@ def test_gcp_bad_setting_stops_before_any_resource(
     assert monitor.registrations == []
 
 
-def test_ray_addon_cluster_with_external_operator_installs_no_kuberay() -> None:
-    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="external"))
+def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds() -> None:
+    """The GKE add-on owns KubeRay and its CRDs: applying ours would fight its field manager,
+    and a dev destroy deleting them would delete every RayCluster in the cluster."""
+    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="managed"))
     run = run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
     assert not run.of_type("kubernetes:helm.sh/v3:Release")
+    assert not run.of_type("kubernetes:yaml/v2:ConfigGroup")
+    assert run.one("kubernetes:ray.io/v1:RayCluster")
+
+
+def test_external_operator_is_refused_on_a_ray_addon_cluster() -> None:
+    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="external"))
+    with pytest.raises(SettingsError, match="set operator.install: managed"):
+        run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
 
 
 # --- lazy SDK ----------------------------------------------------------------------------------
@@ -552,3 +563,16 @@ def test_aws_and_local_stacks_never_load_pulumi_gcp() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_closed_egress_still_reaches_the_gke_metadata_server() -> None:
+    """Workload Identity's tokens come from the metadata server: closing egress must not cut
+    Ray (and the FUSE sidecar) off from it."""
+    config = _config(
+        "gke-dev",
+        lambda c: c["ray-platform:kubernetes"].update(networkPolicy={"restrictEgress": True}),
+    )
+    run = run_program("gke-dev", config, mocks=GkeMocks())
+    egress = run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]["egress"]
+    cidrs = {b["ipBlock"]["cidr"] for rule in egress for b in rule.get("to", []) if "ipBlock" in b}
+    assert {"169.254.169.254/32", "169.254.169.252/32"} <= cidrs

@@ -122,6 +122,16 @@ class AwsAdapter(CloudAdapter):
             by_zone[zone] = subnet_id
         return dict(sorted(by_zone.items()))
 
+    def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
+        # IRSA exchanges its token with STS over HTTPS; EKS Pod Identity (if a user adds it) has
+        # its agent on 169.254.170.23:80.
+        return (
+            {
+                "to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}],
+                "ports": [{"protocol": "TCP", "port": 80}],
+            },
+        )
+
     def kubernetes_provider(self) -> k8s.Provider:
         return k8s.Provider("eks", kubeconfig=kubeconfig(self.cluster, self.aws.region))
 
@@ -235,6 +245,9 @@ class AwsAdapter(CloudAdapter):
                     f"arn:{cluster.partition}:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy",
                 ),
                 create_service_accounts=False,
+                # Kept with the add-on it serves: a retained driver without its role would lose
+                # its credentials.
+                retain=True,
                 tags=tags,
             ),
         )

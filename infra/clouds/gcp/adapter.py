@@ -110,12 +110,12 @@ class GcpAdapter(CloudAdapter):
                 "has Workload Identity off, which Ray's bucket access needs; turn it on: "
                 + cluster.gcloud_update(f"--workload-pool={cluster.project}.svc.id.goog"),
             )
-        if cluster.ray_operator_addon and settings.operator.install == "helm":
+        if cluster.ray_operator_addon and settings.operator.install != "managed":
             raise setting_error(
                 "operator.install",
                 "helm",
                 f"would install a second KubeRay: cluster {cluster.name} runs the GKE Ray "
-                "operator add-on; set operator.install: external",
+                "operator add-on, which owns KubeRay and its CRDs; set operator.install: managed",
             )
         if block.gcs_fuse.enabled:
             if not cluster.gcs_fuse_driver:
@@ -153,6 +153,20 @@ class GcpAdapter(CloudAdapter):
             "gcp.filestore.zone",
             None,
             f"is needed: regional cluster {cluster.name} reports no node zones; name one",
+        )
+
+    def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
+        # Workload Identity's tokens come from the GKE metadata server (169.254.169.254:80; on
+        # Dataplane V2 clusters 169.254.169.252:988).
+        return (
+            {
+                "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                "ports": [{"protocol": "TCP", "port": 80}],
+            },
+            {
+                "to": [{"ipBlock": {"cidr": "169.254.169.252/32"}}],
+                "ports": [{"protocol": "TCP", "port": 988}],
+            },
         )
 
     def kubernetes_provider(self) -> k8s.Provider:

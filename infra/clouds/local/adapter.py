@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -34,6 +35,11 @@ class LocalAdapter(CloudAdapter):
         block = settings.cloud_settings
         assert isinstance(block, LocalSettings)
         self.local = block
+
+    def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
+        # kind, kubeadm and minikube API servers listen on 6443 (the Service says 443, but
+        # policies match the port after the Service's translation).
+        return ({"ports": [{"protocol": "TCP", "port": 6443}]},)
 
     def kubernetes_provider(self) -> k8s.Provider:
         """The ambient kubeconfig ($KUBECONFIG) unless the stack names one; no path lands in
