@@ -6,10 +6,11 @@ pod's network namespace) arrives there, while nothing on the pod network can con
 VM-isolated runtime (Kata) the pod's loopback is not reachable that way: such nodes are not
 supported for Jupyter.
 
-Authentication is a token, always: the container reads `JUPYTER_TOKEN` from a Secret
-(`secretKeyRef`, not optional, so a missing Secret keeps the container from starting) and the
-command refuses to start when it is empty. Jupyter Server reads `JUPYTER_TOKEN` itself; the token
-is never on the command line, where `ps` and the pod spec would show it.
+Authentication is a token, always: the Secret is mounted read-only as a file (not an environment
+variable, which every process of the container inherits and `/proc/<pid>/environ` shows), Jupyter
+Server reads it through `JUPYTER_TOKEN_FILE`, and the command refuses to start when the file is
+missing or empty (a missing Secret keeps the container from starting at all). The token is never
+on the command line, where `ps` and the pod spec would show it.
 """
 
 from __future__ import annotations
@@ -18,17 +19,30 @@ from typing import Any
 
 CONTAINER_NAME = "jupyter"
 TOKEN_ENV = "JUPYTER_TOKEN"
+TOKEN_FILE_ENV = "JUPYTER_TOKEN_FILE"
+TOKEN_VOLUME = "jupyter-token"
+TOKEN_DIR = "/etc/jupyter-token"
 NO_TOKEN_EXIT = 64
-"""Exit status of the container when `JUPYTER_TOKEN` is empty (EX_USAGE)."""
+"""Exit status of the container when the token file is missing or empty (EX_USAGE)."""
 
 # An empty token would make Jupyter Server serve without authentication (it only warns), so
-# the guard runs before it, in the shell every Ray image has.
+# the guard runs before it, in the shell every Ray image has. JUPYTER_TOKEN would win over the
+# file in Jupyter Server: it is unset, so the Secret is the only source.
 _GUARD = (
-    f'if [ -z "${{{TOKEN_ENV}:-}}" ]; then '
-    f'echo "{TOKEN_ENV} is empty: refusing to start JupyterLab without a token" >&2; '
-    f"exit {NO_TOKEN_EXIT}; fi; "
+    f"unset {TOKEN_ENV}; "
+    f'if [ ! -s "${{{TOKEN_FILE_ENV}:-}}" ]; then '
+    f'echo "{TOKEN_FILE_ENV} is missing or empty: refusing to start JupyterLab without a token" '
+    f">&2; exit {NO_TOKEN_EXIT}; fi; "
     'exec "$@"'
 )
+
+
+def token_volume(token_secret_name: str) -> dict[str, Any]:
+    """The pod volume of the token Secret (read-only for the owner only)."""
+    return {
+        "name": TOKEN_VOLUME,
+        "secret": {"secretName": token_secret_name, "defaultMode": 0o400, "optional": False},
+    }
 
 
 def jupyter_command(port: int, root_dir: str) -> list[str]:
@@ -75,10 +89,11 @@ def jupyter_container(
 ) -> dict[str, Any]:
     """The `jupyter` container for the head pod spec.
 
-    `env` is appended after `JUPYTER_TOKEN` (pass the Ray address, PYTHONPATH, bucket URI… the
-    Ray container has); `volume_mounts` must include the shared file system holding
-    `root_dir`; `security_context` is the hardened one every container gets, and is
-    tightened here, never loosened (non-root, no privilege escalation).
+    The pod must carry `token_volume(token_secret_name)`. `env` is appended after
+    `JUPYTER_TOKEN_FILE` (pass the Ray address, PYTHONPATH, bucket URI… the Ray container has);
+    `volume_mounts` must include the shared file system holding `root_dir`; `security_context`
+    is the hardened one every container gets, and is tightened here, never loosened (non-root,
+    no privilege escalation).
 
     No probes on purpose: a readiness probe failing would mark the whole head pod unready and
     take the Ray head out of its Service; and HTTP/TCP probes target the pod IP, where this
@@ -88,15 +103,10 @@ def jupyter_container(
         raise ValueError(f"jupyter port {port} is not a TCP port")
     if not root_dir.startswith("/"):
         raise ValueError(f"jupyter root_dir {root_dir!r} is not an absolute path")
-    if any(e.get("name") == TOKEN_ENV for e in env):
+    if any(e.get("name") in (TOKEN_ENV, TOKEN_FILE_ENV) for e in env):
         raise ValueError(f"env must not set {TOKEN_ENV}: it comes from the Secret")
     hardened = {**security_context, "runAsNonRoot": True, "allowPrivilegeEscalation": False}
-    token = {
-        "name": TOKEN_ENV,
-        "valueFrom": {
-            "secretKeyRef": {"name": token_secret_name, "key": token_secret_key, "optional": False}
-        },
-    }
+    token = {"name": TOKEN_FILE_ENV, "value": f"{TOKEN_DIR}/{token_secret_key}"}
     return {
         "name": CONTAINER_NAME,
         "image": image,
@@ -105,7 +115,10 @@ def jupyter_container(
         "env": [token, *env],
         # Documents the port for `kubectl port-forward pod/<head> <port>`; nothing is exposed.
         "ports": [{"name": CONTAINER_NAME, "containerPort": port, "protocol": "TCP"}],
-        "volumeMounts": list(volume_mounts),
+        "volumeMounts": [
+            *volume_mounts,
+            {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+        ],
         "resources": resources,
         "securityContext": hardened,
     }

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.jupyter import jupyter_container
+from components.jupyter import jupyter_container, token_volume
 from components.raycluster_inputs import (
     GroupResources,
     JupyterConfig,
@@ -143,9 +143,11 @@ def _pod_template(
     extra_init: list[dict[str, Any]],
     node_selector: dict[str, str],
     sidecars: tuple[dict[str, Any], ...] = (),
+    api_token: bool = True,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
+        "automountServiceAccountToken": api_token,
         # Autoscaler v2 deletes and replaces failed Ray pods itself; KubeRay requires Never.
         "restartPolicy": "Never",
         "securityContext": {
@@ -247,7 +249,8 @@ def head_group(
             service_account=wiring.service_account_name,
             container=container,
             extra_volumes=[
-                {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}}
+                {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
+                *([token_volume(ray.jupyter.token_secret_name)] if sidecars else []),
             ],
             extra_init=install,
             node_selector={},
@@ -277,6 +280,9 @@ def worker_group(
             # Never the head's: KubeRay binds the autoscaler's Role (patch pods, patch the
             # RayCluster) to the head's ServiceAccount, and workers run user code.
             service_account=wiring.worker_service_account_name or wiring.service_account_name,
+            # Only the head's autoscaler calls the Kubernetes API (cloud identities project
+            # their own tokens).
+            api_token=False,
             container=container,
             extra_volumes=[],
             extra_init=[],

@@ -74,6 +74,7 @@ class SharedDirOwner(pulumi.ComponentResource):
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
                             "name": "chown",
@@ -82,6 +83,7 @@ class SharedDirOwner(pulumi.ComponentResource):
                             "securityContext": {
                                 "runAsUser": 0,
                                 "runAsGroup": 0,
+                                "readOnlyRootFilesystem": True,
                                 "allowPrivilegeEscalation": False,
                                 # FSETID: without it chmod after the chown drops the
                                 # setgid bit (root is not in the new group).

@@ -259,10 +259,28 @@ def _jupyter_not_prod(args: ResourceValidationArgs, report: ReportViolation) -> 
 
 
 def _jupyter_token(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for c in _jupyter(_spec(args)):
-        token = next((e for e in env_entries(c) if e.get("name") == "JUPYTER_TOKEN"), None)
-        if token is None or path(token, "valueFrom", "secretKeyRef", "name") is None:
-            report("the jupyter container takes no JUPYTER_TOKEN from a secretKeyRef", None)
+    """The token comes from a Secret: a mounted secret volume (JUPYTER_TOKEN_FILE under its
+    mount) or an env var from a secretKeyRef; never a literal, never none."""
+    spec = _spec(args)
+    head = path(spec, "headGroupSpec", "template", "spec") or {}
+    secret_volumes = {
+        v.get("name") for v in head.get("volumes") or [] if isinstance(v, Mapping) and "secret" in v
+    }
+    for c in _jupyter(spec):
+        env = {e.get("name"): e for e in env_entries(c)}
+        literal = env.get("JUPYTER_TOKEN")
+        if literal is not None and "value" in literal:
+            report("the jupyter container has a literal JUPYTER_TOKEN", None)
+            continue
+        from_env = literal is not None and path(literal, "valueFrom", "secretKeyRef", "name")
+        token_file = str((env.get("JUPYTER_TOKEN_FILE") or {}).get("value") or "")
+        from_file = bool(token_file) and any(
+            m.get("name") in secret_volumes and token_file.startswith(str(m.get("mountPath")) + "/")
+            for m in c.get("volumeMounts") or []
+            if isinstance(m, Mapping)
+        )
+        if not (from_env or from_file):
+            report("the jupyter container takes its token from no Secret", None)
 
 
 def _rule(rule_id: str, desc: str, fix: str, check: Any, **kw: Any) -> Policy:

@@ -16,14 +16,21 @@ from typing import Any
 
 import pytest
 
-from components.jupyter import NO_TOKEN_EXIT, TOKEN_ENV, jupyter_command, jupyter_container
+from components.jupyter import (
+    NO_TOKEN_EXIT,
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    jupyter_command,
+    jupyter_container,
+    token_volume,
+)
 from tests.cli.conftest import closed_port
 
 TOKEN = "t0ken-" + "a" * 40
 
 
 def _env(tmp: Path, token: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, TOKEN_FILE_ENV)}
     venv_bin = str(Path(sys.executable).parent)
     env.update(
         PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
@@ -35,7 +42,12 @@ def _env(tmp: Path, token: str | None) -> dict[str, str]:
         JUPYTER_PLATFORM_DIRS="1",
     )
     if token is not None:
-        env[TOKEN_ENV] = token
+        # As the pod has it: the Secret mounted as a file, its path in JUPYTER_TOKEN_FILE.
+        token_file = tmp / "token"
+        token_file.write_text(token)
+        env[TOKEN_FILE_ENV] = str(token_file)
+    # A stray JUPYTER_TOKEN would win over the file in Jupyter Server: the guard unsets it.
+    env[TOKEN_ENV] = "not-the-token-from-the-secret"
     return env
 
 
@@ -147,7 +159,7 @@ def test_refuses_to_start_without_a_token(tmp_path: Path, token: str | None) -> 
     )
     assert proc.returncode == NO_TOKEN_EXIT
     assert proc.stderr.strip() == (
-        "JUPYTER_TOKEN is empty: refusing to start JupyterLab without a token"
+        "JUPYTER_TOKEN_FILE is missing or empty: refusing to start JupyterLab without a token"
     )
 
 
@@ -182,9 +194,13 @@ def test_container_takes_the_token_from_the_secret_and_stays_hardened() -> None:
             "capabilities": {"drop": ["ALL"]},
         },
     )
-    assert c["env"][0] == {
-        "name": "JUPYTER_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": "ray-jupyter", "key": "token", "optional": False}},
+    assert c["env"][0] == {"name": "JUPYTER_TOKEN_FILE", "value": "/etc/jupyter-token/token"}
+    assert {"name": "jupyter-token", "mountPath": "/etc/jupyter-token", "readOnly": True} in c[
+        "volumeMounts"
+    ]
+    assert token_volume("ray-jupyter") == {
+        "name": "jupyter-token",
+        "secret": {"secretName": "ray-jupyter", "defaultMode": 0o400, "optional": False},
     }
     assert c["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False

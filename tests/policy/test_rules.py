@@ -59,11 +59,13 @@ def jupyter(token: bool) -> Callable[[dict[str, Any]], None]:
     def put(spec: dict[str, Any]) -> None:
         c = stacks.container("jupyter")
         if token:
-            c["env"].append(
-                {
-                    "name": "JUPYTER_TOKEN",
-                    "valueFrom": {"secretKeyRef": {"name": "jupyter", "key": "token"}},
-                }
+            # As the program renders it: the Secret mounted, its file in JUPYTER_TOKEN_FILE.
+            c["env"].append({"name": "JUPYTER_TOKEN_FILE", "value": "/etc/jupyter-token/token"})
+            c.setdefault("volumeMounts", []).append(
+                {"name": "jupyter-token", "mountPath": "/etc/jupyter-token", "readOnly": True}
+            )
+            head(spec).setdefault("volumes", []).append(
+                {"name": "jupyter-token", "secret": {"secretName": "ray-jupyter"}}
             )
         else:
             c["env"].append({"name": "JUPYTER_TOKEN", "value": "hunter2"})

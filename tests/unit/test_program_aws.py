@@ -798,12 +798,12 @@ def test_dev_head_runs_jupyter_behind_a_token_from_a_secret() -> None:
     assert ray_head["name"] == "ray-head" and jupyter["name"] == "jupyter"
     assert jupyter["image"] == ray_head["image"]
     assert "--ServerApp.ip=127.0.0.1" in jupyter["command"]  # port-forward only
-    (token,) = [e for e in jupyter["env"] if e["name"] == "JUPYTER_TOKEN"]
-    assert token["valueFrom"]["secretKeyRef"] == {
-        "name": "ray-jupyter",
-        "key": "token",
-        "optional": False,
-    }
+    # The token as a read-only file from the Secret, never an environment variable.
+    (token,) = [e for e in jupyter["env"] if e["name"] == "JUPYTER_TOKEN_FILE"]
+    assert token["value"] == "/etc/jupyter-token/token"
+    assert not [e for e in jupyter["env"] if e["name"] == "JUPYTER_TOKEN"]
+    (volume,) = [v for v in head["volumes"] if v["name"] == "jupyter-token"]
+    assert volume["secret"]["secretName"] == "ray-jupyter"
     assert jupyter["securityContext"] == RESTRICTED_CONTAINER
     mounts = {m["mountPath"] for m in jupyter["volumeMounts"]}
     assert "/mnt/shared" in mounts

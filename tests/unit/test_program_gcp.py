@@ -541,7 +541,7 @@ def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds
 
 def test_external_operator_is_refused_on_a_ray_addon_cluster() -> None:
     config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="external"))
-    with pytest.raises(SettingsError, match="set operator.install: managed"):
+    with pytest.raises(SettingsError, match=r"set operator\.install: managed"):
         run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
 
 

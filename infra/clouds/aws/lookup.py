@@ -11,7 +11,6 @@ import pulumi_aws as aws
 
 from infra.settings import setting_error
 
-
 _STANDARD_ZONE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
 
 
@@ -118,9 +117,7 @@ def lookup_cluster(name: str) -> EksCluster:
         for s in (aws.ec2.get_subnet(id=subnet_id) for subnet_id in sorted(set(vpc_subnet_ids)))
         # EFS mount targets exist only in Availability Zones, on IPv4: not in Local Zones or
         # Wavelength (zone names with a location suffix), on Outposts, or in IPv6-only subnets.
-        if _STANDARD_ZONE.match(s.availability_zone)
-        and not s.outpost_arn
-        and not s.ipv6_native
+        if _STANDARD_ZONE.match(s.availability_zone) and not s.outpost_arn and not s.ipv6_native
     )
     return EksCluster(
         name=name,
