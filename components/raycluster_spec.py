@@ -250,7 +250,11 @@ def head_group(
             container=container,
             extra_volumes=[
                 {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
-                *([token_volume(ray.jupyter.token_secret_name)] if sidecars else []),
+                *(
+                    [token_volume(ray.jupyter.token_secret_name)]
+                    if sidecars and ray.jupyter is not None
+                    else []
+                ),
             ],
             extra_init=install,
             node_selector={},

@@ -115,9 +115,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def call(
-        self, args: pulumi.runtime.MockCallArgs
-    ) -> tuple[dict[str, Any], list[Any]] | dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
         self.calls.append((args.token, dict(args.args)))
         token = args.token
         if token == "aws:eks/getCluster:getCluster":
@@ -235,7 +233,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 Registration(
@@ -321,7 +319,7 @@ def run_program(
         exported[name] = value
         original_export(name, value)
 
-    pulumi.export = capture  # type: ignore[assignment]
+    pulumi.export = capture
     try:
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         outputs = {k: _resolve(v) for k, v in exported.items()}
@@ -333,7 +331,7 @@ def run_program(
             _sync_await(pulumi.runtime.stack.wait_for_rpcs())
         raise
     finally:
-        pulumi.export = original_export  # type: ignore[assignment]
+        pulumi.export = original_export
     return ProgramRun(monitor.registrations, outputs, mocks.calls)
 
 

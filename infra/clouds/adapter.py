@@ -10,12 +10,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.wiring import StorageWiring
-from infra.settings import Settings
+from infra.settings import CloudSettings, Settings
+
+Block = TypeVar("Block", bound=CloudSettings)
 
 SHARED_CLAIM = "ray-shared"
 """The PersistentVolumeClaim of the shared file system, whatever backs it."""
@@ -66,6 +69,13 @@ class CloudAdapter(abc.ABC):
     def __init__(self, settings: Settings) -> None:
         """Look up and check the cluster; every problem is a SettingsError raised here."""
         self.settings = settings
+
+    def block(self, model: type[Block]) -> Block:
+        """The stack's cloud block, as this adapter's own model."""
+        block = self.settings.cloud_settings
+        if not isinstance(block, model):
+            raise TypeError(f"{type(self).__name__} got a {type(block).__name__} block")
+        return block
 
     @abc.abstractmethod
     def kubernetes_provider(self) -> k8s.Provider:

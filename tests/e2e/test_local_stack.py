@@ -52,9 +52,13 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         localcluster.down(cluster_dir)
 
 
+def _resources(stack: auto.Stack) -> list[dict[str, Any]]:
+    deployment = stack.export_stack().deployment or {}
+    return list(deployment.get("resources") or [])
+
+
 def _deployed(stack: auto.Stack, typ: str) -> dict[str, Any]:
-    resources = stack.export_stack().deployment["resources"]
-    return next(r for r in resources if r["type"] == typ)
+    return next(r for r in _resources(stack) if r["type"] == typ)
 
 
 def _missing(sent: Any, live: Any, path: str = "") -> list[str]:
@@ -73,7 +77,7 @@ def _missing(sent: Any, live: Any, path: str = "") -> list[str]:
 def test_preview_on_a_cluster_that_never_saw_kuberay(e2e: E2E) -> None:
     assert e2e.kube.get(CRD) is None
     result = e2e.stack.preview(color="never")
-    assert result.change_summary.get("create", 0) >= 10, result.change_summary
+    assert engine.summary_changes(result.change_summary).get("create", 0) >= 10
     assert e2e.kube.get(CRD) is None  # preview changed nothing
 
 
@@ -84,7 +88,10 @@ def test_up_creates_the_raycluster_as_sent(e2e: E2E) -> None:
     assert live is not None
     sent = _deployed(e2e.stack, "kubernetes:ray.io/v1:RayCluster")["inputs"]["spec"]
     assert _missing(sent, live["spec"]) == []
-    assert live["spec"]["rayVersion"] == "2.52.0"
+    assert live["spec"]["rayVersion"] == "2.60.0"
+    ns = e2e.kube.get(f"/api/v1/namespaces/{NS}")
+    assert ns is not None
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert result.outputs["dashboardPortForward"].value == (
         "kubectl -n ray port-forward svc/ray-head-svc 8265:8265"
     )
@@ -94,12 +101,16 @@ def test_up_creates_the_raycluster_as_sent(e2e: E2E) -> None:
 
 
 def test_operator_creates_head_pod_and_services(e2e: E2E) -> None:
+    """The API server enforces Pod Security `restricted` in the Ray namespace when the operator
+    creates pods: a head Pod (with KubeRay's autoscaler sidecar) exists only if admitted."""
     pods_path = f"/api/v1/namespaces/{NS}/pods?labelSelector=ray.io%2Fnode-type%3Dhead"
     (head,) = e2e.kube.wait("the operator's head Pod", lambda: e2e.kube.items(pods_path))
     spec = head["spec"]
-    assert spec["serviceAccountName"] == "ray"
+    assert spec["serviceAccountName"] == "ray-head"
+    names = {c["name"] for c in spec["containers"]}
+    assert {"ray-head", "autoscaler"} <= names, names  # KubeRay's sidecar, admitted too
     container = next(c for c in spec["containers"] if c["name"] == "ray-head")
-    assert container["image"] == "rayproject/ray:2.52.0-py311"
+    assert container["image"] == "rayproject/ray:2.60.0-py311"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-tmp"
     assert mounts["/etc/ray-platform"] == "runtime-env"
@@ -111,7 +122,7 @@ def test_operator_creates_head_pod_and_services(e2e: E2E) -> None:
     assert env["PYTHONPATH"].startswith("/mnt/shared/python-packages/")
     assert env["RAY_AUTH_MODE"] == "token"  # the operator wired token auth
     init = [c["name"] for c in spec.get("initContainers", [])]
-    assert init[:2] == ["own-shared-dir", "install-shared-packages"]
+    assert init[:2] == ["wait-for-shared-dir", "install-shared-packages"]
     head_svc = e2e.kube.wait(
         "the head Service", lambda: e2e.kube.get(f"/api/v1/namespaces/{NS}/services/ray-head-svc")
     )
@@ -123,6 +134,38 @@ def test_operator_creates_head_pod_and_services(e2e: E2E) -> None:
     )
 
 
+def test_a_worker_pod_is_admitted_under_restricted(e2e: E2E) -> None:
+    """The local stack starts one worker: KubeRay's worker Pod, with its injected
+    wait-gcs-ready init container, passes the restricted admission too."""
+    pods_path = f"/api/v1/namespaces/{NS}/pods?labelSelector=ray.io%2Fnode-type%3Dworker"
+    (worker,) = e2e.kube.wait("the operator's worker Pod", lambda: e2e.kube.items(pods_path))
+    spec = worker["spec"]
+    assert spec["serviceAccountName"] == "ray-worker"
+    assert spec["automountServiceAccountToken"] is False
+    init = [c["name"] for c in spec.get("initContainers", [])]
+    assert "wait-gcs-ready" in init, init
+    for c in [*spec["containers"], *spec.get("initContainers", [])]:
+        sc = c.get("securityContext") or {}
+        assert sc.get("allowPrivilegeEscalation") is False, c["name"]
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], c["name"]
+
+
+def test_the_restricted_namespace_refuses_a_privileged_pod(e2e: E2E) -> None:
+    """The admission the two tests above rely on is real: a root Pod is refused."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "root-probe", "namespace": NS},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "securityContext": {"runAsUser": 0}}]
+        },
+    }
+    with pytest.raises(RuntimeError, match="violates PodSecurity"):
+        e2e.kube._request(
+            "POST", f"/api/v1/namespaces/{NS}/pods", json.dumps(pod).encode(), "application/json"
+        )
+
+
 def test_second_up_changes_nothing(e2e: E2E) -> None:
     before = e2e.kube.get(RAYCLUSTER)
     assert before is not None
@@ -132,8 +175,9 @@ def test_second_up_changes_nothing(e2e: E2E) -> None:
     assert after is not None and after["metadata"]["generation"] == before["metadata"]["generation"]
 
 
-def test_changed_packages_replace_the_cluster_and_reach_the_head(e2e: E2E) -> None:
-    """KubeRay does not roll pods on a template change; the program replaces the cluster."""
+def test_changed_packages_update_the_cluster_and_reach_a_new_head(e2e: E2E) -> None:
+    """The RayCluster is updated in place; KubeRay (upgradeStrategy Recreate) recreates its
+    pods, and the auth token Secret survives."""
     before = e2e.kube.get(RAYCLUSTER)
     assert before is not None
     ray = engine.stack_file_config("local")["ray-platform:ray"]
@@ -143,9 +187,10 @@ def test_changed_packages_replace_the_cluster_and_reach_the_head(e2e: E2E) -> No
         result = e2e.stack.up(color="never")
     finally:
         engine.work_dir(e2e.state)
-    assert result.summary.resource_changes.get("replace") == 1, result.summary.resource_changes
+    changes = engine.summary_changes(result.summary.resource_changes)
+    assert changes.get("update") == 1 and not changes.get("replace"), changes
     after = e2e.kube.get(RAYCLUSTER)
-    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
     head_env = after["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
     new_path = next(e["value"] for e in head_env if e["name"] == "PYTHONPATH")
 
@@ -164,14 +209,17 @@ def test_changed_packages_replace_the_cluster_and_reach_the_head(e2e: E2E) -> No
         ]
 
     assert e2e.kube.wait("a head Pod with the new PYTHONPATH", new_head)
-    # Back to the committed stack file: replaced again, then the no-op checks hold.
-    assert e2e.stack.up(color="never").summary.resource_changes.get("replace") == 1
+    token = e2e.kube.get(f"/api/v1/namespaces/{NS}/secrets/ray")
+    assert token is not None  # the same Secret: clients keep their token
+    # Back to the committed stack file: updated again, then the no-op checks hold.
+    again = e2e.stack.up(color="never").summary.resource_changes
+    assert engine.summary_changes(again).get("update") == 1
 
 
 def test_bad_setting_fails_preview_with_one_line_and_changes_nothing(e2e: E2E) -> None:
     before = e2e.kube.get(RAYCLUSTER)
     assert before is not None
-    resources_before = len(e2e.stack.export_stack().deployment["resources"])
+    resources_before = len(_resources(e2e.stack))
     ray = engine.stack_file_config("local")["ray-platform:ray"]
     ray["workerGroups"][0]["minReplicas"] = 3
     ray["workerGroups"][0]["maxReplicas"] = 1
@@ -190,7 +238,7 @@ def test_bad_setting_fails_preview_with_one_line_and_changes_nothing(e2e: E2E) -
     after = e2e.kube.get(RAYCLUSTER)
     assert after is not None
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    assert len(e2e.stack.export_stack().deployment["resources"]) == resources_before
+    assert len(_resources(e2e.stack)) == resources_before
 
 
 def test_destroy_leaves_nothing(e2e: E2E) -> None:
@@ -203,6 +251,4 @@ def test_destroy_leaves_nothing(e2e: E2E) -> None:
     assert kube.items("/api/v1/persistentvolumes") == []
     namespaces = {n["metadata"]["name"] for n in kube.items("/api/v1/namespaces")}
     assert namespaces <= BUILTIN_NAMESPACES
-    assert e2e.stack.export_stack().deployment.get("resources", []) in ([], None) or all(
-        r["type"] == "pulumi:pulumi:Stack" for r in e2e.stack.export_stack().deployment["resources"]
-    )
+    assert all(r["type"] == "pulumi:pulumi:Stack" for r in _resources(e2e.stack))

@@ -73,7 +73,7 @@ def test_mode_decides_storage_once() -> None:
 def test_settings_are_frozen() -> None:
     settings = _load("dev")
     with pytest.raises(Exception, match="frozen"):
-        settings.ray.head.memory = "1Gi"  # type: ignore[misc]
+        settings.ray.head.memory = "1Gi"
 
 
 def _set(path: str, value: Any) -> Mutation:
@@ -664,7 +664,7 @@ def test_unfetchable_operator_version_is_a_settings_error(
 
 class _NoPrivateSubnets(PlatformMocks):
     def call(self, args: Any) -> Any:
-        result = super().call(args)
+        result: Any = super().call(args)
         if args.token == "aws:ec2/getSubnets:getSubnets":
             result["ids"] = []
         return result

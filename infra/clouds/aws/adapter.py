@@ -80,9 +80,7 @@ class AwsAdapter(CloudAdapter):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        block = settings.cloud_settings
-        assert isinstance(block, AwsSettings)
-        self.aws = block
+        self.aws = block = self.block(AwsSettings)
         self.cluster: EksCluster = lookup_cluster(block.cluster_name)
         self.efs_kms_key = (
             resolve_kms_key(block.efs.kms_key_arn, "aws.efs.kmsKeyArn")

@@ -92,9 +92,7 @@ class GcpAdapter(CloudAdapter):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        block = settings.cloud_settings
-        assert isinstance(block, GcpSettings)
-        self.gcp = block
+        self.gcp = block = self.block(GcpSettings)
         bucket_on = settings.storage.artifact_bucket.enabled
         self.cluster: GkeCluster = lookup_cluster(
             block.cluster_name,

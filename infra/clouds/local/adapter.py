@@ -32,9 +32,7 @@ class LocalAdapter(CloudAdapter):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        block = settings.cloud_settings
-        assert isinstance(block, LocalSettings)
-        self.local = block
+        self.local = self.block(LocalSettings)
 
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
         # kind, kubeadm and minikube API servers listen on 6443 (the Service says 443, but
