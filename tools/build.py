@@ -29,24 +29,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from infra.cache import cache_root
+# Re-exported: callers of tools.build (see tools/README.md) get the one cache root from here too.
+from infra.cache import cache_root as cache_root
 
 TOOLS_DIR = Path(__file__).resolve().parent
 VERSIONS_FILE = TOOLS_DIR / "versions.json"
 WRAPPERS_DIR = TOOLS_DIR / "go"
-
-NAMES = (
-    "pulumi",
-    "pulumi-language-python",
-    "pulumi-resource-kubernetes",
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kuberay-operator",
-)
 
 # Bump when the way binaries are built changes (invalidates every cached build).
 _RECIPE = "1"
@@ -229,23 +221,63 @@ def _module_dir(module: str, version: str, cwd: Path, what: str) -> Path:
     return Path(info["Dir"])
 
 
-def _gomod_json(wrapper: Path) -> dict[str, Any]:
-    out = _go(["mod", "edit", "-json"], wrapper, f"read {wrapper.name}/go.mod")
-    return cast(dict[str, Any], json.loads(out))
+@dataclass(frozen=True)
+class GoMod:
+    """What the consistency check needs from a go.mod: its requirements and replacements."""
+
+    requires: dict[str, str] = field(default_factory=dict)
+    """module path -> version"""
+    replaces: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """old module path -> (new path, new version; "" for a directory replacement)"""
+
+
+def parse_gomod(text: str) -> GoMod:
+    """Parse the `require` and `replace` directives of a go.mod (single-line and block forms).
+
+    Pure Python, so the versions.json/wrapper check runs without Go (fast tier, `--list`).
+    """
+    mod = GoMod()
+    block = ""
+    for raw in text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if block:
+            if line == ")":
+                block = ""
+                continue
+            verb, rest = block, line
+        else:
+            verb, _, rest = line.partition(" ")
+            rest = rest.strip()
+            if rest == "(":
+                block = verb
+                continue
+        words = [w.strip('"') for w in rest.split()]
+        if verb == "require" and len(words) >= 2:
+            mod.requires[words[0]] = words[1]
+        elif verb == "replace" and "=>" in words:
+            arrow = words.index("=>")
+            new = words[arrow + 1 :]
+            mod.replaces[words[0]] = (new[0], new[1] if len(new) > 1 else "")
+    return mod
+
+
+def _gomod(wrapper: Path) -> GoMod:
+    return parse_gomod((wrapper / "go.mod").read_text(encoding="utf-8"))
 
 
 def _gomod_requires(wrapper: Path) -> dict[str, str]:
-    return {r["Path"]: r["Version"] for r in _gomod_json(wrapper).get("Require") or []}
+    return _gomod(wrapper).requires
 
 
 def _gomod_staging_replaces(wrapper: Path) -> dict[str, str]:
     """k8s.io/* modules replaced by a published version of themselves (the staging replaces)."""
-    out = {}
-    for r in _gomod_json(wrapper).get("Replace") or []:
-        old, new = r["Old"]["Path"], r["New"]
-        if old.startswith("k8s.io/") and new.get("Path") == old and new.get("Version"):
-            out[old] = new["Version"]
-    return out
+    return {
+        old: version
+        for old, (new, version) in _gomod(wrapper).replaces.items()
+        if old.startswith("k8s.io/") and new == old and version
+    }
 
 
 def _check_wrapper(name: str, spec: dict[str, Any]) -> None:
@@ -434,7 +466,7 @@ def _build(name: str, spec: dict[str, Any], versions: dict[str, Any]) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _link_current(name: str, binary: Path, mode: str) -> None:
+def _link_current(binary: Path, mode: str) -> None:
     """Point bin_dir()/<file> at each file of the install dir (atomically).
 
     ``mode == "hardlink"`` (used for pulumi) hard-links the binary instead: the CLI looks for
@@ -499,7 +531,7 @@ def ensure(names: list[str] | None = None) -> dict[str, Path]:
         else:
             _log(f"{what}: cached")
         if spec.get("current"):
-            _link_current(name, binary, str(spec["current"]))
+            _link_current(binary, str(spec["current"]))
         result[name] = binary
     return result
 

@@ -1,7 +1,8 @@
 """Run this program with the real Pulumi engine, offline: the CLI, Python host and Kubernetes
 provider built by tools/build.py, a file backend, no plugin downloads.
 
-Used by the main job (`python -m tools.main`), the e2e tests and the benchmark.
+Used by the main job (`python -m tools.stack`), the e2e tests, the unit tests' stack files and
+the benchmark.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,8 @@ def engine(state_dir: Path, kubeconfig: Path | None) -> Engine:
 
 
 def stack_file_config(stack: str) -> dict[str, Any]:
-    """The `config:` of the committed stack file."""
+    """The `config:` section of the committed stack file, as written (the one reader of it: the
+    mock tier's fixtures and the e2e tier both use this)."""
     import yaml
 
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
@@ -72,8 +75,8 @@ def work_dir(
     # Everything but stack files is linked, so relative paths (a runtime_env working_dir) resolve.
     for entry in ROOT.iterdir():
         link = wd / entry.name
-        stack_file = entry.name.startswith("Pulumi.") and entry.name != "Pulumi.yaml"
-        if stack_file or entry.name == ".git":
+        is_stack_file = entry.name.startswith("Pulumi.") and entry.name != "Pulumi.yaml"
+        if is_stack_file or entry.name == ".git":
             continue
         if not link.is_symlink():
             link.symlink_to(entry)
@@ -99,9 +102,15 @@ def local_stack(eng: Engine, work_dir: Path, stack: str = "local") -> auto.Stack
 
 
 def outputs(stack: auto.Stack) -> dict[str, Any]:
+    """The stack's outputs as plain values."""
     return {k: v.value for k, v in stack.outputs().items()}
 
 
-def summary_changes(result: Mapping[str, int] | None) -> dict[str, int]:
-    """Resource changes other than `same` from an up/preview summary."""
-    return {k: v for k, v in (result or {}).items() if k != "same" and v}
+def summary_changes(result: Mapping[Any, int] | None) -> dict[str, int]:
+    """Resource changes other than `same` from an up/preview summary (keys as plain strings:
+    the Automation API types them as `OpType`, a str enum)."""
+    return {
+        (k.value if isinstance(k, Enum) else str(k)): v
+        for k, v in (result or {}).items()
+        if k != "same" and v
+    }

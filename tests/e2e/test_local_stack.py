@@ -2,7 +2,7 @@
 
 Real: the Pulumi CLI, the Python language host, the Kubernetes provider, etcd, kube-apiserver,
 kube-controller-manager and the KubeRay operator, all built from Go modules by tools/build.py and
-started on loopback by tools/localcluster.py. Missing here: a scheduler and kubelets, so Pods
+started on loopback by tools/localcluster/. Missing here: a scheduler and kubelets, so Pods
 stay Pending; everything up to the operator creating the head Pod is checked for real.
 
 The tests run in file order against one fresh cluster: preview, up, no-op up, a bad setting,

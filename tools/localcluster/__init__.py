@@ -1,0 +1,55 @@
+"""A throwaway Kubernetes control plane on loopback, for the e2e tests and local development.
+
+    python -m tools.localcluster up|down|status|kubeconfig [--dir DIR]
+
+`up` starts etcd, kube-apiserver, kube-controller-manager and (by default) the KubeRay operator as
+detached processes listening on 127.0.0.1 only, on ports chosen when it starts (so several
+clusters can coexist), writes an admin kubeconfig and prints `export KUBECONFIG=...`. There is no
+scheduler and no kubelet: Pods stay Pending, everything else (namespaces, Deployments and
+ReplicaSets, garbage collection, service accounts, KubeRay's Pods and Services) is reconciled.
+`down` stops exactly the processes `up` started and deletes the cluster's data.
+
+Layout: `components.py` (one record per component: binary, ports, argv, health, readiness),
+`process.py` (spawn, supervise, probe, stop: the same code for every component), `state.py`
+(state directory, state.json, lock, kubeconfigs), `cluster.py` (up/down/status), `cli.py`.
+The binaries come from `tools.build.ensure` (built from Go modules). Linux only: `down` and
+`status` identify processes through /proc.
+"""
+
+from tools.localcluster.cli import main
+from tools.localcluster.cluster import (
+    ClusterStatus,
+    ComponentStatus,
+    down,
+    kubeconfig,
+    status,
+    up,
+)
+from tools.localcluster.components import (
+    APISERVER,
+    CONTROLLER_MANAGER,
+    ETCD,
+    LOOPBACK,
+    OPERATOR,
+)
+from tools.localcluster.process import READY_TIMEOUT, STOP_TIMEOUT
+from tools.localcluster.state import LocalClusterError, default_state_dir
+
+__all__ = [
+    "APISERVER",
+    "CONTROLLER_MANAGER",
+    "ETCD",
+    "LOOPBACK",
+    "OPERATOR",
+    "READY_TIMEOUT",
+    "STOP_TIMEOUT",
+    "ClusterStatus",
+    "ComponentStatus",
+    "LocalClusterError",
+    "default_state_dir",
+    "down",
+    "kubeconfig",
+    "main",
+    "status",
+    "up",
+]

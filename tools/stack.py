@@ -1,0 +1,200 @@
+"""The main job: `pulumi up --stack local` with the real engine, offline.
+
+    python -m tools.stack [up|preview|destroy|outputs|down] [--stack local] [--state DIR]
+                          [--cluster-dir DIR]
+
+With no $KUBECONFIG it first starts the project's local control plane (etcd, kube-apiserver,
+kube-controller-manager and the KubeRay operator on loopback; `down` stops it). State lives in
+a file backend under the user cache directory.
+
+The state is kept in step with the cluster: after each deploy the UID of the cluster's
+kube-system namespace (created once per cluster) is recorded next to the state. When the cluster
+answering now has another UID (a fresh local control plane after `down`, or another cluster) or
+none was recorded, the stack is refreshed before up/destroy (and preview refreshes), so objects
+the state lists but the cluster lacks are created again instead of being reported unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from infra.cache import cache_root
+from tools import engine, localcluster
+from tools.build import BuildError
+from tools.kube import Kube
+
+IDENTITY_FILE = "clusters.json"
+"""In the state directory: stack name -> kube-system UID of the cluster it was deployed to."""
+_BOOKKEEPING_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
+
+
+def _say(message: str) -> None:
+    print(f"[stack] {message}", file=sys.stderr, flush=True)
+
+
+def _kubeconfig(start_cluster: bool, cluster_dir: Path | None) -> Path | None:
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        _say(f"using KUBECONFIG={given}")
+        return Path(given)
+    if not start_cluster:
+        return localcluster.kubeconfig(cluster_dir)
+    _say("no KUBECONFIG: starting the local control plane")
+    return localcluster.up(cluster_dir)
+
+
+# ------------------------------------------------------------------------------ cluster identity
+
+
+def cluster_identity(kubeconfig: Path | None) -> str | None:
+    """UID of the cluster's kube-system namespace, or None when it cannot be read."""
+    if kubeconfig is None:
+        return None
+    # Any failure (unreachable, exec-plugin credentials Kube cannot use) means "unknown", which
+    # the caller treats as "refresh to be sure".
+    try:
+        found = Kube(kubeconfig).get("/api/v1/namespaces/kube-system")
+    except Exception:
+        return None
+    uid = (found or {}).get("metadata", {}).get("uid")
+    return str(uid) if uid else None
+
+
+def recorded_identity(state: Path, stack: str) -> str | None:
+    """The cluster identity recorded for `stack` by its last deploy, if any."""
+    try:
+        recorded = json.loads((state / IDENTITY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    value = recorded.get(stack) if isinstance(recorded, dict) else None
+    return str(value) if value else None
+
+
+def record_identity(state: Path, stack: str, identity: str | None) -> None:
+    """Record (or, with None, forget) the cluster `stack` is deployed to."""
+    path = state / IDENTITY_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    if not isinstance(recorded, dict):
+        recorded = {}
+    if identity is None:
+        recorded.pop(stack, None)
+    else:
+        recorded[stack] = identity
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def deployed_resources(deployment: Mapping[str, Any] | None) -> int:
+    """How many resources of an exported deployment are real objects (not the stack or a
+    provider)."""
+    resources = (deployment or {}).get("resources") or []
+    return sum(1 for r in resources if not str(r.get("type", "")).startswith(_BOOKKEEPING_TYPES))
+
+
+def needs_refresh(recorded: str | None, current: str | None, deployed: int) -> bool:
+    """Whether the state must be refreshed before it is trusted against the current cluster.
+
+    An empty state has nothing to be stale about. Otherwise trust it only when the cluster it was
+    deployed to is, provably, the one answering now.
+    """
+    if deployed == 0:
+        return False
+    return recorded is None or current is None or recorded != current
+
+
+# -------------------------------------------------------------------------------------- the job
+
+
+def _reason(err: auto.CommandError) -> str:
+    lines = [
+        ln.split("error:", 1)[1].strip()
+        for ln in str(err).splitlines()
+        if "error:" in ln and "an unhandled error occurred" not in ln
+    ]
+    return lines[0] if lines else "see the engine output above"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.stack", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "action", nargs="?", default="up", choices=["up", "preview", "destroy", "outputs", "down"]
+    )
+    parser.add_argument("--stack", default="local")
+    parser.add_argument("--state", type=Path, default=None, help="file backend directory")
+    parser.add_argument(
+        "--cluster-dir",
+        type=Path,
+        default=None,
+        help="state directory of the local control plane "
+        f"(default: {localcluster.default_state_dir()})",
+    )
+    args = parser.parse_args(argv)
+    state: Path = args.state or cache_root() / "state"
+    try:
+        if args.action == "down":
+            localcluster.down(args.cluster_dir)
+            return 0
+        kubeconfig = _kubeconfig(args.action in ("up", "preview"), args.cluster_dir)
+        eng = engine.engine(state, kubeconfig)
+    except (BuildError, localcluster.LocalClusterError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    stack = engine.local_stack(eng, engine.work_dir(state, args.stack), args.stack)
+    out: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
+    step = args.action
+    try:
+        if args.action in ("up", "preview", "destroy"):
+            current = cluster_identity(kubeconfig)
+            recorded = recorded_identity(state, args.stack)
+            refresh = needs_refresh(
+                recorded, current, deployed_resources(stack.export_stack().deployment)
+            )
+            if refresh:
+                if recorded is not None and current is not None:
+                    why = f"kube-system uid {recorded}, now {current}"
+                    _say(f"the state was deployed to another cluster ({why}); refreshing it first")
+                else:
+                    _say("cannot tell which cluster the state was deployed to; refreshing it first")
+            if args.action == "preview":
+                stack.preview(on_output=out, color="never", refresh=refresh)
+            elif args.action == "up":
+                if refresh:
+                    step = "refresh"
+                    stack.refresh(on_output=out, color="never")
+                    step = "up"
+                stack.up(on_output=out, color="never")
+                record_identity(state, args.stack, current)
+            else:
+                if refresh:
+                    step = "refresh"
+                    stack.refresh(on_output=out, color="never")
+                    step = "destroy"
+                stack.destroy(on_output=out, color="never")
+                record_identity(state, args.stack, None)
+                return 0
+    except auto.CommandError as err:  # the engine already printed its diagnostics above
+        print(f"error: pulumi {step} failed: {_reason(err)}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as err:  # e.g. the engine could not be started at all
+        print(f"error: pulumi {step} could not run: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(engine.outputs(stack), indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
