@@ -491,6 +491,24 @@ def _no_fuse_driver() -> dict[str, Any]:
         ),
         (
             None,
+            # The control plane is new enough, one node pool lags it.
+            {
+                "nodePools": [
+                    {"name": "default-pool", "version": "1.33.5-gke.1308000"},
+                    {"name": "old-gpus", "version": "1.28.15-gke.1480000"},
+                ]
+            },
+            "ray-platform:gcp.gcsFuse.enabled (true) needs GKE 1.29.3-gke.1093000 or later (the "
+            "FUSE native sidecar, so KubeRay's wait-gcs-ready init container can mount the "
+            "bucket); cluster ml-dev runs 1.28.15-gke.1480000 (control plane or a node pool)",
+        ),
+        (
+            lambda c: c["ray-platform:gcp"]["filestore"].update(capacityGiB=70_000),
+            {},
+            "ray-platform:gcp.filestore.capacityGiB (70000) is above the BASIC_HDD maximum",
+        ),
+        (
+            None,
             {"workloadIdentityConfigs": []},
             'ray-platform:gcp.clusterName ("ml-dev") has Workload Identity off, which Ray\'s '
             "bucket access needs; turn it on: gcloud container clusters update ml-dev "
@@ -511,6 +529,8 @@ def _no_fuse_driver() -> dict[str, Any]:
         "hdd-below-minimum",
         "fuse-without-driver",
         "fuse-without-native-sidecar",
+        "fuse-with-an-old-node-pool",
+        "hdd-above-maximum",
         "workload-identity-off",
         "helm-on-ray-addon-cluster",
     ],

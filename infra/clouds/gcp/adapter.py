@@ -130,7 +130,7 @@ class GcpAdapter(CloudAdapter):
                     True,
                     f"needs GKE {FUSE_NATIVE_SIDECAR_TEXT} or later (the FUSE native sidecar, "
                     "so KubeRay's wait-gcs-ready init container can mount the bucket); cluster "
-                    f"{cluster.name} runs {cluster.master_version}",
+                    f"{cluster.name} runs {cluster.oldest_version} (control plane or a node pool)",
                 )
         self.filestore_location = ""
         if settings.storage.shared_filesystem.enabled:

@@ -32,6 +32,9 @@ class GkeCluster:
     endpoint: str
     ca_certificate: str
     master_version: str
+    node_versions: tuple[str, ...]
+    """The node pools' versions: the FUSE webhook injects a native sidecar only where every
+    node's kubelet supports it, and node pools may lag the control plane."""
     network: str
     """As GKE reports it: `projects/P/global/networks/N` (or the bare name)."""
     node_locations: tuple[str, ...]
@@ -45,8 +48,12 @@ class GkeCluster:
     """The project's GCS service agent (e-mail), when a customer-managed key needs it."""
 
     @property
+    def oldest_version(self) -> str:
+        return min((self.master_version, *self.node_versions), key=version_key)
+
+    @property
     def supports_native_sidecar(self) -> bool:
-        return version_key(self.master_version) >= FUSE_NATIVE_SIDECAR
+        return version_key(self.oldest_version) >= FUSE_NATIVE_SIDECAR
 
     def gcloud_update(self, flags: str) -> str:
         return f"gcloud container clusters update {self.name} --location {self.location} {flags}"
@@ -106,6 +113,14 @@ def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) 
         endpoint=cluster.endpoint,
         ca_certificate=auth.cluster_ca_certificate if auth else "",
         master_version=cluster.master_version or "",
+        node_versions=tuple(
+            v
+            for v in (
+                cluster.node_version,
+                *(p.version for p in cluster.node_pools or []),
+            )
+            if v
+        ),
         network=cluster.network or "",
         node_locations=tuple(cluster.node_locations or ()),
         autopilot=bool(cluster.enable_autopilot),

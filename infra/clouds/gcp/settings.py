@@ -107,6 +107,7 @@ class FilestoreSettings(Model):
 
     tier: FilestoreTier = "BASIC_HDD"
     capacity_gib: int | None = Field(None, alias="capacityGiB", ge=1, le=102_400)
+    # Basic tiers end at 63.9 TiB; zonal and regional at 100 TiB (checked in rules()).
     """Default: the tier's minimum. Filestore bills provisioned capacity, used or not."""
     zone: str | None = None
     """Zonal tiers on a regional cluster: default the cluster's first node zone."""
@@ -170,6 +171,15 @@ class GcpSettings(CloudSettings):
         problems = []
         fs = self.filestore
         minimum = TIER_MINIMUM_GIB[fs.tier]
+        maximum = 65_433 if fs.tier.startswith("BASIC") else 102_400
+        if fs.capacity_gib is not None and fs.capacity_gib > maximum:
+            problems.append(
+                message(
+                    "gcp.filestore.capacityGiB",
+                    fs.capacity_gib,
+                    f"is above the {fs.tier} maximum of {maximum} GiB",
+                )
+            )
         if fs.capacity_gib is not None and fs.capacity_gib < minimum:
             problems.append(
                 message(
