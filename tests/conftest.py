@@ -8,6 +8,7 @@ options (parent, protect, retain_on_delete, dependencies, provider) for assertio
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import runpy
@@ -305,6 +306,9 @@ def run_program(
 
     Pass a `monitor` to inspect what was registered even when the program raises.
     """
+    # Pulumi's mocks need a current event loop; code run earlier in the process (asyncio.run)
+    # may have left none.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = mocks or PlatformMocks()
     monitor = monitor or RecordingMonitor(mocks)
     monitor.mocks = mocks

@@ -18,7 +18,8 @@ from pulumi import automation as auto
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_BINARIES = ["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]
-# The local stack holds no secrets; the passphrase only satisfies the file backend.
+# The local stack's only secret is the throwaway MinIO key of the local control plane (set by
+# tools/stack.py into the work dir's stack file); the passphrase mainly satisfies the backend.
 LOCAL_PASSPHRASE = "ray-platform-local"
 
 

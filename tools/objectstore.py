@@ -9,8 +9,13 @@ free port, with their data in a directory the caller owns, and stopped by their 
         os.environ.update(gcs.env())         # google-cloud-storage now reaches it
 
 `start_minio`/`start_fake_gcs` return a running server; `stop(server)` ends it. Each server also
-writes `server.json` (pid, endpoint, credentials) into its directory, so a later process (e.g.
-`tools/up down`) can stop it with `stop_dir(dir)`.
+writes `server.json` (pid, endpoint, credentials) into its directory, so a later process can stop
+it with `stop_dir(dir)`.
+
+MinIO's command line, environment, credentials, readiness path and bucket creation are defined
+once here (`minio_argv`, `minio_env`, `S3Credentials`, `MINIO_READY_PATH`, `create_s3_bucket`):
+`start_minio` uses them for a standalone server, and the local control plane's `minio` component
+(tools/localcluster/components.py) uses them for the one `tools/up` runs.
 """
 
 from __future__ import annotations
@@ -28,16 +33,103 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tools.build import ensure
 
 STATE_FILE = "server.json"
 LOG_FILE = "server.log"
 _START_TIMEOUT = 60.0
+LOOPBACK = "127.0.0.1"
+MINIO = "minio"
+"""MinIO's tools.build name."""
+MINIO_READY_PATH = "/minio/health/ready"
+"""Answers 200 once MinIO serves requests."""
+DEFAULT_REGION = "us-east-1"
+"""Region S3 clients sign for (MinIO accepts its default)."""
 
 
 class ObjectStoreError(RuntimeError):
     """A server could not be started or prepared; the message is one line meant for people."""
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """MinIO's root user and password, which S3 clients use as access key and secret key."""
+
+    access_key: str
+    secret_key: str
+
+    @classmethod
+    def generate(cls) -> S3Credentials:
+        """Fresh random credentials (MinIO wants >= 3 and >= 8 characters)."""
+        return cls("rp" + secrets.token_hex(8), secrets.token_urlsafe(30))
+
+
+def minio_argv(binary: Path, data: Path, port: int, console_port: int) -> list[str]:
+    """MinIO serving `data` on loopback: the S3 API on `port`, its console on `console_port`."""
+    return [
+        str(binary),
+        "server",
+        str(data),
+        f"--address={LOOPBACK}:{port}",
+        f"--console-address={LOOPBACK}:{console_port}",
+        "--quiet",
+    ]
+
+
+def minio_env(credentials: S3Credentials) -> dict[str, str]:
+    """MinIO's environment: its root credentials, and nothing that calls out to the internet."""
+    return {
+        "MINIO_ROOT_USER": credentials.access_key,
+        "MINIO_ROOT_PASSWORD": credentials.secret_key,
+        # No phone-home and no update checks on a machine without internet.
+        "MINIO_UPDATE": "off",
+        "MINIO_CALLHOME_ENABLE": "off",
+        "MINIO_BROWSER": "off",
+    }
+
+
+def s3_client_env(
+    endpoint: str, credentials: S3Credentials, region: str = DEFAULT_REGION
+) -> dict[str, str]:
+    """Environment that points boto3 (and Ray inside) at `endpoint` with `credentials`."""
+    return {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        # Keep boto3 off ~/.aws and the instance metadata service.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def s3_client(endpoint: str, credentials: S3Credentials, region: str = DEFAULT_REGION) -> Any:
+    """A boto3 S3 client for `endpoint` (boto3 is untyped)."""
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        region_name=region,
+    )
+
+
+def create_s3_bucket(
+    endpoint: str, credentials: S3Credentials, bucket: str, region: str = DEFAULT_REGION
+) -> None:
+    """Create `bucket` (already owning it is fine: a restarted server keeps its data)."""
+    client = s3_client(endpoint, credentials, region)
+    try:
+        client.create_bucket(Bucket=bucket)
+    except Exception as e:
+        code = (getattr(e, "response", None) or {}).get("Error", {}).get("Code")
+        if code == "BucketAlreadyOwnedByYou":
+            return
+        raise ObjectStoreError(f"minio: cannot create bucket {bucket}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -58,32 +150,29 @@ class Server:
     """S3 access key (MinIO root user); empty for fake-gcs-server."""
     secret_key: str = ""
     """S3 secret key (MinIO root password); empty for fake-gcs-server."""
-    region: str = "us-east-1"
+    region: str = DEFAULT_REGION
     """Region S3 clients should sign for (MinIO accepts its default)."""
 
     @property
     def bucket_uri(self) -> str:
         """`s3://bucket` or `gs://bucket`."""
-        return f"{'s3' if self.kind == 'minio' else 'gs'}://{self.bucket}"
+        return f"{'s3' if self.kind == MINIO else 'gs'}://{self.bucket}"
+
+    @property
+    def credentials(self) -> S3Credentials:
+        """The S3 credentials (empty for fake-gcs-server)."""
+        return S3Credentials(self.access_key, self.secret_key)
 
     def env(self) -> dict[str, str]:
         """Environment that points the standard clients (boto3, google-cloud-storage) here."""
-        if self.kind == "minio":
-            return {
-                "AWS_ENDPOINT_URL_S3": self.endpoint,
-                "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_REGION": self.region,
-                "AWS_DEFAULT_REGION": self.region,
-                # Keep boto3 off ~/.aws and the instance metadata service.
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
+        if self.kind == MINIO:
+            return s3_client_env(self.endpoint, self.credentials, self.region)
         return {"STORAGE_EMULATOR_HOST": self.endpoint, "GOOGLE_CLOUD_PROJECT": "test"}
 
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -142,66 +231,31 @@ def _write_state(server: Server) -> None:
 
 def start_minio(directory: Path, bucket: str = "ray") -> Server:
     """Start MinIO on a free loopback port with fresh credentials and `bucket` created."""
-    binary = ensure(["minio"])["minio"]
+    binary = ensure([MINIO])[MINIO]
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     data.mkdir(exist_ok=True)
     port, console = _free_port(), _free_port()
-    access_key = "rp" + secrets.token_hex(8)
-    secret_key = secrets.token_urlsafe(30)
-    env = {
-        "MINIO_ROOT_USER": access_key,
-        "MINIO_ROOT_PASSWORD": secret_key,
-        # No phone-home and no update checks on a machine without internet.
-        "MINIO_UPDATE": "off",
-        "MINIO_CALLHOME_ENABLE": "off",
-        "MINIO_BROWSER": "off",
-    }
-    cmd = [
-        str(binary),
-        "server",
-        str(data),
-        "--address",
-        f"127.0.0.1:{port}",
-        "--console-address",
-        f"127.0.0.1:{console}",
-        "--quiet",
-    ]
-    proc = _spawn(cmd, directory, env)
-    endpoint = f"http://127.0.0.1:{port}"
-    _wait_http(proc, f"{endpoint}/minio/health/ready", "minio", directory)
+    credentials = S3Credentials.generate()
+    proc = _spawn(minio_argv(binary, data, port, console), directory, minio_env(credentials))
+    endpoint = f"http://{LOOPBACK}:{port}"
+    _wait_http(proc, f"{endpoint}{MINIO_READY_PATH}", MINIO, directory)
     server = Server(
-        kind="minio",
+        kind=MINIO,
         pid=proc.pid,
         endpoint=endpoint,
         bucket=bucket,
         directory=str(directory),
-        access_key=access_key,
-        secret_key=secret_key,
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
     )
     _write_state(server)
     try:
-        _create_s3_bucket(server)
+        create_s3_bucket(server.endpoint, credentials, bucket, server.region)
     except Exception:
         stop(server)
         raise
     return server
-
-
-def _create_s3_bucket(server: Server) -> None:
-    import boto3  # type: ignore[import-untyped]
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name=server.region,
-    )
-    try:
-        client.create_bucket(Bucket=server.bucket)
-    except Exception as e:
-        raise ObjectStoreError(f"minio: cannot create bucket {server.bucket}: {e}") from None
 
 
 def start_fake_gcs(directory: Path, bucket: str = "ray") -> Server:

@@ -4,8 +4,12 @@
                           [--cluster-dir DIR]
 
 With no $KUBECONFIG it first starts the project's local control plane (etcd, kube-apiserver,
-kube-controller-manager and the KubeRay operator on loopback; `down` stops it). State lives in
-a file backend under the user cache directory.
+kube-controller-manager, the KubeRay operator and MinIO on loopback; `down` stops it) and turns
+the local stack's artifact bucket on with that MinIO: `storage.artifactBucket.enabled: true` and
+`ray-platform:local.objectStore` (endpoint, bucket, access key) in the work directory's copy of
+the stack file, the secret key as an encrypted Pulumi secret there (never in the repository).
+With $KUBECONFIG set (kind, minikube) the stack file's settings are used as they are. State lives
+in a file backend under the user cache directory.
 
 The state is kept in step with the cluster: after each deploy the UID of the cluster's
 kube-system namespace (created once per cluster) is recorded next to the state. When the cluster
@@ -21,6 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +39,77 @@ from tools.kube import Kube
 IDENTITY_FILE = "clusters.json"
 """In the state directory: stack name -> kube-system UID of the cluster it was deployed to."""
 _BOOKKEEPING_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
+STORAGE_KEY = "ray-platform:storage"
+LOCAL_KEY = "ray-platform:local"
+SECRET_KEY_PATH = "ray-platform:local.objectStore.secretAccessKey"
+"""Set with `path=True` as a secret: encrypted in the work directory's stack file."""
 
 
 def _say(message: str) -> None:
     print(f"[stack] {message}", file=sys.stderr, flush=True)
 
 
-def _kubeconfig(start_cluster: bool, cluster_dir: Path | None) -> Path | None:
+@dataclass(frozen=True)
+class Target:
+    """The cluster the job deploys to."""
+
+    kubeconfig: Path | None
+    object_store: localcluster.ObjectStore | None = None
+    """The project's control plane's MinIO; None when $KUBECONFIG points elsewhere (or the
+    control plane runs none): then the stack file's bucket settings stay as they are."""
+
+
+def _target(start_cluster: bool, cluster_dir: Path | None) -> Target:
     given = os.environ.get("KUBECONFIG")
     if given:
-        _say(f"using KUBECONFIG={given}")
-        return Path(given)
-    if not start_cluster:
-        return localcluster.kubeconfig(cluster_dir)
-    _say("no KUBECONFIG: starting the local control plane")
-    return localcluster.up(cluster_dir)
+        _say(f"using KUBECONFIG={given}; the stack file's bucket settings apply as they are")
+        return Target(Path(given))
+    if start_cluster:
+        _say("no KUBECONFIG: starting the local control plane")
+        kubeconfig = localcluster.up(cluster_dir)
+    else:
+        kubeconfig = localcluster.kubeconfig(cluster_dir)
+    try:
+        store = localcluster.object_store(cluster_dir)
+    except localcluster.LocalClusterError:
+        _say("the local control plane runs no object store; the bucket stays as the stack says")
+        return Target(kubeconfig)
+    _say(f"artifact bucket: s3://{store.bucket} on the control plane's MinIO at {store.endpoint}")
+    return Target(kubeconfig, store)
+
+
+# ---------------------------------------------------------------------------------- bucket config
+
+
+def bucket_overrides(
+    stack_config: Mapping[str, Any], store: localcluster.ObjectStore
+) -> dict[str, Any]:
+    """Top-level stack-file keys that turn the artifact bucket on with `store`, the rest of each
+    block kept as written. The secret key is not among them: see `bucket_secrets`."""
+    storage = dict(stack_config.get(STORAGE_KEY) or {})
+    storage["artifactBucket"] = {**(storage.get("artifactBucket") or {}), "enabled": True}
+    local = dict(stack_config.get(LOCAL_KEY) or {})
+    local["objectStore"] = {
+        **(local.get("objectStore") or {}),
+        "endpoint": store.endpoint,
+        "bucket": store.bucket,
+        "accessKeyId": store.access_key,
+    }
+    local["objectStore"].pop("secretAccessKey", None)
+    return {STORAGE_KEY: storage, LOCAL_KEY: local}
+
+
+def bucket_secrets(store: localcluster.ObjectStore) -> dict[str, auto.ConfigValue]:
+    """Config set with `path=True` as Pulumi secrets (encrypted in the work dir's stack file)."""
+    return {SECRET_KEY_PATH: auto.ConfigValue(store.secret_key, secret=True)}
+
+
+def configure(stack: auto.Stack, store: localcluster.ObjectStore | None) -> None:
+    """Set the secret part of the bucket config on the selected stack."""
+    if store is None:
+        return
+    for key, value in bucket_secrets(store).items():
+        stack.set_config(key, value, path=True)
 
 
 # ------------------------------------------------------------------------------ cluster identity
@@ -148,15 +209,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "down":
             localcluster.down(args.cluster_dir)
             return 0
-        kubeconfig = _kubeconfig(args.action in ("up", "preview"), args.cluster_dir)
+        target = _target(args.action in ("up", "preview"), args.cluster_dir)
+        kubeconfig = target.kubeconfig
         eng = engine.engine(state, kubeconfig)
     except (BuildError, localcluster.LocalClusterError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    stack = engine.local_stack(eng, engine.work_dir(state, args.stack), args.stack)
+    overrides = None
+    if target.object_store is not None:
+        overrides = bucket_overrides(engine.stack_file_config(args.stack), target.object_store)
+    stack = engine.local_stack(eng, engine.work_dir(state, args.stack, overrides), args.stack)
     out: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
-    step = args.action
+    step = "config"
     try:
+        configure(stack, target.object_store)
+        step = args.action
         if args.action in ("up", "preview", "destroy"):
             current = cluster_identity(kubeconfig)
             recorded = recorded_identity(state, args.stack)

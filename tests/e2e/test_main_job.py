@@ -1,5 +1,5 @@
 """End to end: the main job (`tools/up`, i.e. `python -m tools.stack`) keeps the stack's state in
-step with the cluster.
+step with the cluster, and gives the local stack a real bucket on the control plane's MinIO.
 
 `down` throws the local control plane away, so the next `up` starts an empty one while the file
 backend still lists every object. Run exactly as a user would — up, down, up, each its own
@@ -9,6 +9,7 @@ process, no KUBECONFIG — and check that everything exists in the new control p
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tools import localcluster
+from tools import localcluster, objectstore
 from tools.kube import Kube
 
 pytestmark = pytest.mark.e2e
@@ -128,3 +129,75 @@ def test_up_down_up_deploys_everything_into_the_new_control_plane(dirs: Dirs) ->
     outputs = printed_outputs(second_run.stdout)
     assert outputs["namespace"] == NS
     assert outputs["rayClusterName"] == "ray"
+
+
+def minio_processes(cluster: Path) -> list[int]:
+    """PIDs of live processes serving MinIO data under `cluster`."""
+    data = str(cluster / "minio")
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = entry.read_bytes().rstrip(b"\0").decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[:1] and Path(argv[0]).name == objectstore.MINIO and data in argv:
+            found.append(int(entry.parent.name))
+    return found
+
+
+def test_up_gives_the_local_stack_a_real_bucket_and_down_stops_it(dirs: Dirs) -> None:
+    run = ok(job("up", dirs))
+    store = localcluster.object_store(dirs.cluster)
+    assert store.endpoint.startswith(f"http://{localcluster.LOOPBACK}:")
+    assert store.bucket == localcluster.BUCKET == "ray"
+    assert (dirs.cluster / "objectstore.json").stat().st_mode & 0o777 == 0o600
+    status = localcluster.status(dirs.cluster)
+    assert [c.healthy for c in status.components if c.name == localcluster.MINIO] == [True]
+
+    # The stack exports the bucket like the cloud stacks (prefix: the stack's name).
+    outputs = printed_outputs(run.stdout)
+    assert outputs["bucketUri"] == "s3://ray/local"
+    assert outputs["objectStoreEndpoint"] == store.endpoint
+
+    # Every Ray container reaches that MinIO, with the credentials from the cluster's Secret.
+    kube = Kube(localcluster.kubeconfig(dirs.cluster))
+    raycluster = kube.get(RAYCLUSTER)
+    assert raycluster is not None
+    spec = raycluster["spec"]
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in spec["workerGroupSpecs"]
+    ]
+    for pod in pods:
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["AWS_ENDPOINT_URL_S3"]["value"] == store.endpoint
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
+            "ray-object-store"
+        )
+    secret = kube.get(f"/api/v1/namespaces/{NS}/secrets/ray-object-store")
+    assert secret is not None
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {
+        "AWS_ACCESS_KEY_ID": store.access_key,
+        "AWS_SECRET_ACCESS_KEY": store.secret_key,
+    }
+
+    # The secret key is a Pulumi secret: encrypted in the work dir's stack file and the state,
+    # and never written into the repository's stack file.
+    work_stack_file = (dirs.state / "project" / "Pulumi.local.yaml").read_text()
+    assert "secure:" in work_stack_file and store.secret_key not in work_stack_file
+    assert store.secret_key not in (ROOT / "Pulumi.local.yaml").read_text()
+    (checkpoint,) = dirs.state.glob(".pulumi/stacks/*/local.json")
+    assert store.secret_key not in checkpoint.read_text()
+
+    # MinIO answers on that endpoint, with the bucket there, to boto3 with those credentials.
+    s3 = objectstore.s3_client(store.endpoint, store.credentials, store.region)
+    s3.head_bucket(Bucket="ray")
+    s3.put_object(Bucket="ray", Key="local/probe.txt", Body=b"ok")
+    assert s3.get_object(Bucket="ray", Key="local/probe.txt")["Body"].read() == b"ok"
+    assert minio_processes(dirs.cluster)
+
+    # `tools/up down` stops it with the rest of the control plane.
+    ok(job("down", dirs))
+    assert not localcluster.status(dirs.cluster).recorded
+    assert minio_processes(dirs.cluster) == []
+    assert not (dirs.cluster / "objectstore.json").exists()

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tools import objectstore
 from tools.certs import Pki
 from tools.localcluster import cli, components, process
 from tools.localcluster.cluster import ClusterStatus, ComponentStatus
@@ -22,10 +23,11 @@ from tools.localcluster.components import (
     CONTROLLER_MANAGER,
     ETCD,
     LOOPBACK,
+    MINIO,
     OPERATOR,
     Context,
 )
-from tools.localcluster.state import Layout
+from tools.localcluster.state import Layout, LocalClusterError, ObjectStore
 
 ALL = components.components(with_operator=True)
 
@@ -37,7 +39,8 @@ def ctx(tmp_path: Path) -> Context:
     names = components.port_names(ALL)
     ports = {name: 20000 + i for i, name in enumerate(names)}
     binaries = {c.name: tmp_path / "bin" / c.name for c in ALL}
-    return Context(layout, pki, ports, binaries)
+    credentials = objectstore.S3Credentials("rp-user", "rp-secret-0123456789")
+    return Context(layout, pki, ports, binaries, credentials)
 
 
 def flags(argv: list[str]) -> dict[str, str]:
@@ -46,9 +49,11 @@ def flags(argv: list[str]) -> dict[str, str]:
 
 
 def test_components_start_in_dependency_order() -> None:
-    assert [c.name for c in ALL] == [ETCD, APISERVER, CONTROLLER_MANAGER, OPERATOR]
+    assert [c.name for c in ALL] == [ETCD, APISERVER, CONTROLLER_MANAGER, OPERATOR, MINIO]
     without = components.components(with_operator=False)
-    assert [c.name for c in without] == [ETCD, APISERVER, CONTROLLER_MANAGER]
+    assert [c.name for c in without] == [ETCD, APISERVER, CONTROLLER_MANAGER, MINIO]
+    bare = components.components(with_operator=False, with_object_store=False)
+    assert [c.name for c in bare] == [ETCD, APISERVER, CONTROLLER_MANAGER]
 
 
 def test_every_component_runs_its_own_binary(ctx: Context) -> None:
@@ -138,6 +143,7 @@ def test_health_probes_hit_each_components_own_port(ctx: Context) -> None:
         APISERVER: ("https", "apiserver", "/readyz", "admin"),
         CONTROLLER_MANAGER: ("https", "controller-manager", "/healthz", None),
         OPERATOR: ("http", "operator-probe", "/readyz", None),
+        MINIO: ("http", "minio", "/minio/health/ready", None),
     }
     for component in ALL:
         probe = component.health(ctx.ports)
@@ -169,6 +175,69 @@ def test_only_the_operator_is_supervised_and_may_be_unready() -> None:
     assert [c.name for c in ALL if not c.counts_for_health] == [OPERATOR]
 
 
+def test_minio_serves_the_clusters_data_dir_on_its_loopback_ports(ctx: Context) -> None:
+    argv = components.minio_argv(ctx)
+    assert argv[:3] == [str(ctx.binaries[MINIO]), "server", str(ctx.layout.minio_data)]
+    assert ctx.layout.minio_data.parent == ctx.layout.root  # `down` deletes it with the rest
+    got = flags(argv)
+    assert got["address"] == f"{LOOPBACK}:{ctx.ports['minio']}"
+    assert got["console-address"] == f"{LOOPBACK}:{ctx.ports['minio-console']}"
+    # One implementation: the standalone server of tools/objectstore.py runs the same line.
+    same = objectstore.minio_argv(
+        ctx.binaries[MINIO], ctx.layout.minio_data, ctx.ports["minio"], ctx.ports["minio-console"]
+    )
+    assert argv == same
+    assert components.minio_endpoint(ctx.ports) == f"http://{LOOPBACK}:{ctx.ports['minio']}"
+
+
+def test_minio_gets_the_generated_credentials_through_its_environment_only(ctx: Context) -> None:
+    record = components.BY_NAME[MINIO]
+    env = record.env(ctx)
+    assert ctx.object_store is not None
+    assert env["MINIO_ROOT_USER"] == ctx.object_store.access_key
+    assert env["MINIO_ROOT_PASSWORD"] == ctx.object_store.secret_key
+    assert env["MINIO_UPDATE"] == env["MINIO_CALLHOME_ENABLE"] == "off"
+    assert env == objectstore.minio_env(ctx.object_store)
+    # The argv is recorded in state.json; the secret must not be in it.
+    assert ctx.object_store.secret_key not in " ".join(record.argv(ctx))
+    # The other components get no extra environment.
+    assert [c.name for c in ALL if c.env(ctx)] == [MINIO]
+    with pytest.raises(LocalClusterError, match="no object store credentials"):
+        record.env(dataclasses.replace(ctx, object_store=None))
+
+
+def test_minio_creates_the_bucket_once_healthy(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = components.BY_NAME[MINIO]
+    assert [c.name for c in ALL if c.after_ready is not None] == [MINIO]
+    calls = []
+    monkeypatch.setattr(
+        objectstore, "create_s3_bucket", lambda *args, **kw: calls.append((args, kw))
+    )
+    assert record.after_ready is not None
+    record.after_ready(ctx)
+    endpoint = f"http://{LOOPBACK}:{ctx.ports['minio']}"
+    assert calls == [((endpoint, ctx.object_store, components.BUCKET), {})]
+    assert components.BUCKET == "ray"
+
+
+def test_generated_credentials_are_fresh_and_long_enough() -> None:
+    one, two = objectstore.S3Credentials.generate(), objectstore.S3Credentials.generate()
+    assert one != two
+    assert len(one.access_key) >= 3 and len(one.secret_key) >= 8  # MinIO's minimums
+
+
+def test_status_prints_the_bucket(tmp_path: Path) -> None:
+    import io
+
+    store = ObjectStore("http://127.0.0.1:9000", "ray", "rp-user", "rp-secret")
+    out = io.StringIO()
+    cli.print_status(ClusterStatus(tmp_path, tmp_path / "kubeconfig", (), store), out)
+    assert "bucket: s3://ray at http://127.0.0.1:9000" in out.getvalue()
+    assert "rp-secret" not in out.getvalue()
+
+
 def test_supervisor_command_line_round_trips_through_the_cli() -> None:
     operator = ["/bin/kuberay-operator", "--kubeconfig=/x", "--", "-v"]
     argv = process.supervisor_argv(operator)
@@ -180,7 +249,7 @@ def test_supervisor_command_line_round_trips_through_the_cli() -> None:
 def _status(**health: bool) -> ClusterStatus:
     comps = tuple(
         ComponentStatus(name, 1, True, health.get(name.replace("-", "_"), True), "")
-        for name in (ETCD, APISERVER, CONTROLLER_MANAGER, OPERATOR)
+        for name in (ETCD, APISERVER, CONTROLLER_MANAGER, OPERATOR, MINIO)
     )
     return ClusterStatus(Path("/x"), Path("/x/kubeconfig"), comps)
 
@@ -189,6 +258,7 @@ def test_cluster_health_ignores_only_the_operator_probe() -> None:
     assert _status().healthy
     assert _status(kuberay_operator=False).healthy
     assert not _status(kube_apiserver=False).healthy
+    assert not _status(minio=False).healthy
     assert not ClusterStatus(Path("/x"), None, ()).healthy
     stopped = dataclasses.replace(_status().components[0], running=False)
     assert not ClusterStatus(Path("/x"), Path("/k"), (stopped,)).healthy

@@ -64,3 +64,20 @@ def test_layout_is_absolute_and_defaults_under_the_cache(
     assert st.layout(None).root == (tmp_path / "cache" / "localcluster").resolve()
     monkeypatch.chdir(tmp_path)
     assert st.layout(Path("rel")).root == tmp_path.resolve() / "rel"
+
+
+def test_object_store_record_is_private_and_round_trips(tmp_path: Path) -> None:
+    layout = st.Layout(tmp_path)
+    assert st.load_object_store(layout) is None
+    store = st.ObjectStore("http://127.0.0.1:9000", "ray", "rp-user", "rp-secret-0123456789")
+    layout.object_store.write_text("{}")
+    layout.object_store.chmod(0o644)  # even an existing file ends up private
+    st.save_object_store(layout, store)
+    assert stat.S_IMODE(layout.object_store.stat().st_mode) == 0o600
+    assert layout.object_store.parent == layout.root
+    assert st.load_object_store(layout) == store
+    assert store.env()["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9000"
+    assert store.env()["AWS_SECRET_ACCESS_KEY"] == "rp-secret-0123456789"
+    layout.object_store.write_text("{damaged")
+    with pytest.raises(st.LocalClusterError, match="unreadable"):
+        st.load_object_store(layout)

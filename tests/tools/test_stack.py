@@ -1,18 +1,24 @@
 """The main job keeps the state in step with the cluster (tools/stack.py), decided without an
-engine: when to refresh, what is recorded, how the cluster is identified."""
+engine: when to refresh, what is recorded, how the cluster is identified; and the bucket config
+it sets when it uses the project's own control plane (and leaves alone when it does not)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pulumi import automation as auto
 
-from tools import stack
+from tests.conftest import run_program, stack_config
+from tools import engine, localcluster, stack
 
 RESOURCES = [
     {"type": "pulumi:pulumi:Stack", "urn": "s"},
@@ -114,3 +120,139 @@ def test_unreachable_or_unusable_cluster_has_no_identity(tmp_path: Path) -> None
     assert stack.cluster_identity(_kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")) is None
     (tmp_path / "bad").write_text("not: [a kubeconfig")
     assert stack.cluster_identity(tmp_path / "bad") is None
+
+
+STORE = localcluster.ObjectStore(
+    "http://127.0.0.1:40123", "ray", "rp0123456789abcdef", "minio-secret-0123456789"
+)
+
+
+def test_bucket_overrides_turn_the_bucket_on_and_keep_the_rest_of_each_block() -> None:
+    config = stack_config("local")
+    overrides = stack.bucket_overrides(config, STORE)
+    assert set(overrides) == {"ray-platform:storage", "ray-platform:local"}
+    storage = overrides["ray-platform:storage"]
+    assert storage["artifactBucket"]["enabled"] is True
+    assert storage["sharedFilesystem"] == config["ray-platform:storage"]["sharedFilesystem"]
+    local = overrides["ray-platform:local"]
+    assert local["hostPath"] == config["ray-platform:local"]["hostPath"]
+    assert local["objectStore"] == {
+        "endpoint": STORE.endpoint,
+        "bucket": "ray",
+        "accessKeyId": STORE.access_key,
+    }
+    # The secret key never goes into the plain overrides, and the input is not mutated.
+    assert STORE.secret_key not in json.dumps(overrides)
+    assert config == stack_config("local")
+
+
+def test_a_stale_plain_secret_key_is_dropped_from_the_overrides() -> None:
+    config = copy.deepcopy(stack_config("local"))
+    config["ray-platform:local"]["objectStore"] = {"secretAccessKey": "plain", "bucket": "x"}
+    store = stack.bucket_overrides(config, STORE)["ray-platform:local"]["objectStore"]
+    assert "secretAccessKey" not in store
+    assert store["bucket"] == "ray"
+
+
+def test_the_secret_key_is_set_as_a_pulumi_secret_by_path() -> None:
+    secrets = stack.bucket_secrets(STORE)
+    assert list(secrets) == ["ray-platform:local.objectStore.secretAccessKey"]
+    value = secrets[stack.SECRET_KEY_PATH]
+    assert value.secret is True
+    assert value.value == STORE.secret_key
+
+
+def test_the_config_the_job_sets_is_one_the_program_accepts() -> None:
+    """Overrides plus the secret (as the engine hands it over): the bucket is on, on MinIO."""
+    config = {**stack_config("local"), **stack.bucket_overrides(stack_config("local"), STORE)}
+    config["ray-platform:local"]["objectStore"]["secretAccessKey"] = STORE.secret_key
+    run = run_program("local", config)
+    assert run.outputs["bucketUri"] == "s3://ray/local"
+    assert run.outputs["objectStoreEndpoint"] == STORE.endpoint
+
+
+class _FakeStack:
+    """What main() calls on an Automation API stack, recorded."""
+
+    def __init__(self) -> None:
+        self.config: list[tuple[str, auto.ConfigValue, bool]] = []
+        self.ran: list[str] = []
+
+    def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None:
+        self.config.append((key, value, path))
+
+    def export_stack(self) -> Any:
+        return types.SimpleNamespace(deployment={"resources": []})
+
+    def preview(self, **_kw: Any) -> None:
+        self.ran.append("preview")
+
+    def outputs(self) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture
+def fake_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeStack]:
+    """main() with the control plane and the engine replaced; the work dir is the real one."""
+    fake = _FakeStack()
+    kubeconfig = tmp_path / "kubeconfig"
+    monkeypatch.setattr(localcluster, "up", lambda _dir=None: kubeconfig)
+    monkeypatch.setattr(localcluster, "kubeconfig", lambda _dir=None: kubeconfig)
+    monkeypatch.setattr(localcluster, "object_store", lambda _dir=None: STORE)
+    monkeypatch.setattr(stack, "cluster_identity", lambda _kc: "uid-1")
+    monkeypatch.setattr(
+        engine, "engine", lambda state, kc: engine.Engine(tmp_path / "bin", {"KUBECONFIG": str(kc)})
+    )
+    monkeypatch.setattr(engine, "local_stack", lambda _eng, _wd, _name="local": fake)
+    yield fake
+
+
+def _work_config(tmp_path: Path) -> dict[str, Any]:
+    data = yaml.safe_load((tmp_path / "state" / "project" / "Pulumi.local.yaml").read_text())
+    return dict(data["config"])
+
+
+def test_on_the_projects_control_plane_the_job_turns_the_bucket_on(
+    fake_job: _FakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
+    assert fake_job.ran == ["preview"]
+    config = _work_config(tmp_path)
+    assert config["ray-platform:storage"]["artifactBucket"]["enabled"] is True
+    assert config["ray-platform:local"]["objectStore"]["endpoint"] == STORE.endpoint
+    assert STORE.secret_key not in json.dumps(config)  # only through set_config, as a secret
+    ((key, value, path),) = fake_job.config
+    assert (key, value.value, value.secret, path) == (
+        stack.SECRET_KEY_PATH,
+        STORE.secret_key,
+        True,
+        True,
+    )
+    # The repository's stack file is untouched.
+    committed = engine.stack_file_config("local")
+    assert committed["ray-platform:storage"]["artifactBucket"] == {"enabled": False}
+    assert "objectStore" not in committed["ray-platform:local"]
+
+
+def test_with_a_kubeconfig_of_its_own_the_stack_file_applies_as_it_is(
+    fake_job: _FakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kind.kubeconfig"))
+    assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
+    assert _work_config(tmp_path) == engine.stack_file_config("local")
+    assert fake_job.config == []
+
+
+def test_a_control_plane_without_minio_leaves_the_stack_file_as_it_is(
+    fake_job: _FakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+    def none(_dir: Path | None = None) -> localcluster.ObjectStore:
+        raise localcluster.LocalClusterError("no object store")
+
+    monkeypatch.setattr(localcluster, "object_store", none)
+    assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
+    assert _work_config(tmp_path) == engine.stack_file_config("local")
+    assert fake_job.config == []

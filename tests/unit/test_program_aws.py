@@ -804,6 +804,15 @@ def test_dev_head_runs_jupyter_behind_a_token_from_a_secret() -> None:
     assert not [e for e in jupyter["env"] if e["name"] == "JUPYTER_TOKEN"]
     (volume,) = [v for v in head["volumes"] if v["name"] == "jupyter-token"]
     assert volume["secret"]["secretName"] == "ray-jupyter"
+    # ray.init() in a notebook: KubeRay gives the Ray token only to its own containers, so the
+    # cluster's token Secret is mounted into Jupyter as a file.
+    env = {e["name"]: e.get("value") for e in jupyter["env"]}
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert env["RAY_AUTH_TOKEN_PATH"] == "/etc/ray-auth/auth_token"
+    assert "RAY_PLATFORM_RUNTIME_ENV" not in env  # that file is mounted on the Ray container
+    (auth,) = [v for v in head["volumes"] if v["name"] == "ray-auth-token"]
+    assert auth["secret"]["secretName"] == "ray"  # KubeRay's Secret, named like the cluster
+    assert auth["secret"]["items"] == [{"key": "auth_token", "path": "auth_token"}]
     assert jupyter["securityContext"] == RESTRICTED_CONTAINER
     mounts = {m["mountPath"] for m in jupyter["volumeMounts"]}
     assert "/mnt/shared" in mounts

@@ -2,18 +2,20 @@
 
     python -m tools.localcluster up|down|status|kubeconfig [--dir DIR]
 
-`up` starts etcd, kube-apiserver, kube-controller-manager and (by default) the KubeRay operator as
-detached processes listening on 127.0.0.1 only, on ports chosen when it starts (so several
-clusters can coexist), writes an admin kubeconfig and prints `export KUBECONFIG=...`. There is no
-scheduler and no kubelet: Pods stay Pending, everything else (namespaces, Deployments and
-ReplicaSets, garbage collection, service accounts, KubeRay's Pods and Services) is reconciled.
-`down` stops exactly the processes `up` started and deletes the cluster's data.
+`up` starts etcd, kube-apiserver, kube-controller-manager and (by default) the KubeRay operator and
+MinIO (an S3-compatible server with the bucket `ray`, credentials generated into the state
+directory; `object_store()` returns them) as detached processes listening on 127.0.0.1 only, on
+ports chosen when it starts (so several clusters can coexist), writes an admin kubeconfig and
+prints `export KUBECONFIG=...`. There is no scheduler and no kubelet: Pods stay Pending,
+everything else (namespaces, Deployments and ReplicaSets, garbage collection, service accounts,
+KubeRay's Pods and Services) is reconciled. `down` stops exactly the processes `up` started and
+deletes the cluster's data (MinIO's included).
 
 Layout: `components.py` (one record per component: binary, ports, argv, health, readiness),
 `process.py` (spawn, supervise, probe, stop: the same code for every component), `state.py`
-(state directory, state.json, lock, kubeconfigs), `cluster.py` (up/down/status), `cli.py`.
-The binaries come from `tools.build.ensure` (built from Go modules). Linux only: `down` and
-`status` identify processes through /proc.
+(state directory, state.json, lock, kubeconfigs, objectstore.json), `cluster.py`
+(up/down/status/object_store), `cli.py`. The binaries come from `tools.build.ensure` (built from
+Go modules). Linux only: `down` and `status` identify processes through /proc.
 """
 
 from tools.localcluster.cli import main
@@ -22,34 +24,41 @@ from tools.localcluster.cluster import (
     ComponentStatus,
     down,
     kubeconfig,
+    object_store,
     status,
     up,
 )
 from tools.localcluster.components import (
     APISERVER,
+    BUCKET,
     CONTROLLER_MANAGER,
     ETCD,
     LOOPBACK,
+    MINIO,
     OPERATOR,
 )
 from tools.localcluster.process import READY_TIMEOUT, STOP_TIMEOUT
-from tools.localcluster.state import LocalClusterError, default_state_dir
+from tools.localcluster.state import LocalClusterError, ObjectStore, default_state_dir
 
 __all__ = [
     "APISERVER",
+    "BUCKET",
     "CONTROLLER_MANAGER",
     "ETCD",
     "LOOPBACK",
+    "MINIO",
     "OPERATOR",
     "READY_TIMEOUT",
     "STOP_TIMEOUT",
     "ClusterStatus",
     "ComponentStatus",
     "LocalClusterError",
+    "ObjectStore",
     "default_state_dir",
     "down",
     "kubeconfig",
     "main",
+    "object_store",
     "status",
     "up",
 ]

@@ -12,7 +12,7 @@ from typing import IO
 from tools.localcluster import process
 from tools.localcluster.cluster import ClusterStatus, down, kubeconfig, status, up
 from tools.localcluster.process import READY_TIMEOUT, progress
-from tools.localcluster.state import LocalClusterError, default_state_dir
+from tools.localcluster.state import Layout, LocalClusterError, default_state_dir
 
 SUPERVISE = "_supervise"
 """Hidden command: the supervisor process of a supervised component (see `process.supervise`)."""
@@ -26,6 +26,10 @@ def print_status(st: ClusterStatus, out: IO[str]) -> None:
         health = "healthy" if c.healthy else ("UNHEALTHY" if c.running else "NOT RUNNING")
         print(f"{c.name:<24} pid {c.pid:<8} {c.endpoint:<28} {health}", file=out)
     print(f"kubeconfig: {st.kubeconfig}", file=out)
+    if st.object_store is not None:
+        store = st.object_store
+        where = Layout(st.state_dir).object_store
+        print(f"bucket: s3://{store.bucket} at {store.endpoint} (credentials: {where})", file=out)
 
 
 def supervised_argv(args: Sequence[str]) -> list[str] | None:
@@ -58,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = commands.add_parser("up", parents=[common], help="start (or reuse) the cluster")
     start.add_argument("--no-operator", action="store_true", help="do not run the KubeRay operator")
     start.add_argument(
+        "--no-object-store", action="store_true", help="do not run MinIO (the local S3 bucket)"
+    )
+    start.add_argument(
         "--timeout", type=float, default=READY_TIMEOUT, help="seconds per component to get ready"
     )
     commands.add_parser("down", parents=[common], help="stop the cluster and delete its data")
@@ -69,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "up":
-            path = up(args.dir, with_operator=not args.no_operator, timeout=args.timeout)
+            path = up(
+                args.dir,
+                with_operator=not args.no_operator,
+                with_object_store=not args.no_object_store,
+                timeout=args.timeout,
+            )
             print(f"export KUBECONFIG={shlex.quote(str(path))}")
         elif args.command == "down":
             down(args.dir)

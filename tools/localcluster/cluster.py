@@ -1,5 +1,5 @@
-"""`up`, `down`, `status` and `kubeconfig` of one local cluster: the components of
-`components.py`, started and stopped by `process.py`, recorded by `state.py`."""
+"""`up`, `down`, `status`, `kubeconfig` and `object_store` of one local cluster: the components
+of `components.py`, started and stopped by `process.py`, recorded by `state.py`."""
 
 from __future__ import annotations
 
@@ -11,25 +11,33 @@ from tools.build import BuildError, ensure
 from tools.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, write_pki
 from tools.localcluster import process
 from tools.localcluster.components import (
+    BUCKET,
     BY_NAME,
     LOOPBACK,
+    MINIO,
     SERVICE_IP,
+    Component,
     Context,
     components,
+    minio_endpoint,
     port_names,
 )
 from tools.localcluster.process import READY_TIMEOUT, progress
 from tools.localcluster.state import (
     Layout,
     LocalClusterError,
+    ObjectStore,
     State,
     layout,
+    load_object_store,
     load_state,
     locked,
     render_kubeconfig,
+    save_object_store,
     save_state,
     write_private,
 )
+from tools.objectstore import S3Credentials
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class ClusterStatus:
     kubeconfig: Path | None
     """None when no cluster is recorded there."""
     components: tuple[ComponentStatus, ...]
+    object_store: ObjectStore | None = None
+    """The MinIO's endpoint, bucket and credentials, when the cluster runs one."""
 
     @property
     def recorded(self) -> bool:
@@ -82,7 +92,8 @@ def _status(where: Layout, state: State | None) -> ClusterStatus:
         healthy = running and process.healthy(component, state.ports, where.pki)
         endpoint = component.endpoint(state.ports)
         found.append(ComponentStatus(record.name, record.pid, running, healthy, endpoint))
-    return ClusterStatus(where.root, Path(state.kubeconfig), tuple(found))
+    store = load_object_store(where)
+    return ClusterStatus(where.root, Path(state.kubeconfig), tuple(found), store)
 
 
 def status(state_dir: Path | None = None) -> ClusterStatus:
@@ -100,21 +111,34 @@ def kubeconfig(state_dir: Path | None = None) -> Path:
     return Path(state.kubeconfig)
 
 
+def object_store(state_dir: Path | None = None) -> ObjectStore:
+    """The running cluster's MinIO (endpoint, bucket, credentials); raises if it runs none."""
+    where = layout(state_dir)
+    state = load_state(where)
+    store = load_object_store(where) if state is not None else None
+    if state is None or store is None or MINIO not in {p.name for p in state.processes}:
+        raise LocalClusterError(f"no object store in the local cluster in {where.root}")
+    return store
+
+
 def up(
     state_dir: Path | None = None,
     *,
     with_operator: bool = True,
+    with_object_store: bool = True,
     timeout: float = READY_TIMEOUT,
 ) -> Path:
     """Start a fresh local cluster (or reuse the healthy one) and return its kubeconfig path.
 
     Returns once /readyz is OK, the `default` namespace and its `default` ServiceAccount exist
-    (so Pods can be admitted) and, with `with_operator`, the KubeRay operator answers its probe.
+    (so Pods can be admitted), with `with_operator` the KubeRay operator answers its probe, and
+    with `with_object_store` MinIO is ready with the bucket `ray` created (see `object_store`).
     """
     where = layout(state_dir)
+    wanted_components = components(with_operator=with_operator, with_object_store=with_object_store)
     with locked(where):
         current = _status(where, load_state(where))
-        wanted = {c.name for c in components(with_operator=with_operator)}
+        wanted = {c.name for c in wanted_components}
         same = {c.name for c in current.components} == wanted
         if current.healthy and same and current.kubeconfig is not None:
             progress(f"already up ({where.root})")
@@ -122,7 +146,7 @@ def up(
         if current.recorded:
             progress("found a stale or different cluster; stopping it first")
         _teardown(where)
-        return _start(where, with_operator=with_operator, timeout=timeout)
+        return _start(where, wanted_components, timeout=timeout)
 
 
 def down(state_dir: Path | None = None) -> None:
@@ -137,14 +161,14 @@ def _teardown(where: Layout) -> None:
     if state is not None:
         for record in reversed(state.processes):  # clients first, etcd last
             process.stop(record)
-    for path in (where.etcd_data, where.pki):
+    for path in (where.etcd_data, where.pki, where.minio_data):
         shutil.rmtree(path, ignore_errors=True)
-    for path in (where.kubeconfig, where.controller_manager_kubeconfig, where.state_file):
+    files = (where.kubeconfig, where.controller_manager_kubeconfig, where.object_store)
+    for path in (*files, where.state_file):
         path.unlink(missing_ok=True)
 
 
-def _start(where: Layout, *, with_operator: bool, timeout: float) -> Path:
-    wanted = components(with_operator=with_operator)
+def _start(where: Layout, wanted: tuple[Component, ...], *, timeout: float) -> Path:
     names = [c.name for c in wanted]
     progress("resolving binaries: " + ", ".join(names))
     try:
@@ -170,9 +194,16 @@ def _start(where: Layout, *, with_operator: bool, timeout: float) -> Path:
             CONTROLLER_MANAGER_USER,
         ),
     )
+    credentials = None
+    if MINIO in names:
+        credentials = S3Credentials.generate()
+        store = ObjectStore(
+            minio_endpoint(ports), BUCKET, credentials.access_key, credentials.secret_key
+        )
+        save_object_store(where, store)
     state = State(ports=ports, kubeconfig=str(where.kubeconfig))
     save_state(where, state)
-    ctx = Context(where, pki, ports, binaries)
+    ctx = Context(where, pki, ports, binaries, credentials)
     launcher = process.Launcher(where, state, timeout)
     try:
         for component in wanted:

@@ -2,7 +2,8 @@
 
 A record says everything that differs between components: which binary (by its tools.build name),
 which loopback ports it listens on, how its command line is built, how its health is probed,
-which API objects must exist before the next component may start, and whether it is supervised.
+which API objects must exist before the next component may start, whether it is supervised, and
+(for MinIO) its environment and the one step run once it is healthy (creating the bucket).
 Everything else (spawning, waiting, restarting, stopping) is the same for all of them and lives
 in `process.py`. The argv builders are pure functions of a `Context`, so they are unit-tested
 without binaries.
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tools import objectstore
 from tools.certs import Pki
-from tools.localcluster.state import Layout
+from tools.localcluster.state import Layout, LocalClusterError
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -29,6 +31,9 @@ ETCD = "etcd"
 APISERVER = "kube-apiserver"
 CONTROLLER_MANAGER = "kube-controller-manager"
 OPERATOR = "kuberay-operator"
+MINIO = objectstore.MINIO
+BUCKET = "ray"
+"""The bucket the local control plane's MinIO is given (the local stack's artifact bucket)."""
 
 # Controllers that only make sense with a cloud provider or with Nodes that have Pod CIDRs.
 DISABLED_CONTROLLERS = (
@@ -49,6 +54,8 @@ class Context:
     """Port name (see `Component.ports`) → port on LOOPBACK."""
     binaries: Mapping[str, Path]
     """tools.build name → executable."""
+    object_store: objectstore.S3Credentials | None = None
+    """MinIO's root credentials, generated at `up` and kept (0600) in the state directory."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ class Component:
     """Restarted whenever it exits (see `process.supervise`)."""
     counts_for_health: bool = True
     """Whether `status` calls the cluster unhealthy while its probe fails."""
+    env: Callable[[Context], Mapping[str, str]] = lambda _ctx: {}
+    """Extra environment variables (kept out of state.json: they may hold credentials)."""
+    after_ready: Callable[[Context], None] | None = None
+    """Run once it is healthy, before the next component starts (MinIO: create the bucket)."""
 
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """`scheme://host:port` it serves its health endpoint on, for people."""
@@ -180,6 +191,32 @@ def operator_argv(ctx: Context) -> list[str]:
     ]
 
 
+def _credentials(ctx: Context) -> objectstore.S3Credentials:
+    if ctx.object_store is None:
+        raise LocalClusterError("no object store credentials were generated for minio")
+    return ctx.object_store
+
+
+def minio_endpoint(ports: Mapping[str, int]) -> str:
+    """The S3 API of the local control plane's MinIO."""
+    return f"http://{LOOPBACK}:{ports['minio']}"
+
+
+def minio_argv(ctx: Context) -> list[str]:
+    return objectstore.minio_argv(
+        ctx.binaries[MINIO], ctx.layout.minio_data, ctx.ports["minio"], ctx.ports["minio-console"]
+    )
+
+
+def minio_env(ctx: Context) -> dict[str, str]:
+    return objectstore.minio_env(_credentials(ctx))
+
+
+def create_bucket(ctx: Context) -> None:
+    """Create BUCKET (idempotent: MinIO keeps its data directory across restarts)."""
+    objectstore.create_s3_bucket(minio_endpoint(ctx.ports), _credentials(ctx), BUCKET)
+
+
 # ------------------------------------------------------------------------------------ the records
 
 ETCD_COMPONENT = Component(
@@ -221,15 +258,27 @@ OPERATOR_COMPONENT = Component(
     counts_for_health=False,
 )
 
+MINIO_COMPONENT = Component(
+    name=MINIO,
+    ports=("minio", "minio-console"),
+    argv=minio_argv,
+    health=lambda ports: Probe(minio_endpoint(ports) + objectstore.MINIO_READY_PATH),
+    env=minio_env,
+    after_ready=create_bucket,
+)
+"""The S3-compatible server behind the local stack's artifact bucket (tools/stack.py wires it)."""
+
 CONTROL_PLANE = (ETCD_COMPONENT, APISERVER_COMPONENT, CONTROLLER_MANAGER_COMPONENT)
 """In start order: each needs the ones before it (`down` stops them in reverse)."""
 
-BY_NAME = {c.name: c for c in (*CONTROL_PLANE, OPERATOR_COMPONENT)}
+BY_NAME = {c.name: c for c in (*CONTROL_PLANE, OPERATOR_COMPONENT, MINIO_COMPONENT)}
 
 
-def components(*, with_operator: bool) -> tuple[Component, ...]:
+def components(*, with_operator: bool, with_object_store: bool = True) -> tuple[Component, ...]:
     """The components of a cluster, in start order."""
-    return (*CONTROL_PLANE, OPERATOR_COMPONENT) if with_operator else CONTROL_PLANE
+    operator = (OPERATOR_COMPONENT,) if with_operator else ()
+    store = (MINIO_COMPONENT,) if with_object_store else ()
+    return (*CONTROL_PLANE, *operator, *store)
 
 
 def port_names(wanted: tuple[Component, ...]) -> list[str]:

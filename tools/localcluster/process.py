@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tools.localcluster.components import LOOPBACK, Component, Context, Probe, api_probe
 from tools.localcluster.state import Layout, LocalClusterError, ProcessRecord, State, save_state
+from tools.objectstore import ObjectStoreError
 
 READY_TIMEOUT = 180.0
 """Seconds each component gets to become ready (generous: CI runners can have 2 slow cores)."""
@@ -285,7 +286,7 @@ class Launcher:
     def launch(self, component: Component, ctx: Context) -> None:
         argv = component.argv(ctx)
         binaries = [argv[0]]
-        env: dict[str, str] = {}
+        env = dict(component.env(ctx))
         note = ""
         if component.supervised:
             binaries = [sys.executable, argv[0]]
@@ -305,6 +306,11 @@ class Launcher:
         )
         for what, path in component.ready_objects:
             self.wait(component.name, what, checker(api_probe(ctx.ports, path), ctx.layout.pki))
+        if component.after_ready is not None:
+            try:
+                component.after_ready(ctx)
+            except ObjectStoreError as err:
+                self.fail(component.name, str(err))
 
     def wait(self, name: str, what: str, check: Callable[[], bool]) -> None:
         """Wait until `check()` holds; fail early if any started process exits."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from infra.cache import cache_root
+from tools.objectstore import DEFAULT_REGION, S3Credentials, s3_client_env
 
 STATE_VERSION = 1
 """Bump when state.json changes shape: an older `down` must not misread a newer record."""
@@ -59,6 +60,15 @@ class Layout:
     @property
     def pki(self) -> Path:
         return self.root / "pki"
+
+    @property
+    def minio_data(self) -> Path:
+        return self.root / "minio"
+
+    @property
+    def object_store(self) -> Path:
+        """MinIO's endpoint, bucket and credentials (0600), read by tools/stack.py."""
+        return self.root / "objectstore.json"
 
     @property
     def logs(self) -> Path:
@@ -133,6 +143,42 @@ def save_state(where: Layout, state: State) -> None:
     tmp.replace(where.state_file)
 
 
+@dataclass(frozen=True)
+class ObjectStore:
+    """The local control plane's MinIO, as `objectstore.json` records it."""
+
+    endpoint: str
+    """`http://127.0.0.1:<port>`: its S3 API."""
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str = DEFAULT_REGION
+
+    @property
+    def credentials(self) -> S3Credentials:
+        return S3Credentials(self.access_key, self.secret_key)
+
+    def env(self) -> dict[str, str]:
+        """Environment that points boto3 here."""
+        return s3_client_env(self.endpoint, self.credentials, self.region)
+
+
+def save_object_store(where: Layout, store: ObjectStore) -> None:
+    """Record the object store, readable by the owner only (it holds the secret key)."""
+    write_private(where.object_store, json.dumps(asdict(store), indent=2) + "\n")
+
+
+def load_object_store(where: Layout) -> ObjectStore | None:
+    """The recorded object store, or None when this cluster runs none."""
+    try:
+        raw = json.loads(where.object_store.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise LocalClusterError(f"unreadable {where.object_store}: {err}") from err
+    return ObjectStore(**raw)
+
+
 def render_kubeconfig(
     server: str, ca_cert: Path, client_cert: Path, client_key: Path, user: str
 ) -> str:
@@ -171,5 +217,6 @@ def render_kubeconfig(
 def write_private(path: Path, text: str) -> None:
     """Write `text` readable by the owner only (kubeconfigs embed private keys)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file already existed
     with os.fdopen(fd, "w") as f:
         f.write(text)
