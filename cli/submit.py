@@ -234,7 +234,13 @@ def _follow(client: Any, job_id: str) -> str:
                 sys.stdout.write(chunk)
                 sys.stdout.flush()
 
-        asyncio.run(stream())
+        # A loop of its own, closed after: asyncio.run would leave the thread without a current
+        # event loop, which breaks callers (and test runs) that expect one.
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(stream())
+        finally:
+            loop.close()
         while (status := str(client.get_job_status(job_id))) not in TERMINAL:
             time.sleep(0.3)
     else:

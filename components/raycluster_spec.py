@@ -193,23 +193,60 @@ def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) ->
     }
 
 
+RAY_AUTH_VOLUME = "ray-auth-token"
+RAY_AUTH_DIR = "/etc/ray-auth"
+RAY_AUTH_KEY = "auth_token"
+"""KubeRay (token auth) keeps the cluster's token in a Secret named like the RayCluster, under
+this key, and gives it only to the containers it manages."""
+
+
 def _jupyter(
     ray: RayClusterConfig, jupyter: JupyterConfig, wiring: StorageWiring, env: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """JupyterLab beside Ray: same image, environment (Ray address, PYTHONPATH with the shared
-    packages and JupyterLab), mounts and identity; notebooks on the shared file system."""
+    packages and JupyterLab), mounts and identity; notebooks on the shared file system. With
+    token auth, `ray.init()` in a notebook needs the cluster's token: KubeRay injects it only
+    into its own containers, so it is mounted here as a read-only file."""
     assert wiring.shared_mount_path is not None
+    # The runtime_env file is mounted on the Ray container only.
+    extra = [e for e in env if e["name"] != "RAY_PLATFORM_RUNTIME_ENV"]
+    extra.append({"name": "RAY_ADDRESS", "value": f"127.0.0.1:{GCS_PORT}"})
+    mounts = _mounts(wiring)
+    if ray.auth == "token":
+        extra += [
+            {"name": "RAY_AUTH_MODE", "value": "token"},
+            {"name": "RAY_AUTH_TOKEN_PATH", "value": f"{RAY_AUTH_DIR}/{RAY_AUTH_KEY}"},
+        ]
+        mounts.append({"name": RAY_AUTH_VOLUME, "mountPath": RAY_AUTH_DIR, "readOnly": True})
     return jupyter_container(
         image=ray.image,
         port=jupyter.port,
         root_dir=wiring.shared_mount_path,
         token_secret_name=jupyter.token_secret_name,
         token_secret_key=JUPYTER_TOKEN_KEY,
-        env=[*env, {"name": "RAY_ADDRESS", "value": f"127.0.0.1:{GCS_PORT}"}],
-        volume_mounts=_mounts(wiring),
+        env=extra,
+        volume_mounts=mounts,
         resources=_resources(jupyter.resources),
         security_context=container_security_context(),
     )
+
+
+def _jupyter_volumes(ray: RayClusterConfig) -> list[dict[str, Any]]:
+    if ray.jupyter is None:
+        return []
+    volumes = [token_volume(ray.jupyter.token_secret_name)]
+    if ray.auth == "token":
+        volumes.append(
+            {
+                "name": RAY_AUTH_VOLUME,
+                "secret": {
+                    "secretName": ray.name,
+                    "items": [{"key": RAY_AUTH_KEY, "path": RAY_AUTH_KEY}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+    return volumes
 
 
 def head_group(
@@ -250,11 +287,7 @@ def head_group(
             container=container,
             extra_volumes=[
                 {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
-                *(
-                    [token_volume(ray.jupyter.token_secret_name)]
-                    if sidecars and ray.jupyter is not None
-                    else []
-                ),
+                *(_jupyter_volumes(ray) if sidecars else []),
             ],
             extra_init=install,
             node_selector={},

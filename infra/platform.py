@@ -168,7 +168,9 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     }
     head_pod = (
         f"$(kubectl -n {namespace_name} get pod -o name "
-        f"-l ray.io/cluster={cluster.cluster_name},ray.io/node-type=head)"
+        f"-l ray.io/cluster={cluster.cluster_name},ray.io/node-type=head "
+        # During a pod recreation the old head may still be listed.
+        "--field-selector=status.phase=Running)"
     )
     # The guide's "SSH onto the head node".
     outputs["headShellCommand"] = (
