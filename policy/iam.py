@@ -38,7 +38,8 @@ def _permission_statements(args: ResourceValidationArgs) -> Iterator[Mapping[str
 
 def _no_star_actions(args: ResourceValidationArgs, report: ReportViolation) -> None:
     for s in _permission_statements(args):
-        wild = [str(a) for a in as_list(s.get("Action")) if str(a) == "*" or str(a).endswith(":*")]
+        # Any wildcard: `*`, `s3:*`, and partial ones such as `s3:Get*` or `iam:Pass*`.
+        wild = [str(a) for a in as_list(s.get("Action")) if "*" in str(a) or "?" in str(a)]
         if wild:
             report(f"statement {s.get('Sid', '(no Sid)')} allows {', '.join(wild)}", None)
         if s.get("NotAction") is not None:
@@ -47,14 +48,24 @@ def _no_star_actions(args: ResourceValidationArgs, report: ReportViolation) -> N
 
 def _object_action(action: str) -> bool:
     a = action.lower()
-    return a in ("s3:*", "*") or (a.startswith("s3:") and "object" in a)
+    return a == "*" or (a.startswith("s3:") and ("object" in a or "*" in a))
+
+
+def _all_objects(resource: str) -> bool:
+    """`*`, `arn:aws:s3:::*`, `arn:aws:s3:::*/*`, `arn:aws:s3:::bucket*`: no bucket and prefix."""
+    if resource == "*":
+        return True
+    if not resource.startswith("arn:aws") or ":s3:::" not in resource:
+        return False
+    bucket = resource.split(":s3:::", 1)[1].split("/", 1)[0]
+    return "*" in bucket or "?" in bucket
 
 
 def _no_star_object_resource(args: ResourceValidationArgs, report: ReportViolation) -> None:
     for s in _permission_statements(args):
         if not any(_object_action(str(a)) for a in as_list(s.get("Action"))):
             continue
-        wide = [str(r) for r in as_list(s.get("Resource")) if str(r) in ("*", "arn:aws:s3:::*")]
+        wide = [str(r) for r in as_list(s.get("Resource")) if _all_objects(str(r))]
         if wide:
             report(
                 f"statement {s.get('Sid', '(no Sid)')} allows S3 object actions on {wide[0]}", None

@@ -230,7 +230,7 @@ def _runtime_env_installs(args: StackValidationArgs, report: ReportViolation) ->
         name = path(rc.props, "metadata", "name")
         cm = _config_map(maps, f"{name}-runtime-env")
         if cm is None:
-            continue
+            raise CannotCheck(f"no {name}-runtime-env ConfigMap holds {name}'s runtime_env")
         text = path(cm.props, "data", "runtime_env.json")
         try:
             env = json.loads(text) if text else {}
@@ -375,7 +375,8 @@ POLICIES: list[Policy] = [
     _rule(
         "ray-jupyter-token",
         "Jupyter on the head requires a token from a Secret.",
-        "Set env JUPYTER_TOKEN with valueFrom.secretKeyRef on the jupyter container.",
+        "Mount the token Secret into the jupyter container and point JUPYTER_TOKEN_FILE at it "
+        "(components/jupyter.py does).",
         _jupyter_token,
     ),
 ]

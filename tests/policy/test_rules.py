@@ -379,3 +379,36 @@ def test_committed_config_files_match_the_rules() -> None:
     configs = Path(__file__).resolve().parents[2] / "policy" / "config"
     for mode in ("dev", "prod"):
         assert json.loads((configs / f"{mode}.json").read_text()) == config_for(mode)
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        # Partial wildcards are wildcards.
+        (
+            {"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/p/*"},
+            {"iam-no-wildcard-actions"},
+        ),
+        # Every bucket's objects, spelled as a glob.
+        (
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*/*"},
+            {"iam-no-wildcard-s3-object-resource"},
+        ),
+        (
+            {"Effect": "Allow", "Action": "s3:Put*", "Resource": "*"},
+            {"iam-no-wildcard-actions", "iam-no-wildcard-s3-object-resource"},
+        ),
+        # What the program writes passes.
+        (
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/ray/dev/*"},
+            set(),
+        ),
+    ],
+)
+def test_iam_wildcards_in_any_spelling(statement: dict[str, Any], expected: set[str]) -> None:
+    stack = edit("irsa-policy", lambda i: i.__setitem__("policy", stacks.policy_doc(statement)))(
+        good_stack()
+    )
+    report = run(stack, config_for("prod"))
+    iam = {rule for rule in report.mandatory if rule.startswith("iam-")}
+    assert iam == expected

@@ -36,13 +36,19 @@ def test_every_workflow_grants_nothing_by_default() -> None:
 def test_pull_requests_preview_every_stack_with_the_pack_and_one_edited_comment() -> None:
     preview = _workflows()["pull-request.yml"]["jobs"]["preview"]  # type: ignore[index]
     stacks = {m["stack"] for m in preview["strategy"]["matrix"]["include"]}
-    assert stacks == {"dev", "prod"}
+    # Every stack file of the project is previewed.
+    assert stacks == {p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml")} - {"local"}
     step = next(s for s in preview["steps"] if str(s.get("uses", "")).startswith("pulumi/actions"))
     assert step["uses"] == "pulumi/actions@v7"
     with_ = step["with"]
     assert with_["command"] == "preview" and with_["policyPacks"] == "policy"
     assert with_["comment-on-pr"] is True and with_["edit-pr-comment"] is True
-    assert preview["concurrency"]["group"] == "pulumi-${{ matrix.stack }}"
+    # Previews replace each other per PR and stack; they never share a group with deploys (a
+    # newly queued run would cancel a pending deploy).
+    assert preview["concurrency"]["group"].startswith("preview-")
+    up = _workflows()["pulumi-up.yml"]["jobs"]
+    assert all(j["concurrency"]["group"].startswith("deploy-") for j in up.values())  # type: ignore[index]
+    assert with_["pulumi-version"] == "3.274.1"
 
 
 def test_no_long_lived_cloud_keys() -> None:
