@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,8 +47,8 @@ def test_pull_requests_preview_every_stack_with_the_pack_and_one_edited_comment(
     # Previews replace each other per PR and stack; they never share a group with deploys (a
     # newly queued run would cancel a pending deploy).
     assert preview["concurrency"]["group"].startswith("preview-")
-    up = _workflows()["pulumi-up.yml"]["jobs"]
-    assert all(j["concurrency"]["group"].startswith("deploy-") for j in up.values())  # type: ignore[index]
+    up: Any = _workflows()["pulumi-up.yml"]["jobs"]
+    assert all(j["concurrency"]["group"].startswith("deploy-") for j in up.values())
     assert with_["pulumi-version"] == "3.274.1"
 
 
