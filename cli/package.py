@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
 
     `.gitignore` files are honoured at every level (a nested one applies below its directory),
     `excludes` are gitignore-style patterns relative to `root`, `.git/` is never packed.
-    Symlinks are packed as the files they point to; links to directories are not followed.
+    Symlinks are packed as the files they point to when those are inside `root`; links to
+    directories are not followed, and a link out of the directory (e.g. `creds ->
+    ~/.aws/credentials`) is skipped with a warning: what ships is what the directory holds.
     """
     root = root.resolve()
     if not root.is_dir():
@@ -109,6 +112,13 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
                 st = path.stat()
             except OSError:
                 continue  # a dangling symlink: nothing to pack
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                print(
+                    f"ray-platform submit: not packing {rel}: it links outside the working "
+                    "directory",
+                    file=sys.stderr,
+                )
+                continue
             if stat.S_ISREG(st.st_mode):
                 out.append((rel, path, st.st_size))
     out.sort(key=lambda entry: entry[0])

@@ -318,3 +318,20 @@ def test_no_running_head_is_one_line() -> None:
     assert e.value.message == (
         "no running head pod behind Service ray/ray-head-svc (check `kubectl -n ray get pods`)"
     )
+
+
+def test_links_out_of_the_directory_are_not_shipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`creds -> ~/.aws/credentials` must not land in a zip uploaded to a shared bucket."""
+    secret = tmp_path / "outside" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("aws_secret_access_key = nope")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text("print('hi')")
+    (work / "creds").symlink_to(secret)
+    (work / "alias.py").symlink_to(work / "train.py")  # inside: packed as the file
+    packed = [rel for rel, _, _ in package.collect(work, [])]
+    assert packed == ["alias.py", "train.py"]
+    assert "not packing creds: it links outside the working directory" in capsys.readouterr().err
