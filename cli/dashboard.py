@@ -64,6 +64,8 @@ class LocalRelay:
         self._server.listen(16)
         self._server.settimeout(0.5)
         self.port: int = self._server.getsockname()[1]
+        self.last_error: str | None = None
+        """Why the last relayed connection could not be opened (e.g. RBAC on pods/portforward)."""
         self._thread = threading.Thread(target=self._serve, name="ray-platform relay", daemon=True)
         self._thread.start()
 
@@ -82,8 +84,9 @@ class LocalRelay:
                 return
             try:
                 remote = self._connect()
-            except Exception:  # the client sees a closed connection; the cause is logged by
-                local.close()  # the first request's error on the caller's side
+            except Exception as e:  # the client sees a closed connection; the cause is kept
+                self.last_error = " ".join(str(e).split())[:200] or type(e).__name__
+                local.close()
                 continue
             threading.Thread(target=_pump, args=(local, remote, self._stop), daemon=True).start()
 
@@ -168,6 +171,13 @@ def port_forward(namespace: str, cluster: str) -> Iterator[str]:
     relay = LocalRelay(connect)
     try:
         yield relay.address
+    except SubmitError as e:
+        # "dashboard unreachable" alone hides the cause: say why the port-forward failed.
+        if e.code == Exit.CLUSTER and relay.last_error:
+            raise SubmitError(
+                e.code, f"{e}; the port-forward to {namespace}/{pod} failed: {relay.last_error}"
+            ) from None
+        raise
     finally:
         relay.close()
 

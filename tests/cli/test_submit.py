@@ -335,3 +335,19 @@ def test_links_out_of_the_directory_are_not_shipped(
     packed = [rel for rel, _, _ in package.collect(work, [])]
     assert packed == ["alias.py", "train.py"]
     assert "not packing creds: it links outside the working directory" in capsys.readouterr().err
+
+
+def test_relay_keeps_why_a_connection_could_not_be_opened() -> None:
+    """A refused port-forward (e.g. no RBAC on pods/portforward) must not surface as a bare
+    'dashboard unreachable': the relay keeps the cause for the error line."""
+
+    def connect() -> dashboard._Conn:
+        raise RuntimeError('pods "ray-head-x" is forbidden: cannot create pods/portforward')
+
+    relay = dashboard.LocalRelay(connect)
+    try:
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{relay.address}/", timeout=5)
+        assert relay.last_error is not None and "pods/portforward" in relay.last_error
+    finally:
+        relay.close()
