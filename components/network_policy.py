@@ -24,6 +24,11 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {_NAMESPACE_NAME: name}}}
 
 
+def egress_to(cidr: str, port: int, protocol: str = "TCP") -> dict[str, Any]:
+    """A NetworkPolicy egress rule to one address block and port (e.g. a metadata server)."""
+    return {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": protocol, "port": port}]}
+
+
 def network_policy_manifest(
     *,
     name: str,

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.options import waiting_child
-from components.wiring import MANAGED_LABELS
+from components.wiring import MANAGED_LABELS, pod_security_labels
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,7 @@ class SharedDirOwner(pulumi.ComponentResource):
             f"{name}-ns",
             metadata={
                 "name": args.namespace,
-                "labels": {
-                    **MANAGED_LABELS,
-                    "pod-security.kubernetes.io/enforce": level,
-                    "pod-security.kubernetes.io/warn": level,
-                    "pod-security.kubernetes.io/audit": level,
-                },
+                "labels": {**MANAGED_LABELS, **pod_security_labels(level)},
             },
             opts=waiting_child(self, opts),
         )

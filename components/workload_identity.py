@@ -78,16 +78,16 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     member=f"serviceAccount:{args.workload_pool}[{args.namespace}/{ksa}]",
                     opts=child,
                 )
+            gsa_member = gsa.email.apply(lambda e: f"serviceAccount:{e}")
             # Signed URLs are signed by the GSA through the IAM signBlob API: it may sign as
             # itself, nothing more.
             gcp.serviceaccount.IAMMember(
                 f"{name}-gsa-self-sign",
                 service_account_id=gsa.name,
                 role="roles/iam.serviceAccountTokenCreator",
-                member=gsa.email.apply(lambda e: f"serviceAccount:{e}"),
+                member=gsa_member,
                 opts=child,
             )
-            gsa_member = gsa.email.apply(lambda e: f"serviceAccount:{e}")
             if args.bucket_name is not None:
                 gcp.storage.BucketIAMMember(
                     f"{name}-gsa-bucket",

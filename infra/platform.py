@@ -19,16 +19,14 @@ from components.raycluster_inputs import (
     WorkerGroup,
 )
 from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
-from components.wiring import MANAGED_LABELS
+from components.wiring import MANAGED_LABELS, pod_security_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
 
 # Ray pods need nothing beyond Pod Security `restricted`; the API server enforces it when the
 # operator creates them, so a pod that asks for more is refused, not started.
-RESTRICTED = {
-    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
-}
+RESTRICTED = pod_security_labels("restricted")
 
 
 def _resources(group: GroupSettings) -> GroupResources:

@@ -12,6 +12,7 @@ from components.artifact_bucket import ArtifactBucket, ArtifactBucketArgs
 from components.aws_policy import policy_json
 from components.efs_file_system import EfsFileSystem, EfsFileSystemArgs
 from components.irsa_role import IrsaRole, IrsaRoleArgs
+from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_volume import SharedVolume, SharedVolumeArgs
 from components.wiring import StorageWiring
@@ -123,12 +124,7 @@ class AwsAdapter(CloudAdapter):
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
         # IRSA exchanges its token with STS over HTTPS; EKS Pod Identity (if a user adds it) has
         # its agent on 169.254.170.23:80.
-        return (
-            {
-                "to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}],
-                "ports": [{"protocol": "TCP", "port": 80}],
-            },
-        )
+        return (egress_to("169.254.170.23/32", 80),)
 
     def kubernetes_provider(self) -> k8s.Provider:
         return k8s.Provider("eks", kubeconfig=kubeconfig(self.cluster, self.aws.region))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pulumi_aws as aws
 
+from infra.clouds.lookup import exec_kubeconfig, provider_reason
 from infra.settings import setting_error
 
 _STANDARD_ZONE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
@@ -69,19 +69,13 @@ def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
     return dict(sorted(chosen.items()))
 
 
-def _reason(err: Exception) -> str:
-    """The last line of a data-source failure: the provider's own words."""
-    text = str(err).strip()
-    return text.splitlines()[-1] if text else repr(err)
-
-
 def lookup_cluster(name: str) -> EksCluster:
     """Data-source lookups from the cluster's name: VPC, subnets, security group, OIDC issuer."""
     try:
         cluster = aws.eks.get_cluster(name=name)
     except Exception as err:
         raise setting_error(
-            "aws.clusterName", name, f"could not be looked up: {_reason(err)}"
+            "aws.clusterName", name, f"could not be looked up: {provider_reason(err)}"
         ) from None
     vpc = cluster.vpc_config
     issuer_url = cluster.identities[0].oidcs[0].issuer
@@ -89,7 +83,7 @@ def lookup_cluster(name: str) -> EksCluster:
     try:
         oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
     except Exception as err:
-        reason = _reason(err)
+        reason = provider_reason(err)
         if "not found" in reason.lower() or "nosuchentity" in reason.lower():
             raise setting_error(
                 "aws.clusterName",
@@ -136,44 +130,14 @@ def lookup_cluster(name: str) -> EksCluster:
 
 def kubeconfig(cluster: EksCluster, region: str) -> str:
     """A kubeconfig that authenticates with `aws eks get-token` (no long-lived credentials)."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": cluster.name,
-                    "cluster": {
-                        "server": cluster.endpoint,
-                        "certificate-authority-data": cluster.certificate_authority,
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": cluster.name,
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": "aws",
-                            "args": [
-                                "eks",
-                                "get-token",
-                                "--cluster-name",
-                                cluster.name,
-                                "--region",
-                                region,
-                            ],
-                        }
-                    },
-                }
-            ],
-            "contexts": [
-                {"name": cluster.name, "context": {"cluster": cluster.name, "user": cluster.name}}
-            ],
-            "current-context": cluster.name,
+    return exec_kubeconfig(
+        name=cluster.name,
+        server=cluster.endpoint,
+        certificate_authority=cluster.certificate_authority,
+        exec_={
+            "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", cluster.name, "--region", region],
         },
-        sort_keys=True,
     )
 
 
@@ -188,6 +152,6 @@ def resolve_kms_key(key: str, setting: str) -> str:
         target: str = aws.kms.get_alias(name=name).target_key_arn
     except Exception as err:
         raise setting_error(
-            setting, key, f"names an alias that could not be resolved: {_reason(err)}"
+            setting, key, f"names an alias that could not be resolved: {provider_reason(err)}"
         ) from None
     return target

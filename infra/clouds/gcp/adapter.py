@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components.filestore_share import FilestoreShare, FilestoreShareArgs
 from components.gcs_bucket import GcsBucket, GcsBucketArgs
+from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait_for_shared_dir
 from components.shared_volume import SharedVolume, SharedVolumeArgs
@@ -156,16 +157,7 @@ class GcpAdapter(CloudAdapter):
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
         # Workload Identity's tokens come from the GKE metadata server (169.254.169.254:80; on
         # Dataplane V2 clusters 169.254.169.252:988).
-        return (
-            {
-                "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
-                "ports": [{"protocol": "TCP", "port": 80}],
-            },
-            {
-                "to": [{"ipBlock": {"cidr": "169.254.169.252/32"}}],
-                "ports": [{"protocol": "TCP", "port": 988}],
-            },
-        )
+        return (egress_to("169.254.169.254/32", 80), egress_to("169.254.169.252/32", 988))
 
     def kubernetes_provider(self) -> k8s.Provider:
         return k8s.Provider("gke", kubeconfig=kubeconfig(self.cluster))

@@ -3,13 +3,13 @@ location and project. Every failure is a one-line settings error."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi_gcp as gcp
 
+from infra.clouds.lookup import exec_kubeconfig, provider_reason
 from infra.settings import SettingsError, setting_error
 from infra.settings.errors import fmt_value
 
@@ -65,12 +65,6 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple([*numbers, 0, 0, 0, 0][:4])
 
 
-def _reason(err: Exception) -> str:
-    """The last line of a data-source failure: the provider's own words."""
-    text = str(err).strip()
-    return text.splitlines()[-1] if text else repr(err)
-
-
 def _enabled(addons: Any, key: str) -> bool:
     configs = getattr(addons, key, None) or []
     return bool(configs and configs[0].enabled)
@@ -85,13 +79,13 @@ def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) 
         raise setting_error(
             "gcp.clusterName",
             name,
-            f"could not be looked up in {location} of project {project}: {_reason(err)}",
+            f"could not be looked up in {location} of project {project}: {provider_reason(err)}",
         ) from None
     try:
         number = gcp.organizations.get_project(project_id=project).number
     except Exception as err:
         raise SettingsError(
-            f"gcp:project ({fmt_value(project)}) could not be looked up: {_reason(err)}"
+            f"gcp:project ({fmt_value(project)}) could not be looked up: {provider_reason(err)}"
         ) from None
     agent = None
     if need_agent:
@@ -100,7 +94,7 @@ def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) 
         except Exception as err:
             raise SettingsError(
                 f"gcp:project ({fmt_value(project)}) has no GCS service agent to grant the "
-                f"bucket key to: {_reason(err)}"
+                f"bucket key to: {provider_reason(err)}"
             ) from None
     addons = (cluster.addons_configs or [None])[0]
     pools = cluster.workload_identity_configs or []
@@ -149,35 +143,13 @@ def filestore_network(cluster: GkeCluster) -> tuple[str, str]:
 
 def kubeconfig(cluster: GkeCluster) -> str:
     """A kubeconfig that authenticates with `gke-gcloud-auth-plugin` (no long-lived keys)."""
-    context = f"gke_{cluster.project}_{cluster.location}_{cluster.name}"
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": context,
-                    "cluster": {
-                        "server": f"https://{cluster.endpoint}",
-                        "certificate-authority-data": cluster.ca_certificate,
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": context,
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": "gke-gcloud-auth-plugin",
-                            "installHint": "gcloud components install gke-gcloud-auth-plugin",
-                            "provideClusterInfo": True,
-                        }
-                    },
-                }
-            ],
-            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
-            "current-context": context,
+    return exec_kubeconfig(
+        name=f"gke_{cluster.project}_{cluster.location}_{cluster.name}",
+        server=f"https://{cluster.endpoint}",
+        certificate_authority=cluster.ca_certificate,
+        exec_={
+            "command": "gke-gcloud-auth-plugin",
+            "installHint": "gcloud components install gke-gcloud-auth-plugin",
+            "provideClusterInfo": True,
         },
-        sort_keys=True,
     )
