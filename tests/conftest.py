@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import runpy
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -337,6 +338,14 @@ def run_program(
     finally:
         pulumi.export = original_export
     return ProgramRun(monitor.registrations, outputs, mocks.calls)
+
+
+def fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a new Python from the project root: what a module loads at import time is
+    seen only there, not in this test process where everything is loaded already."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
 
 
 _CACHE: dict[str, ProgramRun] = {}

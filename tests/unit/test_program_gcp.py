@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,10 +13,10 @@ import pytest
 
 from infra.settings import SettingsError
 from tests.conftest import (
-    ROOT,
     ProgramRun,
     RecordingMonitor,
     Registration,
+    fresh_interpreter,
     run_program,
     stack_config,
 )
@@ -579,9 +577,7 @@ def test_aws_and_local_stacks_never_load_pulumi_gcp() -> None:
         "run_program('gke-dev', mocks=GkeMocks())\n"
         "assert 'pulumi_gcp' in sys.modules\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    done = fresh_interpreter(code)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 from components.raycluster_inputs import Mode, RayClusterConfig
@@ -13,7 +11,7 @@ from components.raycluster_spec import (
     shared_packages_dir,
 )
 from components.wiring import StorageWiring
-from tests.conftest import ROOT
+from tests.conftest import fresh_interpreter
 from tests.ray_config import ray_config
 
 
@@ -33,9 +31,7 @@ def test_builders_load_no_pulumi() -> None:
         "print(bad)\n"
         "sys.exit(1 if bad else 0)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    done = fresh_interpreter(code)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
