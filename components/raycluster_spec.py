@@ -201,15 +201,16 @@ this key, and gives it only to the containers it manages."""
 
 
 def _jupyter(
-    ray: RayClusterConfig, jupyter: JupyterConfig, wiring: StorageWiring, env: list[dict[str, Any]]
+    ray: RayClusterConfig, jupyter: JupyterConfig, wiring: StorageWiring
 ) -> dict[str, Any]:
     """JupyterLab beside Ray: same image, environment (Ray address, PYTHONPATH with the shared
     packages and JupyterLab), mounts and identity; notebooks on the shared file system. With
     token auth, `ray.init()` in a notebook needs the cluster's token: KubeRay injects it only
     into its own containers, so it is mounted here as a read-only file."""
     assert wiring.shared_mount_path is not None
-    # The runtime_env file is mounted on the Ray container only.
-    extra = [e for e in env if e["name"] != "RAY_PLATFORM_RUNTIME_ENV"]
+    # Every Ray container's environment, not the head container's: the runtime_env file is
+    # mounted on the Ray container only.
+    extra = _env(ray, wiring)
     extra.append({"name": "RAY_ADDRESS", "value": f"127.0.0.1:{GCS_PORT}"})
     mounts = _mounts(wiring)
     if ray.auth == "token":
@@ -277,7 +278,7 @@ def head_group(
         install.append(_install_packages_container(ray, wiring))
     sidecars: tuple[dict[str, Any], ...] = ()
     if ray.jupyter is not None and ray.mode == "dev" and wiring.shared_mount_path:
-        sidecars = (_jupyter(ray, ray.jupyter, wiring, env),)
+        sidecars = (_jupyter(ray, ray.jupyter, wiring),)
     return {
         "serviceType": "ClusterIP",
         "rayStartParams": dict(ray.head.ray_start_params),
