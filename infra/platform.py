@@ -167,8 +167,9 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     head_pod = (
         f"$(kubectl -n {namespace_name} get pod -o name "
         f"-l ray.io/cluster={cluster.cluster_name},ray.io/node-type=head "
-        # During a pod recreation the old head may still be listed.
-        "--field-selector=status.phase=Running)"
+        # During a pod recreation the old head may still be listed (a terminating pod stays
+        # Running): the newest running one.
+        "--field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp | tail -n 1)"
     )
     # The guide's "SSH onto the head node".
     outputs["headShellCommand"] = (

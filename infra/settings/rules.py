@@ -166,6 +166,21 @@ def jupyter_is_dev_only_and_tokened(s: Settings, _: Path) -> list[str]:
     return errors
 
 
+def managed_operator_only_on_gcp(s: Settings, _: Path) -> list[str]:
+    """`install: managed` means the cluster's provider runs KubeRay: only GKE's Ray add-on
+    does (checked against the cluster at lookup)."""
+    if s.operator.install == "managed" and s.cloud != "gcp":
+        return [
+            message(
+                "operator.install",
+                "managed",
+                f"is for GKE's Ray operator add-on; cloud {s.cloud} has no provider-managed "
+                "KubeRay (use helm, or external for an operator you run)",
+            )
+        ]
+    return []
+
+
 def operator_recreates_pods(s: Settings, _: Path) -> list[str]:
     """The RayCluster relies on `upgradeStrategy: Recreate` (KubeRay 1.6) to roll its pods."""
     if semver_tuple(s.operator.version) < (1, 6, 0):
@@ -283,6 +298,7 @@ RULES: tuple[Rule, ...] = (
     replica_bounds,
     token_auth_versions,
     operator_recreates_pods,
+    managed_operator_only_on_gcp,
     jupyter_is_dev_only_and_tokened,
     shared_packages_valid,
     runtime_env_valid,

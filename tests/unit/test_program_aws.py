@@ -853,3 +853,13 @@ def test_efs_is_mountable_only_through_the_access_point(aws_run: ProgramRun) -> 
             )
         }
     }
+
+
+def test_efs_mount_targets_only_in_availability_zones() -> None:
+    """EFS has no mount targets in Local Zones or Wavelength; other partitions' zones count."""
+    from infra.clouds.aws.lookup import _STANDARD_ZONE
+
+    for zone in ("us-west-2a", "us-gov-west-1a", "us-iso-east-1a", "eusc-de-east-1a"):
+        assert _STANDARD_ZONE.match(zone), zone
+    for zone in ("us-west-2-lax-1a", "us-east-1-wl1-bos-wlz-1"):
+        assert not _STANDARD_ZONE.match(zone), zone

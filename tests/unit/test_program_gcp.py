@@ -592,3 +592,14 @@ def test_closed_egress_still_reaches_the_gke_metadata_server() -> None:
     egress = run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]["egress"]
     cidrs = {b["ipBlock"]["cidr"] for rule in egress for b in rule.get("to", []) if "ipBlock" in b}
     assert {"169.254.169.254/32", "169.254.169.252/32"} <= cidrs
+
+
+def test_managed_operator_needs_the_ray_addon() -> None:
+    """Nothing would install KubeRay or its CRDs: the RayCluster would never be reconciled."""
+    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="managed"))
+    monitor = RecordingMonitor(GkeMocks())
+    with pytest.raises(
+        SettingsError, match=r"needs the GKE Ray operator add-on.*RayOperator=ENABLED"
+    ):
+        run_program("gke-dev", config, mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
+    assert monitor.registrations == []

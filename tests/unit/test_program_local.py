@@ -115,3 +115,15 @@ def test_local_bucket_without_a_server_is_a_settings_error() -> None:
     config["ray-platform:local"].pop("objectStore", None)
     with pytest.raises(SettingsError, match=r"needs ray-platform:local.objectStore"):
         run_program("local", config)
+
+
+def test_closed_egress_still_reaches_the_local_object_store() -> None:
+    config = _with_object_store()
+    config["ray-platform:kubernetes"]["networkPolicy"] = {"restrictEgress": True}
+    egress = (
+        run_program("local", config)
+        .one("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        .inputs["spec"]["egress"]
+    )
+    assert {"ports": [{"protocol": "TCP", "port": 9000}]} in egress
+    assert {"ports": [{"protocol": "TCP", "port": 6443}]} in egress

@@ -511,6 +511,12 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     ),
     (
         "dev",
+        "provider-managed operator on EKS",
+        _set("operator.install", "managed"),
+        'ray-platform:operator.install ("managed") is for GKE\'s Ray operator add-on; cloud aws',
+    ),
+    (
+        "dev",
         "operator without upgradeStrategy",
         _set("operator.version", "1.5.1"),
         'ray-platform:operator.version ("1.5.1") is older than 1.6.0',

@@ -11,7 +11,9 @@ import pulumi_aws as aws
 from infra.clouds.lookup import exec_kubeconfig, provider_reason
 from infra.settings import setting_error
 
-_STANDARD_ZONE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
+# Region-letter zones (us-west-2a, us-gov-west-1a, us-iso-east-1a, eusc-de-east-1a); Local
+# Zones (us-west-2-lax-1a) and Wavelength zones carry a location suffix and never match.
+_STANDARD_ZONE = re.compile(r"^[a-z]+(-[a-z]+)+-\d[a-z]$")
 
 
 @dataclass(frozen=True)

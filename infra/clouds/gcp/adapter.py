@@ -109,12 +109,23 @@ class GcpAdapter(CloudAdapter):
                 "has Workload Identity off, which Ray's bucket access needs; turn it on: "
                 + cluster.gcloud_update(f"--workload-pool={cluster.project}.svc.id.goog"),
             )
-        if cluster.ray_operator_addon and settings.operator.install != "managed":
+        install = settings.operator.install
+        if cluster.ray_operator_addon and install != "managed":
             raise setting_error(
                 "operator.install",
-                "helm",
+                install,
                 f"would install a second KubeRay: cluster {cluster.name} runs the GKE Ray "
-                "operator add-on, which owns KubeRay and its CRDs; set operator.install: managed",
+                "operator add-on, which owns KubeRay and its CRDs; set operator.install: managed "
+                "(a stack deployed before: first `pulumi state delete` its kuberay-crds resources "
+                "so the switch does not delete the CRDs)",
+            )
+        if install == "managed" and not cluster.ray_operator_addon:
+            raise setting_error(
+                "operator.install",
+                install,
+                f"needs the GKE Ray operator add-on, which cluster {cluster.name} does not run; "
+                "use helm, or enable it: "
+                + cluster.gcloud_update("--update-addons RayOperator=ENABLED"),
             )
         if block.gcs_fuse.enabled:
             if not cluster.gcs_fuse_driver:
@@ -155,8 +166,8 @@ class GcpAdapter(CloudAdapter):
         )
 
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
-        # Workload Identity's tokens come from the GKE metadata server (169.254.169.254:80; on
-        # Dataplane V2 clusters 169.254.169.252:988).
+        # Workload Identity's tokens come from the GKE metadata server, reached at
+        # 169.254.169.254:80 or 169.254.169.252:988 depending on the cluster's dataplane: both.
         return (egress_to("169.254.169.254/32", 80), egress_to("169.254.169.252/32", 988))
 
     def kubernetes_provider(self) -> k8s.Provider:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -37,7 +38,15 @@ class LocalAdapter(CloudAdapter):
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
         # kind, kubeadm and minikube API servers listen on 6443 (the Service says 443, but
         # policies match the port after the Service's translation).
-        return ({"ports": [{"protocol": "TCP", "port": 6443}]},)
+        rules: list[Mapping[str, object]] = [{"ports": [{"protocol": "TCP", "port": 6443}]}]
+        store = self.local.object_store
+        if store is not None and self.settings.storage.artifact_bucket.enabled:
+            # The S3-compatible server is not on 443: Ray must still reach the bucket.
+            port = urlsplit(store.endpoint).port or (
+                443 if store.endpoint.startswith("https") else 80
+            )
+            rules.append({"ports": [{"protocol": "TCP", "port": port}]})
+        return tuple(rules)
 
     def kubernetes_provider(self) -> k8s.Provider:
         """The ambient kubeconfig ($KUBECONFIG) unless the stack names one; no path lands in
