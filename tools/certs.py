@@ -156,11 +156,12 @@ def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def write_pki(directory: Path, *, service_ip: str) -> Pki:
+def write_pki(directory: Path, *, service_ip: str, node_ip: str | None = None) -> Pki:
     """Generate a complete, fresh PKI for one local control plane into `directory`.
 
     `service_ip` is the first address of the service cluster IP range: in-cluster clients reach
-    the API server as https://<service_ip>, so the serving certificate must name it.
+    the API server as https://<service_ip>, so the serving certificate must name it. With a node,
+    the API server also serves on `node_ip` (the pod network's bridge address).
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca = new_authority("localcluster-ca")
@@ -174,7 +175,7 @@ def write_pki(directory: Path, *, service_ip: str) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ip_addresses=("127.0.0.1", service_ip),
+        ip_addresses=("127.0.0.1", service_ip, *([node_ip] if node_ip else [])),
         server=True,
     )
     kcm_serving = issue(
@@ -192,19 +193,15 @@ def write_pki(directory: Path, *, service_ip: str) -> Pki:
     )
 
     def write(name: str, data: bytes, *, private: bool = False) -> Path:
-        path = directory / name
-        # Create with the final mode so a private key is never readable by others, even briefly.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return path
+        return _write(directory, name, data, private=private)
 
     def write_pair(
         stem: str, pair: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     ) -> tuple[Path, Path]:
-        cert_path = write(f"{stem}.crt", cert_pem(pair[0]))
-        return cert_path, write(f"{stem}.key", key_pem(pair[1]), private=True)
+        return _write_pair(directory, stem, pair)
 
+    if node_ip is not None:
+        write_node_pki(directory, ca, node_ip)
     apiserver_cert, apiserver_key = write_pair("apiserver", apiserver)
     kcm_serving_cert, kcm_serving_key = write_pair("controller-manager-serving", kcm_serving)
     admin_cert, admin_key = write_pair("admin", admin)
@@ -223,3 +220,52 @@ def write_pki(directory: Path, *, service_ip: str) -> Pki:
         service_account_key=write("sa.key", key_pem(sa_key), private=True),
         service_account_pub=write("sa.pub", sa_pub),
     )
+
+
+def _write(directory: Path, name: str, data: bytes, *, private: bool = False) -> Path:
+    path = directory / name
+    # Create with the final mode so a private key is never readable by others, even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _write_pair(
+    directory: Path, stem: str, pair: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+) -> tuple[Path, Path]:
+    cert_path = _write(directory, f"{stem}.crt", cert_pem(pair[0]))
+    return cert_path, _write(directory, f"{stem}.key", key_pem(pair[1]), private=True)
+
+
+NODE_NAME = "ray-platform-node"
+NODE_CLIENTS = {
+    # stem: (user, groups). The users are the ones Kubernetes' bootstrap RBAC policy (and the
+    # Node authorizer, for the kubelet) grants each component's permissions.
+    "kubelet": (f"system:node:{NODE_NAME}", ("system:nodes",)),
+    "scheduler": ("system:kube-scheduler", ()),
+    "kube-proxy": ("system:kube-proxy", ()),
+    # The API server calling kubelets (logs, exec, port-forward): kubelet authorizes it through a
+    # SubjectAccessReview, which system:masters passes.
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ("system:masters",)),
+    # CoreDNS reads Services, EndpointSlices, Namespaces and Pods: the ClusterRole
+    # `ray-platform:coredns` created when the node starts is bound to this user.
+    "coredns": ("ray-platform:coredns", ()),
+}
+NODE_SERVERS = {
+    # stem: (common name, IP addresses)
+    "kubelet-serving": (NODE_NAME, ("127.0.0.1",)),
+    "scheduler-serving": ("kube-scheduler", ("127.0.0.1",)),
+}
+
+
+def write_node_pki(directory: Path, ca: Authority, node_ip: str) -> None:
+    """The node's certificates, signed by the cluster's CA: one client certificate per component
+    (`<stem>.crt`/`.key` for each of NODE_CLIENTS) and the serving ones (NODE_SERVERS; kubelet's
+    also names `node_ip`, where the API server reaches it)."""
+    for stem, (user, groups) in NODE_CLIENTS.items():
+        _write_pair(directory, stem, issue(ca, user, organizations=groups, client=True))
+    for stem, (name, ips) in NODE_SERVERS.items():
+        extra = (node_ip,) if stem == "kubelet-serving" else ()
+        pair = issue(ca, name, dns_names=("localhost",), ip_addresses=(*ips, *extra), server=True)
+        _write_pair(directory, stem, pair)

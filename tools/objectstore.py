@@ -66,13 +66,16 @@ class S3Credentials:
         return cls("rp" + secrets.token_hex(8), secrets.token_urlsafe(30))
 
 
-def minio_argv(binary: Path, data: Path, port: int, console_port: int) -> list[str]:
-    """MinIO serving `data` on loopback: the S3 API on `port`, its console on `console_port`."""
+def minio_argv(
+    binary: Path, data: Path, port: int, console_port: int, *, host: str = LOOPBACK
+) -> list[str]:
+    """MinIO serving `data` on `host` (loopback, or a local node's bridge address so pods reach
+    it): the S3 API on `port`, its console on `console_port` (always loopback)."""
     return [
         str(binary),
         "server",
         str(data),
-        f"--address={LOOPBACK}:{port}",
+        f"--address={host}:{port}",
         f"--console-address={LOOPBACK}:{console_port}",
         "--quiet",
     ]

@@ -32,10 +32,17 @@ from typing import Any
 from pulumi import automation as auto
 
 from infra.cache import cache_root
-from tools import engine, localcluster
+from tools import engine, localcluster, readiness
 from tools.build import BuildError
 from tools.kube import Kube
 
+READY_TIMEOUT = 900.0
+"""Seconds `up` waits for the RayCluster (head and minimum workers Running and Ready); a cold
+node pulls the Ray image and installs the shared packages first."""
+JUPYTER_TOKEN_FILE = "jupyter-token"
+"""In the state directory (0600): the local stack's generated JupyterLab token."""
+JUPYTER_TOKEN_KEY = "ray-platform:jupyterToken"
+RAY_KEY = "ray-platform:ray"
 IDENTITY_FILE = "clusters.json"
 """In the state directory: stack name -> kube-system UID of the cluster it was deployed to."""
 _BOOKKEEPING_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
@@ -57,25 +64,81 @@ class Target:
     object_store: localcluster.ObjectStore | None = None
     """The project's control plane's MinIO; None when $KUBECONFIG points elsewhere (or the
     control plane runs none): then the stack file's bucket settings stay as they are."""
+    node: localcluster.ClusterStatus | None = None
+    """The project's cluster, when it has a node (pods run): its registry and package mirror."""
 
 
-def _target(start_cluster: bool, cluster_dir: Path | None) -> Target:
+def _target(start_cluster: bool, cluster_dir: Path | None, *, with_node: bool = True) -> Target:
     given = os.environ.get("KUBECONFIG")
     if given:
         _say(f"using KUBECONFIG={given}; the stack file's bucket settings apply as they are")
         return Target(Path(given))
     if start_cluster:
-        _say("no KUBECONFIG: starting the local control plane")
-        kubeconfig = localcluster.up(cluster_dir)
+        what = "the local cluster (control plane and node)" if with_node else "the control plane"
+        _say(f"no KUBECONFIG: starting {what}")
+        kubeconfig = localcluster.up(cluster_dir, with_node=with_node)
     else:
         kubeconfig = localcluster.kubeconfig(cluster_dir)
+    status = localcluster.status(cluster_dir)
+    running_node = status if status.node else None
     try:
         store = localcluster.object_store(cluster_dir)
     except localcluster.LocalClusterError:
         _say("the local control plane runs no object store; the bucket stays as the stack says")
-        return Target(kubeconfig)
+        return Target(kubeconfig, node=running_node)
     _say(f"artifact bucket: s3://{store.bucket} on the control plane's MinIO at {store.endpoint}")
-    return Target(kubeconfig, store)
+    return Target(kubeconfig, store, running_node)
+
+
+# ------------------------------------------------------------------------------------ the node
+
+
+def node_overrides(
+    stack_config: Mapping[str, Any], package_index: str | None, shared_dir: Path
+) -> dict[str, Any]:
+    """Top-level stack-file keys for a stack deployed onto the project's own node: the pods'
+    package index (the node's mirror of PyPI: pods have no route off the machine), the shared
+    file system inside the cluster's state directory (so `down` leaves nothing behind), and
+    JupyterLab on (its token is set as a secret by `configure`)."""
+    ray = dict(stack_config.get(RAY_KEY) or {})
+    if package_index:
+        ray["packageIndex"] = package_index
+    local = dict(stack_config.get(LOCAL_KEY) or {})
+    local["hostPath"] = str(shared_dir)
+    return {RAY_KEY: ray, LOCAL_KEY: local}
+
+
+def jupyter_token(state: Path) -> str:
+    """The local stack's JupyterLab token: generated once, kept 0600 in the state directory."""
+    import secrets
+
+    path = state / JUPYTER_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        token = secrets.token_hex(24)
+        state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return token
+
+
+def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> None:
+    """Build (or reuse) the stand-in for the stack's Ray image and push it to the node's
+    registry under the stack file's image name, which containerd resolves there."""
+    from tools import image
+
+    ray = stack_config.get(RAY_KEY) or {}
+    version, name = str(ray.get("version", "")), str(ray.get("image", ""))
+    expected = f"rayproject/ray:{version}-py311"
+    if name not in (expected, f"docker.io/{expected}"):
+        _say(f"ray.image is {name}: not built here (only {expected} has a local stand-in)")
+        return
+    built = image.ensure_ray(version)
+    image.push(built, registry)
 
 
 # ---------------------------------------------------------------------------------- bucket config
@@ -104,8 +167,12 @@ def bucket_secrets(store: localcluster.ObjectStore) -> dict[str, auto.ConfigValu
     return {SECRET_KEY_PATH: auto.ConfigValue(store.secret_key, secret=True)}
 
 
-def configure(stack: auto.Stack, store: localcluster.ObjectStore | None) -> None:
-    """Set the secret part of the bucket config on the selected stack."""
+def configure(
+    stack: auto.Stack, store: localcluster.ObjectStore | None, token: str | None = None
+) -> None:
+    """Set the secrets of the work copy: the bucket's key and JupyterLab's token."""
+    if token is not None:
+        stack.set_config(JUPYTER_TOKEN_KEY, auto.ConfigValue(token, secret=True))
     if store is None:
         return
     for key, value in bucket_secrets(store).items():
@@ -192,7 +259,23 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tools.stack", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
-        "action", nargs="?", default="up", choices=["up", "preview", "destroy", "outputs", "down"]
+        "action",
+        nargs="?",
+        default="up",
+        choices=["up", "preview", "destroy", "outputs", "down", "env"],
+        help="env: print the exports that make the printed kubectl commands work here",
+    )
+    parser.add_argument(
+        "--control-plane-only",
+        action="store_true",
+        help="no node (no root needed): the API server, controllers and operator only; "
+        "pods stay Pending",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=READY_TIMEOUT,
+        help=f"seconds `up` waits for the RayCluster to be ready (default {READY_TIMEOUT:.0f})",
     )
     parser.add_argument("--stack", default="local")
     parser.add_argument("--state", type=Path, default=None, help="file backend directory")
@@ -209,20 +292,37 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "down":
             localcluster.down(args.cluster_dir)
             return 0
-        target = _target(args.action in ("up", "preview"), args.cluster_dir)
+        if args.action == "env":
+            print(env_exports(localcluster.kubeconfig(args.cluster_dir)))
+            return 0
+        target = _target(
+            args.action in ("up", "preview"),
+            args.cluster_dir,
+            with_node=not args.control_plane_only,
+        )
         kubeconfig = target.kubeconfig
         eng = engine.engine(state, kubeconfig)
+        stack_config = engine.stack_file_config(args.stack)
+        overrides: dict[str, Any] = {}
+        if target.object_store is not None:
+            overrides.update(bucket_overrides(stack_config, target.object_store))
+        if target.node is not None:
+            shared = localcluster.shared_dir(args.cluster_dir)
+            overrides.update(node_overrides(stack_config, target.node.package_index, shared))
+            if args.action in ("up", "preview") and target.node.registry:
+                ensure_ray_image(stack_config, target.node.registry)
     except (BuildError, localcluster.LocalClusterError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    overrides = None
-    if target.object_store is not None:
-        overrides = bucket_overrides(engine.stack_file_config(args.stack), target.object_store)
+    except _image_error() as err:
+        print(f"error: the local Ray image: {err}", file=sys.stderr)
+        return 1
     stack = engine.local_stack(eng, engine.work_dir(state, args.stack, overrides), args.stack)
     out: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     step = "config"
+    token = jupyter_token(state) if args.stack == "local" else None
     try:
-        configure(stack, target.object_store)
+        configure(stack, target.object_store, token)
         step = args.action
         if args.action in ("up", "preview", "destroy"):
             current = cluster_identity(kubeconfig)
@@ -245,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
                     step = "up"
                 stack.up(on_output=out, color="never")
                 record_identity(state, args.stack, current)
+                if target.node is not None and kubeconfig is not None:
+                    step = "readiness"
+                    _wait_ready(stack, kubeconfig, args.stack, args.timeout)
             else:
                 if refresh:
                     step = "refresh"
@@ -256,11 +359,55 @@ def main(argv: list[str] | None = None) -> int:
     except auto.CommandError as err:  # the engine already printed its diagnostics above
         print(f"error: pulumi {step} failed: {_reason(err)}", file=sys.stderr)
         return 1
+    except readiness.NotReady as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (OSError, RuntimeError) as err:  # e.g. the engine could not be started at all
         print(f"error: pulumi {step} could not run: {err}", file=sys.stderr)
         return 1
     print(json.dumps(engine.outputs(stack), indent=2, sort_keys=True))
+    if target.node is not None and kubeconfig is not None:
+        _say("the kubectl commands above work with the project's kubectl; first run:")
+        _say('  eval "$(tools/up env)"')
     return 0
+
+
+def _image_error() -> type[Exception]:
+    from tools import image
+
+    return image.ImageError
+
+
+def min_workers(stack_config: Mapping[str, Any]) -> dict[str, int]:
+    """Worker group name → minReplicas, as the stack file says (defaults: 0)."""
+    groups = (stack_config.get(RAY_KEY) or {}).get("workerGroups") or []
+    return {str(g["name"]): int(g.get("minReplicas", 0)) for g in groups if "name" in g}
+
+
+def _wait_ready(stack: auto.Stack, kubeconfig: Path, stack_name: str, timeout: float) -> None:
+    outputs = engine.outputs(stack)
+    namespace, cluster = str(outputs["namespace"]), str(outputs["rayClusterName"])
+    _say(f"waiting for RayCluster {namespace}/{cluster} to be ready (up to {timeout:.0f}s)")
+    took = readiness.wait(
+        kubeconfig,
+        namespace,
+        cluster,
+        min_workers(engine.stack_file_config(stack_name)),
+        timeout=timeout,
+        say=_say,
+    )
+    _say(f"RayCluster {namespace}/{cluster} ready ({took:.0f}s)")
+
+
+def env_exports(kubeconfig: Path) -> str:
+    """Shell exports: the project's kubectl first on PATH, the local cluster's kubeconfig."""
+    import shlex
+
+    bin_dir = Path(__file__).resolve().parent / "bin"
+    return (
+        f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"\n'
+        f"export KUBECONFIG={shlex.quote(str(kubeconfig))}"
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def job(action: str, dirs: Dirs) -> subprocess.CompletedProcess[str]:
     """One run of the main job, as its own process (as `tools/up ACTION` runs it)."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     argv = [sys.executable, "-m", "tools.stack", action, "--state", str(dirs.state)]
+    # The control plane alone: these checks need no pods (the node has tests/e2e/test_node.py).
     return subprocess.run(
-        [*argv, "--cluster-dir", str(dirs.cluster)],
+        [*argv, "--cluster-dir", str(dirs.cluster), "--control-plane-only"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -196,8 +196,13 @@ def fake_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeS
     """main() with the control plane and the engine replaced; the work dir is the real one."""
     fake = _FakeStack()
     kubeconfig = tmp_path / "kubeconfig"
-    monkeypatch.setattr(localcluster, "up", lambda _dir=None: kubeconfig)
+    monkeypatch.setattr(localcluster, "up", lambda _dir=None, **_kw: kubeconfig)
     monkeypatch.setattr(localcluster, "kubeconfig", lambda _dir=None: kubeconfig)
+    monkeypatch.setattr(
+        localcluster,
+        "status",
+        lambda _dir=None: localcluster.ClusterStatus(tmp_path / "cluster", kubeconfig, ()),
+    )
     monkeypatch.setattr(localcluster, "object_store", lambda _dir=None: STORE)
     monkeypatch.setattr(stack, "cluster_identity", lambda _kc: "uid-1")
     monkeypatch.setattr(
@@ -222,7 +227,15 @@ def test_on_the_projects_control_plane_the_job_turns_the_bucket_on(
     assert config["ray-platform:storage"]["artifactBucket"]["enabled"] is True
     assert config["ray-platform:local"]["objectStore"]["endpoint"] == STORE.endpoint
     assert STORE.secret_key not in json.dumps(config)  # only through set_config, as a secret
-    ((key, value, path),) = fake_job.config
+    token, (key, value, path) = fake_job.config
+    # The local stack's JupyterLab token: generated, kept 0600, set as a secret.
+    token_file = tmp_path / "state" / stack.JUPYTER_TOKEN_FILE
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert (token[0], token[1].value, token[1].secret) == (
+        stack.JUPYTER_TOKEN_KEY,
+        token_file.read_text().strip(),
+        True,
+    )
     assert (key, value.value, value.secret, path) == (
         stack.SECRET_KEY_PATH,
         STORE.secret_key,
@@ -241,7 +254,8 @@ def test_with_a_kubeconfig_of_its_own_the_stack_file_applies_as_it_is(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kind.kubeconfig"))
     assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
     assert _work_config(tmp_path) == engine.stack_file_config("local")
-    assert fake_job.config == []
+    # Only the JupyterLab token (a generated secret) is set; no bucket config.
+    assert [key for key, _value, _path in fake_job.config] == [stack.JUPYTER_TOKEN_KEY]
 
 
 def test_a_control_plane_without_minio_leaves_the_stack_file_as_it_is(
@@ -255,4 +269,49 @@ def test_a_control_plane_without_minio_leaves_the_stack_file_as_it_is(
     monkeypatch.setattr(localcluster, "object_store", none)
     assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
     assert _work_config(tmp_path) == engine.stack_file_config("local")
-    assert fake_job.config == []
+    # Only the JupyterLab token (a generated secret) is set; no bucket config.
+    assert [key for key, _value, _path in fake_job.config] == [stack.JUPYTER_TOKEN_KEY]
+
+
+def test_on_the_projects_node_pods_get_the_mirror_and_a_shared_dir_down_removes(
+    fake_job: _FakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    index = "http://10.244.0.1:4321/index/"
+    node_status = localcluster.ClusterStatus(
+        tmp_path / "cluster",
+        tmp_path / "kubeconfig",
+        (),
+        node=True,
+        registry="127.0.0.1:5000",
+        package_index=index,
+    )
+    monkeypatch.setattr(localcluster, "status", lambda _dir=None: node_status)
+    pushed: list[str] = []
+    monkeypatch.setattr(
+        stack, "ensure_ray_image", lambda _config, registry: pushed.append(registry)
+    )
+    assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
+    config = _work_config(tmp_path)
+    assert config["ray-platform:ray"]["packageIndex"] == index
+    shared = Path(config["ray-platform:local"]["hostPath"])
+    assert shared == localcluster.shared_dir(None)
+    assert pushed == ["127.0.0.1:5000"]
+    # The rest of the stack file's blocks is kept.
+    assert (
+        config["ray-platform:ray"]["version"]
+        == engine.stack_file_config("local")["ray-platform:ray"]["version"]
+    )
+
+
+def test_the_jupyter_token_is_generated_once(tmp_path: Path) -> None:
+    first = stack.jupyter_token(tmp_path)
+    assert len(first) >= 32
+    assert stack.jupyter_token(tmp_path) == first
+
+
+def test_min_workers_come_from_the_stack_file() -> None:
+    config = {
+        "ray-platform:ray": {"workerGroups": [{"name": "cpu", "minReplicas": 2}, {"name": "gpu"}]}
+    }
+    assert stack.min_workers(config) == {"cpu": 2, "gpu": 0}

@@ -25,6 +25,7 @@ from tools.localcluster.cluster import (
     down,
     kubeconfig,
     object_store,
+    shared_dir,
     status,
     up,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "kubeconfig",
     "main",
     "object_store",
+    "shared_dir",
     "status",
     "up",
 ]

@@ -65,6 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-object-store", action="store_true", help="do not run MinIO (the local S3 bucket)"
     )
     start.add_argument(
+        "--node",
+        action="store_true",
+        help="also run a real node (root): kubelet, containerd, scheduler, kube-proxy, CoreDNS, "
+        "the image registry and the package mirror, on the pod network bridge",
+    )
+    start.add_argument(
         "--timeout", type=float, default=READY_TIMEOUT, help="seconds per component to get ready"
     )
     commands.add_parser("down", parents=[common], help="stop the cluster and delete its data")
@@ -80,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.dir,
                 with_operator=not args.no_operator,
                 with_object_store=not args.no_object_store,
+                with_node=args.node,
                 timeout=args.timeout,
             )
             print(f"export KUBECONFIG={shlex.quote(str(path))}")

@@ -8,19 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.build import BuildError, ensure
-from tools.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, write_pki
-from tools.localcluster import process
+from tools.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, NODE_CLIENTS, write_pki
+from tools.localcluster import node, process
 from tools.localcluster.components import (
     BUCKET,
-    BY_NAME,
     LOOPBACK,
     MINIO,
+    NODE_BINARIES,
     SERVICE_IP,
     Component,
     Context,
+    by_name,
     components,
     minio_endpoint,
+    node_kubeconfig,
+    package_mirror_url,
     port_names,
+    registry_address,
+    registry_config_file,
 )
 from tools.localcluster.process import READY_TIMEOUT, progress
 from tools.localcluster.state import (
@@ -63,6 +68,12 @@ class ClusterStatus:
     components: tuple[ComponentStatus, ...]
     object_store: ObjectStore | None = None
     """The MinIO's endpoint, bucket and credentials, when the cluster runs one."""
+    node: bool = False
+    """The cluster has a node: pods run (kubelet, containerd, the pod network)."""
+    registry: str | None = None
+    """host:port of the node's image registry (docker.io and registry.k8s.io resolve there)."""
+    package_index: str | None = None
+    """The PEP 503 index pods install from (the node's pull-through mirror of PyPI)."""
 
     @property
     def recorded(self) -> bool:
@@ -76,8 +87,9 @@ class ClusterStatus:
         The operator's probe does not count: while its CRDs are missing it exits every couple of
         minutes and its supervisor restarts it, which is expected (see `process.supervise`).
         """
+        records = by_name(self.node)
         return self.recorded and all(
-            c.running and (c.healthy or not BY_NAME[c.name].counts_for_health)
+            c.running and (c.healthy or not records[c.name].counts_for_health)
             for c in self.components
         )
 
@@ -86,14 +98,24 @@ def _status(where: Layout, state: State | None) -> ClusterStatus:
     if state is None:
         return ClusterStatus(where.root, None, ())
     found = []
+    records = by_name(state.node)
     for record in state.processes:
-        component = BY_NAME[record.name]
+        component = records[record.name]
         running = process.running(record)
         healthy = running and process.healthy(component, state.ports, where.pki)
         endpoint = component.endpoint(state.ports)
         found.append(ComponentStatus(record.name, record.pid, running, healthy, endpoint))
     store = load_object_store(where)
-    return ClusterStatus(where.root, Path(state.kubeconfig), tuple(found), store)
+    names = {p.name for p in state.processes}
+    return ClusterStatus(
+        where.root,
+        Path(state.kubeconfig),
+        tuple(found),
+        store,
+        node=state.node,
+        registry=registry_address(state.ports) if "registry" in names else None,
+        package_index=package_mirror_url(state.ports) if "package-mirror" in names else None,
+    )
 
 
 def status(state_dir: Path | None = None) -> ClusterStatus:
@@ -126,27 +148,35 @@ def up(
     *,
     with_operator: bool = True,
     with_object_store: bool = True,
+    with_node: bool = False,
     timeout: float = READY_TIMEOUT,
 ) -> Path:
     """Start a fresh local cluster (or reuse the healthy one) and return its kubeconfig path.
 
     Returns once /readyz is OK, the `default` namespace and its `default` ServiceAccount exist
     (so Pods can be admitted), with `with_operator` the KubeRay operator answers its probe, and
-    with `with_object_store` MinIO is ready with the bucket `ray` created (see `object_store`).
+    with `with_object_store` MinIO is ready with the bucket `ray` created (see `object_store`),
+    and `with_node` (root only) a real node runs pods: kubelet, containerd, kube-scheduler,
+    kube-proxy, CoreDNS, the image registry and the package mirror, on the pod network of
+    `node.py` (checked before anything starts: one line says what is missing).
     """
     where = layout(state_dir)
-    wanted_components = components(with_operator=with_operator, with_object_store=with_object_store)
+    if with_node:
+        node.check_host()
+    wanted_components = components(
+        with_operator=with_operator, with_object_store=with_object_store, with_node=with_node
+    )
     with locked(where):
         current = _status(where, load_state(where))
         wanted = {c.name for c in wanted_components}
-        same = {c.name for c in current.components} == wanted
+        same = {c.name for c in current.components} == wanted and current.node == with_node
         if current.healthy and same and current.kubeconfig is not None:
             progress(f"already up ({where.root})")
             return current.kubeconfig
         if current.recorded:
             progress("found a stale or different cluster; stopping it first")
         _teardown(where)
-        return _start(where, wanted_components, timeout=timeout)
+        return _start(where, wanted_components, with_node=with_node, timeout=timeout)
 
 
 def down(state_dir: Path | None = None) -> None:
@@ -161,25 +191,37 @@ def _teardown(where: Layout) -> None:
     if state is not None:
         for record in reversed(state.processes):  # clients first, etcd last
             process.stop(record)
+    # The node's containers, mounts, network and host changes (a no-op without a node).
+    node.restore_host(node.NodePaths.of(where))
     for path in (where.etcd_data, where.pki, where.minio_data):
         shutil.rmtree(path, ignore_errors=True)
+    for stem in NODE_CLIENTS:
+        node_kubeconfig(where, stem).unlink(missing_ok=True)
     files = (where.kubeconfig, where.controller_manager_kubeconfig, where.object_store)
     for path in (*files, where.state_file):
         path.unlink(missing_ok=True)
 
 
-def _start(where: Layout, wanted: tuple[Component, ...], *, timeout: float) -> Path:
-    names = [c.name for c in wanted]
+def _start(
+    where: Layout, wanted: tuple[Component, ...], *, with_node: bool, timeout: float
+) -> Path:
+    names = [c.name for c in wanted if c.built]
+    if with_node:
+        names += [n for n in NODE_BINARIES if n not in names]
     progress("resolving binaries: " + ", ".join(names))
     try:
         binaries = ensure(names)
     except BuildError as err:
-        raise LocalClusterError(f"cannot build the control plane: {err}") from err
+        raise LocalClusterError(f"cannot build the cluster's binaries: {err}") from err
 
     progress(f"starting in {where.root}")
     ports = process.free_ports(port_names(wanted))
-    pki = write_pki(where.pki, service_ip=SERVICE_IP)
-    server = f"https://{LOOPBACK}:{ports['apiserver']}"
+    paths = node.NodePaths.of(where) if with_node else None
+    host = node.NODE_IP if with_node else LOOPBACK
+    if paths is not None:
+        node.prepare_host(paths)  # records what it changes first: `down` undoes a failed start
+    pki = write_pki(where.pki, service_ip=SERVICE_IP, node_ip=node.NODE_IP if with_node else None)
+    server = f"https://{host}:{ports['apiserver']}"
     write_private(
         where.kubeconfig,
         render_kubeconfig(server, pki.ca_cert, pki.admin_cert, pki.admin_key, ADMIN_USER),
@@ -194,16 +236,26 @@ def _start(where: Layout, wanted: tuple[Component, ...], *, timeout: float) -> P
             CONTROLLER_MANAGER_USER,
         ),
     )
+    if paths is not None:
+        for stem, (user, _groups) in NODE_CLIENTS.items():
+            write_private(
+                node_kubeconfig(where, stem),
+                render_kubeconfig(
+                    server, pki.ca_cert, where.pki / f"{stem}.crt", where.pki / f"{stem}.key", user
+                ),
+            )
     credentials = None
     if MINIO in names:
         credentials = S3Credentials.generate()
         store = ObjectStore(
-            minio_endpoint(ports), BUCKET, credentials.access_key, credentials.secret_key
+            minio_endpoint(ports, host), BUCKET, credentials.access_key, credentials.secret_key
         )
         save_object_store(where, store)
-    state = State(ports=ports, kubeconfig=str(where.kubeconfig))
+    state = State(ports=ports, kubeconfig=str(where.kubeconfig), node=with_node)
     save_state(where, state)
-    ctx = Context(where, pki, ports, binaries, credentials)
+    ctx = Context(where, pki, ports, binaries, credentials, node=paths)
+    if paths is not None:
+        _write_node_files(ctx, paths)
     launcher = process.Launcher(where, state, timeout)
     try:
         for component in wanted:
@@ -214,3 +266,51 @@ def _start(where: Layout, wanted: tuple[Component, ...], *, timeout: float) -> P
         raise
     progress(f"up; kubeconfig: {where.kubeconfig}")
     return where.kubeconfig
+
+
+def _write_node_files(ctx: Context, paths: node.NodePaths) -> None:
+    """The node's configuration files, rendered by node.py from this cluster's ports and PKI."""
+    from tools.localcluster.components import package_mirror_cache, registry_storage
+
+    cgroupfs = node.cgroup_v1()
+    cni_bin = node.cni_bin_dir()
+    runc = shutil.which("runc") or "runc"
+    files = {
+        paths.containerd_config: node.containerd_config(
+            paths,
+            runc=runc,
+            cni_bin=cni_bin,
+            metrics_port=ctx.ports["containerd-metrics"],
+            cgroupfs=cgroupfs,
+        ),
+        paths.cni_conf / "10-ray-platform.conflist": node.cni_conflist(paths),
+        paths.resolv_conf: node.resolv_conf(),
+        paths.kubelet_config: node.kubelet_config(
+            paths,
+            client_ca=ctx.pki.ca_cert,
+            serving_cert=ctx.layout.pki / "kubelet-serving.crt",
+            serving_key=ctx.layout.pki / "kubelet-serving.key",
+            cgroupfs=cgroupfs,
+        ),
+        paths.corefile: node.corefile(
+            node_kubeconfig(ctx.layout, "coredns"),
+            health_port=ctx.ports["coredns-health"],
+            ready_port=ctx.ports["coredns-ready"],
+        ),
+        registry_config_file(ctx): node.registry_config(registry_storage(), ctx.ports["registry"]),
+    }
+    for registry in node.MIRRORED_REGISTRIES:
+        files[paths.registry_hosts / registry / "hosts.toml"] = node.registry_hosts_toml(
+            registry_address(ctx.ports)
+        )
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    package_mirror_cache().mkdir(parents=True, exist_ok=True)
+    registry_storage().mkdir(parents=True, exist_ok=True)
+
+
+def shared_dir(state_dir: Path | None = None) -> Path:
+    """The node's hostPath for the local stack's shared file system: inside the cluster's state
+    directory, so `down` (which throws the cluster away) leaves nothing behind."""
+    return node.NodePaths.of(layout(state_dir)).root / "shared"

@@ -11,13 +11,17 @@ without binaries.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from infra.cache import cache_root
 from tools import objectstore
-from tools.certs import Pki
+from tools.certs import NODE_NAME, Pki
+from tools.localcluster import node
 from tools.localcluster.state import Layout, LocalClusterError
 
 LOOPBACK = "127.0.0.1"
@@ -56,6 +60,14 @@ class Context:
     """tools.build name → executable."""
     object_store: objectstore.S3Credentials | None = None
     """MinIO's root credentials, generated at `up` and kept (0600) in the state directory."""
+    node: node.NodePaths | None = None
+    """The node's files, when the cluster has a node (root only); None: control plane only."""
+
+    @property
+    def host(self) -> str:
+        """Where the API server, MinIO and the package mirror listen: loopback, or with a node
+        the pod network's bridge address (pods must reach them; the host reaches it too)."""
+        return node.NODE_IP if self.node is not None else LOOPBACK
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,10 @@ class Component:
     """Extra environment variables (kept out of state.json: they may hold credentials)."""
     after_ready: Callable[[Context], None] | None = None
     """Run once it is healthy, before the next component starts (MinIO: create the bucket)."""
+    before_start: Callable[[Context], None] | None = None
+    """Run before it is started (CoreDNS: its RBAC objects)."""
+    built: bool = True
+    """Its binary comes from tools.build under its name (False: argv[0] is given)."""
 
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """`scheme://host:port` it serves its health endpoint on, for people."""
@@ -98,9 +114,9 @@ class Component:
         return f"{url.scheme}://{url.netloc}"
 
 
-def api_probe(ports: Mapping[str, int], path: str) -> Probe:
+def api_probe(ports: Mapping[str, int], path: str, host: str = LOOPBACK) -> Probe:
     """A GET of `path` on the API server as the admin (200: the object exists)."""
-    return Probe(f"https://{LOOPBACK}:{ports['apiserver']}{path}", client="admin")
+    return Probe(f"https://{host}:{ports['apiserver']}{path}", client="admin")
 
 
 # ---------------------------------------------------------------------------------- command lines
@@ -127,6 +143,8 @@ def etcd_argv(ctx: Context) -> list[str]:
 
 def apiserver_argv(ctx: Context) -> list[str]:
     pki = ctx.pki
+    if ctx.node is not None:
+        return node_apiserver_argv(ctx)
     return [
         str(ctx.binaries[APISERVER]),
         f"--etcd-servers=http://{LOOPBACK}:{ctx.ports['etcd-client']}",
@@ -149,6 +167,32 @@ def apiserver_argv(ctx: Context) -> list[str]:
         # controller manager's service-account controller.
         "--allow-privileged=true",
         "--profiling=false",
+    ]
+
+
+def node_apiserver_argv(ctx: Context) -> list[str]:
+    """With a node: served on the bridge address, which is also the `kubernetes` Service's
+    endpoint (pods, e.g. KubeRay's autoscaler sidecar, reach the API through it); kubelets are
+    authorized by the Node authorizer and NodeRestriction, and called with a client certificate."""
+    pki = ctx.pki
+    plain = apiserver_argv(replace(ctx, node=None))
+    dropped = (
+        "--bind-address=",
+        "--advertise-address=",
+        "--endpoint-reconciler-type=",
+        "--authorization-mode=",
+    )
+    kept = [arg for arg in plain if not arg.startswith(dropped)]
+    return [
+        *kept,
+        f"--bind-address={node.NODE_IP}",
+        f"--advertise-address={node.NODE_IP}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--kubelet-client-certificate={pki.ca_cert.parent / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki.ca_cert.parent / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        "--kubelet-preferred-address-types=InternalIP",
     ]
 
 
@@ -197,14 +241,18 @@ def _credentials(ctx: Context) -> objectstore.S3Credentials:
     return ctx.object_store
 
 
-def minio_endpoint(ports: Mapping[str, int]) -> str:
+def minio_endpoint(ports: Mapping[str, int], host: str = LOOPBACK) -> str:
     """The S3 API of the local control plane's MinIO."""
-    return f"http://{LOOPBACK}:{ports['minio']}"
+    return f"http://{host}:{ports['minio']}"
 
 
 def minio_argv(ctx: Context) -> list[str]:
     return objectstore.minio_argv(
-        ctx.binaries[MINIO], ctx.layout.minio_data, ctx.ports["minio"], ctx.ports["minio-console"]
+        ctx.binaries[MINIO],
+        ctx.layout.minio_data,
+        ctx.ports["minio"],
+        ctx.ports["minio-console"],
+        host=ctx.host,
     )
 
 
@@ -214,7 +262,7 @@ def minio_env(ctx: Context) -> dict[str, str]:
 
 def create_bucket(ctx: Context) -> None:
     """Create BUCKET (idempotent: MinIO keeps its data directory across restarts)."""
-    objectstore.create_s3_bucket(minio_endpoint(ctx.ports), _credentials(ctx), BUCKET)
+    objectstore.create_s3_bucket(minio_endpoint(ctx.ports, ctx.host), _credentials(ctx), BUCKET)
 
 
 # ------------------------------------------------------------------------------------ the records
@@ -271,14 +319,342 @@ MINIO_COMPONENT = Component(
 CONTROL_PLANE = (ETCD_COMPONENT, APISERVER_COMPONENT, CONTROLLER_MANAGER_COMPONENT)
 """In start order: each needs the ones before it (`down` stops them in reverse)."""
 
+
+# --------------------------------------------------------------------------------------- the node
+
+SCHEDULER = "kube-scheduler"
+REGISTRY = "registry"
+PACKAGE_MIRROR = "package-mirror"
+COREDNS = "coredns"
+CONTAINERD = "containerd"
+SHIM = "containerd-shim-runc-v2"
+KUBELET = "kubelet"
+KUBE_PROXY = "kube-proxy"
+KUBECTL = "kubectl"
+PAUSE = "pause"
+NODE_BINARIES = (
+    SCHEDULER,
+    REGISTRY,
+    COREDNS,
+    CONTAINERD,
+    SHIM,
+    KUBELET,
+    KUBE_PROXY,
+    KUBECTL,
+    PAUSE,
+)
+"""tools.build names the node needs (the shim and kubectl are not processes of their own)."""
+
+
+def node_kubeconfig(layout: Layout, stem: str) -> Path:
+    """The kubeconfig of a node component (written at `up` with its client certificate)."""
+    return layout.root / f"{stem}.kubeconfig"
+
+
+def _node(ctx: Context) -> node.NodePaths:
+    if ctx.node is None:
+        raise LocalClusterError("a node component was asked for on a cluster without a node")
+    return ctx.node
+
+
+def scheduler_argv(ctx: Context) -> list[str]:
+    return [
+        str(ctx.binaries[SCHEDULER]),
+        f"--kubeconfig={node_kubeconfig(ctx.layout, 'scheduler')}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={ctx.ports['scheduler']}",
+        f"--tls-cert-file={ctx.layout.pki / 'scheduler-serving.crt'}",
+        f"--tls-private-key-file={ctx.layout.pki / 'scheduler-serving.key'}",
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
+
+
+def registry_config_file(ctx: Context) -> Path:
+    return _node(ctx).root / "registry.yml"
+
+
+def registry_argv(ctx: Context) -> list[str]:
+    return [str(ctx.binaries[REGISTRY]), "serve", str(registry_config_file(ctx))]
+
+
+def registry_address(ports: Mapping[str, int]) -> str:
+    """host:port of the local registry (containerd pulls from it; the image tools push to it)."""
+    return f"{LOOPBACK}:{ports['registry']}"
+
+
+def package_mirror_url(ports: Mapping[str, int]) -> str:
+    """The PEP 503 index pods install from (a pull-through cache of PyPI on the host)."""
+    return f"http://{node.NODE_IP}:{ports['package-mirror']}/index/"
+
+
+def package_mirror_argv(ctx: Context) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "proxpi.server",
+        "run",
+        f"--host={node.NODE_IP}",
+        f"--port={ctx.ports['package-mirror']}",
+        "--no-reload",
+        "--no-debugger",
+    ]
+
+
+def package_mirror_cache() -> Path:
+    """Kept across `down`: a cache of what pods installed (like a company's mirror)."""
+    return cache_root() / "package-mirror"
+
+
+def registry_storage() -> Path:
+    """Kept across `down`: the images built for the node (rebuilding them takes minutes)."""
+    return cache_root() / "registry"
+
+
+def package_mirror_env(_ctx: Context) -> dict[str, str]:
+    return {
+        "PROXPI_CACHE_DIR": str(package_mirror_cache()),
+        # Serve every file from the cache, however long the download takes: by default proxpi
+        # redirects the client to PyPI after 0.9s, and pods have no route there.
+        "PROXPI_DOWNLOAD_TIMEOUT": "900",
+        "PROXPI_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def coredns_argv(ctx: Context) -> list[str]:
+    return [str(ctx.binaries[COREDNS]), "-conf", str(_node(ctx).corefile)]
+
+
+def containerd_argv(ctx: Context) -> list[str]:
+    return [str(ctx.binaries[CONTAINERD]), "--config", str(_node(ctx).containerd_config)]
+
+
+def containerd_env(ctx: Context) -> dict[str, str]:
+    # containerd finds its shim on PATH.
+    shim_dir = str(ctx.binaries[SHIM].parent)
+    return {"PATH": os.pathsep.join([shim_dir, os.environ.get("PATH", "/usr/sbin:/usr/bin")])}
+
+
+def kubelet_argv(ctx: Context) -> list[str]:
+    paths = _node(ctx)
+    return [
+        str(ctx.binaries[KUBELET]),
+        f"--config={paths.kubelet_config}",
+        f"--kubeconfig={node_kubeconfig(ctx.layout, 'kubelet')}",
+        f"--hostname-override={NODE_NAME}",
+        f"--node-ip={node.NODE_IP}",
+        f"--root-dir={paths.kubelet_root}",
+        "--v=1",
+    ]
+
+
+def kube_proxy_argv(ctx: Context) -> list[str]:
+    return [
+        str(ctx.binaries[KUBE_PROXY]),
+        f"--kubeconfig={node_kubeconfig(ctx.layout, 'kube-proxy')}",
+        f"--hostname-override={NODE_NAME}",
+        f"--cluster-cidr={node.POD_CIDR}",
+        "--proxy-mode=iptables",
+        f"--healthz-bind-address={LOOPBACK}:{ctx.ports['kube-proxy-healthz']}",
+        f"--metrics-bind-address={LOOPBACK}:{ctx.ports['kube-proxy-metrics']}",
+        # Leave the host's conntrack sysctls alone (0 = do not change them).
+        "--conntrack-max-per-core=0",
+        "--conntrack-tcp-timeout-established=0s",
+        "--conntrack-tcp-timeout-close-wait=0s",
+        # NodePorts on the bridge only: on loopback they need route_localnet on every interface.
+        f"--nodeport-addresses={node.NODE_IP}/32",
+    ]
+
+
+COREDNS_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["services", "endpoints", "pods", "namespaces"],
+        "verbs": ["list", "watch"],
+    },
+    {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["list", "watch"],
+    },
+]
+
+
+def coredns_rbac(ctx: Context) -> None:
+    """What CoreDNS's kubernetes plugin reads, for the user of its client certificate."""
+    from tools.kube import Kube
+
+    kube = Kube(ctx.layout.kubeconfig)
+    name = "ray-platform:coredns"
+    rbac = "rbac.authorization.k8s.io/v1"
+    kube.apply(
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": COREDNS_RULES,
+        },
+        manager="localcluster",
+    )
+    kube.apply(
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
+        },
+        manager="localcluster",
+    )
+
+
+def push_pause_image(ctx: Context) -> None:
+    """The sandbox image, built from our pause binary and pushed as registry.k8s.io's."""
+    from tools import image
+
+    try:
+        built = image.ensure_pause(ctx.binaries[PAUSE])
+        image.push(built, registry_address(ctx.ports))
+    except image.ImageError as err:
+        raise LocalClusterError(f"pause image: {err}") from err
+
+
+NODE_READY_TIMEOUT = 120.0
+
+
+def wait_node_ready(ctx: Context) -> None:
+    """The node reports Ready (its network plugin is up): Pods can be scheduled and started."""
+    import time
+
+    from tools.kube import Kube
+
+    kube = Kube(ctx.layout.kubeconfig)
+    deadline = time.monotonic() + NODE_READY_TIMEOUT
+    reason = "no status yet"
+    while time.monotonic() < deadline:
+        found = kube.get(f"/api/v1/nodes/{NODE_NAME}") or {}
+        for cond in found.get("status", {}).get("conditions", []):
+            if cond.get("type") == "Ready":
+                if cond.get("status") == "True":
+                    return
+                reason = f"{cond.get('reason')}: {cond.get('message')}"
+        time.sleep(0.5)
+    raise LocalClusterError(
+        f"node {NODE_NAME} not Ready after {NODE_READY_TIMEOUT:.0f}s ({reason})"
+    )
+
+
+SCHEDULER_COMPONENT = Component(
+    name=SCHEDULER,
+    ports=("scheduler",),
+    argv=scheduler_argv,
+    health=lambda ports: Probe(f"https://{LOOPBACK}:{ports['scheduler']}/healthz"),
+)
+
+REGISTRY_COMPONENT = Component(
+    name=REGISTRY,
+    ports=("registry",),
+    argv=registry_argv,
+    health=lambda ports: Probe(f"http://{registry_address(ports)}/v2/"),
+    after_ready=push_pause_image,
+)
+"""The OCI registry containerd resolves docker.io and registry.k8s.io through (images are built
+and pushed by tools/image; nothing is pulled from the internet)."""
+
+PACKAGE_MIRROR_COMPONENT = Component(
+    name=PACKAGE_MIRROR,
+    ports=("package-mirror",),
+    argv=package_mirror_argv,
+    health=lambda ports: Probe(f"http://{node.NODE_IP}:{ports['package-mirror']}/health"),
+    env=package_mirror_env,
+    built=False,
+)
+"""A pull-through cache of PyPI on the bridge: the pods' only package index (they have no route
+off the machine); the host process fetches from PyPI, a registry this machine may use."""
+
+COREDNS_COMPONENT = Component(
+    name=COREDNS,
+    ports=("coredns-health", "coredns-ready"),
+    argv=coredns_argv,
+    health=lambda ports: Probe(f"http://{LOOPBACK}:{ports['coredns-ready']}/ready"),
+    before_start=coredns_rbac,
+)
+
+CONTAINERD_COMPONENT = Component(
+    name=CONTAINERD,
+    ports=("containerd-metrics",),
+    argv=containerd_argv,
+    health=lambda ports: Probe(f"http://{LOOPBACK}:{ports['containerd-metrics']}/v1/metrics"),
+    env=containerd_env,
+)
+
+KUBELET_COMPONENT = Component(
+    name=KUBELET,
+    ports=(),
+    argv=kubelet_argv,
+    health=lambda _ports: Probe(f"http://{LOOPBACK}:{node.KUBELET_HEALTHZ_PORT}/healthz"),
+    ready_objects=((f"node {NODE_NAME}", f"/api/v1/nodes/{NODE_NAME}"),),
+)
+
+KUBE_PROXY_COMPONENT = Component(
+    name=KUBE_PROXY,
+    ports=("kube-proxy-healthz", "kube-proxy-metrics"),
+    argv=kube_proxy_argv,
+    health=lambda ports: Probe(f"http://{LOOPBACK}:{ports['kube-proxy-healthz']}/healthz"),
+    after_ready=wait_node_ready,
+)
+
+NODE_APISERVER_COMPONENT = replace(
+    APISERVER_COMPONENT,
+    health=lambda ports: Probe(
+        f"https://{node.NODE_IP}:{ports['apiserver']}/readyz", client="admin"
+    ),
+)
+NODE_MINIO_COMPONENT = replace(
+    MINIO_COMPONENT,
+    health=lambda ports: Probe(minio_endpoint(ports, node.NODE_IP) + objectstore.MINIO_READY_PATH),
+)
+
+NODE = (
+    SCHEDULER_COMPONENT,
+    REGISTRY_COMPONENT,
+    PACKAGE_MIRROR_COMPONENT,
+    COREDNS_COMPONENT,
+    CONTAINERD_COMPONENT,
+    KUBELET_COMPONENT,
+    KUBE_PROXY_COMPONENT,
+)
+"""In start order, after the control plane: the registry before containerd (the pause image is
+pushed once it is up), CoreDNS before kubelet (pods resolve through it from their first start)."""
+
 BY_NAME = {c.name: c for c in (*CONTROL_PLANE, OPERATOR_COMPONENT, MINIO_COMPONENT)}
+NODE_BY_NAME = {
+    **BY_NAME,
+    **{c.name: c for c in (*NODE, NODE_APISERVER_COMPONENT, NODE_MINIO_COMPONENT)},
+}
 
 
-def components(*, with_operator: bool, with_object_store: bool = True) -> tuple[Component, ...]:
+def by_name(with_node: bool) -> Mapping[str, Component]:
+    return NODE_BY_NAME if with_node else BY_NAME
+
+
+def components(
+    *, with_operator: bool, with_object_store: bool = True, with_node: bool = False
+) -> tuple[Component, ...]:
     """The components of a cluster, in start order."""
     operator = (OPERATOR_COMPONENT,) if with_operator else ()
-    store = (MINIO_COMPONENT,) if with_object_store else ()
-    return (*CONTROL_PLANE, *operator, *store)
+    if not with_node:
+        store = (MINIO_COMPONENT,) if with_object_store else ()
+        return (*CONTROL_PLANE, *operator, *store)
+    store = (NODE_MINIO_COMPONENT,) if with_object_store else ()
+    plane = (ETCD_COMPONENT, NODE_APISERVER_COMPONENT, CONTROLLER_MANAGER_COMPONENT)
+    return (*plane, *NODE, *operator, *store)
 
 
 def port_names(wanted: tuple[Component, ...]) -> list[str]:

@@ -284,6 +284,8 @@ class Launcher:
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def launch(self, component: Component, ctx: Context) -> None:
+        if component.before_start is not None:
+            component.before_start(ctx)
         argv = component.argv(ctx)
         binaries = [argv[0]]
         env = dict(component.env(ctx))
@@ -305,11 +307,13 @@ class Launcher:
             component.name, component.name, checker(component.health(ctx.ports), ctx.layout.pki)
         )
         for what, path in component.ready_objects:
-            self.wait(component.name, what, checker(api_probe(ctx.ports, path), ctx.layout.pki))
+            self.wait(
+                component.name, what, checker(api_probe(ctx.ports, path, ctx.host), ctx.layout.pki)
+            )
         if component.after_ready is not None:
             try:
                 component.after_ready(ctx)
-            except ObjectStoreError as err:
+            except (ObjectStoreError, LocalClusterError) as err:
                 self.fail(component.name, str(err))
 
     def wait(self, name: str, what: str, check: Callable[[], bool]) -> None:

@@ -114,6 +114,8 @@ class State:
     ports: dict[str, int]
     kubeconfig: str
     processes: list[ProcessRecord] = field(default_factory=list)
+    node: bool = False
+    """The cluster has a node (kubelet, containerd, the pod network: see node.py)."""
 
 
 def load_state(where: Layout) -> State | None:
@@ -132,6 +134,7 @@ def load_state(where: Layout) -> State | None:
         ports={str(k): int(v) for k, v in raw["ports"].items()},
         kubeconfig=str(raw["kubeconfig"]),
         processes=[ProcessRecord(**p) for p in raw["processes"]],
+        node=bool(raw.get("node", False)),
     )
 
 

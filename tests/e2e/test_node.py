@@ -1,0 +1,455 @@
+"""End to end on a real node: `tools/up` from nothing ends with Ray running here, every dev-loop
+path works on it, and `destroy` + `down` leave the machine as it was.
+
+Needs root (kubelet, containerd, a bridge, iptables): CI runs as root. Not root is a failure,
+never a skip: this tier is the proof that the platform runs at all.
+
+One node per machine (one bridge, kubelet's port), so the whole module shares one deployment,
+made by the main job exactly as a user runs it (`python -m tools.stack up`, its own process, no
+KUBECONFIG). The last test takes it down and checks that nothing is left.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import localcluster
+from tools.build import ensure
+from tools.kube import Kube
+from tools.localcluster import node
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "ray"
+CLUSTER = "ray"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    state: Path
+    cluster: Path
+    outputs: dict[str, Any]
+    kube: Kube
+    kubeconfig: Path
+    before: dict[str, Any]
+    """The machine before `up` (see `machine`)."""
+
+
+def job(action: str, state: Path, cluster: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    return subprocess.run(
+        [*argv, "--cluster-dir", str(cluster), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=False,
+    )
+
+
+def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    tail = "\n".join((run.stdout + run.stderr).splitlines()[-60:])
+    assert run.returncode == 0, f"{run.args[3]} exited {run.returncode}:\n{tail}"
+    return run
+
+
+def printed_outputs(stdout: str) -> dict[str, Any]:
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    outputs: dict[str, Any] = json.loads("\n".join(lines[start:]))
+    return outputs
+
+
+# ------------------------------------------------------------------------- the machine, measured
+
+VOLATILE_SYSCTLS = re.compile(
+    r"^(kernel\.(random|ns_last_pid|pty\.nr|tainted)|fs\.(dentry|file-nr|inode)|"
+    r"net\.netfilter\.nf_conntrack_count|vm\.stat|kernel\.sched_domain|fs\.quota|"
+    r"net\.ipv6\.conf\.|net\.ipv4\.conf\.(veth|rpbr)|kernel\.perf_event_max)"
+)
+
+
+def sysctls() -> dict[str, str]:
+    found = {}
+    for base in ("kernel", "vm", "net/ipv4", "net/bridge", "net/netfilter", "net/core"):
+        for path in Path("/proc/sys", base).rglob("*"):
+            name = ".".join(path.relative_to("/proc/sys").parts)
+            if VOLATILE_SYSCTLS.match(name) or not path.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                found[name] = path.read_text().strip()
+    return found
+
+
+def command(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def machine() -> dict[str, Any]:
+    """Everything the node may change, in a comparable form."""
+    cache = str(localcluster.default_state_dir().parent)
+    processes = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = entry.read_bytes().split(b"\0")
+            if argv and argv[0].decode(errors="replace").startswith(cache):
+                processes.append(argv[0].decode())
+    mounts = sorted(
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if any(k in line for k in ("kubelet", "containerd", "netns", "ray-platform", "shm"))
+    )
+    return {
+        "sysctls": sysctls(),
+        "iptables": command("iptables-save").splitlines(),
+        "ip6tables": command("ip6tables-save").splitlines(),
+        "nft": command("nft", "list", "ruleset"),
+        "links": sorted(Path("/sys/class/net").iterdir()),
+        "netns": sorted(p.name for p in Path("/run/netns").glob("*")),
+        "mounts": mounts,
+        "processes": sorted(processes),
+        "paths": sorted(p for p in node.HOST_PATHS if os.path.lexists(p)),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
+    }
+
+
+# -------------------------------------------------------------------------------- the deployment
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    assert os.geteuid() == 0, "the node tier needs root (CI runs as root)"
+    root = tmp_path_factory.mktemp("node")
+    state, cluster = root / "state", root / "cluster"
+    before = machine()
+    try:
+        run = ok(job("up", state, cluster))
+        kubeconfig = localcluster.kubeconfig(cluster)
+        yield Deployment(
+            state, cluster, printed_outputs(run.stdout), Kube(kubeconfig), kubeconfig, before
+        )
+    finally:
+        localcluster.down(cluster)
+
+
+def kubectl(d: Deployment, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    binary = ensure(["kubectl"])["kubectl"]
+    return subprocess.run(
+        [str(binary), f"--kubeconfig={d.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def pods(d: Deployment, kind: str) -> list[dict[str, Any]]:
+    selector = f"ray.io/cluster={CLUSTER},ray.io/node-type={kind}"
+    return d.kube.items(f"/api/v1/namespaces/{NS}/pods?labelSelector={selector}")
+
+
+def running(d: Deployment, kind: str) -> list[str]:
+    return [
+        p["metadata"]["name"]
+        for p in pods(d, kind)
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def head(d: Deployment) -> str:
+    names = running(d, "head")
+    assert names, "no running head pod"
+    return names[-1]
+
+
+def in_head(d: Deployment, script: str, container: str = "ray-head", timeout: float = 300) -> str:
+    run = kubectl(
+        d,
+        "-n",
+        NS,
+        "exec",
+        head(d),
+        "-c",
+        container,
+        "--",
+        "python",
+        "-c",
+        script,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+# ----------------------------------------------------------------------------------------- tests
+
+
+def test_up_ends_with_ray_running_and_a_second_up_changes_nothing(deployment: Deployment) -> None:
+    d = deployment
+    assert running(d, "head")
+    assert len(running(d, "worker")) >= 1
+    raycluster = d.kube.get(f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/{CLUSTER}")
+    assert raycluster is not None and raycluster["status"].get("state") == "ready"
+    head_uid = [p["metadata"]["uid"] for p in pods(d, "head")]
+    again = ok(job("up", d.state, d.cluster))
+    summary = again.stdout[again.stdout.rfind("Resources:") :]
+    assert "unchanged" in summary and not re.search(
+        r"\d+ (to )?(create|update|delete|replace)", summary
+    ), summary
+    assert [p["metadata"]["uid"] for p in pods(d, "head")] == head_uid
+
+
+def test_pods_reach_the_api_server_dns_and_the_node_services_but_nothing_else(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    script = textwrap.dedent(
+        """
+        import socket, urllib.request, urllib.error
+        print("dns", socket.gethostbyname("kubernetes.default.svc.cluster.local"))
+        s = socket.create_connection(("kubernetes.default.svc", 443), timeout=5); s.close()
+        print("api ok")
+        try:
+            socket.create_connection(("pypi.org", 443), timeout=5)
+            print("outside reachable")
+        except OSError as e:
+            print("outside unreachable", type(e).__name__)
+        """
+    )
+    out = in_head(d, script)
+    assert "dns 10.96.0.1" in out
+    assert "api ok" in out
+    assert "outside unreachable" in out
+
+
+def test_the_bucket_endpoint_pods_get_is_on_the_node_network(deployment: Deployment) -> None:
+    d = deployment
+    assert d.outputs["objectStoreEndpoint"].startswith(f"http://{node.NODE_IP}:")
+    script = textwrap.dedent(
+        """
+        import boto3, os
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket="ray", Key="local/from-pod.txt", Body=b"pod")
+        print(s3.get_object(Bucket="ray", Key="local/from-pod.txt")["Body"].read().decode())
+        """
+    )
+    assert in_head(d, script).strip() == "pod"
+
+
+def test_a_pod_installs_through_the_package_mirror_with_no_other_route(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    script = textwrap.dedent(
+        """
+        import os, subprocess, sys, tempfile
+        index = os.environ["PIP_INDEX_URL"]
+        print("index", index)
+        out = tempfile.mkdtemp()
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", out,
+                        "six==1.16.0"], check=True, capture_output=True)
+        print("got", os.listdir(out))
+        """
+    )
+    out = in_head(d, script)
+    assert f"index http://{node.NODE_IP}:" in out
+    assert "six-1.16.0" in out
+
+
+def test_shared_packages_install_only_what_the_image_lacks_and_workers_import_them(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    script = textwrap.dedent(
+        """
+        import glob, os, ray, tabulate
+        print("tabulate", tabulate.__file__)
+        site = os.path.dirname(os.path.dirname(tabulate.__file__))
+        print("installed", sorted(n.split("-")[0].lower() for n in os.listdir(site)
+                                  if n.endswith(".dist-info")))
+        print("ray", ray.__file__)
+        ray.init()
+
+        @ray.remote(num_cpus=1)
+        def where():
+            import socket, tabulate
+            return socket.gethostname(), tabulate.__version__
+
+        print("task", ray.get(where.remote()))
+        """
+    )
+    out = in_head(d, script)
+    assert "/mnt/shared/" in out.split("tabulate", 1)[1].splitlines()[0]
+    installed = out.split("installed ", 1)[1].splitlines()[0]
+    assert "tabulate" in installed and "ray" not in installed.replace("'", " ").split()
+    assert "/home/ray/anaconda3/" in out.split("ray ", 1)[1].splitlines()[0]
+    assert "0.9.0" in out.split("task", 1)[1]
+
+
+def test_inside_the_ray_containers_pod_security_restricted_holds(deployment: Deployment) -> None:
+    d = deployment
+    status = in_head(d, "print(open('/proc/self/status').read())")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    assert fields["Uid"].split()[:2] == ["1000", "1000"]
+    assert int(fields["CapEff"].strip(), 16) == 0
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # filter mode (RuntimeDefault)
+    privileged = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged", "namespace": NS},
+        "spec": {
+            "containers": [
+                {
+                    "name": "x",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "securityContext": {"privileged": True},
+                }
+            ]
+        },
+    }
+    with pytest.raises(RuntimeError, match="forbidden|violates PodSecurity"):
+        d.kube.apply(privileged)
+
+
+def _port_forward(d: Deployment, port: int) -> Iterator[int]:
+    binary = ensure(["kubectl"])["kubectl"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            f"--kubeconfig={d.kubeconfig}",
+            "-n",
+            NS,
+            "port-forward",
+            f"pod/{head(d)}",
+            f"{local}:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", local), timeout=1).close()
+                break
+            time.sleep(0.5)
+        yield local
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_jupyter_through_the_port_forward_wants_the_token_and_runs_ray(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    token = (d.state / "jupyter-token").read_text().strip()
+    for local in _port_forward(d, 8888):
+        base = f"http://127.0.0.1:{local}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/kernels", timeout=30)
+        assert refused.value.code == 403
+        lab = urllib.request.urlopen(f"{base}/lab?token={token}", timeout=60).read().decode()
+        assert "JupyterLab" in lab and "application assets not found" not in lab.lower()
+        out = _run_in_kernel(
+            base,
+            token,
+            "import ray; ray.init(); print(ray.get(ray.remote(lambda: 41 + 1).remote()))",
+        )
+        assert "42" in out
+
+
+def _run_in_kernel(base: str, token: str, code: str) -> str:
+    """Start a kernel through Jupyter's REST API and run `code` over its websocket."""
+    import uuid
+
+    from tornado import ioloop, websocket
+    from tornado.httpclient import HTTPRequest
+
+    headers = {"Authorization": f"token {token}"}
+    request = urllib.request.Request(f"{base}/api/kernels", data=b"{}", headers=headers)
+    kernel = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    ws_url = base.replace("http", "ws") + f"/api/kernels/{kernel['id']}/channels"
+
+    async def run() -> str:
+        conn = await websocket.websocket_connect(HTTPRequest(ws_url, headers=headers))
+        msg_id = uuid.uuid4().hex
+        conn.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "session": msg_id,
+                        "username": "test",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False},
+                    "channel": "shell",
+                }
+            )
+        )
+        printed = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            raw = await conn.read_message()
+            if raw is None:
+                break
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                printed.append(msg["content"]["text"])
+            if msg["msg_type"] == "error":
+                printed.append("\n".join(msg["content"]["traceback"]))
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        conn.close()
+        return "".join(printed)
+
+    return str(ioloop.IOLoop.current().run_sync(run, timeout=300))
+
+
+def test_zz_destroy_and_down_leave_the_machine_as_it_was(deployment: Deployment) -> None:
+    d = deployment
+    ok(job("destroy", d.state, d.cluster))
+    ok(job("down", d.state, d.cluster))
+    after = machine()
+    for key, value in d.before.items():
+        if key == "sysctls":
+            changed = {
+                k: (v, after["sysctls"].get(k))
+                for k, v in value.items()
+                if after["sysctls"].get(k) != v
+            }
+            assert changed == {}, changed
+        else:
+            assert after[key] == value, key
+    del base64

@@ -1,0 +1,196 @@
+"""The node's pure parts (tools/localcluster/node.py, tools/readiness.py): what the configs say,
+how readiness is decided. The node itself runs in the e2e tier (tests/e2e/test_node.py)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools import readiness
+from tools.localcluster import node
+
+
+def paths(tmp_path: Path) -> node.NodePaths:
+    return node.NodePaths(tmp_path / "node")
+
+
+def test_containerd_runs_with_restricted_oom_adj_its_own_dirs_and_no_internet_registry(
+    tmp_path: Path,
+) -> None:
+    p = paths(tmp_path)
+    text = node.containerd_config(
+        p, runc="/usr/sbin/runc", cni_bin=Path("/usr/lib/cni"), metrics_port=1234, cgroupfs=True
+    )
+    config = tomllib.loads(text)
+    assert config["version"] == 3
+    assert config["root"] == str(p.containerd_root)
+    assert config["state"] == str(p.containerd_state)
+    assert config["plugins"]["io.containerd.server.v1.grpc"]["address"] == str(p.containerd_socket)
+    assert config["imports"] == []
+    runtime = config["plugins"]["io.containerd.cri.v1.runtime"]
+    # Without it runc fails every sandbox on machines lacking CAP_SYS_RESOURCE.
+    assert runtime["restrict_oom_score_adj"] is True
+    runc = runtime["containerd"]["runtimes"]["runc"]["options"]
+    assert runc == {"BinaryName": "/usr/sbin/runc", "SystemdCgroup": False}
+    assert runtime["cni"]["conf_dir"] == str(p.cni_conf)
+    images = config["plugins"]["io.containerd.cri.v1.images"]
+    assert images["pinned_images"]["sandbox"] == node.PAUSE_IMAGE
+    assert images["registry"]["config_path"] == str(p.registry_hosts)
+
+
+def test_a_mirrored_registry_never_falls_back_to_the_internet() -> None:
+    hosts = tomllib.loads(node.registry_hosts_toml("127.0.0.1:5000"))
+    # containerd falls back to `server` when the mirror fails: it must be the local one too.
+    assert hosts["server"] == "http://127.0.0.1:5000"
+    assert list(hosts["host"]) == ["http://127.0.0.1:5000"]
+
+
+def test_the_pod_network_is_one_bridge_without_masquerade(tmp_path: Path) -> None:
+    conf = json.loads(node.cni_conflist(paths(tmp_path)))
+    (bridge,) = conf["plugins"]
+    assert bridge["bridge"] == node.BRIDGE
+    assert bridge["ipMasq"] is False
+    assert bridge["ipam"]["ranges"] == [[{"subnet": node.POD_CIDR, "gateway": node.NODE_IP}]]
+    assert bridge["ipam"]["dataDir"].startswith(str(tmp_path))
+
+
+def test_pods_resolve_through_cluster_dns_only() -> None:
+    assert node.resolv_conf() == f"nameserver {node.NODE_IP}\n"
+    corefile = node.corefile(Path("/k"), health_port=1, ready_port=2)
+    assert f"bind {node.NODE_IP}" in corefile
+    assert "forward" not in corefile  # nothing leaves the machine
+
+
+def test_kubelet_config_fits_this_machine(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    config: dict[str, Any] = yaml.safe_load(
+        node.kubelet_config(
+            p,
+            client_ca=Path("/ca"),
+            serving_cert=Path("/c"),
+            serving_key=Path("/k"),
+            cgroupfs=True,
+        )
+    )
+    assert config["cgroupDriver"] == "cgroupfs"
+    assert config["failCgroupV1"] is False
+    assert config["address"] == node.NODE_IP
+    assert config["clusterDNS"] == [node.NODE_IP]
+    assert config["resolvConf"] == str(p.resolv_conf)
+    assert config["authentication"]["anonymous"]["enabled"] is False
+    assert config["authorization"]["mode"] == "Webhook"
+    assert config["readOnlyPort"] == 0
+    assert config["containerRuntimeEndpoint"] == f"unix://{p.containerd_socket}"
+
+
+def test_the_fence_keeps_pod_traffic_on_the_bridge() -> None:
+    rules = node.fence_rules()
+    assert rules[0] == ["-i", node.BRIDGE, "-o", node.BRIDGE, "-j", "ACCEPT"]
+    assert ["-i", node.BRIDGE, "-j", "DROP"] in rules
+    assert ["-o", node.BRIDGE, "-j", "DROP"] in rules
+
+
+def test_missing_capabilities_are_named() -> None:
+    full = "CapEff:\t000001ffffffffff\n"
+    assert node.missing_capabilities(full) == []
+    without_net_admin = f"CapEff:\t{0x1FFFFFFFFFF & ~(1 << 12):016x}\n"
+    assert node.missing_capabilities(without_net_admin) == ["CAP_NET_ADMIN"]
+
+
+def test_rules_jumping_to_the_nodes_chains_are_recognised() -> None:
+    assert node._jumps_to(["-A", "FORWARD", "-j", "KUBE-FORWARD"], ["KUBE-FORWARD"])
+    assert not node._jumps_to(["-A", "FORWARD", "-j", "ACCEPT"], ["KUBE-FORWARD"])
+
+
+# ------------------------------------------------------------------------------------ readiness
+
+
+def pod(
+    name: str,
+    kind: str,
+    *,
+    group: str | None = None,
+    phase: str = "Running",
+    ready: bool = True,
+    status: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    labels = {"ray.io/node-type": kind}
+    if group:
+        labels["ray.io/group"] = group
+    st: dict[str, Any] = {
+        "phase": phase,
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
+    st.update(status or {})
+    return {"metadata": {"name": name, "labels": labels}, "status": st}
+
+
+def test_ready_needs_the_head_and_the_minimum_workers() -> None:
+    head = pod("h", "head")
+    worker = pod("w", "worker", group="cpu")
+    assert readiness.verdict([head, worker], {"cpu": 1}).ready
+    assert not readiness.verdict([head], {"cpu": 1}).ready
+    assert readiness.verdict([head], {"cpu": 0}).ready
+    assert not readiness.verdict([pod("h", "head", ready=False)], {}).ready
+
+
+def test_a_head_that_cannot_start_is_a_failure_with_the_pods_reason() -> None:
+    pulling = pod(
+        "h",
+        "head",
+        phase="Pending",
+        ready=False,
+        status={
+            "containerStatuses": [
+                {
+                    "name": "ray-head",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}},
+                }
+            ]
+        },
+    )
+    found = readiness.verdict([pulling], {})
+    assert found.failure == "pod h container ray-head: ImagePullBackOff: not found"
+    unschedulable = pod(
+        "h",
+        "head",
+        phase="Pending",
+        ready=False,
+        status={
+            "conditions": [
+                {"type": "PodScheduled", "reason": "Unschedulable", "message": "Insufficient cpu"}
+            ]
+        },
+    )
+    assert "Insufficient cpu" in (readiness.verdict([unschedulable], {}).failure or "")
+
+
+def test_a_failing_installer_is_a_failure_after_a_few_restarts() -> None:
+    status = {
+        "initContainerStatuses": [
+            {
+                "name": "install-shared-packages",
+                "restartCount": 3,
+                "lastState": {"terminated": {"exitCode": 1, "message": "No matching distribution"}},
+            }
+        ]
+    }
+    found = readiness.verdict([pod("h", "head", phase="Pending", ready=False, status=status)], {})
+    assert found.failure is not None and "No matching distribution" in found.failure
+    status["initContainerStatuses"][0]["restartCount"] = 1
+    assert (
+        readiness.verdict(
+            [pod("h", "head", phase="Pending", ready=False, status=status)], {}
+        ).failure
+        is None
+    )
+
+
+def test_a_head_recreated_again_and_again_is_a_failure() -> None:
+    waiting = pod("h", "head", phase="Pending", ready=False)
+    assert readiness.verdict([waiting], {}, failed_heads=1).failure is None
+    assert readiness.verdict([waiting], {}, failed_heads=3).failure is not None

@@ -1,0 +1,160 @@
+"""Is the deployed RayCluster usable, and if it cannot become so, why (in one line)?
+
+`tools/up` returns when the head and the minimum number of workers of every group are Running
+and Ready. A head that cannot start (its image missing, unschedulable, crash-looping, its
+shared-packages install failing) fails `up` with the reason from the pod's status instead of
+waiting out the timeout. `verdict` is pure (objects in, decision out) and unit-tested; `wait`
+polls the cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FATAL_WAITING = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
+"""Container waiting reasons that do not resolve by themselves."""
+RESTARTS_FATAL = 3
+"""An init container (the shared-packages installer) failing this often will not succeed."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    failure: str | None
+    """One line: why it cannot become ready (None while it still may)."""
+    waiting_for: str
+    """One line: what it waits for now (progress for people)."""
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def pod_problem(pod: Mapping[str, Any]) -> str | None:
+    """The reason a pod will not start by itself, or None."""
+    name = (pod.get("metadata") or {}).get("name", "?")
+    status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            return f"pod {name} cannot be scheduled: {cond.get('message', '').strip()}"
+    statuses = [
+        *(("init container", s) for s in status.get("initContainerStatuses") or []),
+        *(("container", s) for s in status.get("containerStatuses") or []),
+    ]
+    for kind, cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in FATAL_WAITING:
+            message = " ".join(str(waiting.get("message", "")).split())[:300]
+            return f"pod {name} {kind} {cs.get('name')}: {reason}: {message}".rstrip(": ")
+        terminated = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get(
+            "terminated"
+        )
+        if (
+            kind == "init container"
+            and terminated
+            and terminated.get("exitCode", 0) != 0
+            and int(cs.get("restartCount", 0)) >= RESTARTS_FATAL
+        ):
+            message = " ".join(str(terminated.get("message", "")).split())[:300]
+            return (
+                f"pod {name} init container {cs.get('name')} failed "
+                f"{cs.get('restartCount')} times (exit {terminated.get('exitCode')}): {message}"
+            ).rstrip(": ")
+    if status.get("phase") == "Failed":
+        return f"pod {name} failed: {status.get('reason', '')} {status.get('message', '')}".strip()
+    return None
+
+
+def verdict(
+    pods: Sequence[Mapping[str, Any]], min_workers: Mapping[str, int], *, failed_heads: int = 0
+) -> Verdict:
+    """Decide from the RayCluster's pods (labels ray.io/node-type and ray.io/group)."""
+    heads = [p for p in pods if p["metadata"].get("labels", {}).get("ray.io/node-type") == "head"]
+    if not heads:
+        return Verdict(False, None, "the head pod to be created")
+    if not any(_ready(p) for p in heads):
+        for pod in heads:
+            problem = pod_problem(pod)
+            if problem:
+                return Verdict(False, problem, "")
+        if failed_heads >= RESTARTS_FATAL:
+            return Verdict(
+                False, f"the head pod was recreated {failed_heads} times without becoming ready", ""
+            )
+        return Verdict(False, None, "the head pod to be Running and Ready")
+    for group, wanted in min_workers.items():
+        members = [
+            p
+            for p in pods
+            if p["metadata"].get("labels", {}).get("ray.io/group") == group
+            and p["metadata"].get("labels", {}).get("ray.io/node-type") == "worker"
+        ]
+        ready = sum(1 for p in members if _ready(p))
+        if ready < wanted:
+            for pod in members:
+                problem = pod_problem(pod)
+                if problem:
+                    return Verdict(False, problem, "")
+            return Verdict(False, None, f"worker group {group}: {ready}/{wanted} ready")
+    return Verdict(True, None, "")
+
+
+class NotReady(RuntimeError):
+    """The RayCluster cannot become ready (or did not in time); the message is one line."""
+
+
+def wait(
+    kubeconfig: Path,
+    namespace: str,
+    cluster: str,
+    min_workers: Mapping[str, int],
+    *,
+    timeout: float,
+    say: Any = print,
+) -> float:
+    """Poll until `verdict` is ready (returns seconds waited) or raise NotReady."""
+    from tools.kube import Kube
+
+    kube = Kube(kubeconfig)
+    selector = f"ray.io/cluster={cluster}"
+    begin = time.monotonic()
+    last = ""
+    seen_heads: set[str] = set()
+    while True:
+        pods = kube.items(f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
+        for pod in pods:
+            if pod["metadata"].get("labels", {}).get("ray.io/node-type") == "head":
+                seen_heads.add(pod["metadata"]["name"])
+        found = verdict(pods, min_workers, failed_heads=max(0, len(seen_heads) - 1))
+        if found.ready:
+            return time.monotonic() - begin
+        if found.failure:
+            raise NotReady(f"RayCluster {namespace}/{cluster} cannot become ready: {found.failure}")
+        if found.waiting_for != last:
+            say(f"waiting for {found.waiting_for}")
+            last = found.waiting_for
+        if time.monotonic() - begin > timeout:
+            raise NotReady(
+                f"RayCluster {namespace}/{cluster} not ready after {timeout:.0f}s: "
+                f"still waiting for {found.waiting_for}"
+            )
+        time.sleep(2)
