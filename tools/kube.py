@@ -31,6 +31,17 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
         False,
     ),
     ("ray.io/v1", "RayCluster"): ("/apis/ray.io/v1", "rayclusters", True),
+    ("v1", "Pod"): ("/api/v1", "pods", True),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): (
+        "/apis/rbac.authorization.k8s.io/v1",
+        "clusterroles",
+        False,
+    ),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): (
+        "/apis/rbac.authorization.k8s.io/v1",
+        "clusterrolebindings",
+        False,
+    ),
 }
 
 

@@ -308,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             overrides.update(bucket_overrides(stack_config, target.object_store))
         if target.node is not None:
             shared = localcluster.shared_dir(args.cluster_dir)
-            overrides.update(node_overrides(stack_config, target.node.package_index, shared))
+            # On top of the bucket's overrides: both change ray-platform:local.
+            merged = {**stack_config, **overrides}
+            overrides.update(node_overrides(merged, target.node.package_index, shared))
             if args.action in ("up", "preview") and target.node.registry:
                 ensure_ray_image(stack_config, target.node.registry)
     except (BuildError, localcluster.LocalClusterError) as err:

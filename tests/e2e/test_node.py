@@ -11,7 +11,6 @@ KUBECONFIG). The last test takes it down and checks that nothing is left.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -328,7 +327,7 @@ def test_inside_the_ray_containers_pod_security_restricted_holds(deployment: Dep
             ]
         },
     }
-    with pytest.raises(RuntimeError, match="forbidden|violates PodSecurity"):
+    with pytest.raises(RuntimeError, match=r"forbidden|violates PodSecurity"):
         d.kube.apply(privileged)
 
 
@@ -452,4 +451,3 @@ def test_zz_destroy_and_down_leave_the_machine_as_it_was(deployment: Deployment)
             assert changed == {}, changed
         else:
             assert after[key] == value, key
-    del base64

@@ -95,6 +95,22 @@ def test_parse_gomod_reads_both_forms_of_require_and_replace() -> None:
     }
 
 
+def test_parse_gomod_reads_both_forms_of_tool() -> None:
+    text = GOMOD + (
+        "tool example.com/tool/cmd/one\n"
+        "tool (\n"
+        "\texample.com/tool/cmd/two\n"
+        "\texample.com/tool/cmd/three // comment\n"
+        ")\n"
+    )
+    assert build.parse_gomod(text).tools == {
+        "example.com/tool/cmd/one",
+        "example.com/tool/cmd/two",
+        "example.com/tool/cmd/three",
+    }
+    assert build.parse_gomod(GOMOD).tools == set()
+
+
 # ---------------------------------------------------------------------------------- fingerprint
 
 
@@ -155,6 +171,25 @@ def test_missing_wrapper_module_is_reported(wrappers: Path) -> None:
         build._check_wrapper("nope", {**SPEC, "wrapper": "nope"})
 
 
+def test_an_upstream_package_needs_a_tool_line(wrappers: Path) -> None:
+    """`go build PKG` from the wrapper works only for a package its go.mod tracks as a tool."""
+    spec = {**SPEC, "package": "example.com/tool/cmd/tool"}
+    with pytest.raises(build.BuildError) as info:
+        build._check_wrapper("demo", spec)
+    message = str(info.value)
+    assert "go.mod has no `tool example.com/tool/cmd/tool` line for demo" in message
+    assert message.endswith("run `python -m tools.build --sync demo`")
+    (wrappers / "go.mod").write_text(GOMOD + "tool example.com/tool/cmd/tool\n")
+    build._check_wrapper("demo", spec)
+
+
+def test_the_wrapper_itself_needs_a_main_package(wrappers: Path) -> None:
+    (wrappers / "main.go").unlink()
+    (wrappers / "main_test.go").write_text("package main\n")
+    with pytest.raises(build.BuildError, match=r'\(package "\."\) but it holds no main\.go'):
+        build._check_wrapper("demo", SPEC)
+
+
 def test_staging_replaces_must_all_use_the_staging_version(wrappers: Path) -> None:
     spec = {**SPEC, "k8s_staging_version": "v0.35.4"}
     base = GOMOD + "replace (\n\tk8s.io/api => k8s.io/api v0.35.4\n"
@@ -171,6 +206,45 @@ def test_committed_wrappers_match_versions_json() -> None:
     assert versions["tools"], "versions.json lists no binaries"
     for name, spec in versions["tools"].items():
         build._check_wrapper(name, spec)
+
+
+# What a Kubernetes node runs, besides the control plane: built like everything else here.
+NODE_BINARIES = {
+    "kubelet": "kubernetes",
+    "kube-proxy": "kubernetes",
+    "kube-scheduler": "kubernetes",
+    "kubectl": "kubernetes",
+    "containerd": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "ctr": "containerd",
+    "coredns": "coredns",
+    "registry": "registry",
+    "pause": "pause",
+}
+
+
+def test_node_binaries_are_declared_with_a_smoke_check_of_their_version() -> None:
+    tools = build.load_versions()["tools"]
+    for name, wrapper in NODE_BINARIES.items():
+        spec = tools[name]
+        assert spec["wrapper"] == wrapper, name
+        # The version printed proves the version stamp (ldflags) took.
+        assert spec["version"].removeprefix("v") in spec["smoke"]["expect"], name
+
+
+@pytest.mark.parametrize("wrapper", ["kubernetes", "containerd"])
+def test_binaries_of_one_wrapper_share_its_module_and_version_stamp(wrapper: str) -> None:
+    """kubelet and kube-apiserver (or containerd and its shim) come from one module version; a
+    bump that reaches one of them only would build a mixed node."""
+    specs = {n: s for n, s in build.load_versions()["tools"].items() if s["wrapper"] == wrapper}
+    assert len(specs) >= 3
+    first = next(iter(specs.values()))
+    for name, spec in specs.items():
+        for key in ("version", "go_modules", "ldflags_x", "k8s_staging_version"):
+            assert spec.get(key) == first.get(key), (name, key)
+    if wrapper == "kubernetes":
+        assert {s["tags"] == first["tags"] for s in specs.values()} == {True}
+        assert first["ldflags_x"]["k8s.io/component-base/version.gitVersion"] == first["version"]
 
 
 def test_unknown_binary_is_a_one_line_error() -> None:

@@ -296,6 +296,8 @@ def test_on_the_projects_node_pods_get_the_mirror_and_a_shared_dir_down_removes(
     assert config["ray-platform:ray"]["packageIndex"] == index
     shared = Path(config["ray-platform:local"]["hostPath"])
     assert shared == localcluster.shared_dir(None)
+    # The bucket's overrides of the same block are kept (both change ray-platform:local).
+    assert config["ray-platform:local"]["objectStore"]["endpoint"] == STORE.endpoint
     assert pushed == ["127.0.0.1:5000"]
     # The rest of the stack file's blocks is kept.
     assert (

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -58,6 +59,11 @@ SYSCTLS = (
     "kernel.panic_on_oops",
     "kernel.keys.root_maxkeys",
     "kernel.keys.root_maxbytes",
+    # The CNI bridge plugin (isGateway) turns IPv4 forwarding on for the whole host; the fence
+    # keeps pod traffic on the bridge while it is on, `down` puts the old values back.
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.forwarding",
+    "net.ipv4.conf.default.forwarding",
     # kube-proxy (iptables mode) and the pod network.
     "net.ipv4.conf.all.route_localnet",
     "net.bridge.bridge-nf-call-iptables",
@@ -498,9 +504,8 @@ def prepare_host(paths: NodePaths) -> None:
     _save_record(paths, record)
     _run(["ip", "addr", "add", f"{NODE_IP}/{POD_CIDR.split('/')[1]}", "dev", BRIDGE])
     _run(["ip", "link", "set", BRIDGE, "up"])
-    # Forwarding for packets entering from the bridge only (Service traffic between pods is
-    # routed by the host): ip_forward stays as it was, and the interface's setting goes away
-    # with the bridge.
+    # Service traffic between pods is routed by the host: forwarding on the bridge (the CNI
+    # plugin turns it on host-wide anyway; the fence below keeps it to the bridge).
     write_sysctl(f"net.ipv4.conf.{BRIDGE}.forwarding", "1")
     # Bridged pod-to-pod packets must pass iptables, or replies to a Service's DNATed
     # connection bypass conntrack.
@@ -590,7 +595,7 @@ def remove_chains(record: HostRecord) -> None:
                 continue
             listed = _run([tool, "-w", "5", "-t", table, "-S"], check=False).stdout.splitlines()
             for line in listed:
-                parts = line.split()
+                parts = shlex.split(line)  # comments are quoted: --comment "kubernetes ..."
                 if parts[:1] == ["-A"] and parts[1] not in ours and _jumps_to(parts, ours):
                     _run([tool, "-w", "5", "-t", table, "-D", *parts[1:]], check=False)
             for chain in ours:
