@@ -26,7 +26,13 @@ RAY_UID = 1000
 RAY_GID = 100
 RUNTIME_ENV_DIR = "/etc/ray-platform"
 RUNTIME_ENV_FILE = "runtime_env.json"
-RAY_TMP_VOLUME = "ray-tmp"
+RAY_TMP_DIR = "/tmp/ray"
+RAY_LOGS_VOLUME = "ray-logs"
+"""The emptyDir at /tmp/ray, under KubeRay's own name for it (`common.RayLogVolumeName`). On the
+head KubeRay mounts the volume of that name into the autoscaler sidecar (its `monitor.log` and
+events must reach the head's dashboard and drivers); it adds no volume of its own to a container
+that already mounts /tmp/ray, but under any other name the autoscaler would get a second,
+separate emptyDir."""
 RUNTIME_ENV_VOLUME = "runtime-env"
 PACKAGES_SUBDIR = "python-packages"
 DASHBOARD_PORT = 8265
@@ -103,7 +109,7 @@ def _env(ray: RayClusterConfig, wiring: StorageWiring) -> list[dict[str, Any]]:
 
 
 def _mounts(wiring: StorageWiring) -> list[dict[str, Any]]:
-    mounts = [{"name": RAY_TMP_VOLUME, "mountPath": "/tmp/ray"}]
+    mounts = [{"name": RAY_LOGS_VOLUME, "mountPath": RAY_TMP_DIR}]
     if wiring.shared_mount_path:
         mounts.append({"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path})
     mounts.extend(dict(m) for m in wiring.volume_mounts)
@@ -111,7 +117,7 @@ def _mounts(wiring: StorageWiring) -> list[dict[str, Any]]:
 
 
 def _volumes(wiring: StorageWiring) -> list[dict[str, Any]]:
-    volumes: list[dict[str, Any]] = [{"name": RAY_TMP_VOLUME, "emptyDir": {}}]
+    volumes: list[dict[str, Any]] = [{"name": RAY_LOGS_VOLUME, "emptyDir": {}}]
     if wiring.shared_claim_name:
         volumes.append(
             {

@@ -438,10 +438,10 @@ def test_memory_request_equals_limit_everywhere(aws_run: ProgramRun) -> None:
 def test_shared_volume_and_writable_tmp_on_every_pod(aws_run: ProgramRun) -> None:
     for pod in _pods(aws_run):
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
-        assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-tmp"
+        assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-logs"
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["shared"]["persistentVolumeClaim"] == {"claimName": "ray-shared"}
-        assert volumes["ray-tmp"] == {"name": "ray-tmp", "emptyDir": {}}
+        assert volumes["ray-logs"] == {"name": "ray-logs", "emptyDir": {}}
         assert pod["securityContext"]["runAsUser"] == 1000
 
 

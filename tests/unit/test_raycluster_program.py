@@ -3,6 +3,7 @@ autoscaler and the Kubernetes provider do with it on a running cluster."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -38,3 +39,43 @@ def test_the_force_annotation_is_known_at_preview() -> None:
     run = run_program("dev", preview=True)
     metadata = _raycluster(run)["metadata"]
     assert metadata["annotations"] == {"pulumi.com/patchForce": "true"}
+
+
+def _kuberay_head_pod(spec: dict[str, Any]) -> dict[str, Any]:
+    """The head Pod's containers and volumes as KubeRay 1.6.1 builds them (common/pod.go):
+    the autoscaler sidecar appended, then `addEmptyDir` for `ray-logs` at /tmp/ray on the Ray
+    container and on the autoscaler. `addEmptyDir` skips a container that already mounts the
+    path, and creates the volume only when none of that name exists."""
+    pod: dict[str, Any] = copy.deepcopy(spec["headGroupSpec"]["template"]["spec"])
+    pod["containers"].append({"name": "autoscaler", "volumeMounts": []})
+
+    def add_empty_dir(container: dict[str, Any], name: str, path: str) -> None:
+        mounts = container.setdefault("volumeMounts", [])
+        if any(m["mountPath"] == path for m in mounts):
+            return
+        if not any(v["name"] == name for v in pod["volumes"]):
+            pod["volumes"].append({"name": name, "emptyDir": {}})
+        mounts.append({"name": name, "mountPath": path})
+
+    for container in (pod["containers"][0], pod["containers"][-1]):
+        add_empty_dir(container, "ray-logs", "/tmp/ray")
+    return pod
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_autoscaler_shares_the_heads_tmp_ray(stack: str) -> None:
+    """The autoscaler's monitor.log and events reach the head (dashboard, drivers) only when
+    both containers mount one volume at /tmp/ray."""
+    pod = _kuberay_head_pod(_raycluster(cached_run(stack))["spec"])
+    tmp_ray = {
+        c["name"]: next(m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp/ray")
+        for c in [*pod["containers"], *pod.get("initContainers", [])]
+        if any(m["mountPath"] == "/tmp/ray" for m in c.get("volumeMounts", []))
+    }
+    assert set(tmp_ray.values()) == {"ray-logs"}, tmp_ray
+    assert {"ray-head", "autoscaler"} <= set(tmp_ray)
+    names = [v["name"] for v in pod["volumes"]]
+    assert len(names) == len(set(names)), names
+    assert [v for v in pod["volumes"] if v["name"] == "ray-logs"] == [
+        {"name": "ray-logs", "emptyDir": {}}
+    ]

@@ -57,7 +57,7 @@ def test_packages_dir_changes_with_the_package_list() -> None:
 def test_no_shared_fs_means_no_shared_volume_or_pythonpath() -> None:
     spec = raycluster_spec(_ray(), StorageWiring(service_account_name="ray"), "cm")
     head = spec["headGroupSpec"]["template"]["spec"]
-    assert [v["name"] for v in head["volumes"]] == ["ray-tmp", "runtime-env"]
+    assert [v["name"] for v in head["volumes"]] == ["ray-logs", "runtime-env"]
     assert "initContainers" not in head
     env = {e["name"] for e in head["containers"][0]["env"]}
     assert "PYTHONPATH" not in env and "RAY_PLATFORM_SHARED_DIR" not in env
