@@ -67,8 +67,6 @@ class RayClusterConfig:
 class NetworkAccess:
     """Who may reach the RayCluster's pods (see `components/network_policy.py`)."""
 
-    operator_namespace: str
-    """The KubeRay operator calls the dashboard port from here."""
     allow_from_namespaces: tuple[str, ...] = ()
     """Namespaces whose pods may reach every Ray port (e.g. notebooks)."""
     restrict_egress: bool = False

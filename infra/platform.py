@@ -137,7 +137,6 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             config=config,
             wiring=storage.wiring,
             access=NetworkAccess(
-                operator_namespace=op.namespace,
                 allow_from_namespaces=settings.kubernetes.network_policy.allow_from_namespaces,
                 restrict_egress=settings.kubernetes.network_policy.restrict_egress,
                 extra_egress=adapter.egress_allowances(),

@@ -52,9 +52,8 @@ class CloudSettings(Model):
 
 
 class NetworkPolicySettings(Model):
-    """Who may reach Ray pods. Ray's dashboard, Jobs and client ports have no protection of
-    their own: ingress is admitted only from pods of the same RayCluster, from the operator's
-    namespace to the dashboard port, and from the namespaces named here."""
+    """Who may reach Ray pods: ingress is admitted only from pods of the same RayCluster and
+    from the namespaces named here (the operator calls into no pod of a plain RayCluster)."""
 
     allow_from_namespaces: tuple[NamespaceName, ...] = Field((), alias="allowFromNamespaces")
     """Namespaces whose pods may reach every Ray port (e.g. a notebook namespace)."""

@@ -690,24 +690,17 @@ def test_autoscaler_v2_with_never_restarting_pods(aws_run: ProgramRun) -> None:
     assert all(p["restartPolicy"] == "Never" for p in _pods(aws_run))
 
 
-def test_network_policy_admits_only_the_cluster_and_the_operator(aws_run: ProgramRun) -> None:
+def test_network_policy_admits_only_the_cluster_itself(aws_run: ProgramRun) -> None:
+    """The operator makes no calls into the pods of a plain RayCluster (KubeRay 1.6.1 uses its
+    dashboard client in the RayJob and RayService controllers only): no rule admits it."""
     policy = aws_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
     spec = policy["spec"]
     assert policy["metadata"]["namespace"] == "ray"
     assert spec["podSelector"] == {"matchLabels": {"ray.io/cluster": "ray"}}
     assert spec["policyTypes"] == ["Ingress"]  # egress stays open by default
-    own, operator = spec["ingress"]
-    assert own == {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "ray"}}}]}
-    assert operator == {
-        "from": [
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}
-                }
-            }
-        ],
-        "ports": [{"protocol": "TCP", "port": 8265}],
-    }
+    assert spec["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "ray"}}}]}
+    ]
 
 
 def test_network_policy_settings_open_namespaces_and_close_egress() -> None:
