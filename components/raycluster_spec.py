@@ -41,26 +41,57 @@ GCS_PORT = 6379
 JUPYTER_TOKEN_KEY = "token"
 """The key of the Jupyter token in its Secret."""
 
+TERMINATION_LOG = "/dev/termination-log"
+"""Where the kubelet reads a container's termination message (its default path)."""
+INSTALL_RETRY_DELAY = 10
+INSTALL_RETRY_MAX_DELAY = 300
+"""The installer's backoff between failed attempts, in seconds: doubling from the first to the
+cap (the kubelet's own crash-loop backoff runs 10 s to 5 min)."""
+
+# A failed install must not fail the container: the head pod has restartPolicy Never, so a failed
+# init container fails the pod, and KubeRay deletes a Failed head and creates a new one at once
+# (raycluster_controller.go, shouldDeletePod) — a new head every few seconds, each downloading
+# the packages again. So the script retries in place with exponential backoff, saying why on
+# stderr (`kubectl logs -c install-shared-packages`) and in its termination message. A fixed
+# package set is a new RayCluster spec: KubeRay then replaces this pod (upgradeStrategy
+# Recreate), and a transient failure (the index unreachable) heals at the next attempt.
+# `set -e` does not act inside a function called as a condition: each step returns its status.
 INSTALL_SCRIPT = """set -eu
 if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; exit 0; fi
 tmp="$TARGET.tmp.$HOSTNAME"
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 143' INT TERM
-rm -rf "$tmp" && mkdir -p "$tmp"
-printf '%s\\n' "$REQUIREMENTS" > "$tmp/requirements.txt"
-# The image's packages stay visible and pinned: pip installs only what is missing, so nothing
-# on PYTHONPATH shadows (or silently upgrades) Ray's own dependencies.
-# (Local builds such as torch 2.5.1+cu121 cannot be constraints pip resolves; they stay
-# visible, so pip keeps them all the same.)
-python -m pip list --disable-pip-version-check --format=freeze | grep -v '+' \\
-  > "$tmp/image-packages.txt" || true
-python -m venv --without-pip --system-site-packages "$tmp/venv"
-"$tmp/venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \\
-  -c "$tmp/image-packages.txt" -r "$tmp/requirements.txt"
-site=$(cd "$tmp/venv" && ls -d lib/python*/site-packages)
-ln -s "venv/$site" "$tmp/site-packages"
-touch "$tmp/.complete"
-mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
+install_once() {
+  rm -rf "$tmp" && mkdir -p "$tmp" || return
+  printf '%s\\n' "$REQUIREMENTS" > "$tmp/requirements.txt" || return
+  # The image's packages stay visible and pinned: pip installs only what is missing, so nothing
+  # on PYTHONPATH shadows (or silently upgrades) Ray's own dependencies.
+  # (Local builds such as torch 2.5.1+cu121 cannot be constraints pip resolves; they stay
+  # visible, so pip keeps them all the same.)
+  python -m pip list --disable-pip-version-check --format=freeze | grep -v '+' \\
+    > "$tmp/image-packages.txt" || true
+  python -m venv --without-pip --system-site-packages "$tmp/venv" || return
+  "$tmp/venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \\
+    -c "$tmp/image-packages.txt" -r "$tmp/requirements.txt" || return
+  site=$(cd "$tmp/venv" && ls -d lib/python*/site-packages) || return
+  ln -s "venv/$site" "$tmp/site-packages" || return
+  touch "$tmp/.complete" || return
+  mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
+}
+attempt=1
+delay=$RETRY_DELAY
+until install_once; do
+  status=$?
+  why="shared packages: attempt $attempt failed (exit $status), retrying in ${delay}s;"
+  why="$why pip's output in this container's log says why. Fix ray.sharedPackages (or the"
+  why="$why package index) and run pulumi up: the new package set replaces this pod."
+  { printf '%s\\n' "$why" > "$TERMINATION_LOG"; } 2>/dev/null || true
+  echo "$why" >&2
+  sleep "$delay" & wait $!
+  attempt=$((attempt + 1))
+  delay=$((delay * 2))
+  if [ "$delay" -gt "$RETRY_MAX_DELAY" ]; then delay=$RETRY_MAX_DELAY; fi
+done
 echo "installed shared packages into $TARGET"
 """
 
@@ -193,9 +224,16 @@ def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) ->
         "env": [
             {"name": "TARGET", "value": shared_packages_dir(ray, wiring.shared_mount_path)},
             {"name": "REQUIREMENTS", "value": "\n".join(ray.shared_packages)},
+            {"name": "RETRY_DELAY", "value": str(INSTALL_RETRY_DELAY)},
+            {"name": "RETRY_MAX_DELAY", "value": str(INSTALL_RETRY_MAX_DELAY)},
+            {"name": "TERMINATION_LOG", "value": TERMINATION_LOG},
         ],
         "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path}],
         "resources": _resources(ray.head),
+        # The script writes why it retries there; should the container end in an error before
+        # it wrote anything (killed), the status shows the tail of its log instead.
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from pydantic import AfterValidator, BeforeValidator, Field
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -173,8 +175,22 @@ def _key_prefix(v: str) -> str:
 
 
 def is_requirement(req: str) -> bool:
-    """A pip requirement the installer may pass on (PEP 508 subset, no options, no shell)."""
-    return bool(_REQUIREMENT.match(req))
+    """A pip requirement the installer may pass on: valid PEP 508 (as pip's own parser,
+    `packaging`, reads it: a version such as `==abc` or `~=2` is refused here, not by pip in the
+    pod) and within the subset that carries no pip option, marker or shell text."""
+    if not _REQUIREMENT.match(req):
+        return False
+    try:
+        Requirement(req)
+    except InvalidRequirement:
+        return False
+    return True
+
+
+def requirement_name(req: str) -> str:
+    """The canonical distribution name of a valid requirement (`Scikit_Learn[x]>=1` →
+    `scikit-learn`), to find one package named twice."""
+    return canonicalize_name(Requirement(req).name)
 
 
 def image_ray_version(image: str) -> str | None:

@@ -93,3 +93,15 @@ def test_node_selectors_merge_wiring_and_group() -> None:
     assert "nodeSelector" not in spec["headGroupSpec"]["template"]["spec"] or (
         spec["headGroupSpec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
     )
+
+
+def test_installer_backs_off_in_place_instead_of_failing_the_head() -> None:
+    """A failed init container fails a restartPolicy Never pod, and KubeRay replaces a Failed
+    head at once: the installer retries itself, and its termination message says why."""
+    head = raycluster_spec(_ray(), WIRING, "cm")["headGroupSpec"]["template"]["spec"]
+    (install,) = [c for c in head["initContainers"] if c["name"] == "install-shared-packages"]
+    env = {e["name"]: e["value"] for e in install["env"]}
+    assert (env["RETRY_DELAY"], env["RETRY_MAX_DELAY"]) == ("10", "300")
+    assert env["TERMINATION_LOG"] == install["terminationMessagePath"] == "/dev/termination-log"
+    assert install["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert head["restartPolicy"] == "Never"
