@@ -95,9 +95,15 @@ def jupyter_container(
     is the hardened one every container gets, and is tightened here, never loosened (non-root,
     no privilege escalation).
 
-    No probes on purpose: a readiness probe failing would mark the whole head pod unready and
-    take the Ray head out of its Service; and HTTP/TCP probes target the pod IP, where this
-    server does not listen.
+    The head runs it as a native sidecar (an init container with `restartPolicy: Always`, after
+    the installer that provides JupyterLab): in the head's `restartPolicy: Never` pod a regular
+    container that ends (File > Shut Down, an OOM kill) would stay down for good, since KubeRay
+    only replaces the pod when the Ray container ends; the kubelet restarts a sidecar.
+
+    No probes on purpose: a sidecar's readiness counts in the pod's, so a failing readiness
+    probe would take the Ray head out of its Service; a startup probe would hold the Ray
+    container back until JupyterLab answers; and HTTP/TCP probes target the pod IP, where this
+    server does not listen. While it restarts the pod is briefly not ready.
     """
     if not 0 < port < 65536:
         raise ValueError(f"jupyter port {port} is not a TCP port")

@@ -182,6 +182,9 @@ def _pod_template(
     sidecars: tuple[dict[str, Any], ...] = (),
     api_token: bool = True,
 ) -> dict[str, Any]:
+    """`sidecars` run as native sidecars (init containers with `restartPolicy: Always`, after
+    every other init container): the kubelet restarts one that ends, whatever the pod's
+    restartPolicy, and they are not the Ray container KubeRay watches."""
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
         "automountServiceAccountToken": api_token,
@@ -195,14 +198,16 @@ def _pod_template(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         # The Ray container first: KubeRay finds it by index (utils.RayContainerIndex).
-        "containers": [
-            {**c, "securityContext": container_security_context()} for c in (container, *sidecars)
-        ],
+        "containers": [{**container, "securityContext": container_security_context()}],
         "volumes": _volumes(wiring) + extra_volumes,
     }
     init = [
         {**c, "securityContext": container_security_context()}
         for c in [*wiring.init_containers, *extra_init]
+    ]
+    init += [
+        {**c, "restartPolicy": "Always", "securityContext": container_security_context()}
+        for c in sidecars
     ]
     if init:
         spec["initContainers"] = init

@@ -787,7 +787,8 @@ def test_versioned_bucket_expires_noncurrent_versions(aws_run: ProgramRun) -> No
 def test_dev_head_runs_jupyter_behind_a_token_from_a_secret() -> None:
     dev = cached_run("dev")
     head = _raycluster(dev)["spec"]["headGroupSpec"]["template"]["spec"]
-    ray_head, jupyter = head["containers"]
+    (ray_head,) = head["containers"]
+    jupyter = head["initContainers"][-1]
     assert ray_head["name"] == "ray-head" and jupyter["name"] == "jupyter"
     assert jupyter["image"] == ray_head["image"]
     assert "--ServerApp.ip=127.0.0.1" in jupyter["command"]  # port-forward only

@@ -79,3 +79,31 @@ def test_the_autoscaler_shares_the_heads_tmp_ray(stack: str) -> None:
     assert [v for v in pod["volumes"] if v["name"] == "ray-logs"] == [
         {"name": "ray-logs", "emptyDir": {}}
     ]
+
+
+def _head(run: ProgramRun) -> dict[str, Any]:
+    return _raycluster(run)["spec"]["headGroupSpec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def test_jupyter_is_a_native_sidecar_after_the_installer() -> None:
+    """In the head's restartPolicy Never pod a regular container that ends (File > Shut Down,
+    an OOM kill) stays down: KubeRay replaces the pod only when the Ray container ends. An init
+    container with restartPolicy Always is restarted by the kubelet; it starts after the
+    installer that provides JupyterLab, and before the Ray container."""
+    head = _head(cached_run("dev"))
+    assert [c["name"] for c in head["containers"]] == ["ray-head"]
+    names = [c["name"] for c in head["initContainers"]]
+    assert names[-2:] == ["install-shared-packages", "jupyter"], names
+    jupyter = head["initContainers"][-1]
+    assert jupyter["restartPolicy"] == "Always"
+    # Only the sidecar restarts itself: the installer runs once, the pod stays Never.
+    assert all("restartPolicy" not in c for c in head["initContainers"][:-1])
+    assert head["restartPolicy"] == "Never"
+    # No probe holds Ray back or takes the head out of its Service.
+    assert not {"startupProbe", "readinessProbe", "livenessProbe"} & set(jupyter)
+
+
+def test_no_sidecar_without_jupyter() -> None:
+    for stack in ("prod", "local"):
+        pod = _head(cached_run(stack))
+        assert all("restartPolicy" not in c for c in pod.get("initContainers", []))
