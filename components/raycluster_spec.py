@@ -328,21 +328,34 @@ def head_group(
     sidecars: tuple[dict[str, Any], ...] = ()
     if ray.jupyter is not None and ray.mode == "dev" and wiring.shared_mount_path:
         sidecars = (_jupyter(ray, ray.jupyter, wiring),)
+    template = _pod_template(
+        wiring=wiring,
+        service_account=wiring.service_account_name,
+        container=container,
+        extra_volumes=[
+            {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
+            *(_jupyter_volumes(ray) if sidecars else []),
+        ],
+        extra_init=install,
+        node_selector={},
+        sidecars=sidecars,
+    )
+    if sidecars:
+        # `ray.init()` in a notebook finds the head's raylet by scanning the processes it can
+        # see (Ray's services.find_node_ids reads each raylet's --node_id from its command
+        # line): from Jupyter's own PID namespace there is none, and the driver gives up after
+        # 60 s ("No node info found"). A shared PID namespace (Pod Security `restricted`
+        # allows it; only host namespaces are refused) lets it see the Ray container's. Only
+        # with Jupyter: no other container of the pod needs another's processes. With it the
+        # pod's containers, all uid 1000, can read each other's /proc/<pid>/environ and files
+        # (/proc/<pid>/root): nothing that code in the head pod does not hold already — the Ray
+        # token is mounted into Jupyter, the head's ServiceAccount token is in every head
+        # container, and a job on the head, reading Jupyter's token, shares its loopback anyway.
+        template["spec"]["shareProcessNamespace"] = True
     return {
         "serviceType": "ClusterIP",
         "rayStartParams": dict(ray.head.ray_start_params),
-        "template": _pod_template(
-            wiring=wiring,
-            service_account=wiring.service_account_name,
-            container=container,
-            extra_volumes=[
-                {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
-                *(_jupyter_volumes(ray) if sidecars else []),
-            ],
-            extra_init=install,
-            node_selector={},
-            sidecars=sidecars,
-        ),
+        "template": template,
     }
 
 

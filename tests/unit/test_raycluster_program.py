@@ -107,3 +107,13 @@ def test_no_sidecar_without_jupyter() -> None:
     for stack in ("prod", "local"):
         pod = _head(cached_run(stack))
         assert all("restartPolicy" not in c for c in pod.get("initContainers", []))
+
+
+def test_notebooks_see_the_raylet_through_a_shared_pid_namespace() -> None:
+    """Ray 2.60's driver finds the local raylet by scanning processes (services.find_node_ids):
+    from Jupyter's own PID namespace `ray.init()` finds none. Shared only where Jupyter runs."""
+    assert _head(cached_run("dev"))["shareProcessNamespace"] is True
+    for stack in ("prod", "local"):
+        assert "shareProcessNamespace" not in _head(cached_run(stack))
+    for group in _raycluster(cached_run("dev"))["spec"]["workerGroupSpecs"]:
+        assert "shareProcessNamespace" not in group["template"]["spec"]
