@@ -24,15 +24,32 @@ TOKEN_VOLUME = "jupyter-token"
 TOKEN_DIR = "/etc/jupyter-token"
 NO_TOKEN_EXIT = 64
 """Exit status of the container when the token file is missing or empty (EX_USAGE)."""
+PREFIX_ENV = "RAY_PLATFORM_JUPYTER_PREFIX"
+"""The prefix JupyterLab was installed into: the shared packages' virtualenv."""
 
 # An empty token would make Jupyter Server serve without authentication (it only warns), so
 # the guard runs before it, in the shell every Ray image has. JUPYTER_TOKEN would win over the
 # file in Jupyter Server: it is unset, so the Secret is the only source.
+#
+# JupyterLab installed onto the shared file system is imported through PYTHONPATH (the
+# virtualenv's site-packages, by a symlink) into the image's Python, so JupyterLab looks for its
+# application assets under the image's sys.prefix, or four directories above the symlinked
+# module path: neither is the virtualenv, and /lab answers "JupyterLab application assets not
+# found". When the virtualenv holds them, the guard points JupyterLab there (JUPYTERLAB_DIR) and
+# Jupyter at the virtualenv's data and config directories (labextensions, and the server
+# extensions JupyterLab's dependencies enable: terminals, LSP). When it does not (the image
+# ships JupyterLab itself, so the installer added none), the image's own install serves.
 _GUARD = (
     f"unset {TOKEN_ENV}; "
     f'if [ ! -s "${{{TOKEN_FILE_ENV}:-}}" ]; then '
     f'echo "{TOKEN_FILE_ENV} is missing or empty: refusing to start JupyterLab without a token" '
     f">&2; exit {NO_TOKEN_EXIT}; fi; "
+    f'p="${{{PREFIX_ENV}:-}}"; '
+    'if [ -n "$p" ] && [ -d "$p/share/jupyter/lab/static" ]; then '
+    'export JUPYTERLAB_DIR="$p/share/jupyter/lab"; '
+    'export JUPYTER_PATH="$p/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"; '
+    'export JUPYTER_CONFIG_PATH="$p/etc/jupyter${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"; '
+    "fi; "
     'exec "$@"'
 )
 
@@ -86,6 +103,7 @@ def jupyter_container(
     volume_mounts: list[dict[str, Any]],
     resources: dict[str, Any],
     security_context: dict[str, Any],
+    prefix: str | None = None,
 ) -> dict[str, Any]:
     """The `jupyter` container for the head pod spec.
 
@@ -93,7 +111,8 @@ def jupyter_container(
     `JUPYTER_TOKEN_FILE` (pass the Ray address, PYTHONPATH, bucket URI… the Ray container has);
     `volume_mounts` must include the shared file system holding `root_dir`; `security_context`
     is the hardened one every container gets, and is tightened here, never loosened (non-root,
-    no privilege escalation).
+    no privilege escalation). `prefix` is the (resolved) virtualenv JupyterLab may have been
+    installed into: its assets are served from there when it holds them.
 
     The head runs it as a native sidecar (an init container with `restartPolicy: Always`, after
     the installer that provides JupyterLab): in the head's `restartPolicy: Never` pod a regular
@@ -111,14 +130,17 @@ def jupyter_container(
         raise ValueError(f"jupyter root_dir {root_dir!r} is not an absolute path")
     if any(e.get("name") in (TOKEN_ENV, TOKEN_FILE_ENV) for e in env):
         raise ValueError(f"env must not set {TOKEN_ENV}: it comes from the Secret")
+    if prefix is not None and not prefix.startswith("/"):
+        raise ValueError(f"jupyter prefix {prefix!r} is not an absolute path")
     hardened = {**security_context, "runAsNonRoot": True, "allowPrivilegeEscalation": False}
     token = {"name": TOKEN_FILE_ENV, "value": f"{TOKEN_DIR}/{token_secret_key}"}
+    own = [token] if prefix is None else [token, {"name": PREFIX_ENV, "value": prefix}]
     return {
         "name": CONTAINER_NAME,
         "image": image,
         "command": jupyter_command(port, root_dir),
         "workingDir": root_dir,
-        "env": [token, *env],
+        "env": [*own, *env],
         # Documents the port for `kubectl port-forward pod/<head> <port>`; nothing is exposed.
         "ports": [{"name": CONTAINER_NAME, "containerPort": port, "protocol": "TCP"}],
         "volumeMounts": [

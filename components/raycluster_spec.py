@@ -35,6 +35,9 @@ that already mounts /tmp/ray, but under any other name the autoscaler would get 
 separate emptyDir."""
 RUNTIME_ENV_VOLUME = "runtime-env"
 PACKAGES_SUBDIR = "python-packages"
+PACKAGES_VENV = "venv"
+"""The installer's virtualenv inside a packages directory; `site-packages` beside it is a symlink
+into it (`venv/lib/python3.X/site-packages`), so PYTHONPATH needs no Python version."""
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 GCS_PORT = 6379
@@ -278,6 +281,9 @@ def _jupyter(
         volume_mounts=mounts,
         resources=_resources(jupyter.resources),
         security_context=container_security_context(),
+        # The installer's virtualenv, by its real path (PYTHONPATH reaches its site-packages
+        # through a symlink, which JupyterLab cannot find its assets from).
+        prefix=f"{shared_packages_dir(ray, wiring.shared_mount_path)}/{PACKAGES_VENV}",
     )
 
 

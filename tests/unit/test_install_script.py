@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.raycluster_spec import INSTALL_SCRIPT
+from components.raycluster_spec import INSTALL_SCRIPT, PACKAGES_VENV
 
 
 def _wheel(index: Path, name: str, version: str, requires: str = "") -> None:
@@ -140,6 +140,9 @@ def test_installs_once_into_the_target(image: dict[str, str], tmp_path: Path) ->
     assert first.returncode == 0, first.stderr
     assert (target / ".complete").exists()
     assert (target / "site-packages" / "extra" / "__init__.py").exists()
+    # The virtualenv JupyterLab's container is pointed at, by its real path.
+    assert (target / PACKAGES_VENV / "pyvenv.cfg").is_file()
+    assert (target / "site-packages").resolve().is_relative_to(target / PACKAGES_VENV)
     assert not list(target.parent.glob("*.tmp.*"))
     second = _run(image, target, "extra==0.1")
     assert second.returncode == 0 and "already in" in second.stdout

@@ -117,3 +117,14 @@ def test_notebooks_see_the_raylet_through_a_shared_pid_namespace() -> None:
         assert "shareProcessNamespace" not in _head(cached_run(stack))
     for group in _raycluster(cached_run("dev"))["spec"]["workerGroupSpecs"]:
         assert "shareProcessNamespace" not in group["template"]["spec"]
+
+
+def test_jupyter_is_pointed_at_the_installers_real_virtualenv() -> None:
+    """PYTHONPATH reaches the shared packages through the `site-packages` symlink; JupyterLab's
+    assets are found only from the virtualenv's real path, which the container is given."""
+    head = _head(cached_run("dev"))
+    install, jupyter = head["initContainers"][-2:]
+    target = next(e["value"] for e in install["env"] if e["name"] == "TARGET")
+    env = {e["name"]: e.get("value") for e in jupyter["env"]}
+    assert env["RAY_PLATFORM_JUPYTER_PREFIX"] == f"{target}/venv"
+    assert env["PYTHONPATH"] == f"{target}/site-packages"
