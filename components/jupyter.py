@@ -15,6 +15,8 @@ on the command line, where `ps` and the pod spec would show it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Any
 
 CONTAINER_NAME = "jupyter"
@@ -52,6 +54,22 @@ _GUARD = (
     "fi; "
     'exec "$@"'
 )
+
+
+TOKEN_DIGEST_ANNOTATION = "ray-platform/jupyter-token-digest"
+"""On the head's pod template: changes with the token, so a rotation restarts Jupyter."""
+
+
+@functools.lru_cache(maxsize=8)
+def token_digest(token: str, salt: str) -> str:
+    """A digest of the token for the pod template: Jupyter Server reads its token once, at
+    start, so only a changed pod spec (a new pod) revokes the old one. Never the token, and not
+    a fast hash of it either: anyone who may read pods could test guesses against a SHA-256 at
+    billions a second; scrypt (n=2^14, r=8: about 16 MiB and a fraction of a second per guess)
+    makes that impractical for the 16+ characters the settings demand. `salt` ties it to one
+    cluster."""
+    key = hashlib.scrypt(token.encode(), salt=salt.encode(), n=2**14, r=8, p=1, dklen=16)
+    return key.hex()
 
 
 def token_volume(token_secret_name: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.jupyter import jupyter_container, token_volume
+from components.jupyter import TOKEN_DIGEST_ANNOTATION, jupyter_container, token_volume
 from components.raycluster_inputs import (
     GroupResources,
     JupyterConfig,
@@ -184,6 +184,7 @@ def _pod_template(
     node_selector: dict[str, str],
     sidecars: tuple[dict[str, Any], ...] = (),
     api_token: bool = True,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """`sidecars` run as native sidecars (init containers with `restartPolicy: Always`, after
     every other init container): the kubelet restarts one that ends, whatever the pod's
@@ -218,8 +219,9 @@ def _pod_template(
     if selector:
         spec["nodeSelector"] = selector
     template: dict[str, Any] = {"spec": spec}
-    if wiring.pod_annotations:
-        template["metadata"] = {"annotations": dict(wiring.pod_annotations)}
+    merged = {**wiring.pod_annotations, **(annotations or {})}
+    if merged:
+        template["metadata"] = {"annotations": merged}
     return template
 
 
@@ -345,6 +347,12 @@ def head_group(
         extra_init=install,
         node_selector={},
         sidecars=sidecars,
+        # Jupyter reads its token once: a rotated token must make a new pod.
+        annotations=(
+            {TOKEN_DIGEST_ANNOTATION: ray.jupyter.token_digest}
+            if sidecars and ray.jupyter is not None and ray.jupyter.token_digest
+            else None
+        ),
     )
     if sidecars:
         # `ray.init()` in a notebook finds the head's raylet by scanning the processes it can

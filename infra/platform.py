@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.jupyter import token_digest
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
 from components.raycluster_inputs import (
@@ -42,7 +43,9 @@ def jupyter_secret_name(cluster_name: str) -> str:
     return f"{cluster_name}-jupyter"
 
 
-def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
+def ray_cluster_config(
+    ray: RaySettings, mode: Mode, *, jupyter_token: str | None = None
+) -> RayClusterConfig:
     """The settings, mapped onto the RayCluster builder's own input types."""
     jupyter: JupyterConfig | None = None
     packages = ray.shared_packages
@@ -52,6 +55,11 @@ def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
             token_secret_name=jupyter_secret_name(ray.cluster_name),
             resources=GroupResources(cpu=ray.jupyter.cpu, memory=ray.jupyter.memory),
             requirement=f"jupyterlab=={ray.jupyter.version}",
+            token_digest=(
+                token_digest(jupyter_token, f"ray-platform/jupyter/{ray.cluster_name}")
+                if jupyter_token
+                else None
+            ),
         )
         # The rayproject/ray images lack JupyterLab: it is installed like the shared packages
         # (content-addressed on the shared file system), once, not at every start.
@@ -97,7 +105,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             f"is not a KubeRay release this program can fetch: {err}",
         ) from None
     adapter = clouds.adapter_for(settings)
-    config = ray_cluster_config(settings.ray, settings.mode)
+    config = ray_cluster_config(settings.ray, settings.mode, jupyter_token=settings.jupyter_token)
 
     provider = adapter.kubernetes_provider()
     namespace_name = settings.kubernetes.namespace

@@ -4,11 +4,13 @@ autoscaler and the Kubernetes provider do with it on a running cluster."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any
 
 import pytest
 
-from tests.conftest import ProgramRun, cached_run, run_program
+from tests.conftest import TEST_SECRETS, ProgramRun, cached_run, run_program, stack_config
 from tests.gcp_mocks import GkeMocks
 
 STACKS = ("dev", "prod", "local")
@@ -128,3 +130,27 @@ def test_jupyter_is_pointed_at_the_installers_real_virtualenv() -> None:
     env = {e["name"]: e.get("value") for e in jupyter["env"]}
     assert env["RAY_PLATFORM_JUPYTER_PREFIX"] == f"{target}/venv"
     assert env["PYTHONPATH"] == f"{target}/site-packages"
+
+
+def _token_digest(run: ProgramRun) -> str | None:
+    meta = _raycluster(run)["spec"]["headGroupSpec"]["template"].get("metadata") or {}
+    return (meta.get("annotations") or {}).get("ray-platform/jupyter-token-digest")
+
+
+def test_a_rotated_jupyter_token_makes_a_new_head_pod() -> None:
+    """Jupyter Server reads its token once, at start: only a changed pod template (KubeRay
+    then recreates the pods) revokes the old token. The template carries a slow digest of the
+    token, never the token."""
+    dev = cached_run("dev")
+    digest = _token_digest(dev)
+    assert digest is not None and len(digest) == 32
+    assert TEST_SECRETS["ray-platform:jupyterToken"] not in json.dumps(_raycluster(dev))
+    rotated = {**stack_config("dev"), "ray-platform:jupyterToken": "another-token-0123456789ab"}
+    new = _token_digest(run_program("dev", rotated))
+    assert new is not None and new != digest
+    # Not a plain hash of the token anyone who may read pods could test guesses against.
+    token = TEST_SECRETS["ray-platform:jupyterToken"].encode()
+    assert digest not in (hashlib.sha256(token).hexdigest()[:32], hashlib.md5(token).hexdigest())
+    # Only where Jupyter runs.
+    for stack in ("prod", "local"):
+        assert _token_digest(cached_run(stack)) is None
