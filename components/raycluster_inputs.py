@@ -61,6 +61,8 @@ class RayClusterConfig:
     """The stack's default runtime_env (exported, and mounted on the head)."""
     shared_packages: tuple[str, ...] = ()
     """dev: pip requirements installed onto the shared file system, put on PYTHONPATH."""
+    package_index: str | None = None
+    """A PEP 503 simple index URL pip and uv use in every Ray pod (see `package_index_env`)."""
     idle_timeout_seconds: int = 60
     auth: Literal["token", "disabled"] = "token"
     jupyter: JupyterConfig | None = None

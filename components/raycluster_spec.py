@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from components.jupyter import TOKEN_DIGEST_ANNOTATION, jupyter_container, token_volume
 from components.raycluster_inputs import (
@@ -125,8 +126,32 @@ def _resources(group: GroupResources) -> dict[str, Any]:
     return {"requests": amounts, "limits": limits}
 
 
+def package_index_env(url: str) -> list[tuple[str, str]]:
+    """The environment that points pip and uv at one package index instead of PyPI.
+
+    In every Ray container: Ray's runtime_env `pip` and `uv` plugins run their installs with the
+    runtime env agent's environment (`os.environ`, plus the job's `env_vars`), which the agent
+    inherits from the raylet and so from the container. Also in the shared-packages installer
+    and in Jupyter (`%pip install`). pip refuses a plain-http index unless its host is trusted;
+    uv takes `UV_DEFAULT_INDEX` (`UV_INDEX_URL` for releases before 0.4.23) and is told the same
+    host is known to be insecure."""
+    env = [
+        ("PIP_INDEX_URL", url),
+        ("UV_DEFAULT_INDEX", url),
+        ("UV_INDEX_URL", url),
+    ]
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        env += [("PIP_TRUSTED_HOST", parts.netloc), ("UV_INSECURE_HOST", parts.netloc)]
+    return env
+
+
 def _env(ray: RayClusterConfig, wiring: StorageWiring) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in wiring.env]
+    if ray.package_index:
+        env.extend(
+            {"name": name, "value": value} for name, value in package_index_env(ray.package_index)
+        )
     env.extend(
         {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
         for name, secret, key in wiring.secret_env
@@ -227,6 +252,7 @@ def _pod_template(
 
 def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) -> dict[str, Any]:
     assert wiring.shared_mount_path is not None
+    index = package_index_env(ray.package_index) if ray.package_index else []
     return {
         "name": "install-shared-packages",
         "image": ray.image,
@@ -237,6 +263,7 @@ def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) ->
             {"name": "RETRY_DELAY", "value": str(INSTALL_RETRY_DELAY)},
             {"name": "RETRY_MAX_DELAY", "value": str(INSTALL_RETRY_MAX_DELAY)},
             {"name": "TERMINATION_LOG", "value": TERMINATION_LOG},
+            *({"name": name, "value": value} for name, value in index),
         ],
         "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path}],
         "resources": _resources(ray.head),

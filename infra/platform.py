@@ -6,6 +6,8 @@ the adapter brings the provider, storage, identity and its own outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -24,6 +26,7 @@ from components.wiring import MANAGED_LABELS, pod_security_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
+from infra.settings.values import index_host
 
 # Ray pods need nothing beyond Pod Security `restricted`; the API server enforces it when the
 # operator creates them, so a pod that asks for more is refused, not started.
@@ -37,6 +40,21 @@ def _resources(group: GroupSettings) -> GroupResources:
         gpu=group.gpu,
         ray_start_params=dict(group.ray_start_params),
     )
+
+
+def package_index_egress(url: str | None) -> tuple[Mapping[str, object], ...]:
+    """With egress closed, Ray pods still reach the package index: its address alone when the
+    URL names one, else its port (HTTPS on 443 is open anyway)."""
+    if url is None:
+        return ()
+    host, port, is_ip = index_host(url)
+    if port == 443:
+        return ()
+    rule: dict[str, object] = {"ports": [{"protocol": "TCP", "port": port}]}
+    if is_ip:
+        cidr = f"{host}/{128 if ':' in host else 32}"
+        rule = {"to": [{"ipBlock": {"cidr": cidr}}], **rule}
+    return (rule,)
 
 
 def jupyter_secret_name(cluster_name: str) -> str:
@@ -82,6 +100,7 @@ def ray_cluster_config(
         ),
         runtime_env=dict(ray.runtime_env),
         shared_packages=packages,
+        package_index=ray.package_index,
         idle_timeout_seconds=ray.idle_timeout_seconds,
         auth=ray.auth,
         jupyter=jupyter,
@@ -147,7 +166,10 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             access=NetworkAccess(
                 allow_from_namespaces=settings.kubernetes.network_policy.allow_from_namespaces,
                 restrict_egress=settings.kubernetes.network_policy.restrict_egress,
-                extra_egress=adapter.egress_allowances(),
+                extra_egress=(
+                    *adapter.egress_allowances(),
+                    *package_index_egress(settings.ray.package_index),
+                ),
             ),
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
             # A Pulumi secret stays one: encrypted in state, masked in output.

@@ -24,6 +24,7 @@ from infra.settings.values import (
     MemoryQuantity,
     MountPath,
     NamespaceName,
+    PackageIndexUrl,
     SemVer,
     VolumeSize,
 )
@@ -178,6 +179,9 @@ class RaySettings(Model):
     runtime_env: dict[str, Any] = Field(default_factory=dict, alias="runtimeEnv")
     shared_packages: tuple[str, ...] = Field((), alias="sharedPackages")
     """dev: pip requirement strings installed onto the shared file system (on PYTHONPATH)."""
+    package_index: PackageIndexUrl | None = Field(None, alias="packageIndex")
+    """A PEP 503 simple index (a private index or PyPI mirror) for clusters without egress to
+    PyPI: the shared-packages installer, JupyterLab's install and runtime_env pip/uv use it."""
     idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10, le=86_400)
     auth: Literal["token", "disabled"] = "token"
     """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""

@@ -6,8 +6,10 @@ turns that into the one-line `ray-platform:<key> (<value>) <problem>` message.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -193,6 +195,41 @@ def requirement_name(req: str) -> str:
     return canonicalize_name(Requirement(req).name)
 
 
+def _package_index(v: str) -> str:
+    """A PEP 503 simple index Ray pods install from: http(s), a host, no credentials (they
+    would be readable in every pod spec), nothing a pip or uv option could be smuggled in."""
+    example = "e.g. http://10.88.0.1:3141/index/"
+    if any(c.isspace() or ord(c) < 32 for c in v):
+        raise ValueError(f"must be a URL without spaces, {example}")
+    try:
+        url = urlsplit(v)
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"is not a URL, {example}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"must be an http:// or https:// URL of a PEP 503 simple index, {example}")
+    if url.username is not None or url.password is not None:
+        raise ValueError(
+            "carries credentials, which would be readable in every pod spec: use an index the "
+            "cluster's network may read without them"
+        )
+    if url.query or url.fragment:
+        raise ValueError(f"must not have a query or fragment, {example}")
+    return v
+
+
+def index_host(url: str) -> tuple[str, int, bool]:
+    """(host, port, host is an IP address) of a validated package index URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host, port, False
+    return host, port, True
+
+
 def image_ray_version(image: str) -> str | None:
     """The Ray version an image tag carries (`rayproject/ray:2.52.0-py311` → 2.52.0), if any."""
     ref = image.split("@", 1)[0]
@@ -227,3 +264,4 @@ LabelMap = Annotated[dict[str, str], AfterValidator(_label_map)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 MountPath = Annotated[str, AfterValidator(_mount_path)]
 KeyPrefix = Annotated[str, AfterValidator(_key_prefix)]
+PackageIndexUrl = Annotated[str, AfterValidator(_package_index)]

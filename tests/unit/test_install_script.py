@@ -9,31 +9,12 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from components.raycluster_spec import INSTALL_SCRIPT, PACKAGES_VENV
-
-
-def _wheel(index: Path, name: str, version: str, requires: str = "") -> None:
-    """A minimal pure-Python wheel, written by hand."""
-    dist = f"{name}-{version}.dist-info"
-    requires_line = f"Requires-Dist: {requires}\n" if requires else ""
-    files = {
-        f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires_line}"
-        ),
-        f"{dist}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
-    }
-    files[f"{dist}/RECORD"] = "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n"
-    with zipfile.ZipFile(index / f"{name}-{version}-py3-none-any.whl", "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
+from tests.wheels import write_wheel
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +28,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     index = root / "index"
     index.mkdir()
     for name, version in (("rayish", "1.0"), ("rayish", "2.0"), ("extra", "0.1")):
-        _wheel(index, name, version)
-    _wheel(index, "needsrayish", "0.1", requires="rayish")
+        write_wheel(index, name, version)
+    write_wheel(index, "needsrayish", "0.1", requires="rayish")
     # A locally built package the index cannot serve (like torch==2.5.1+cu121 in GPU images).
-    _wheel(index, "torchy", "2.5.1+cu121")
-    _wheel(index, "needstorchy", "0.1", requires="torchy")
+    write_wheel(index, "torchy", "2.5.1+cu121")
+    write_wheel(index, "needstorchy", "0.1", requires="torchy")
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
