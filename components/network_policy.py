@@ -1,9 +1,17 @@
 """The NetworkPolicy that guards a RayCluster's pods. Plain data, no Pulumi.
 
-Ray's dashboard (8265), Jobs API (same port), client (10001) and GCS (6379) ports carry no
-network protection of their own, and token auth covers only the dashboard and Jobs API. Plain
-`networking.k8s.io/v1` works with every KubeRay version (KubeRay 1.7's own `networkPolicy` field
-sits behind an alpha feature gate that is off by default).
+Ray's token auth (`authOptions.mode: token`) covers the dashboard and Jobs API (8265) and Ray's
+gRPC services, the GCS (6379) included: KubeRay gives the token to every container it runs Ray in
+and to the workers' `wait-gcs-ready` init container, whose `ray health-check` calls the GCS. The
+policy is the second layer: it also covers what the token does not (the metrics port 8080, the
+client server's port 10001, the object manager and worker ports) and every port when auth is
+disabled.
+
+Nothing outside the RayCluster needs to reach its pods by default: the operator makes no calls
+into the pods of a plain RayCluster (KubeRay 1.6.1 builds dashboard and Serve clients only in its
+RayJob and RayService controllers), so no rule admits its namespace. Plain `networking.k8s.io/v1`
+works with every KubeRay version (KubeRay 1.7's own `networkPolicy` field sits behind an alpha
+feature gate that is off by default).
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.raycluster_inputs import NetworkAccess
-from components.raycluster_spec import DASHBOARD_PORT
 
 CLUSTER_LABEL = "ray.io/cluster"
 """The label KubeRay puts on every pod of a RayCluster."""
@@ -37,16 +44,10 @@ def network_policy_manifest(
     access: NetworkAccess,
     labels: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Ingress only from the same RayCluster, the operator (dashboard port) and named
-    namespaces; egress open unless `access.restrict_egress`."""
+    """Ingress only from the same RayCluster and named namespaces; egress open unless
+    `access.restrict_egress`."""
     own_pods = {"podSelector": {"matchLabels": {CLUSTER_LABEL: cluster_name}}}
-    ingress: list[dict[str, Any]] = [
-        {"from": [own_pods]},
-        {
-            "from": [_namespace(access.operator_namespace)],
-            "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}],
-        },
-    ]
+    ingress: list[dict[str, Any]] = [{"from": [own_pods]}]
     if access.allow_from_namespaces:
         ingress.append({"from": [_namespace(ns) for ns in access.allow_from_namespaces]})
     spec: dict[str, Any] = {

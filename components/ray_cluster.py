@@ -21,6 +21,17 @@ from components.raycluster_spec import (
 )
 from components.wiring import MANAGED_LABELS, StorageWiring
 
+FORCE_APPLY = {"pulumi.com/patchForce": "true"}
+"""The provider's server-side apply forces its field ownership on this object (on create, update
+and their preview dry-runs: pulumi-kubernetes `await.patchForce` reads it from the inputs).
+
+Needed because `workerGroupSpecs` is an atomic list in the KubeRay CRD: once the autoscaler has
+patched a group's `replicas`, it owns the whole list, and an unforced apply of any RayCluster
+change fails with a conflict on `.spec.workerGroupSpecs`. Forcing hands the list back to this
+program without `replicas` (it never sets them): with in-tree autoscaling KubeRay deletes no pod
+to match (random deletion is off), and the autoscaler patches the group to its demand again.
+Every other field of the RayCluster is this program's alone."""
+
 
 @dataclass(frozen=True)
 class RayClusterArgs:
@@ -102,7 +113,10 @@ class RayCluster(pulumi.ComponentResource):
             # Plain metadata with an explicit namespace: the provider needs no lookup at preview.
             # A changed spec is updated in place; its upgradeStrategy (Recreate) has KubeRay
             # recreate the pods, so the auth token Secret survives.
-            metadata=manifest["metadata"],
+            metadata={
+                **manifest["metadata"],
+                "annotations": {**manifest["metadata"].get("annotations", {}), **FORCE_APPLY},
+            },
             spec=manifest["spec"],
             opts=waiting_child(self, opts, depends_on=waits),
         )

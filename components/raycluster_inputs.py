@@ -42,6 +42,9 @@ class JupyterConfig:
     resources: GroupResources
     requirement: str
     """What the shared-packages installer adds when the image lacks JupyterLab."""
+    token_digest: str | None = None
+    """A digest of the token (`components.jupyter.token_digest`), never the token: put on the
+    head's pod template so a new token makes a new pod."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class RayClusterConfig:
     """The stack's default runtime_env (exported, and mounted on the head)."""
     shared_packages: tuple[str, ...] = ()
     """dev: pip requirements installed onto the shared file system, put on PYTHONPATH."""
+    package_index: str | None = None
+    """A PEP 503 simple index URL pip and uv use in every Ray pod (see `package_index_env`)."""
     idle_timeout_seconds: int = 60
     auth: Literal["token", "disabled"] = "token"
     jupyter: JupyterConfig | None = None
@@ -67,8 +72,6 @@ class RayClusterConfig:
 class NetworkAccess:
     """Who may reach the RayCluster's pods (see `components/network_policy.py`)."""
 
-    operator_namespace: str
-    """The KubeRay operator calls the dashboard port from here."""
     allow_from_namespaces: tuple[str, ...] = ()
     """Namespaces whose pods may reach every Ray port (e.g. notebooks)."""
     restrict_egress: bool = False

@@ -9,8 +9,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from components.jupyter import jupyter_container, token_volume
+from components.jupyter import TOKEN_DIGEST_ANNOTATION, jupyter_container, token_volume
 from components.raycluster_inputs import (
     GroupResources,
     JupyterConfig,
@@ -26,35 +27,75 @@ RAY_UID = 1000
 RAY_GID = 100
 RUNTIME_ENV_DIR = "/etc/ray-platform"
 RUNTIME_ENV_FILE = "runtime_env.json"
-RAY_TMP_VOLUME = "ray-tmp"
+RAY_TMP_DIR = "/tmp/ray"
+RAY_LOGS_VOLUME = "ray-logs"
+"""The emptyDir at /tmp/ray, under KubeRay's own name for it (`common.RayLogVolumeName`). On the
+head KubeRay mounts the volume of that name into the autoscaler sidecar (its `monitor.log` and
+events must reach the head's dashboard and drivers); it adds no volume of its own to a container
+that already mounts /tmp/ray, but under any other name the autoscaler would get a second,
+separate emptyDir."""
 RUNTIME_ENV_VOLUME = "runtime-env"
 PACKAGES_SUBDIR = "python-packages"
+PACKAGES_VENV = "venv"
+"""The installer's virtualenv inside a packages directory; `site-packages` beside it is a symlink
+into it (`venv/lib/python3.X/site-packages`), so PYTHONPATH needs no Python version."""
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 GCS_PORT = 6379
 JUPYTER_TOKEN_KEY = "token"
 """The key of the Jupyter token in its Secret."""
 
+TERMINATION_LOG = "/dev/termination-log"
+"""Where the kubelet reads a container's termination message (its default path)."""
+INSTALL_RETRY_DELAY = 10
+INSTALL_RETRY_MAX_DELAY = 300
+"""The installer's backoff between failed attempts, in seconds: doubling from the first to the
+cap (the kubelet's own crash-loop backoff runs 10 s to 5 min)."""
+
+# A failed install must not fail the container: the head pod has restartPolicy Never, so a failed
+# init container fails the pod, and KubeRay deletes a Failed head and creates a new one at once
+# (raycluster_controller.go, shouldDeletePod) — a new head every few seconds, each downloading
+# the packages again. So the script retries in place with exponential backoff, saying why on
+# stderr (`kubectl logs -c install-shared-packages`) and in its termination message. A fixed
+# package set is a new RayCluster spec: KubeRay then replaces this pod (upgradeStrategy
+# Recreate), and a transient failure (the index unreachable) heals at the next attempt.
+# `set -e` does not act inside a function called as a condition: each step returns its status.
 INSTALL_SCRIPT = """set -eu
 if [ -f "$TARGET/.complete" ]; then echo "shared packages already in $TARGET"; exit 0; fi
 tmp="$TARGET.tmp.$HOSTNAME"
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 143' INT TERM
-rm -rf "$tmp" && mkdir -p "$tmp"
-printf '%s\\n' "$REQUIREMENTS" > "$tmp/requirements.txt"
-# The image's packages stay visible and pinned: pip installs only what is missing, so nothing
-# on PYTHONPATH shadows (or silently upgrades) Ray's own dependencies.
-# (Local builds such as torch 2.5.1+cu121 cannot be constraints pip resolves; they stay
-# visible, so pip keeps them all the same.)
-python -m pip list --disable-pip-version-check --format=freeze | grep -v '+' \\
-  > "$tmp/image-packages.txt" || true
-python -m venv --without-pip --system-site-packages "$tmp/venv"
-"$tmp/venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \\
-  -c "$tmp/image-packages.txt" -r "$tmp/requirements.txt"
-site=$(cd "$tmp/venv" && ls -d lib/python*/site-packages)
-ln -s "venv/$site" "$tmp/site-packages"
-touch "$tmp/.complete"
-mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
+install_once() {
+  rm -rf "$tmp" && mkdir -p "$tmp" || return
+  printf '%s\\n' "$REQUIREMENTS" > "$tmp/requirements.txt" || return
+  # The image's packages stay visible and pinned: pip installs only what is missing, so nothing
+  # on PYTHONPATH shadows (or silently upgrades) Ray's own dependencies.
+  # (Local builds such as torch 2.5.1+cu121 cannot be constraints pip resolves; they stay
+  # visible, so pip keeps them all the same.)
+  python -m pip list --disable-pip-version-check --format=freeze | grep -v '+' \\
+    > "$tmp/image-packages.txt" || true
+  python -m venv --without-pip --system-site-packages "$tmp/venv" || return
+  "$tmp/venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \\
+    -c "$tmp/image-packages.txt" -r "$tmp/requirements.txt" || return
+  site=$(cd "$tmp/venv" && ls -d lib/python*/site-packages) || return
+  ln -s "venv/$site" "$tmp/site-packages" || return
+  touch "$tmp/.complete" || return
+  mv -T "$tmp" "$TARGET" 2>/dev/null || rm -rf "$tmp"
+}
+attempt=1
+delay=$RETRY_DELAY
+until install_once; do
+  status=$?
+  why="shared packages: attempt $attempt failed (exit $status), retrying in ${delay}s;"
+  why="$why pip's output in this container's log says why. Fix ray.sharedPackages (or the"
+  why="$why package index) and run pulumi up: the new package set replaces this pod."
+  { printf '%s\\n' "$why" > "$TERMINATION_LOG"; } 2>/dev/null || true
+  echo "$why" >&2
+  sleep "$delay" & wait $!
+  attempt=$((attempt + 1))
+  delay=$((delay * 2))
+  if [ "$delay" -gt "$RETRY_MAX_DELAY" ]; then delay=$RETRY_MAX_DELAY; fi
+done
 echo "installed shared packages into $TARGET"
 """
 
@@ -85,8 +126,32 @@ def _resources(group: GroupResources) -> dict[str, Any]:
     return {"requests": amounts, "limits": limits}
 
 
+def package_index_env(url: str) -> list[tuple[str, str]]:
+    """The environment that points pip and uv at one package index instead of PyPI.
+
+    In every Ray container: Ray's runtime_env `pip` and `uv` plugins run their installs with the
+    runtime env agent's environment (`os.environ`, plus the job's `env_vars`), which the agent
+    inherits from the raylet and so from the container. Also in the shared-packages installer
+    and in Jupyter (`%pip install`). pip refuses a plain-http index unless its host is trusted;
+    uv takes `UV_DEFAULT_INDEX` (`UV_INDEX_URL` for releases before 0.4.23) and is told the same
+    host is known to be insecure."""
+    env = [
+        ("PIP_INDEX_URL", url),
+        ("UV_DEFAULT_INDEX", url),
+        ("UV_INDEX_URL", url),
+    ]
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        env += [("PIP_TRUSTED_HOST", parts.netloc), ("UV_INSECURE_HOST", parts.netloc)]
+    return env
+
+
 def _env(ray: RayClusterConfig, wiring: StorageWiring) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in wiring.env]
+    if ray.package_index:
+        env.extend(
+            {"name": name, "value": value} for name, value in package_index_env(ray.package_index)
+        )
     env.extend(
         {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
         for name, secret, key in wiring.secret_env
@@ -103,7 +168,7 @@ def _env(ray: RayClusterConfig, wiring: StorageWiring) -> list[dict[str, Any]]:
 
 
 def _mounts(wiring: StorageWiring) -> list[dict[str, Any]]:
-    mounts = [{"name": RAY_TMP_VOLUME, "mountPath": "/tmp/ray"}]
+    mounts = [{"name": RAY_LOGS_VOLUME, "mountPath": RAY_TMP_DIR}]
     if wiring.shared_mount_path:
         mounts.append({"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path})
     mounts.extend(dict(m) for m in wiring.volume_mounts)
@@ -111,7 +176,7 @@ def _mounts(wiring: StorageWiring) -> list[dict[str, Any]]:
 
 
 def _volumes(wiring: StorageWiring) -> list[dict[str, Any]]:
-    volumes: list[dict[str, Any]] = [{"name": RAY_TMP_VOLUME, "emptyDir": {}}]
+    volumes: list[dict[str, Any]] = [{"name": RAY_LOGS_VOLUME, "emptyDir": {}}]
     if wiring.shared_claim_name:
         volumes.append(
             {
@@ -144,7 +209,11 @@ def _pod_template(
     node_selector: dict[str, str],
     sidecars: tuple[dict[str, Any], ...] = (),
     api_token: bool = True,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`sidecars` run as native sidecars (init containers with `restartPolicy: Always`, after
+    every other init container): the kubelet restarts one that ends, whatever the pod's
+    restartPolicy, and they are not the Ray container KubeRay watches."""
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
         "automountServiceAccountToken": api_token,
@@ -158,14 +227,16 @@ def _pod_template(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         # The Ray container first: KubeRay finds it by index (utils.RayContainerIndex).
-        "containers": [
-            {**c, "securityContext": container_security_context()} for c in (container, *sidecars)
-        ],
+        "containers": [{**container, "securityContext": container_security_context()}],
         "volumes": _volumes(wiring) + extra_volumes,
     }
     init = [
         {**c, "securityContext": container_security_context()}
         for c in [*wiring.init_containers, *extra_init]
+    ]
+    init += [
+        {**c, "restartPolicy": "Always", "securityContext": container_security_context()}
+        for c in sidecars
     ]
     if init:
         spec["initContainers"] = init
@@ -173,13 +244,15 @@ def _pod_template(
     if selector:
         spec["nodeSelector"] = selector
     template: dict[str, Any] = {"spec": spec}
-    if wiring.pod_annotations:
-        template["metadata"] = {"annotations": dict(wiring.pod_annotations)}
+    merged = {**wiring.pod_annotations, **(annotations or {})}
+    if merged:
+        template["metadata"] = {"annotations": merged}
     return template
 
 
 def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) -> dict[str, Any]:
     assert wiring.shared_mount_path is not None
+    index = package_index_env(ray.package_index) if ray.package_index else []
     return {
         "name": "install-shared-packages",
         "image": ray.image,
@@ -187,9 +260,17 @@ def _install_packages_container(ray: RayClusterConfig, wiring: StorageWiring) ->
         "env": [
             {"name": "TARGET", "value": shared_packages_dir(ray, wiring.shared_mount_path)},
             {"name": "REQUIREMENTS", "value": "\n".join(ray.shared_packages)},
+            {"name": "RETRY_DELAY", "value": str(INSTALL_RETRY_DELAY)},
+            {"name": "RETRY_MAX_DELAY", "value": str(INSTALL_RETRY_MAX_DELAY)},
+            {"name": "TERMINATION_LOG", "value": TERMINATION_LOG},
+            *({"name": name, "value": value} for name, value in index),
         ],
         "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": wiring.shared_mount_path}],
         "resources": _resources(ray.head),
+        # The script writes why it retries there; should the container end in an error before
+        # it wrote anything (killed), the status shows the tail of its log instead.
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 
@@ -229,6 +310,9 @@ def _jupyter(
         volume_mounts=mounts,
         resources=_resources(jupyter.resources),
         security_context=container_security_context(),
+        # The installer's virtualenv, by its real path (PYTHONPATH reaches its site-packages
+        # through a symlink, which JupyterLab cannot find its assets from).
+        prefix=f"{shared_packages_dir(ray, wiring.shared_mount_path)}/{PACKAGES_VENV}",
     )
 
 
@@ -279,21 +363,40 @@ def head_group(
     sidecars: tuple[dict[str, Any], ...] = ()
     if ray.jupyter is not None and ray.mode == "dev" and wiring.shared_mount_path:
         sidecars = (_jupyter(ray, ray.jupyter, wiring),)
+    template = _pod_template(
+        wiring=wiring,
+        service_account=wiring.service_account_name,
+        container=container,
+        extra_volumes=[
+            {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
+            *(_jupyter_volumes(ray) if sidecars else []),
+        ],
+        extra_init=install,
+        node_selector={},
+        sidecars=sidecars,
+        # Jupyter reads its token once: a rotated token must make a new pod.
+        annotations=(
+            {TOKEN_DIGEST_ANNOTATION: ray.jupyter.token_digest}
+            if sidecars and ray.jupyter is not None and ray.jupyter.token_digest
+            else None
+        ),
+    )
+    if sidecars:
+        # `ray.init()` in a notebook finds the head's raylet by scanning the processes it can
+        # see (Ray's services.find_node_ids reads each raylet's --node_id from its command
+        # line): from Jupyter's own PID namespace there is none, and the driver gives up after
+        # 60 s ("No node info found"). A shared PID namespace (Pod Security `restricted`
+        # allows it; only host namespaces are refused) lets it see the Ray container's. Only
+        # with Jupyter: no other container of the pod needs another's processes. With it the
+        # pod's containers, all uid 1000, can read each other's /proc/<pid>/environ and files
+        # (/proc/<pid>/root): nothing that code in the head pod does not hold already — the Ray
+        # token is mounted into Jupyter, the head's ServiceAccount token is in every head
+        # container, and a job on the head, reading Jupyter's token, shares its loopback anyway.
+        template["spec"]["shareProcessNamespace"] = True
     return {
         "serviceType": "ClusterIP",
         "rayStartParams": dict(ray.head.ray_start_params),
-        "template": _pod_template(
-            wiring=wiring,
-            service_account=wiring.service_account_name,
-            container=container,
-            extra_volumes=[
-                {"name": RUNTIME_ENV_VOLUME, "configMap": {"name": runtime_env_config_map}},
-                *(_jupyter_volumes(ray) if sidecars else []),
-            ],
-            extra_init=install,
-            node_selector={},
-            sidecars=sidecars,
-        ),
+        "template": template,
     }
 
 

@@ -6,9 +6,12 @@ the adapter brings the provider, storage, identity and its own outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.jupyter import token_digest
 from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
 from components.ray_cluster import RayCluster, RayClusterArgs
 from components.raycluster_inputs import (
@@ -23,6 +26,7 @@ from components.wiring import MANAGED_LABELS, pod_security_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
+from infra.settings.values import index_host
 
 # Ray pods need nothing beyond Pod Security `restricted`; the API server enforces it when the
 # operator creates them, so a pod that asks for more is refused, not started.
@@ -38,11 +42,28 @@ def _resources(group: GroupSettings) -> GroupResources:
     )
 
 
+def package_index_egress(url: str | None) -> tuple[Mapping[str, object], ...]:
+    """With egress closed, Ray pods still reach the package index: its address alone when the
+    URL names one, else its port (HTTPS on 443 is open anyway)."""
+    if url is None:
+        return ()
+    host, port, is_ip = index_host(url)
+    if port == 443:
+        return ()
+    rule: dict[str, object] = {"ports": [{"protocol": "TCP", "port": port}]}
+    if is_ip:
+        cidr = f"{host}/{128 if ':' in host else 32}"
+        rule = {"to": [{"ipBlock": {"cidr": cidr}}], **rule}
+    return (rule,)
+
+
 def jupyter_secret_name(cluster_name: str) -> str:
     return f"{cluster_name}-jupyter"
 
 
-def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
+def ray_cluster_config(
+    ray: RaySettings, mode: Mode, *, jupyter_token: str | None = None
+) -> RayClusterConfig:
     """The settings, mapped onto the RayCluster builder's own input types."""
     jupyter: JupyterConfig | None = None
     packages = ray.shared_packages
@@ -52,6 +73,11 @@ def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
             token_secret_name=jupyter_secret_name(ray.cluster_name),
             resources=GroupResources(cpu=ray.jupyter.cpu, memory=ray.jupyter.memory),
             requirement=f"jupyterlab=={ray.jupyter.version}",
+            token_digest=(
+                token_digest(jupyter_token, f"ray-platform/jupyter/{ray.cluster_name}")
+                if jupyter_token
+                else None
+            ),
         )
         # The rayproject/ray images lack JupyterLab: it is installed like the shared packages
         # (content-addressed on the shared file system), once, not at every start.
@@ -74,6 +100,7 @@ def ray_cluster_config(ray: RaySettings, mode: Mode) -> RayClusterConfig:
         ),
         runtime_env=dict(ray.runtime_env),
         shared_packages=packages,
+        package_index=ray.package_index,
         idle_timeout_seconds=ray.idle_timeout_seconds,
         auth=ray.auth,
         jupyter=jupyter,
@@ -97,7 +124,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             f"is not a KubeRay release this program can fetch: {err}",
         ) from None
     adapter = clouds.adapter_for(settings)
-    config = ray_cluster_config(settings.ray, settings.mode)
+    config = ray_cluster_config(settings.ray, settings.mode, jupyter_token=settings.jupyter_token)
 
     provider = adapter.kubernetes_provider()
     namespace_name = settings.kubernetes.namespace
@@ -137,10 +164,12 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             config=config,
             wiring=storage.wiring,
             access=NetworkAccess(
-                operator_namespace=op.namespace,
                 allow_from_namespaces=settings.kubernetes.network_policy.allow_from_namespaces,
                 restrict_egress=settings.kubernetes.network_policy.restrict_egress,
-                extra_egress=adapter.egress_allowances(),
+                extra_egress=(
+                    *adapter.egress_allowances(),
+                    *package_index_egress(settings.ray.package_index),
+                ),
             ),
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
             # A Pulumi secret stays one: encrypted in state, masked in output.

@@ -24,6 +24,7 @@ from infra.settings.values import (
     MemoryQuantity,
     MountPath,
     NamespaceName,
+    PackageIndexUrl,
     SemVer,
     VolumeSize,
 )
@@ -52,9 +53,8 @@ class CloudSettings(Model):
 
 
 class NetworkPolicySettings(Model):
-    """Who may reach Ray pods. Ray's dashboard, Jobs and client ports have no protection of
-    their own: ingress is admitted only from pods of the same RayCluster, from the operator's
-    namespace to the dashboard port, and from the namespaces named here."""
+    """Who may reach Ray pods: ingress is admitted only from pods of the same RayCluster and
+    from the namespaces named here (the operator calls into no pod of a plain RayCluster)."""
 
     allow_from_namespaces: tuple[NamespaceName, ...] = Field((), alias="allowFromNamespaces")
     """Namespaces whose pods may reach every Ray port (e.g. a notebook namespace)."""
@@ -179,6 +179,9 @@ class RaySettings(Model):
     runtime_env: dict[str, Any] = Field(default_factory=dict, alias="runtimeEnv")
     shared_packages: tuple[str, ...] = Field((), alias="sharedPackages")
     """dev: pip requirement strings installed onto the shared file system (on PYTHONPATH)."""
+    package_index: PackageIndexUrl | None = Field(None, alias="packageIndex")
+    """A PEP 503 simple index (a private index or PyPI mirror) for clusters without egress to
+    PyPI: the shared-packages installer, JupyterLab's install and runtime_env pip/uv use it."""
     idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10, le=86_400)
     auth: Literal["token", "disabled"] = "token"
     """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from infra.settings.errors import CONFIG_PREFIX, message
 from infra.settings.models import Settings
-from infra.settings.values import DIGEST, image_ray_version, is_requirement, semver_tuple
+from infra.settings.values import (
+    DIGEST,
+    image_ray_version,
+    is_requirement,
+    requirement_name,
+    semver_tuple,
+)
 
 # Keys that exist in Ray's runtime_env (ray.runtime_env.RuntimeEnv); a typo here would otherwise be
 # silently carried to every job.
@@ -205,11 +211,34 @@ def shared_packages_valid(s: Settings, _: Path) -> list[str]:
                 "needs storage.sharedFilesystem.enabled (packages live on the shared file system)",
             )
         )
-    errors.extend(
-        message(f"ray.sharedPackages[{i}]", req, "is not a pip requirement such as pandas==2.2.3")
-        for i, req in enumerate(packages)
-        if not is_requirement(req)
-    )
+    # Everything pip would refuse in the head's installer is refused here, before `up`: a bad
+    # package set would otherwise only show in the installer's log, retried with backoff.
+    seen: dict[str, int] = {}
+    for i, req in enumerate(packages):
+        key = f"ray.sharedPackages[{i}]"
+        if not is_requirement(req):
+            errors.append(message(key, req, "is not a pip requirement such as pandas==2.2.3"))
+            continue
+        name = requirement_name(req)
+        if name in seen:
+            errors.append(
+                message(
+                    key,
+                    req,
+                    f"names {name} again (ray.sharedPackages[{seen[name]}]): one requirement "
+                    "per package",
+                )
+            )
+        elif name == "jupyterlab" and s.ray.jupyter.enabled and s.mode == "dev":
+            errors.append(
+                message(
+                    key,
+                    req,
+                    "names JupyterLab, which ray.jupyter.enabled installs itself at "
+                    f"ray.jupyter.version ({s.ray.jupyter.version}): drop it here",
+                )
+            )
+        seen.setdefault(name, i)
     return errors
 
 

@@ -6,9 +6,13 @@ turns that into the one-line `ray-platform:<key> (<value>) <problem>` message.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from pydantic import AfterValidator, BeforeValidator, Field
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -173,8 +177,57 @@ def _key_prefix(v: str) -> str:
 
 
 def is_requirement(req: str) -> bool:
-    """A pip requirement the installer may pass on (PEP 508 subset, no options, no shell)."""
-    return bool(_REQUIREMENT.match(req))
+    """A pip requirement the installer may pass on: valid PEP 508 (as pip's own parser,
+    `packaging`, reads it: a version such as `==abc` or `~=2` is refused here, not by pip in the
+    pod) and within the subset that carries no pip option, marker or shell text."""
+    if not _REQUIREMENT.match(req):
+        return False
+    try:
+        Requirement(req)
+    except InvalidRequirement:
+        return False
+    return True
+
+
+def requirement_name(req: str) -> str:
+    """The canonical distribution name of a valid requirement (`Scikit_Learn[x]>=1` →
+    `scikit-learn`), to find one package named twice."""
+    return canonicalize_name(Requirement(req).name)
+
+
+def _package_index(v: str) -> str:
+    """A PEP 503 simple index Ray pods install from: http(s), a host, no credentials (they
+    would be readable in every pod spec), nothing a pip or uv option could be smuggled in."""
+    example = "e.g. http://10.88.0.1:3141/index/"
+    if any(c.isspace() or ord(c) < 32 for c in v):
+        raise ValueError(f"must be a URL without spaces, {example}")
+    try:
+        url = urlsplit(v)
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"is not a URL, {example}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"must be an http:// or https:// URL of a PEP 503 simple index, {example}")
+    if url.username is not None or url.password is not None:
+        raise ValueError(
+            "carries credentials, which would be readable in every pod spec: use an index the "
+            "cluster's network may read without them"
+        )
+    if url.query or url.fragment:
+        raise ValueError(f"must not have a query or fragment, {example}")
+    return v
+
+
+def index_host(url: str) -> tuple[str, int, bool]:
+    """(host, port, host is an IP address) of a validated package index URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host, port, False
+    return host, port, True
 
 
 def image_ray_version(image: str) -> str | None:
@@ -211,3 +264,4 @@ LabelMap = Annotated[dict[str, str], AfterValidator(_label_map)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 MountPath = Annotated[str, AfterValidator(_mount_path)]
 KeyPrefix = Annotated[str, AfterValidator(_key_prefix)]
+PackageIndexUrl = Annotated[str, AfterValidator(_package_index)]

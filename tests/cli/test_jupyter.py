@@ -18,12 +18,14 @@ import pytest
 
 from components.jupyter import (
     NO_TOKEN_EXIT,
+    PREFIX_ENV,
     TOKEN_ENV,
     TOKEN_FILE_ENV,
     jupyter_command,
     jupyter_container,
     token_volume,
 )
+from components.raycluster_spec import PACKAGES_VENV
 from tests.cli.conftest import closed_port
 
 TOKEN = "t0ken-" + "a" * 40
@@ -78,6 +80,43 @@ def _non_loopback_ipv4() -> set[str]:
     return found
 
 
+def _start(
+    command: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+        start_new_session=True,
+    )
+
+
+def _wait_for_api(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"jupyter exited {proc.returncode}: {log.read_text()}")
+        try:
+            if _get(f"{base}/api")[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("JupyterLab did not answer within 90s")
+        time.sleep(0.3)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("jupyter")
@@ -92,36 +131,79 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             json.dumps({"ServerApp": {"allow_root": True}})
         )
     port = closed_port()
-    proc = subprocess.Popen(
-        jupyter_command(port, str(root)),
-        env=_env(tmp, TOKEN),
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "lab.log", "wb"),  # noqa: SIM115 - the child keeps it
-        start_new_session=True,
-    )
+    proc = _start(jupyter_command(port, str(root)), _env(tmp, TOKEN), root, tmp / "lab.log")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter exited {proc.returncode}: {(tmp / 'lab.log').read_text()}")
-            try:
-                if _get(f"{base}/api")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("JupyterLab did not answer within 90s")
-            time.sleep(0.3)
+        _wait_for_api(proc, base, tmp / "lab.log")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _shared_packages_layout(tmp: Path) -> tuple[Path, Path]:
+    """JupyterLab where the head's installer puts it: a virtualenv in a content-addressed
+    directory on the shared file system, whose site-packages PYTHONPATH reaches through the
+    `site-packages` symlink beside it, and an interpreter whose own prefix has no JupyterLab
+    (the image's Python). Here the virtualenv is this project's (it has JupyterLab 4.6), linked
+    in, and the interpreter is the one it was made from. Returns (packages dir, bin dir)."""
+    venv = Path(sys.prefix)
+    packages = tmp / "shared" / "python-packages" / "0123456789ab"
+    packages.mkdir(parents=True)
+    (packages / PACKAGES_VENV).symlink_to(venv)
+    site = next((venv / "lib").glob("python*/site-packages")).relative_to(venv)
+    (packages / "site-packages").symlink_to(Path(PACKAGES_VENV) / site)
+    bin_dir = tmp / "image-bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys._base_executable)  # type: ignore[attr-defined]
+    assert not (Path(sys.base_prefix) / "share" / "jupyter" / "lab").exists()
+    return packages, bin_dir
+
+
+@pytest.mark.parametrize("prefix_given", [True, False])
+def test_lab_serves_its_application_from_the_shared_packages(
+    tmp_path: Path, prefix_given: bool
+) -> None:
+    """`/lab` is the application, not "JupyterLab application assets not found", when JupyterLab
+    comes from the shared packages' virtualenv through the symlinked PYTHONPATH. Without the
+    prefix the container passes, the failure the review saw on a real head shows here too."""
+    packages, bin_dir = _shared_packages_layout(tmp_path)
+    root = tmp_path / "shared"
+    env = _env(tmp_path, TOKEN)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(packages / "site-packages")
+    for name in ("VIRTUAL_ENV", "JUPYTERLAB_DIR", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"):
+        env.pop(name, None)
+    if prefix_given:
+        (container_env,) = [
+            e
+            for e in jupyter_container(**{**_kwargs(), "prefix": str(packages / PACKAGES_VENV)})[
+                "env"
+            ]
+            if e["name"] == PREFIX_ENV
+        ]
+        env[PREFIX_ENV] = container_env["value"]
+    if os.geteuid() == 0:
+        (tmp_path / "cfg").mkdir()
+        (tmp_path / "cfg" / "jupyter_server_config.json").write_text(
+            json.dumps({"ServerApp": {"allow_root": True}})
+        )
+    port = closed_port()
+    log = tmp_path / "lab.log"
+    proc = _start(jupyter_command(port, str(root)), env, root, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for_api(proc, base, log)
+        status, body = _get(f"{base}/lab", token=TOKEN)
+        if prefix_given:
+            assert status == 200, body[:500]
+            assert b"application assets not found" not in body
+            assert b"/static/lab/" in body  # the application's own bundle
+            # The server extensions JupyterLab's dependencies enable are there too.
+            assert _get(f"{base}/api/terminals", token=TOKEN)[0] == 200
+        else:
+            assert b"JupyterLab application assets not found" in body, body[:500]
+    finally:
+        _stop(proc)
 
 
 def test_api_refuses_requests_without_the_token(lab: str) -> None:

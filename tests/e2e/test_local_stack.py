@@ -112,7 +112,11 @@ def test_operator_creates_head_pod_and_services(e2e: E2E) -> None:
     container = next(c for c in spec["containers"] if c["name"] == "ray-head")
     assert container["image"] == "rayproject/ray:2.60.0-py311"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-tmp"
+    assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-logs"
+    # KubeRay shares its `ray-logs` emptyDir with the autoscaler by name: one /tmp/ray for both.
+    autoscaler = next(c for c in spec["containers"] if c["name"] == "autoscaler")
+    assert {m["mountPath"]: m["name"] for m in autoscaler["volumeMounts"]}["/tmp/ray"] == "ray-logs"
+    assert [v["name"] for v in spec["volumes"]].count("ray-logs") == 1
     assert mounts["/etc/ray-platform"] == "runtime-env"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["shared"]["persistentVolumeClaim"]["claimName"] == "ray-shared"

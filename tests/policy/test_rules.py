@@ -69,7 +69,8 @@ def jupyter(token: bool) -> Callable[[dict[str, Any]], None]:
             )
         else:
             c["env"].append({"name": "JUPYTER_TOKEN", "value": "hunter2"})
-        head(spec)["containers"].append(c)
+        # As the program renders it: a native sidecar.
+        head(spec).setdefault("initContainers", []).append({**c, "restartPolicy": "Always"})
 
     return put
 

@@ -145,3 +145,17 @@ def test_checker_catches_a_schema_violation(schema: dict[str, Any]) -> None:
 def test_crd_module_zip_matches_go_sum() -> None:
     data = kuberay_release.module_zip(PINNED)
     assert kuberay_release.go_h1_sum(data) == kuberay_release.KNOWN_SUMS[PINNED]
+
+
+def test_the_native_jupyter_sidecar_survives_the_crd(schema: dict[str, Any]) -> None:
+    """The 1.6.1 CRD's initContainers carry `restartPolicy` (core/v1 Container): the field that
+    makes JupyterLab a native sidecar is kept by the apiserver, not pruned."""
+    reg = cached_run("dev").one("kubernetes:ray.io/v1:RayCluster")
+    obj = {k: reg.inputs[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+    head = obj["spec"]["headGroupSpec"]["template"]["spec"]
+    assert head["initContainers"][-1]["restartPolicy"] == "Always"
+    init_items = schema["properties"]["spec"]["properties"]["headGroupSpec"]["properties"][
+        "template"
+    ]["properties"]["spec"]["properties"]["initContainers"]["items"]
+    assert init_items["properties"]["restartPolicy"] == {"type": "string"}
+    assert schema_errors(obj, schema) == []

@@ -31,6 +31,8 @@ def test_program_completes_under_echo_mocks(stack: str, preview: bool) -> None:
             "ray-platform/stack": stack,
             "ray-platform/mode": "prod" if stack == "prod" else "dev",
         },
+        # Known at preview too, so the provider's dry-run apply is forced as well.
+        "annotations": {"pulumi.com/patchForce": "true"},
     }
     assert run.outputs["dashboardPortForward"].endswith("svc/ray-head-svc 8265:8265")
 

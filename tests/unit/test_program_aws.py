@@ -438,10 +438,10 @@ def test_memory_request_equals_limit_everywhere(aws_run: ProgramRun) -> None:
 def test_shared_volume_and_writable_tmp_on_every_pod(aws_run: ProgramRun) -> None:
     for pod in _pods(aws_run):
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
-        assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-tmp"
+        assert mounts["/mnt/shared"] == "shared" and mounts["/tmp/ray"] == "ray-logs"
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["shared"]["persistentVolumeClaim"] == {"claimName": "ray-shared"}
-        assert volumes["ray-tmp"] == {"name": "ray-tmp", "emptyDir": {}}
+        assert volumes["ray-logs"] == {"name": "ray-logs", "emptyDir": {}}
         assert pod["securityContext"]["runAsUser"] == 1000
 
 
@@ -690,24 +690,17 @@ def test_autoscaler_v2_with_never_restarting_pods(aws_run: ProgramRun) -> None:
     assert all(p["restartPolicy"] == "Never" for p in _pods(aws_run))
 
 
-def test_network_policy_admits_only_the_cluster_and_the_operator(aws_run: ProgramRun) -> None:
+def test_network_policy_admits_only_the_cluster_itself(aws_run: ProgramRun) -> None:
+    """The operator makes no calls into the pods of a plain RayCluster (KubeRay 1.6.1 uses its
+    dashboard client in the RayJob and RayService controllers only): no rule admits it."""
     policy = aws_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs
     spec = policy["spec"]
     assert policy["metadata"]["namespace"] == "ray"
     assert spec["podSelector"] == {"matchLabels": {"ray.io/cluster": "ray"}}
     assert spec["policyTypes"] == ["Ingress"]  # egress stays open by default
-    own, operator = spec["ingress"]
-    assert own == {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "ray"}}}]}
-    assert operator == {
-        "from": [
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}
-                }
-            }
-        ],
-        "ports": [{"protocol": "TCP", "port": 8265}],
-    }
+    assert spec["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": "ray"}}}]}
+    ]
 
 
 def test_network_policy_settings_open_namespaces_and_close_egress() -> None:
@@ -794,7 +787,8 @@ def test_versioned_bucket_expires_noncurrent_versions(aws_run: ProgramRun) -> No
 def test_dev_head_runs_jupyter_behind_a_token_from_a_secret() -> None:
     dev = cached_run("dev")
     head = _raycluster(dev)["spec"]["headGroupSpec"]["template"]["spec"]
-    ray_head, jupyter = head["containers"]
+    (ray_head,) = head["containers"]
+    jupyter = head["initContainers"][-1]
     assert ray_head["name"] == "ray-head" and jupyter["name"] == "jupyter"
     assert jupyter["image"] == ray_head["image"]
     assert "--ServerApp.ip=127.0.0.1" in jupyter["command"]  # port-forward only

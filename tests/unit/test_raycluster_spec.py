@@ -57,7 +57,7 @@ def test_packages_dir_changes_with_the_package_list() -> None:
 def test_no_shared_fs_means_no_shared_volume_or_pythonpath() -> None:
     spec = raycluster_spec(_ray(), StorageWiring(service_account_name="ray"), "cm")
     head = spec["headGroupSpec"]["template"]["spec"]
-    assert [v["name"] for v in head["volumes"]] == ["ray-tmp", "runtime-env"]
+    assert [v["name"] for v in head["volumes"]] == ["ray-logs", "runtime-env"]
     assert "initContainers" not in head
     env = {e["name"] for e in head["containers"][0]["env"]}
     assert "PYTHONPATH" not in env and "RAY_PLATFORM_SHARED_DIR" not in env
@@ -93,3 +93,15 @@ def test_node_selectors_merge_wiring_and_group() -> None:
     assert "nodeSelector" not in spec["headGroupSpec"]["template"]["spec"] or (
         spec["headGroupSpec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
     )
+
+
+def test_installer_backs_off_in_place_instead_of_failing_the_head() -> None:
+    """A failed init container fails a restartPolicy Never pod, and KubeRay replaces a Failed
+    head at once: the installer retries itself, and its termination message says why."""
+    head = raycluster_spec(_ray(), WIRING, "cm")["headGroupSpec"]["template"]["spec"]
+    (install,) = [c for c in head["initContainers"] if c["name"] == "install-shared-packages"]
+    env = {e["name"]: e["value"] for e in install["env"]}
+    assert (env["RETRY_DELAY"], env["RETRY_MAX_DELAY"]) == ("10", "300")
+    assert env["TERMINATION_LOG"] == install["terminationMessagePath"] == "/dev/termination-log"
+    assert install["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert head["restartPolicy"] == "Never"

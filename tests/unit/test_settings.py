@@ -303,6 +303,64 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     ),
     (
         "dev",
+        "shared package with a version pip refuses",
+        _set("ray.sharedPackages", ["pandas==2.2.3", "numpy~=2"]),
+        'ray-platform:ray.sharedPackages[1] ("numpy~=2") is not a pip requirement',
+    ),
+    (
+        "dev",
+        "shared package wildcard outside ==",
+        _set("ray.sharedPackages", ["pandas>=2.2.*"]),
+        'ray-platform:ray.sharedPackages[0] ("pandas>=2.2.*") is not a pip requirement',
+    ),
+    (
+        "dev",
+        "shared package named twice",
+        _set("ray.sharedPackages", ["scikit-learn==1.5.2", "Scikit_Learn[alldeps]>=1.5"]),
+        'ray-platform:ray.sharedPackages[1] ("Scikit_Learn[alldeps]>=1.5") names scikit-learn '
+        "again (ray.sharedPackages[0]): one requirement per package",
+    ),
+    (
+        "dev",
+        "shared package is the JupyterLab Jupyter installs",
+        _set("ray.sharedPackages", ["jupyterlab==4.0.0"]),
+        'ray-platform:ray.sharedPackages[0] ("jupyterlab==4.0.0") names JupyterLab, which '
+        "ray.jupyter.enabled installs itself at ray.jupyter.version (4.6.6): drop it here",
+    ),
+    (
+        "dev",
+        "package index not http",
+        _set("ray.packageIndex", "ftp://10.88.0.1/index/"),
+        'ray-platform:ray.packageIndex ("ftp://10.88.0.1/index/") must be an http:// or https:// '
+        "URL of a PEP 503 simple index, e.g. http://10.88.0.1:3141/index/",
+    ),
+    (
+        "local",
+        "package index without a scheme",
+        _set("ray.packageIndex", "10.88.0.1:3141/index/"),
+        'ray-platform:ray.packageIndex ("10.88.0.1:3141/index/") must be an http:// or https://',
+    ),
+    (
+        "dev",
+        "package index with credentials",
+        _set("ray.packageIndex", "https://ci:s3cret@pypi.example.com/simple/"),
+        'ray-platform:ray.packageIndex ("https://ci:s3cret@pypi.example.com/simple/") carries '
+        "credentials, which would be readable in every pod spec",
+    ),
+    (
+        "dev",
+        "package index with a bad port",
+        _set("ray.packageIndex", "http://10.88.0.1:31x1/index/"),
+        'ray-platform:ray.packageIndex ("http://10.88.0.1:31x1/index/") is not a URL',
+    ),
+    (
+        "dev",
+        "package index with an option smuggled in",
+        _set("ray.packageIndex", "http://10.88.0.1/index/ --trusted-host evil"),
+        "must be a URL without spaces",
+    ),
+    (
+        "dev",
         "replicas given as true",
         _set("ray.workerGroups.0.maxReplicas", True),
         "ray-platform:ray.workerGroups[0].maxReplicas (true) must be a whole number",
@@ -595,6 +653,10 @@ def test_all_errors_are_reported_together() -> None:
         _set("ray.sharedPackages", ["torch==2.5.1+cu121", "numpy>=1.26,<2"]),
         _set("ray.sharedPackages", ["scikit-learn[alldeps, tests]==1.5.2"]),
         _set("ray.sharedPackages", ["mylib @ git+https://github.com/acme/mylib@v1.2"]),
+        _set("ray.sharedPackages", ["pandas==2.2.*", "numpy~=2.1", "rich!=13.0.0"]),
+        _set("ray.packageIndex", "http://10.88.0.1:3141/index/"),
+        _set("ray.packageIndex", "https://pypi.example.com/simple"),
+        _set("ray.packageIndex", "http://[fd00::1]:3141/root/pypi/+simple/"),
         _set("ray.workerGroups.0.nodeSelector", {"karpenter.sh/capacity-type": "spot"}),
         _set("storage.artifactBucket.prefix", "team-a/ray/dev"),
         _set("storage.sharedFilesystem.size", "100Mi"),
