@@ -223,16 +223,19 @@ def _module_dir(module: str, version: str, cwd: Path, what: str) -> Path:
 
 @dataclass(frozen=True)
 class GoMod:
-    """What the consistency check needs from a go.mod: its requirements and replacements."""
+    """What the consistency check needs from a go.mod: requirements, replacements, tools."""
 
     requires: dict[str, str] = field(default_factory=dict)
     """module path -> version"""
     replaces: dict[str, tuple[str, str]] = field(default_factory=dict)
     """old module path -> (new path, new version; "" for a directory replacement)"""
+    tools: set[str] = field(default_factory=set)
+    """package paths of the `tool` directives (what `go build PKG` may build from the wrapper)"""
 
 
 def parse_gomod(text: str) -> GoMod:
-    """Parse the `require` and `replace` directives of a go.mod (single-line and block forms).
+    """Parse the `require`, `replace` and `tool` directives of a go.mod (single-line and block
+    forms).
 
     Pure Python, so the versions.json/wrapper check runs without Go (fast tier, `--list`).
     """
@@ -256,6 +259,8 @@ def parse_gomod(text: str) -> GoMod:
         words = [w.strip('"') for w in rest.split()]
         if verb == "require" and len(words) >= 2:
             mod.requires[words[0]] = words[1]
+        elif verb == "tool" and words:
+            mod.tools.add(words[0])
         elif verb == "replace" and "=>" in words:
             arrow = words.index("=>")
             new = words[arrow + 1 :]
@@ -265,10 +270,6 @@ def parse_gomod(text: str) -> GoMod:
 
 def _gomod(wrapper: Path) -> GoMod:
     return parse_gomod((wrapper / "go.mod").read_text(encoding="utf-8"))
-
-
-def _gomod_requires(wrapper: Path) -> dict[str, str]:
-    return _gomod(wrapper).requires
 
 
 def _gomod_staging_replaces(wrapper: Path) -> dict[str, str]:
@@ -284,7 +285,20 @@ def _check_wrapper(name: str, spec: dict[str, Any]) -> None:
     wrapper = WRAPPERS_DIR / spec["wrapper"]
     if not (wrapper / "go.mod").exists():
         raise BuildError(f"missing wrapper module tools/go/{spec['wrapper']}/go.mod")
-    have = _gomod_requires(wrapper)
+    mod = _gomod(wrapper)
+    package = spec["package"]
+    if package == ".":
+        if not any(p.suffix == ".go" and not p.stem.endswith("_test") for p in wrapper.iterdir()):
+            raise BuildError(
+                f"tools/versions.json builds {name} from tools/go/{spec['wrapper']}/ itself "
+                '(package ".") but it holds no main.go'
+            )
+    elif package not in mod.tools:
+        raise BuildError(
+            f"tools/go/{spec['wrapper']}/go.mod has no `tool {package}` line for {name}; "
+            f"run `python -m tools.build --sync {name}`"
+        )
+    have = mod.requires
     for module, version in spec.get("go_modules", {}).items():
         if have.get(module) != version:
             raise BuildError(
@@ -310,6 +324,8 @@ def sync(name: str) -> None:
     spec = _spec(name, versions)
     wrapper = WRAPPERS_DIR / spec["wrapper"]
     what = f"sync {name}"
+    if spec["package"] != "." and spec["package"] not in _gomod(wrapper).tools:
+        _go(["mod", "edit", f"-tool={spec['package']}"], wrapper, what)
     for module, version in spec.get("go_modules", {}).items():
         _go(["mod", "edit", f"-require={module}@{version}"], wrapper, what)
     staging = spec.get("k8s_staging_version")
