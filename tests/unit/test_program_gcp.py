@@ -313,7 +313,7 @@ def test_filestore_on_the_cluster_network_with_tier_and_capacity(gke_run: Progra
     tier, capacity = ("BASIC_SSD", 2560) if _prod(gke_run) else ("BASIC_HDD", 1024)
     assert fs["tier"] == tier
     assert fs["fileShares"] == {"name": "ray", "capacityGb": capacity}
-    # Regional cluster, zonal tier: the first of the cluster's node zones.
+    # Regional cluster, zonal tier: the zone the stack names.
     assert fs["location"] == "us-central1-a"
     assert fs["networks"][0]["network"] == "ml-vpc"
     assert fs["networks"][0]["connectMode"] == "DIRECT_PEERING"
@@ -363,10 +363,69 @@ def test_without_the_filestore_driver_the_pv_mounts_nfs() -> None:
 
 
 def test_zonal_cluster_puts_filestore_in_its_zone() -> None:
-    config = _config("gke-dev", lambda c: _gcp(c).update(location="us-central1-f"))
-    run = run_program("gke-dev", config, mocks=GkeMocks())
+    def zonal(c: dict[str, Any]) -> None:
+        _gcp(c).update(location="us-central1-f")
+        del _gcp(c)["filestore"]["zone"]
+
+    run = run_program("gke-dev", _config("gke-dev", zonal), mocks=GkeMocks())
     assert run.one(FILESTORE).inputs["location"] == "us-central1-f"
     assert run.one(BUCKET).inputs["location"] == "us-central1"
+
+
+@pytest.mark.parametrize("stack", ["gke-dev", "gke-prod"])
+@pytest.mark.parametrize("zone", ["us-central1-c", None], ids=["zone-set", "zone-unset"])
+def test_a_new_node_zone_never_moves_the_filestore_instance(stack: str, zone: str | None) -> None:
+    """A Filestore instance cannot move: a changed location replaces it (dev loses the shared
+    file system, prod's `up` fails on protect). Adding a node zone to the cluster (outside the
+    settings) must change no input of the instance: on a regional cluster the zone is a setting,
+    used as is, and without it the program refuses, naming the cluster's zones."""
+
+    def set_zone(c: dict[str, Any]) -> None:
+        if zone is None:
+            del _gcp(c)["filestore"]["zone"]
+        else:
+            _gcp(c)["filestore"]["zone"] = zone
+
+    config = _config(stack, set_zone)
+    runs = []
+    for zones in (
+        ["us-central1-c", "us-central1-f"],
+        ["us-central1-a", "us-central1-c", "us-central1-f"],
+    ):
+        monitor = RecordingMonitor(GkeMocks(nodeLocations=zones))
+        try:
+            runs.append(run_program(stack, config, mocks=monitor.mocks, monitor=monitor))  # type: ignore[arg-type]
+        except SettingsError as err:
+            assert str(err) == (
+                "ray-platform:gcp.filestore.zone (null) is required for the "
+                f"{_gcp(config)['filestore']['tier']} tier on regional cluster "
+                f"{_gcp(config)['clusterName']}: name the instance's zone (the cluster's node "
+                f"zones: {', '.join(zones)}); it is used as is, and changing it replaces the "
+                "instance"
+            )
+            assert monitor.registrations == []
+    if zone is None:
+        assert runs == []
+        return
+    before, after = (run.one(FILESTORE).inputs for run in runs)
+    assert before == after
+    assert after["location"] == zone
+    handles = {
+        run.one("kubernetes:core/v1:PersistentVolume").inputs["spec"]["csi"]["volumeHandle"]
+        for run in runs
+    }
+    assert len(handles) == 1
+
+
+def test_regional_tier_takes_no_zone() -> None:
+    def regional(c: dict[str, Any]) -> None:
+        _gcp(c)["filestore"]["tier"] = "REGIONAL"
+
+    with pytest.raises(
+        SettingsError,
+        match=r"gcp\.filestore\.zone \(\"us-central1-a\"\) is not used by the REGIONAL tier",
+    ):
+        run_program("gke-dev", _config("gke-dev", regional), mocks=GkeMocks())
 
 
 def test_shared_vpc_network_is_named_in_full() -> None:

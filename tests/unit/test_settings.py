@@ -735,7 +735,14 @@ def test_image_ray_version(image: str, version: str | None) -> None:
         (
             {"kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/missing"},
             'ray-platform:aws.efs.kmsKeyArn ("arn:aws:kms:us-west-2:123456789012:alias/missing") '
-            "names an alias that could not be resolved",
+            "is an alias, which a key rotation can re-point, and a file system's key cannot "
+            "change without replacing it: set the key ARN instead (aws kms describe-key "
+            "--key-id alias/missing --query KeyMetadata.Arn)",
+        ),
+        (
+            {"kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/ray-efs"},
+            "set the key ARN instead (it names arn:aws:kms:us-west-2:123456789012:"
+            "key/5c1d0000-aaaa-bbbb-cccc-000000000000 now)",
         ),
     ],
 )

@@ -149,7 +149,9 @@ class GcpAdapter(CloudAdapter):
             self.filestore_location = self._filestore_location()
 
     def _filestore_location(self) -> str:
-        """The regional tier takes the region; the zonal tiers a zone of the cluster's region."""
+        """The regional tier takes the region; the zonal tiers a zone: the setting, or a zonal
+        cluster's own zone. Never picked from the node zones: adding one would move (replace)
+        the instance."""
         fs, cluster = self.gcp.filestore, self.cluster
         if fs.tier == "REGIONAL":
             return region_of(cluster.location)
@@ -157,12 +159,13 @@ class GcpAdapter(CloudAdapter):
             return fs.zone
         if is_zone(cluster.location):
             return cluster.location
-        if cluster.node_locations:
-            return sorted(cluster.node_locations)[0]
+        zones = ", ".join(sorted(cluster.node_locations)) or "none reported"
         raise setting_error(
             "gcp.filestore.zone",
             None,
-            f"is needed: regional cluster {cluster.name} reports no node zones; name one",
+            f"is required for the {fs.tier} tier on regional cluster {cluster.name}: name the "
+            f"instance's zone (the cluster's node zones: {zones}); it is used as is, and "
+            "changing it replaces the instance",
         )
 
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:

@@ -110,7 +110,9 @@ class FilestoreSettings(Model):
     # Basic tiers end at 63.9 TiB; zonal and regional at 100 TiB (checked in rules()).
     """Default: the tier's minimum. Filestore bills provisioned capacity, used or not."""
     zone: str | None = None
-    """Zonal tiers on a regional cluster: default the cluster's first node zone."""
+    """The zonal tiers' zone (BASIC_HDD, BASIC_SSD, ZONAL): required on a regional cluster, used
+    as is; a zonal cluster's own zone by default. Never derived from the cluster's node zones: a
+    Filestore instance cannot move, so a changed zone replaces it (and everything on it)."""
 
     @field_validator("zone")
     @classmethod
@@ -188,7 +190,15 @@ class GcpSettings(CloudSettings):
                     f"is below the {fs.tier} minimum of {minimum} GiB",
                 )
             )
-        if fs.zone is not None and region_of(fs.zone) != region_of(self.location):
+        if fs.zone is not None and fs.tier == "REGIONAL":
+            problems.append(
+                message(
+                    "gcp.filestore.zone",
+                    fs.zone,
+                    "is not used by the REGIONAL tier (its instance spans the region); drop it",
+                )
+            )
+        elif fs.zone is not None and region_of(fs.zone) != region_of(self.location):
             problems.append(
                 message(
                     "gcp.filestore.zone",
