@@ -332,6 +332,64 @@ def test_prod_filestore_is_protected_and_retained() -> None:
     assert dev.inputs["deletionProtectionEnabled"] is False
 
 
+VAULT = "gcp:backupdisasterrecovery/backupVault:BackupVault"
+PLAN = "gcp:backupdisasterrecovery/backupPlan:BackupPlan"
+ASSOCIATION = "gcp:backupdisasterrecovery/backupPlanAssociation:BackupPlanAssociation"
+
+
+def test_prod_filestore_is_backed_up_daily_with_an_enforced_retention() -> None:
+    """gke-prod's side of AWS Backup: a Backup and DR vault and daily plan in the instance's
+    region, associated with the instance, each kept like it (protect, retain_on_delete)."""
+    run = gke_run_of("gke-prod")
+    vault, plan, association = run.one(VAULT), run.one(PLAN), run.one(ASSOCIATION)
+    instance = run.one(FILESTORE)
+    for reg in (vault, plan, association):
+        assert reg.protect and reg.retain_on_delete, reg.type
+        assert reg.inputs["location"] == "us-central1"
+        assert reg.inputs["project"] == "ml-platform-prod"
+    ids = "ray-gke-prod-shared-fs"
+    assert vault.inputs["backupVaultId"] == ids
+    # Backups cannot be deleted before the retention is over, by anyone.
+    assert vault.inputs["backupMinimumEnforcedRetentionDuration"] == f"{35 * 86_400}s"
+    assert plan.inputs["resourceType"] == "file.googleapis.com/Instance"
+    vault_id = f"projects/ml-platform-prod/locations/us-central1/backupVaults/{ids}"
+    assert plan.inputs["backupVault"] == vault_id
+    assert plan.inputs["backupRules"] == [
+        {
+            "ruleId": "daily",
+            "backupRetentionDays": 35,
+            "standardSchedule": {
+                "recurrenceType": "DAILY",
+                "timeZone": "UTC",
+                "backupWindow": {"startHourOfDay": 2, "endHourOfDay": 8},
+            },
+        }
+    ]
+    assert association.inputs["resourceType"] == "file.googleapis.com/Instance"
+    assert association.inputs["resource"] == (
+        f"projects/ml-platform-prod/locations/us-central1-a/instances/{_instance_name(run)}"
+    )
+    assert association.inputs["backupPlan"] == (
+        f"projects/ml-platform-prod/locations/us-central1/backupPlans/{ids}"
+    )
+    assert instance.urn in association.dependencies
+    assert run.outputs["fileSystemBackupVault"] == vault_id
+
+
+def test_backup_retention_and_window_are_settings_and_dev_has_no_backups() -> None:
+    def longer(c: dict[str, Any]) -> None:
+        _gcp(c)["filestore"]["backup"] = {"retentionDays": 90, "windowStartHourUtc": 21}
+
+    run = run_program("gke-prod", _config("gke-prod", longer), mocks=GkeMocks())
+    rule = run.one(PLAN).inputs["backupRules"][0]
+    assert rule["backupRetentionDays"] == 90
+    assert rule["standardSchedule"]["backupWindow"] == {"startHourOfDay": 21, "endHourOfDay": 24}
+    assert run.one(VAULT).inputs["backupMinimumEnforcedRetentionDuration"] == f"{90 * 86_400}s"
+    dev = gke_run_of("gke-dev")
+    assert not [r for r in dev.registrations if r.type.startswith("gcp:backupdisasterrecovery")]
+    assert "fileSystemBackupVault" not in dev.outputs
+
+
 def test_shared_volume_is_a_static_rwx_retained_filestore_pv(gke_run: ProgramRun) -> None:
     fs = gke_run.one(FILESTORE).inputs
     pv = gke_run.one("kubernetes:core/v1:PersistentVolume").inputs["spec"]

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.filestore_share import FilestoreShare, FilestoreShareArgs
+from components.filestore_share import FilestoreBackupArgs, FilestoreShare, FilestoreShareArgs
 from components.gcs_bucket import GcsBucket, GcsBucketArgs
 from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
@@ -40,6 +40,14 @@ FILESTORE_DRIVER = "filestore.csi.storage.gke.io"
 FUSE_VOLUME = "gcs-fuse"
 METADATA_SERVER_SELECTOR = {"iam.gke.io/gke-metadata-server-enabled": "true"}
 _LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
+_ID_INVALID = re.compile(r"[^a-z0-9-]+")
+
+
+def backup_ids(stack: str) -> str:
+    """The Backup and DR ids of a stack's Filestore backups: `ray-<stack>-shared-fs`, within
+    the ids' rules (lowercase letters, digits, '-'; a letter first, at most 63)."""
+    middle = _ID_INVALID.sub("-", stack.lower()).strip("-")
+    return f"ray-{middle}"[:53].rstrip("-") + "-shared-fs"
 
 
 def gcp_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -209,8 +217,20 @@ class GcpAdapter(CloudAdapter):
                     connect_mode=connect_mode,
                     protect=stateful.protect,
                     labels=labels,
+                    backup=(
+                        FilestoreBackupArgs(
+                            region=region_of(self.filestore_location),
+                            ids=backup_ids(settings.stack),
+                            retention_days=block.filestore.backup.retention_days,
+                            window_start_hour_utc=block.filestore.backup.window_start_hour_utc,
+                        )
+                        if stateful.backups
+                        else None
+                    ),
                 ),
             )
+            if share.backup_vault_id is not None:
+                outputs["fileSystemBackupVault"] = share.backup_vault_id
             path = f"/{share.share_name}"
             # The new share's root is root's (755): a one-shot root Job outside Ray's namespace
             # hands it to the Ray user; Ray pods wait until it is writable.
