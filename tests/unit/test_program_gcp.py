@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from infra import kuberay_release
+from infra.clouds.gcp import lookup
 from infra.settings import SettingsError
 from tests.conftest import (
     ProgramRun,
@@ -664,14 +666,160 @@ def test_gcp_bad_setting_stops_before_any_resource(
     assert monitor.registrations == []
 
 
-def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds() -> None:
+def _live_crd(monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | Exception) -> list[str]:
+    """The cluster's API server, as the managed-operator check reads it: `answer` is the
+    RayCluster CRD it serves (or the error reading it raises). Returns the clusters read."""
+    read: list[str] = []
+
+    def raycluster_crd(cluster: Any) -> dict[str, Any]:
+        read.append(cluster.name)
+        if isinstance(answer, Exception):
+            raise answer
+        return copy.deepcopy(answer)
+
+    monkeypatch.setattr("infra.clouds.gcp.lookup.raycluster_crd", raycluster_crd)
+    return read
+
+
+def _managed(c: dict[str, Any]) -> None:
+    c["ray-platform:operator"].update(install="managed")
+
+
+def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The GKE add-on owns KubeRay and its CRDs: applying ours would fight its field manager,
     and a dev destroy deleting them would delete every RayCluster in the cluster."""
-    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="managed"))
-    run = run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
+    read = _live_crd(monkeypatch, kuberay_release.crd("1.6.1"))
+    run = run_program("gke-dev", _config("gke-dev", _managed), mocks=GkeMocks(**_ray_addon()))
+    assert read == ["ml-dev"]
     assert not run.of_type("kubernetes:helm.sh/v3:Release")
     assert not run.of_type("kubernetes:yaml/v2:ConfigGroup")
     assert run.one("kubernetes:ray.io/v1:RayCluster")
+
+
+def _without(crd: dict[str, Any], *fields: str) -> dict[str, Any]:
+    crd = copy.deepcopy(crd)
+    for version in crd["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        for name in fields:
+            spec.pop(name, None)
+    return crd
+
+
+@pytest.mark.parametrize(
+    ("crd", "auth", "lacks"),
+    [
+        # A real older release: KubeRay 1.5.1 has authOptions, not upgradeStrategy.
+        (lambda: kuberay_release.crd("1.5.1"), "token", "spec.upgradeStrategy.type"),
+        (
+            lambda: _without(kuberay_release.crd("1.6.1"), "authOptions", "upgradeStrategy"),
+            "token",
+            "spec.upgradeStrategy.type, spec.authOptions.mode",
+        ),
+    ],
+    ids=["kuberay-1.5.1", "neither-field"],
+)
+def test_managed_operator_refuses_an_addon_that_would_prune_the_raycluster(
+    monkeypatch: pytest.MonkeyPatch, crd: Callable[[], dict[str, Any]], auth: str, lacks: str
+) -> None:
+    """What the add-on's CRD does not declare the API server drops without a word: the pods
+    would never be recreated on a change, or the dashboard would run without auth."""
+    _live_crd(monkeypatch, crd())
+
+    def managed(c: dict[str, Any]) -> None:
+        _managed(c)
+        c["ray-platform:ray"]["auth"] = auth
+
+    monitor = RecordingMonitor(GkeMocks(**_ray_addon()))
+    with pytest.raises(SettingsError) as info:
+        run_program("gke-dev", _config("gke-dev", managed), mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        'ray-platform:operator.install ("managed") needs KubeRay 1.6 or later from the GKE Ray '
+        f"add-on; cluster ml-dev's RayCluster CRD lacks {lacks} (the API server would drop "
+        "them silently): upgrade the cluster (the add-on follows its GKE version), or disable "
+        "the add-on and use operator.install: helm"
+    )
+    assert monitor.registrations == []
+
+
+def test_managed_operator_without_token_auth_needs_no_auth_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _live_crd(monkeypatch, _without(kuberay_release.crd("1.6.1"), "authOptions"))
+
+    def managed(c: dict[str, Any]) -> None:
+        _managed(c)
+        c["ray-platform:ray"]["auth"] = "disabled"
+        c["ray-platform:ray"]["jupyter"] = {"enabled": False}
+
+    run = run_program("gke-dev", _config("gke-dev", managed), mocks=GkeMocks(**_ray_addon()))
+    assert "authOptions" not in run.one(RAYCLUSTER).inputs["spec"]
+
+
+def test_managed_operator_whose_crd_cannot_be_read_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    _live_crd(monkeypatch, ApiException(status=403, reason="Forbidden"))
+    monitor = RecordingMonitor(GkeMocks(**_ray_addon()))
+    with pytest.raises(SettingsError) as info:
+        run_program("gke-dev", _config("gke-dev", _managed), mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        'ray-platform:operator.install ("managed") needs the RayCluster CRD of cluster ml-dev\'s '
+        "Ray add-on, which could not be read: HTTP 403 Forbidden"
+    )
+    assert monitor.registrations == []
+
+
+def test_the_crd_is_read_from_the_api_server_with_the_providers_kubeconfig() -> None:
+    """The reader itself, against an HTTP server answering like kube-apiserver: the CRD's path,
+    its JSON back as served, and a missing CRD as the API's own error."""
+    import http.server
+    import threading
+
+    from kubernetes.client.exceptions import ApiException
+
+    served = kuberay_release.crd("1.6.1")
+    paths: list[str] = []
+
+    class ApiServer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            known = self.path.endswith("/rayclusters.ray.io")
+            body = json.dumps(served if known else {"kind": "Status", "code": 404}).encode()
+            self.send_response(200 if known else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubeconfig = json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+        assert lookup.read_crd(kubeconfig, lookup.RAYCLUSTER_CRD) == served
+        with pytest.raises(ApiException) as info:
+            lookup.read_crd(kubeconfig, "rayjobs.ray.io")
+        assert lookup.api_reason(info.value).startswith("HTTP 404")
+    finally:
+        server.shutdown()
+    assert paths[0] == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io"
 
 
 def test_external_operator_is_refused_on_a_ray_addon_cluster() -> None:

@@ -17,6 +17,7 @@ from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait
 from components.shared_volume import SharedVolume, SharedVolumeArgs
 from components.wiring import StorageWiring
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra import kuberay_release
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
@@ -25,6 +26,7 @@ from infra.clouds.adapter import (
     CloudStorage,
     KubernetesTarget,
 )
+from infra.clouds.gcp import lookup
 from infra.clouds.gcp.lookup import (
     FUSE_NATIVE_SIDECAR_TEXT,
     GkeCluster,
@@ -135,6 +137,8 @@ class GcpAdapter(CloudAdapter):
                 "use helm, or enable it: "
                 + cluster.gcloud_update("--update-addons RayOperator=ENABLED"),
             )
+        if install == "managed":
+            self._check_managed_kuberay()
         if block.gcs_fuse.enabled:
             if not cluster.gcs_fuse_driver:
                 raise setting_error(
@@ -155,6 +159,41 @@ class GcpAdapter(CloudAdapter):
         self.filestore_location = ""
         if settings.storage.shared_filesystem.enabled:
             self.filestore_location = self._filestore_location()
+
+    def _check_managed_kuberay(self) -> None:
+        """The add-on's KubeRay must serve what the RayCluster sets: the API server prunes
+        fields its CRD lacks, silently (an add-on older than KubeRay 1.6 drops
+        `upgradeStrategy`, and so the pods are never recreated on a change; one without
+        `authOptions` runs the dashboard without auth, or the head waits for a Secret that
+        never comes). Read from the live CRD, so the add-on's own version needs no table."""
+        cluster = self.cluster
+        try:
+            crd = lookup.raycluster_crd(cluster)
+        except Exception as err:
+            raise setting_error(
+                "operator.install",
+                "managed",
+                f"needs the RayCluster CRD of cluster {cluster.name}'s Ray add-on, which could "
+                f"not be read: {lookup.api_reason(err)}",
+            ) from None
+        needs: dict[str, str | None] = {"spec.upgradeStrategy.type": "Recreate"}
+        if self.settings.ray.auth == "token":
+            needs["spec.authOptions.mode"] = "token"
+        schema = kuberay_release.served_schema(crd)
+        missing = (
+            ["apiVersion ray.io/v1"]
+            if schema is None
+            else kuberay_release.missing_fields(schema, needs)
+        )
+        if missing:
+            raise setting_error(
+                "operator.install",
+                "managed",
+                f"needs KubeRay 1.6 or later from the GKE Ray add-on; cluster {cluster.name}'s "
+                f"RayCluster CRD lacks {', '.join(missing)} (the API server would drop them "
+                "silently): upgrade the cluster (the add-on follows its GKE version), or "
+                "disable the add-on and use operator.install: helm",
+            )
 
     def _filestore_location(self) -> str:
         """The regional tier takes the region; the zonal tiers a zone: the setting, or a zonal
