@@ -31,6 +31,9 @@ from cli import buckets, outputs, package
 from cli.errors import Exit, SubmitError
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+WORKING_DIRS = "working_dirs"
+"""Under the bucket prefix: the zips. The stack expires them (components/wiring.py's
+WORKING_DIRS, storage.artifactBucket.workingDirExpiryDays); a later submit uploads again."""
 _INSTALLERS = ("pip", "uv", "conda")
 
 EPILOG = """\
@@ -277,7 +280,7 @@ def run(args: argparse.Namespace, entrypoint: list[str]) -> Exit:
             )
         excludes = [*map(str, stack_excludes), *args.exclude]
         pkg = package.build(args.working_dir, excludes, args.max_size, Path(tmp))
-        key = where.key("working_dirs", pkg.name)
+        key = where.key(WORKING_DIRS, pkg.name)
         uri = where.uri(key)
         env = runtime_env_for(stack, uri, args.pip, args.uv)
         if args.dry_run:

@@ -815,6 +815,45 @@ def test_prod_retains_the_file_system_guards() -> None:
         assert reg.protect and reg.retain_on_delete, typ
 
 
+def test_working_dir_zips_expire_under_the_stacks_prefix(aws_run: ProgramRun) -> None:
+    """`ray-platform submit` uploads a zip per code change and never deletes one: they expire
+    (storage.artifactBucket.workingDirExpiryDays, default 30), only under the stack's
+    working_dirs/ prefix, and the delete markers versioning leaves behind go too."""
+    from cli.submit import WORKING_DIRS
+
+    rules = aws_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
+        "rules"
+    ]
+    prefix = f"{aws_run.outputs['bucketUri'].split('/', 3)[3]}/{WORKING_DIRS}/"
+    scoped = [r for r in rules if r["filter"] != {}]
+    assert scoped == [
+        {
+            "id": "expire-prefix-0",
+            "status": "Enabled",
+            "filter": {"prefix": prefix},
+            "expiration": {"days": 30},
+        },
+        {
+            "id": "expire-prefix-0-markers",
+            "status": "Enabled",
+            "filter": {"prefix": prefix},
+            "expiration": {"expiredObjectDeleteMarker": True},
+        },
+    ]
+    assert prefix in ("ray/dev/working_dirs/", "ray/prod/working_dirs/")
+
+
+def test_working_dir_expiry_is_a_setting() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:storage"]["artifactBucket"]["workingDirExpiryDays"] = 7
+    rules = (
+        run_program("dev", config)
+        .one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+        .inputs["rules"]
+    )
+    assert next(r for r in rules if r["id"] == "expire-prefix-0")["expiration"] == {"days": 7}
+
+
 def test_versioned_bucket_expires_noncurrent_versions(aws_run: ProgramRun) -> None:
     rules = aws_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
         "rules"

@@ -139,13 +139,39 @@ def test_bucket_is_private_versioned_soft_deleting(gke_run: ProgramRun) -> None:
     assert bucket["softDeletePolicy"]["retentionDurationSeconds"] == 7 * 86_400
     assert bucket["location"] == "us-central1"
     days = 30 if _prod(gke_run) else 7
-    assert bucket["lifecycleRules"] == [
+    assert bucket["lifecycleRules"][:2] == [
         {
             "action": {"type": "Delete"},
             "condition": {"daysSinceNoncurrentTime": days, "withState": "ARCHIVED"},
         },
         {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": 7}},
     ]
+
+
+def test_working_dir_zips_expire_under_the_stacks_prefix(gke_run: ProgramRun) -> None:
+    """GCS's side: live zips under <prefix>/working_dirs/ are deleted after
+    workingDirExpiryDays (default 30); versioning keeps them noncurrent, which the noncurrent
+    rule then removes."""
+    from cli.submit import WORKING_DIRS
+
+    rules = gke_run.one(BUCKET).inputs["lifecycleRules"]
+    prefix = f"{'ray/prod' if _prod(gke_run) else 'ray/dev'}/{WORKING_DIRS}/"
+    assert {
+        "action": {"type": "Delete"},
+        "condition": {"age": 30, "matchesPrefixes": [prefix], "withState": "LIVE"},
+    } in rules
+    assert gke_run.outputs["bucketUri"].endswith(prefix.removesuffix(f"/{WORKING_DIRS}/"))
+    noncurrent = [r for r in rules if "daysSinceNoncurrentTime" in r["condition"]]
+    assert len(noncurrent) == 1
+
+
+def test_working_dir_expiry_is_a_setting_on_gcs() -> None:
+    def week(c: dict[str, Any]) -> None:
+        c["ray-platform:storage"]["artifactBucket"]["workingDirExpiryDays"] = 7
+
+    run = run_program("gke-dev", _config("gke-dev", week), mocks=GkeMocks())
+    ages = [r["condition"].get("age") for r in run.one(BUCKET).inputs["lifecycleRules"]]
+    assert 7 in ages
 
 
 def test_dev_bucket_is_destroyable_and_google_encrypted() -> None:

@@ -15,7 +15,7 @@ from components.irsa_role import IrsaRole, IrsaRoleArgs
 from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import StorageWiring
+from components.wiring import WORKING_DIRS, StorageWiring
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
@@ -210,6 +210,11 @@ class AwsAdapter(CloudAdapter):
                     force_destroy=stateful.force_destroy,
                     protect=stateful.protect,
                     noncurrent_version_days=storage.artifact_bucket.noncurrent_version_days,
+                    expiring_prefixes={
+                        f"{settings.bucket_prefix}/{WORKING_DIRS}/": (
+                            storage.artifact_bucket.working_dir_expiry_days
+                        )
+                    },
                     tags=tags,
                 ),
             )

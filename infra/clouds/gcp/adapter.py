@@ -15,7 +15,7 @@ from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait_for_shared_dir
 from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import StorageWiring
+from components.wiring import WORKING_DIRS, StorageWiring
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 from infra import kuberay_release
 from infra.clouds.adapter import (
@@ -325,6 +325,11 @@ class GcpAdapter(CloudAdapter):
                     project=block.project,
                     location=b.location or region_of(cluster.location),
                     noncurrent_version_days=storage.artifact_bucket.noncurrent_version_days,
+                    expiring_prefixes={
+                        f"{settings.bucket_prefix}/{WORKING_DIRS}/": (
+                            storage.artifact_bucket.working_dir_expiry_days
+                        )
+                    },
                     soft_delete_days=b.soft_delete_days,
                     abort_multipart_days=b.abort_multipart_days,
                     service_agent=cluster.storage_service_agent,
