@@ -37,6 +37,9 @@ class StackOutputs:
     """True when the stack exports `authTokenCommand`, i.e. the cluster wants a token."""
     port_forward_command: str | None
     """The stack's `dashboardPortForward`, quoted in "how to follow the job" hints."""
+    shared_packages: tuple[str, ...] = ()
+    """Requirements the cluster installs onto the shared file system (on PYTHONPATH, ahead of a
+    job's pip/uv environment); empty for stacks that predate the output."""
 
 
 def _pulumi() -> str:
@@ -135,6 +138,13 @@ def load(
     if not isinstance(runtime_env, dict):
         raise SubmitError(Exit.OUTPUTS, f"output 'runtimeEnv' of {source} is not a JSON object")
     need_cluster = address is None
+    shared_text = _text(raw, "sharedPackages", source, required=False) or "[]"
+    try:
+        shared = json.loads(shared_text)
+    except ValueError:
+        shared = None
+    if not isinstance(shared, list) or not all(isinstance(p, str) for p in shared):
+        raise SubmitError(Exit.OUTPUTS, f"output 'sharedPackages' of {source} is not a JSON list")
     return StackOutputs(
         source=source,
         mode=mode,
@@ -145,4 +155,5 @@ def load(
         ray_address=_text(raw, "rayAddress", source, required=False),
         token_auth=_text(raw, "authTokenCommand", source, required=False) is not None,
         port_forward_command=_text(raw, "dashboardPortForward", source, required=False),
+        shared_packages=tuple(shared),
     )

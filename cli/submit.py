@@ -40,7 +40,7 @@ EPILOG = """\
 exit codes:
   0    the job SUCCEEDED (or --dry-run printed its plan)
   1    the job FAILED (including a runtime_env that could not be set up)
-  2    bad command line
+  2    bad command line (also: --pip/--uv naming one of the stack's shared packages)
   3    stack outputs missing or malformed (or no Pulumi CLI)
   4    working directory over --max-size (or missing)
   5    bucket unreachable, missing, or refused the upload
@@ -128,6 +128,34 @@ def _merge_packages(env: dict[str, Any], key: str, extra: list[str]) -> None:
         )
 
 
+_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def requirement_name(req: str) -> str | None:
+    """The project a requirement names, normalized (PEP 503); None for a URL or a path. (The
+    program's own copy is infra/settings/values.py: the CLI ships without it.)"""
+    if "://" in req.split("@", 1)[0] or req.lstrip().startswith(("-", ".", "/")):
+        return None
+    match = _NAME.match(req)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
+
+
+def refuse_shared(stack: outputs.StackOutputs, pip: list[str], uv: list[str]) -> None:
+    """A shared package is on PYTHONPATH, ahead of the job's environment: `--pip` for one
+    would install a copy that never loads, so the job would run with the old version."""
+    shared = {n: req for req in stack.shared_packages if (n := requirement_name(req))}
+    for flag, reqs in (("pip", pip), ("uv", uv)):
+        for req in reqs:
+            name = requirement_name(req)
+            if name in shared:
+                raise SubmitError(
+                    Exit.USAGE,
+                    f"--{flag} {req} refused: {name} is a shared package of {stack.source} "
+                    f"({shared[name]}, on PYTHONPATH ahead of the job's environment, so it would "
+                    "load instead); ask for the version in ray.sharedPackages, or drop the flag",
+                )
+
+
 def runtime_env_for(
     stack: outputs.StackOutputs, working_dir_uri: str, pip: list[str], uv: list[str]
 ) -> dict[str, Any]:
@@ -141,6 +169,7 @@ def runtime_env_for(
                 f"{' and '.join(asked)} refused: {stack.source} is prod, where packages come "
                 "from the image; bake them into it (code via the working_dir zip is fine)",
             )
+    refuse_shared(stack, pip, uv)
     env: dict[str, Any] = copy.deepcopy(stack.runtime_env)
     # The stack's `excludes` were applied when zipping; Ray ignores them for a remote URI.
     env.pop("excludes", None)
@@ -270,8 +299,10 @@ def run(args: argparse.Namespace, entrypoint: list[str]) -> Exit:
         stack=args.stack, outputs_file=args.outputs, bucket=args.bucket, address=address
     )
     where = buckets.parse(stack.bucket_uri)
-    if stack.mode == "prod":  # refuse before any packaging work
+    # Refuse before any packaging work.
+    if stack.mode == "prod":
         runtime_env_for(stack, "", args.pip, args.uv)
+    refuse_shared(stack, args.pip, args.uv)
     with tempfile.TemporaryDirectory(prefix="ray-platform-") as tmp:
         stack_excludes = stack.runtime_env.get("excludes") or []
         if not isinstance(stack_excludes, list):

@@ -6,6 +6,8 @@ the adapter brings the provider, storage, identity and its own outputs.
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -162,6 +164,8 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         "dashboardPortForward": cluster.dashboard_port_forward,
         "rayAddress": f"http://127.0.0.1:{DASHBOARD_PORT}",
         "runtimeEnv": runtime_env_json(config.runtime_env),
+        # `ray-platform submit` refuses --pip/--uv for these (they would never load).
+        "sharedPackages": json.dumps(list(config.shared_packages)),
         **storage.outputs,
     }
     head_pod = (

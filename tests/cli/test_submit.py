@@ -351,3 +351,53 @@ def test_relay_keeps_why_a_connection_could_not_be_opened() -> None:
         assert relay.last_error is not None and "pods/portforward" in relay.last_error
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("flag", ["--pip", "--uv"])
+def test_a_shared_package_cannot_be_overridden_per_job(
+    tmp_path: Path, run_submit: Submit, flag: str
+) -> None:
+    """A shared package is on PYTHONPATH, ahead of the job's environment: the job would run the
+    shared version, silently. Refused before anything is packed or uploaded."""
+    outputs = write_outputs(
+        tmp_path / "o.json", sharedPackages=json.dumps(["scikit-learn==1.5.2", "tabulate"])
+    )
+    root = _project(tmp_path / "proj")
+    env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{closed_port()}"}
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), flag, "Scikit_Learn==1.6.1"]
+    r = run_submit([*argv, "--", "python", "main.py"], env)
+    assert r.code == Exit.USAGE
+    assert r.error_lines == [
+        f"ray-platform submit: {flag} Scikit_Learn==1.6.1 refused: scikit-learn is a shared "
+        f"package of {outputs} (scikit-learn==1.5.2, on PYTHONPATH ahead of the job's "
+        "environment, so it would load instead); ask for the version in ray.sharedPackages, "
+        "or drop the flag"
+    ]
+    assert "uploading" not in r.err
+    other = run_submit(
+        ["--outputs", str(outputs), "--working-dir", str(root), flag, "scikit-image==0.24.0",
+         "--dry-run", "--", "python", "main.py"], env,
+    )  # fmt: skip
+    assert other.code == Exit.SUCCEEDED, other.err
+
+
+def test_a_stack_without_the_shared_packages_output_is_not_checked(
+    tmp_path: Path, run_submit: Submit
+) -> None:
+    outputs = write_outputs(tmp_path / "o.json")  # a stack deployed before the output existed
+    root = _project(tmp_path / "proj")
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--pip", "scikit-learn"]
+    assert run_submit([*argv, "--dry-run", "--", "python"]).code == Exit.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "req",
+    ["Scikit_Learn==1.5", "scikit.learn[tests]>=1", "  rich ", "torch==2.5.1+cu121",
+     "mylib @ git+https://github.com/acme/mylib@v1", "https://x/y.whl", "./wheels/a.whl", "-e ."],
+)  # fmt: skip
+def test_the_cli_names_requirements_as_the_settings_do(req: str) -> None:
+    """Two copies (the CLI ships without infra/): they must agree on every spelling."""
+    from cli.submit import requirement_name as cli_name
+    from infra.settings.values import requirement_name
+
+    assert cli_name(req) == requirement_name(req)

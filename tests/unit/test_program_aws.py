@@ -815,6 +815,15 @@ def test_prod_retains_the_file_system_guards() -> None:
         assert reg.protect and reg.retain_on_delete, typ
 
 
+def test_shared_packages_are_a_stack_output_for_the_cli() -> None:
+    """`ray-platform submit` refuses --pip for these: it reads them from the stack."""
+    assert json.loads(cached_run("dev").outputs["sharedPackages"]) == [
+        "scikit-learn==1.5.2",
+        "jupyterlab==4.6.6",
+    ]
+    assert json.loads(cached_run("prod").outputs["sharedPackages"]) == []
+
+
 def test_working_dir_zips_expire_under_the_stacks_prefix(aws_run: ProgramRun) -> None:
     """`ray-platform submit` uploads a zip per code change and never deletes one: they expire
     (storage.artifactBucket.workingDirExpiryDays, default 30), only under the stack's
