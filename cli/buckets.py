@@ -7,6 +7,7 @@ a MinIO (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, read by boto3 itself) or a 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ def _unreachable(where: BucketUri, e: BaseException) -> SubmitError:
 
 
 class _S3:
-    def __init__(self, where: BucketUri) -> None:
+    def __init__(self, where: BucketUri, endpoint: str | None = None) -> None:
         import boto3  # type: ignore[import-untyped,unused-ignore]
         from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
 
@@ -70,7 +71,11 @@ class _S3:
         # Few, short retries: an unreachable endpoint should fail in seconds, not minutes.
         config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2})
         # A fresh session: boto3's default one caches the credentials it resolved first.
-        self._client: Any = boto3.session.Session().client("s3", config=config)
+        # The stack's own S3-compatible endpoint, unless the environment names one.
+        named = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        self._client: Any = boto3.session.Session().client(
+            "s3", config=config, endpoint_url=None if named else endpoint
+        )
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
@@ -163,6 +168,7 @@ class _GCS:
             raise _unreachable(self._where, e) from None
 
 
-def open_bucket(where: BucketUri) -> Bucket:
-    """The client for `where`'s scheme."""
-    return _S3(where) if where.scheme == "s3" else _GCS(where)
+def open_bucket(where: BucketUri, endpoint: str | None = None) -> Bucket:
+    """The client for `where`'s scheme; `endpoint`: an S3-compatible store's URL (the stack's
+    `objectStoreEndpoint`), used when AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL are unset."""
+    return _S3(where, endpoint) if where.scheme == "s3" else _GCS(where)

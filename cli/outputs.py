@@ -1,4 +1,9 @@
-"""The stack outputs `submit` needs, read from Pulumi or from a JSON file of the same shape."""
+"""The stack outputs `submit` needs, read from Pulumi or from a JSON file of the same shape.
+
+The `local` stack lives where `tools/up` keeps it: a file backend under the project's cache
+(`<cache>/state/`, the engine's working copy of the project in `<cache>/state/project/`). With no
+`PULUMI_BACKEND_URL` of the user's, `--stack local` reads it there, so it needs no Pulumi login.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,11 @@ from typing import Any
 from cli.errors import Exit, SubmitError
 
 MODES = ("dev", "prod")
+LOCAL_STACK = "local"
+"""The stack `tools/up` deploys, into its own file backend."""
+LOCAL_PASSPHRASE = "ray-platform-local"
+"""The passphrase `tools/up` gives that backend unless PULUMI_CONFIG_PASSPHRASE is set (the
+same value as tools/engine.py's LOCAL_PASSPHRASE: the CLI ships without tools/)."""
 
 
 @dataclass(frozen=True)
@@ -23,8 +33,9 @@ class StackOutputs:
     """Where the values came from (`stack dev`, `outputs.json`), for error messages."""
     mode: str
     """`dev` or `prod`: prod refuses package installs in the runtime_env."""
-    bucket_uri: str
-    """`s3://bucket/prefix` or `gs://bucket/prefix`; zips go under `<prefix>/working_dirs/`."""
+    bucket_uri: str | None
+    """`s3://bucket/prefix` or `gs://bucket/prefix`; zips go under `<prefix>/working_dirs/`.
+    None: the stack has no bucket (e.g. kind); the zip goes through the dashboard instead."""
     runtime_env: dict[str, Any]
     """The stack's default runtime_env, extended per submit."""
     namespace: str | None
@@ -37,6 +48,20 @@ class StackOutputs:
     """True when the stack exports `authTokenCommand`, i.e. the cluster wants a token."""
     port_forward_command: str | None
     """The stack's `dashboardPortForward`, quoted in "how to follow the job" hints."""
+    object_store_endpoint: str | None = None
+    """An S3-compatible store's URL (the local stack's `objectStoreEndpoint`), used for the
+    bucket unless AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL say otherwise."""
+    shared_packages: tuple[str, ...] = ()
+    """Requirements the cluster installs onto the shared file system (on PYTHONPATH, ahead of a
+    job's pip/uv environment); empty for stacks that predate the output."""
+
+
+def cache_root() -> Path:
+    """The project's cache: the rule of infra/cache.py (not imported: cli/ ships alone)."""
+    root = os.environ.get("RAY_PLATFORM_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-platform"
+    )
+    return Path(root).expanduser()
 
 
 def _pulumi() -> str:
@@ -44,11 +69,8 @@ def _pulumi() -> str:
     if found:
         return found
     # The project builds its own CLI into the cache (tools/build.py); data scientists may have
-    # only that one. Same location rule as infra/cache.py (not imported: cli/ ships alone).
-    root = os.environ.get("RAY_PLATFORM_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-platform"
-    )
-    built = Path(root).expanduser() / "bin" / "current" / "pulumi"
+    # only that one.
+    built = cache_root() / "bin" / "current" / "pulumi"
     if built.is_file() and os.access(built, os.X_OK):
         return str(built)
     raise SubmitError(
@@ -58,11 +80,43 @@ def _pulumi() -> str:
     )
 
 
+def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
+    """For `local` with no backend of the user's: the environment and directory that read the
+    file backend `tools/up` keeps (as tools/engine.py sets them for the engine). None otherwise:
+    the user's own Pulumi login or PULUMI_BACKEND_URL decides."""
+    if stack != LOCAL_STACK or os.environ.get("PULUMI_BACKEND_URL"):
+        return None
+    state = cache_root() / "state"
+    project = state / "project"
+    if not (state / ".pulumi").is_dir() or not (project / "Pulumi.yaml").exists():
+        raise SubmitError(
+            Exit.OUTPUTS,
+            f"stack local has no state in {state}, where tools/up keeps it: run tools/up first "
+            "(or set PULUMI_BACKEND_URL to the backend you deployed it to)",
+        )
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": state.resolve().as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
+        "PULUMI_HOME": str(state.resolve() / ".pulumi-home"),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+    return env, project
+
+
 def _from_pulumi(stack: str) -> dict[str, Any]:
     cmd = [_pulumi(), "stack", "output", "--json", "--show-secrets", "--stack", stack]
+    # The engine's working copy holds Pulumi.yaml and the stack file (its secrets' salt).
+    env, cwd = local_backend(stack) or (None, None)
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120
+            cmd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            env=env,
+            cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SubmitError(
@@ -122,8 +176,7 @@ def load(
     mode = _text(raw, "mode", source, required=True)
     if mode not in MODES:
         raise SubmitError(Exit.OUTPUTS, f"output 'mode' of {source} is {mode!r}, not dev or prod")
-    bucket_uri = bucket or _text(raw, "bucketUri", source, required=True)
-    assert bucket_uri is not None
+    bucket_uri = bucket or _text(raw, "bucketUri", source, required=False)
     env_text = _text(raw, "runtimeEnv", source, required=True)
     assert env_text is not None
     try:
@@ -135,6 +188,13 @@ def load(
     if not isinstance(runtime_env, dict):
         raise SubmitError(Exit.OUTPUTS, f"output 'runtimeEnv' of {source} is not a JSON object")
     need_cluster = address is None
+    shared_text = _text(raw, "sharedPackages", source, required=False) or "[]"
+    try:
+        shared = json.loads(shared_text)
+    except ValueError:
+        shared = None
+    if not isinstance(shared, list) or not all(isinstance(p, str) for p in shared):
+        raise SubmitError(Exit.OUTPUTS, f"output 'sharedPackages' of {source} is not a JSON list")
     return StackOutputs(
         source=source,
         mode=mode,
@@ -145,4 +205,6 @@ def load(
         ray_address=_text(raw, "rayAddress", source, required=False),
         token_auth=_text(raw, "authTokenCommand", source, required=False) is not None,
         port_forward_command=_text(raw, "dashboardPortForward", source, required=False),
+        object_store_endpoint=_text(raw, "objectStoreEndpoint", source, required=False),
+        shared_packages=tuple(shared),
     )

@@ -158,8 +158,15 @@ def check_size(root: Path, files: list[tuple[str, Path, int]], max_size: int) ->
     )
 
 
-def build(root: Path, excludes: list[str], max_size: int, work_dir: Path) -> Package:
-    """Collect, check the size limit, write the zip into `work_dir` and hash it."""
+def build(
+    root: Path, excludes: list[str], max_size: int, work_dir: Path, *, wrap: bool = True
+) -> Package:
+    """Collect, check the size limit, write the zip into `work_dir` and hash it.
+
+    `wrap`: every entry under one top-level directory, for a bucket URI (Ray strips it from a
+    remote zip). A package uploaded through the dashboard (`gcs://`) is unpacked as it is, so it
+    is written without one.
+    """
     files = collect(root, excludes)
     check_size(root.resolve(), files, max_size)
     fd, tmp = tempfile.mkstemp(suffix=".zip", dir=work_dir)
@@ -167,7 +174,7 @@ def build(root: Path, excludes: list[str], max_size: int, work_dir: Path) -> Pac
     path = Path(tmp)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for rel, src, _ in files:
-            info = zipfile.ZipInfo(f"{TOP}/{rel}", date_time=_EPOCH)
+            info = zipfile.ZipInfo(f"{TOP}/{rel}" if wrap else rel, date_time=_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             executable = os.access(src, os.X_OK)
             info.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16

@@ -3,8 +3,9 @@
     ray-platform submit --stack dev -- python train.py
 
 Reads the stack's outputs, zips the working directory (named by its content hash), uploads it
-to `<bucketUri>/working_dirs/<hash>.zip` unless it is already there, submits the entrypoint with
-the stack's runtime_env plus that `working_dir`, streams the logs and exits with the job's
+to `<bucketUri>/working_dirs/<hash>.zip` unless it is already there (a stack without a bucket:
+through the Ray dashboard instead, Ray's own `gcs://` package upload), submits the entrypoint
+with the stack's runtime_env plus that `working_dir`, streams the logs and exits with the job's
 status. Exit codes: see `cli.errors.Exit` (and `--help`).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import re
@@ -31,13 +33,16 @@ from cli import buckets, outputs, package
 from cli.errors import Exit, SubmitError
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+WORKING_DIRS = "working_dirs"
+"""Under the bucket prefix: the zips. The stack expires them (components/wiring.py's
+WORKING_DIRS, storage.artifactBucket.workingDirExpiryDays); a later submit uploads again."""
 _INSTALLERS = ("pip", "uv", "conda")
 
 EPILOG = """\
 exit codes:
   0    the job SUCCEEDED (or --dry-run printed its plan)
   1    the job FAILED (including a runtime_env that could not be set up)
-  2    bad command line
+  2    bad command line (also: --pip/--uv naming one of the stack's shared packages)
   3    stack outputs missing or malformed (or no Pulumi CLI)
   4    working directory over --max-size (or missing)
   5    bucket unreachable, missing, or refused the upload
@@ -125,6 +130,34 @@ def _merge_packages(env: dict[str, Any], key: str, extra: list[str]) -> None:
         )
 
 
+_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def requirement_name(req: str) -> str | None:
+    """The project a requirement names, normalized (PEP 503); None for a URL or a path. (The
+    program's own copy is infra/settings/values.py: the CLI ships without it.)"""
+    if "://" in req.split("@", 1)[0] or req.lstrip().startswith(("-", ".", "/")):
+        return None
+    match = _NAME.match(req)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
+
+
+def refuse_shared(stack: outputs.StackOutputs, pip: list[str], uv: list[str]) -> None:
+    """A shared package is on PYTHONPATH, ahead of the job's environment: `--pip` for one
+    would install a copy that never loads, so the job would run with the old version."""
+    shared = {n: req for req in stack.shared_packages if (n := requirement_name(req))}
+    for flag, reqs in (("pip", pip), ("uv", uv)):
+        for req in reqs:
+            name = requirement_name(req)
+            if name in shared:
+                raise SubmitError(
+                    Exit.USAGE,
+                    f"--{flag} {req} refused: {name} is a shared package of {stack.source} "
+                    f"({shared[name]}, on PYTHONPATH ahead of the job's environment, so it would "
+                    "load instead); ask for the version in ray.sharedPackages, or drop the flag",
+                )
+
+
 def runtime_env_for(
     stack: outputs.StackOutputs, working_dir_uri: str, pip: list[str], uv: list[str]
 ) -> dict[str, Any]:
@@ -138,6 +171,7 @@ def runtime_env_for(
                 f"{' and '.join(asked)} refused: {stack.source} is prod, where packages come "
                 "from the image; bake them into it (code via the working_dir zip is fine)",
             )
+    refuse_shared(stack, pip, uv)
     env: dict[str, Any] = copy.deepcopy(stack.runtime_env)
     # The stack's `excludes` were applied when zipping; Ray ignores them for a remote URI.
     env.pop("excludes", None)
@@ -260,15 +294,24 @@ def _follow_hint(job_id: str, address: str, forwarded: bool, stack: outputs.Stac
     )
 
 
+def ray_package_uri(path: Path) -> str:
+    """The `gcs://` URI Ray's Job Submission client gives a local zip it uploads (content
+    addressed: ray/_private/runtime_env/packaging.py, get_uri_for_package)."""
+    return f"gcs://_ray_pkg_{hashlib.sha1(path.read_bytes()).hexdigest()}.zip"
+
+
 def run(args: argparse.Namespace, entrypoint: list[str]) -> Exit:
     """Everything after argument parsing; raises SubmitError for every user-facing failure."""
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     stack = outputs.load(
         stack=args.stack, outputs_file=args.outputs, bucket=args.bucket, address=address
     )
-    where = buckets.parse(stack.bucket_uri)
-    if stack.mode == "prod":  # refuse before any packaging work
+    where = buckets.parse(stack.bucket_uri) if stack.bucket_uri else None
+    # Refuse before any packaging work.
+    if stack.mode == "prod":
         runtime_env_for(stack, "", args.pip, args.uv)
+    refuse_shared(stack, args.pip, args.uv)
+    # The zip lives until the job is submitted: without a bucket, the client uploads it then.
     with tempfile.TemporaryDirectory(prefix="ray-platform-") as tmp:
         stack_excludes = stack.runtime_env.get("excludes") or []
         if not isinstance(stack_excludes, list):
@@ -276,20 +319,51 @@ def run(args: argparse.Namespace, entrypoint: list[str]) -> Exit:
                 Exit.OUTPUTS, f"runtime_env 'excludes' of {stack.source} is not a list"
             )
         excludes = [*map(str, stack_excludes), *args.exclude]
-        pkg = package.build(args.working_dir, excludes, args.max_size, Path(tmp))
-        key = where.key("working_dirs", pkg.name)
-        uri = where.uri(key)
-        env = runtime_env_for(stack, uri, args.pip, args.uv)
-        if args.dry_run:
-            print(json.dumps(env, indent=2, sort_keys=True))
-            print(
-                f"would upload {pkg.files} files ({package.human_size(pkg.size)}) from "
-                f"{args.working_dir.resolve()} to {uri} (skipped if already there), then run: "
-                f"{shlex.join(entrypoint)}"
+        pkg = package.build(
+            args.working_dir, excludes, args.max_size, Path(tmp), wrap=where is not None
+        )
+        source = (
+            f"{pkg.files} files ({package.human_size(pkg.size)}) from {args.working_dir.resolve()}"
+        )
+        if where is None:
+            # No bucket (a cluster without one, e.g. kind): Ray's own package upload through the
+            # dashboard, which stores the zip in the cluster (gcs://) under its content hash.
+            uri = ray_package_uri(pkg.path)
+            _say(
+                f"{stack.source} has no bucket (no bucketUri): shipping the working directory "
+                f"through the Ray dashboard instead, as {uri}"
             )
-            return Exit.SUCCEEDED
-        _upload(buckets.open_bucket(where), pkg, key, uri)
+            env = runtime_env_for(stack, str(pkg.path), args.pip, args.uv)
+            if args.dry_run:
+                print(json.dumps({**env, "working_dir": uri}, indent=2, sort_keys=True))
+                print(
+                    f"would upload {source} through the Ray dashboard as {uri} (skipped if "
+                    f"already there), then run: {shlex.join(entrypoint)}"
+                )
+                return Exit.SUCCEEDED
+        else:
+            key = where.key(WORKING_DIRS, pkg.name)
+            uri = where.uri(key)
+            env = runtime_env_for(stack, uri, args.pip, args.uv)
+            if args.dry_run:
+                print(json.dumps(env, indent=2, sort_keys=True))
+                print(
+                    f"would upload {source} to {uri} (skipped if already there), then run: "
+                    f"{shlex.join(entrypoint)}"
+                )
+                return Exit.SUCCEEDED
+            _upload(buckets.open_bucket(where, stack.object_store_endpoint), pkg, key, uri)
+        return _submit(args, entrypoint, stack, env, address)
 
+
+def _submit(
+    args: argparse.Namespace,
+    entrypoint: list[str],
+    stack: outputs.StackOutputs,
+    env: dict[str, Any],
+    address: str | None,
+) -> Exit:
+    """Submit through the dashboard (forwarded unless `address`), follow, map the status."""
     from ray.exceptions import AuthenticationError
 
     token = _token(stack)

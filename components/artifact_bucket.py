@@ -25,7 +25,34 @@ class ArtifactBucketArgs:
     abort_multipart_days: int = 7
     noncurrent_version_days: int = 30
     """Overwritten and deleted object versions are kept this long, then expire."""
+    expiring_prefixes: Mapping[str, int] = field(default_factory=dict)
+    """Key prefix → days after which its objects expire (working-directory zips)."""
     tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def _expiry_rules(prefixes: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Per prefix: current objects expire after its days (versioning turns them into noncurrent
+    versions, which expire-noncurrent-versions then removes), and the delete markers left with
+    no version behind them go too."""
+    rules: list[dict[str, Any]] = []
+    for i, (prefix, days) in enumerate(sorted(prefixes.items())):
+        rules.append(
+            {
+                "id": f"expire-prefix-{i}",
+                "status": "Enabled",
+                "filter": {"prefix": prefix},
+                "expiration": {"days": days},
+            }
+        )
+        rules.append(
+            {
+                "id": f"expire-prefix-{i}-markers",
+                "status": "Enabled",
+                "filter": {"prefix": prefix},
+                "expiration": {"expired_object_delete_marker": True},
+            }
+        )
+    return rules
 
 
 class ArtifactBucket(pulumi.ComponentResource):
@@ -99,29 +126,26 @@ class ArtifactBucket(pulumi.ComponentResource):
             versioning_configuration={"status": "Enabled"},
             opts=guard,
         )
+        rules: list[Any] = [
+            {
+                "id": "abort-incomplete-multipart-uploads",
+                "status": "Enabled",
+                "filter": {},
+                "abort_incomplete_multipart_upload": {
+                    "days_after_initiation": args.abort_multipart_days
+                },
+            },
+            {
+                # Versioning keeps every overwrite; without this the bucket only grows.
+                "id": "expire-noncurrent-versions",
+                "status": "Enabled",
+                "filter": {},
+                "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days},
+            },
+        ]
+        rules.extend(_expiry_rules(args.expiring_prefixes))
         aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "id": "abort-incomplete-multipart-uploads",
-                    "status": "Enabled",
-                    "filter": {},
-                    "abort_incomplete_multipart_upload": {
-                        "days_after_initiation": args.abort_multipart_days
-                    },
-                },
-                {
-                    # Versioning keeps every overwrite; without this the bucket only grows.
-                    "id": "expire-noncurrent-versions",
-                    "status": "Enabled",
-                    "filter": {},
-                    "noncurrent_version_expiration": {
-                        "noncurrent_days": args.noncurrent_version_days
-                    },
-                },
-            ],
-            opts=guard,
+            f"{name}-lifecycle", bucket=bucket.id, rules=rules, opts=guard
         )
         aws.s3.BucketPolicy(
             f"{name}-tls-only",

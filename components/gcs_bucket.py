@@ -21,6 +21,9 @@ class GcsBucketArgs:
     location: str
     """A region (the cluster's): the key ring, when there is one, lives there too."""
     noncurrent_version_days: int = 30
+    expiring_prefixes: Mapping[str, int] = field(default_factory=dict)
+    """Key prefix → days after which its live objects are deleted (working-directory zips;
+    versioning keeps them noncurrent for noncurrent_version_days more)."""
     soft_delete_days: int = 7
     abort_multipart_days: int = 7
     service_agent: str | None = None
@@ -103,6 +106,17 @@ class GcsBucket(pulumi.ComponentResource):
                     "action": {"type": "AbortIncompleteMultipartUpload"},
                     "condition": {"age": args.abort_multipart_days},
                 },
+                *(
+                    {
+                        "action": {"type": "Delete"},
+                        "condition": {
+                            "age": days,
+                            "matches_prefixes": [prefix],
+                            "with_state": "LIVE",
+                        },
+                    }
+                    for prefix, days in sorted(args.expiring_prefixes.items())
+                ),
             ],
             encryption=encryption,
             force_destroy=args.force_destroy,

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     import pulumi
 
 SHARED_VOLUME = "shared"
+WORKING_DIRS = "working_dirs"
+"""Where `ray-platform submit` puts working-directory zips under the stack's bucket prefix
+(cli/submit.py names it too: the CLI ships without this package)."""
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "pulumi"}
 """Labels on every Kubernetes object this program creates."""
 

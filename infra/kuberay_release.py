@@ -15,6 +15,7 @@ import os
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -119,3 +120,29 @@ def raycluster_schema(version: str, api_version: str = "v1") -> dict[str, Any]:
         if v["name"] == api_version:
             return dict(v["schema"]["openAPIV3Schema"])
     raise ReleaseError(f"KubeRay v{version} RayCluster CRD has no version {api_version}")
+
+
+def served_schema(crd: Mapping[str, Any], api_version: str = "v1") -> dict[str, Any] | None:
+    """The `openAPIV3Schema` a CRD object (from a release or a live cluster) serves at
+    `api_version`, or None when it does not serve that version."""
+    for v in (crd.get("spec") or {}).get("versions") or []:
+        if v.get("name") == api_version and v.get("served", True):
+            schema = (v.get("schema") or {}).get("openAPIV3Schema")
+            return dict(schema) if isinstance(schema, Mapping) else None
+    return None
+
+
+def missing_fields(schema: Mapping[str, Any], needs: Mapping[str, str | None]) -> list[str]:
+    """Of `needs` (dotted path → a value its enum must allow, or None), the paths `schema` does
+    not declare (the API server would prune them) or whose enum refuses the value."""
+    missing = []
+    for dotted, value in needs.items():
+        node: Any = schema
+        for part in dotted.split("."):
+            node = ((node or {}).get("properties") or {}).get(part)
+            if node is None:
+                break
+        enum = node.get("enum") if isinstance(node, Mapping) else None
+        if node is None or (value is not None and enum is not None and value not in enum):
+            missing.append(dotted if node is None else f"{dotted}={value}")
+    return missing

@@ -6,6 +6,7 @@ the adapter brings the provider, storage, identity and its own outputs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import pulumi
@@ -191,6 +192,8 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         "dashboardPortForward": cluster.dashboard_port_forward,
         "rayAddress": f"http://127.0.0.1:{DASHBOARD_PORT}",
         "runtimeEnv": runtime_env_json(config.runtime_env),
+        # `ray-platform submit` refuses --pip/--uv for these (they would never load).
+        "sharedPackages": json.dumps(list(config.shared_packages)),
         **storage.outputs,
     }
     head_pod = (

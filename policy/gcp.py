@@ -5,9 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from pulumi_policy import Policy, ReportViolation, ResourceValidationArgs
+from pulumi_policy import Policy, ReportViolation, ResourceValidationArgs, StackValidationArgs
 
-from policy.common import PROD, CannotCheck, as_list, mode, path, resource_rule
+from policy.common import (
+    PROD,
+    CannotCheck,
+    as_list,
+    linked,
+    mode,
+    of_type,
+    path,
+    resource_rule,
+    stack_rule,
+)
 
 BUCKET = "gcp:storage/bucket:Bucket"
 FILESTORE = "gcp:filestore/instance:Instance"
@@ -16,6 +26,9 @@ BUCKET_IAM_BINDING = "gcp:storage/bucketIAMBinding:BucketIAMBinding"
 BUCKET_IAM_POLICY = "gcp:storage/bucketIAMPolicy:BucketIAMPolicy"
 BUCKET_ACL = "gcp:storage/bucketAccessControl:BucketAccessControl"
 OBJECT_ACL = "gcp:storage/defaultObjectAccessControl:DefaultObjectAccessControl"
+BACKUP_PLAN = "gcp:backupdisasterrecovery/backupPlan:BackupPlan"
+BACKUP_PLAN_ASSOCIATION = "gcp:backupdisasterrecovery/backupPlanAssociation:BackupPlanAssociation"
+FILESTORE_RESOURCE_TYPE = "file.googleapis.com/Instance"
 PUBLIC = ("allUsers", "allAuthenticatedUsers")
 
 
@@ -75,6 +88,40 @@ def _filestore(args: ResourceValidationArgs, report: ReportViolation) -> None:
         report("a prod Filestore instance lacks deletionProtectionEnabled", None)
 
 
+def _filestore_backups(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Each prod Filestore instance is associated with a Backup and DR plan that has a
+    scheduled rule with a retention (the GCP side of `efs-backups-prod`)."""
+    if mode(args) != PROD:
+        return
+    plans = of_type(args.resources, BACKUP_PLAN)
+    associations = [
+        a
+        for a in of_type(args.resources, BACKUP_PLAN_ASSOCIATION)
+        if a.props.get("resourceType") == FILESTORE_RESOURCE_TYPE
+    ]
+    for fs in of_type(args.resources, FILESTORE):
+        mine = [a for a in associations if linked(a, fs, "resource")]
+        if not mine:
+            report(f"prod Filestore instance {fs.name} has no backup plan association", fs.urn)
+            continue
+        scheduled = [
+            p
+            for p in plans
+            if any(linked(a, p, "backupPlan") for a in mine)
+            and any(
+                path(rule, "standardSchedule", "recurrenceType")
+                and (path(rule, "backupRetentionDays") or 0) > 0
+                for rule in as_list(p.props.get("backupRules"))
+            )
+        ]
+        if not scheduled:
+            report(
+                f"prod Filestore instance {fs.name} is associated with no backup plan that has "
+                "a scheduled rule with a retention",
+                fs.urn,
+            )
+
+
 POLICIES: list[Policy] = [
     resource_rule(
         "gcs-uniform-access",
@@ -125,6 +172,14 @@ POLICIES: list[Policy] = [
         "Set deletion_protection_enabled=True on the gcp.filestore.Instance.",
         _filestore,
         types=[FILESTORE],
+        moded=True,
+    ),
+    stack_rule(
+        "filestore-backups-prod",
+        "Prod Filestore instances have scheduled backups (a Backup and DR plan with retention).",
+        "Associate the gcp.filestore.Instance with a gcp.backupdisasterrecovery.BackupPlan "
+        "(resourceType file.googleapis.com/Instance) that has a scheduled rule.",
+        _filestore_backups,
         moded=True,
     ),
 ]

@@ -14,6 +14,7 @@ STATEFUL = (
     "gcp:storage/bucket:Bucket",
     "gcp:kms/cryptoKey:CryptoKey",
     "gcp:filestore/instance:Instance",
+    "gcp:backupdisasterrecovery/backupVault:BackupVault",
 )
 
 
@@ -47,7 +48,8 @@ def _retained(args: StackValidationArgs, report: ReportViolation) -> None:
 POLICIES: list[Policy] = [
     stack_rule(
         "prod-stateful-protected",
-        "Stateful prod resources (file systems, buckets, keys, Filestore) are protected.",
+        "Stateful prod resources (file systems, buckets, keys, Filestore, backup vaults) are "
+        "protected.",
         "Register them with ResourceOptions(protect=True) in prod.",
         _protected,
         moded=True,

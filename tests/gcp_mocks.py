@@ -162,6 +162,25 @@ class GkeMocks(PlatformMocks):
             key = f"{name}-2a4c6e8"
             state.update(name=key)
             return f"{state['keyRing']}/cryptoKeys/{key}", state
+        if typ.startswith("gcp:backupdisasterrecovery/"):
+            # Backup and DR names: projects/P/locations/REGION/<collection>/<id>.
+            kind, key = {
+                "gcp:backupdisasterrecovery/backupVault:BackupVault": (
+                    "backupVaults",
+                    "backupVaultId",
+                ),
+                "gcp:backupdisasterrecovery/backupPlan:BackupPlan": (
+                    "backupPlans",
+                    "backupPlanId",
+                ),
+                "gcp:backupdisasterrecovery/backupPlanAssociation:BackupPlanAssociation": (
+                    "backupPlanAssociations",
+                    "backupPlanAssociationId",
+                ),
+            }[typ]
+            full = f"projects/{project}/locations/{state['location']}/{kind}/{state[key]}"
+            state.update(name=full)
+            return full, state
         if typ == "gcp:serviceaccount/account:Account":
             email = f"{state['accountId']}@{project}.iam.gserviceaccount.com"
             state.update(

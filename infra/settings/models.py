@@ -91,6 +91,11 @@ class ArtifactBucketSettings(Model):
     """Key prefix this stack may use; default: the stack name."""
     noncurrent_version_days: Days = Field(30, alias="noncurrentVersionDays")
     """The bucket is versioned; overwritten or deleted objects are kept this long."""
+    working_dir_expiry_days: Days = Field(30, alias="workingDirExpiryDays")
+    """`ray-platform submit` uploads each working directory as `<prefix>/working_dirs/<hash>.zip`
+    and reuses it while it exists; these expire this long after upload (then, versioned, after
+    noncurrentVersionDays more). A job (and a node it adds) must start within it: a later
+    submit uploads the zip again."""
 
 
 class StorageSettings(Model):

@@ -242,6 +242,42 @@ def shared_packages_valid(s: Settings, _: Path) -> list[str]:
     return errors
 
 
+def shared_package_names(s: Settings) -> dict[str, str]:
+    """Normalized name → requirement of every package the head installs onto the shared file
+    system (ray.sharedPackages, and JupyterLab when it is on)."""
+    requirements = list(s.ray.shared_packages)
+    if s.ray.jupyter.enabled:
+        requirements.append(f"jupyterlab=={s.ray.jupyter.version}")
+    return {name: req for req in requirements if (name := requirement_name(req))}
+
+
+def _installer_entries(value: object) -> list[str]:
+    """The requirements of a runtime_env `pip`/`uv` value (a list, or {packages: [...]})."""
+    packages = value.get("packages") if isinstance(value, dict) else value
+    return [p for p in packages if isinstance(p, str)] if isinstance(packages, list) else []
+
+
+def runtime_env_does_not_shadow_shared_packages(s: Settings, _: Path) -> list[str]:
+    """The shared packages are on PYTHONPATH, which comes before a job's pip/uv environment:
+    a runtime_env entry for one of them installs a copy that never loads."""
+    shared = shared_package_names(s)
+    errors = []
+    for key in ("pip", "uv"):
+        for entry in _installer_entries(s.ray.runtime_env.get(key)):
+            name = requirement_name(entry)
+            if name in shared:
+                errors.append(
+                    message(
+                        f"ray.runtimeEnv.{key}",
+                        entry,
+                        f"names {name}, a shared package ({shared[name]}): the shared copy is "
+                        "on PYTHONPATH, ahead of the job's environment, and would load instead; "
+                        "change its version in ray.sharedPackages, or drop it here",
+                    )
+                )
+    return errors
+
+
 def operator_has_own_namespace(s: Settings, _: Path) -> list[str]:
     if s.operator.namespace == s.kubernetes.namespace:
         return [
@@ -331,6 +367,7 @@ RULES: tuple[Rule, ...] = (
     jupyter_is_dev_only_and_tokened,
     shared_packages_valid,
     runtime_env_valid,
+    runtime_env_does_not_shadow_shared_packages,
     operator_has_own_namespace,
     cloud_block_rules,
 )

@@ -176,6 +176,18 @@ def _key_prefix(v: str) -> str:
     return v
 
 
+_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def requirement_name(req: str) -> str | None:
+    """The project a pip requirement names, normalized (PEP 503: `Scikit_Learn` →
+    `scikit-learn`); None for what names none (a URL, a path, an option)."""
+    if "://" in req.split("@", 1)[0] or req.lstrip().startswith(("-", ".", "/")):
+        return None
+    match = _NAME.match(req)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
+
+
 def is_requirement(req: str) -> bool:
     """A pip requirement the installer may pass on: valid PEP 508 (as pip's own parser,
     `packaging`, reads it: a version such as `==abc` or `~=2` is refused here, not by pip in the

@@ -92,10 +92,43 @@ def test_over_the_limit_names_the_biggest_entries(tmp_path: Path, run_submit: Su
 
 
 def test_missing_output_is_named(tmp_path: Path, run_submit: Submit) -> None:
-    outputs = write_outputs(tmp_path / "o.json", bucketUri=None)
+    outputs = write_outputs(tmp_path / "o.json", runtimeEnv=None)
     r = run_submit(["--outputs", str(outputs), "--", "python", "x.py"])
     assert r.code == 3  # Exit.OUTPUTS
-    assert r.error_lines == [f"ray-platform submit: {outputs} has no output 'bucketUri'"]
+    assert r.error_lines == [f"ray-platform submit: {outputs} has no output 'runtimeEnv'"]
+
+
+def test_without_a_bucket_the_zip_goes_through_the_dashboard(
+    tmp_path: Path, run_submit: Submit
+) -> None:
+    """A cluster without a bucket (kind): Ray's own package upload through the dashboard, said
+    in one line. Its gcs:// zip is unpacked as it is, so it has no top-level directory; the
+    URI is Ray's content-addressed name for it."""
+    outputs = write_outputs(tmp_path / "o.json", bucketUri=None)
+    root = _project(tmp_path / "proj")
+    env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{closed_port()}"}
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--dry-run"]
+    r = run_submit([*argv, "--", "python", "main.py"], env)
+    assert r.code == Exit.SUCCEEDED, r.err
+    pkg = package.build(root, [], package.DEFAULT_MAX_SIZE, tmp_path, wrap=False)
+    assert zipfile.ZipFile(pkg.path).namelist() == [
+        ".gitignore",
+        "main.py",
+        "pkg/.gitignore",
+        "pkg/__init__.py",
+        "pkg/model.py",
+    ]
+    from ray._private.runtime_env.packaging import get_uri_for_package
+
+    uri = get_uri_for_package(pkg.path)  # what Ray's client will upload it as
+    notes = [ln for ln in r.err.splitlines() if "no bucket" in ln]
+    assert notes == [
+        f"{outputs} has no bucket (no bucketUri): shipping the working directory through the "
+        f"Ray dashboard instead, as {uri}"
+    ]
+    printed, plan = r.out.rsplit("}\n", 1)
+    assert json.loads(printed + "}")["working_dir"] == uri
+    assert f"through the Ray dashboard as {uri}" in plan and "python main.py" in plan
 
 
 def test_missing_outputs_file_is_named(tmp_path: Path, run_submit: Submit) -> None:
@@ -121,6 +154,82 @@ def test_missing_stack_is_named(tmp_path: Path, run_submit: Submit) -> None:
     assert r.code == Exit.OUTPUTS
     assert len(r.error_lines) == 1, r.err
     assert "stack no-such-stack" in r.error_lines[0]
+
+
+@pytest.mark.e2e  # needs the Pulumi CLI, which the e2e tier builds
+def test_stack_local_works_from_a_shell_without_a_pulumi_login(
+    tmp_path: Path, run_submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real CLI against a file backend laid out as tools/up leaves it (state and the
+    engine's working copy under the cache), from a shell with no login, no backend variable,
+    no passphrase and a HOME Pulumi never saw: the outputs are read, nothing is written home."""
+    import subprocess
+
+    from tools.engine import LOCAL_PASSPHRASE
+
+    pulumi = bin_dir() / "pulumi"
+    assert pulumi.exists(), f"{pulumi} missing: run `python -m tools.build --only pulumi`"
+    state = tmp_path / "cache" / "state"
+    project = state / "project"
+    project.mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text("name: ray-platform\nruntime: python\n")
+    engine_env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": state.as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": LOCAL_PASSPHRASE,
+        "PULUMI_HOME": str(state / ".pulumi-home"),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+
+    def engine(*argv: str) -> str:
+        done = subprocess.run(
+            [str(pulumi), *argv], cwd=project, env=engine_env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    engine("stack", "init", "local")
+    deployment = json.loads(engine("stack", "export"))
+    deployment["deployment"]["resources"] = [
+        {
+            "urn": "urn:pulumi:local::ray-platform::pulumi:pulumi:Stack::ray-platform-local",
+            "custom": False,
+            "type": "pulumi:pulumi:Stack",
+            "outputs": {
+                "mode": "dev",
+                "runtimeEnv": json.dumps({"env_vars": {"RAY_PLATFORM_ENV": "local"}}),
+                "namespace": "ray",
+                "rayClusterName": "ray",
+                "sharedPackages": json.dumps(["tabulate==0.9.0"]),
+            },
+        }
+    ]
+    (tmp_path / "deployment.json").write_text(json.dumps(deployment))
+    engine("stack", "import", "--file", str(tmp_path / "deployment.json"))
+
+    for var in (
+        "PULUMI_BACKEND_URL",
+        "PULUMI_CONFIG_PASSPHRASE",
+        "PULUMI_HOME",
+        "PULUMI_ACCESS_TOKEN",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    env = {
+        "PATH": f"{bin_dir()}{os.pathsep}{os.environ['PATH']}",
+        "RAY_PLATFORM_CACHE": str(tmp_path / "cache"),
+        "RAY_ADDRESS": "http://127.0.0.1:1",
+    }
+    root = _project(tmp_path / "proj")
+    r = run_submit(
+        ["--stack", "local", "--working-dir", str(root), "--dry-run", "--", "python"], env
+    )
+    assert r.code == Exit.SUCCEEDED, r.err
+    assert json.loads(r.out.rsplit("}\n", 1)[0] + "}")["env_vars"] == {"RAY_PLATFORM_ENV": "local"}
+    refused = run_submit(["--stack", "local", "--pip", "tabulate", "--", "python"], env)
+    assert refused.code == Exit.USAGE and "tabulate is a shared package" in refused.err
+    assert not home.exists()
 
 
 def test_address_makes_namespace_and_cluster_optional(tmp_path: Path, run_submit: Submit) -> None:
@@ -351,3 +460,168 @@ def test_relay_keeps_why_a_connection_could_not_be_opened() -> None:
         assert relay.last_error is not None and "pods/portforward" in relay.last_error
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("flag", ["--pip", "--uv"])
+def test_a_shared_package_cannot_be_overridden_per_job(
+    tmp_path: Path, run_submit: Submit, flag: str
+) -> None:
+    """A shared package is on PYTHONPATH, ahead of the job's environment: the job would run the
+    shared version, silently. Refused before anything is packed or uploaded."""
+    outputs = write_outputs(
+        tmp_path / "o.json", sharedPackages=json.dumps(["scikit-learn==1.5.2", "tabulate"])
+    )
+    root = _project(tmp_path / "proj")
+    env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{closed_port()}"}
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), flag, "Scikit_Learn==1.6.1"]
+    r = run_submit([*argv, "--", "python", "main.py"], env)
+    assert r.code == Exit.USAGE
+    assert r.error_lines == [
+        f"ray-platform submit: {flag} Scikit_Learn==1.6.1 refused: scikit-learn is a shared "
+        f"package of {outputs} (scikit-learn==1.5.2, on PYTHONPATH ahead of the job's "
+        "environment, so it would load instead); ask for the version in ray.sharedPackages, "
+        "or drop the flag"
+    ]
+    assert "uploading" not in r.err
+    other = run_submit(
+        ["--outputs", str(outputs), "--working-dir", str(root), flag, "scikit-image==0.24.0",
+         "--dry-run", "--", "python", "main.py"], env,
+    )  # fmt: skip
+    assert other.code == Exit.SUCCEEDED, other.err
+
+
+def test_a_stack_without_the_shared_packages_output_is_not_checked(
+    tmp_path: Path, run_submit: Submit
+) -> None:
+    outputs = write_outputs(tmp_path / "o.json")  # a stack deployed before the output existed
+    root = _project(tmp_path / "proj")
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--pip", "scikit-learn"]
+    assert run_submit([*argv, "--dry-run", "--", "python"]).code == Exit.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "req",
+    ["Scikit_Learn==1.5", "scikit.learn[tests]>=1", "  rich ", "torch==2.5.1+cu121",
+     "mylib @ git+https://github.com/acme/mylib@v1", "https://x/y.whl", "./wheels/a.whl", "-e ."],
+)  # fmt: skip
+def test_the_cli_names_requirements_as_the_settings_do(req: str) -> None:
+    """Two copies (the CLI ships without infra/): they must agree on every spelling."""
+    from cli.submit import requirement_name as cli_name
+    from infra.settings.values import requirement_name
+
+    assert cli_name(req) == requirement_name(req)
+
+
+FAKE_PULUMI = """#!{python}
+import json, os, sys
+with open({record!r}, "w") as f:
+    json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}, f)
+print(json.dumps({outputs}))
+"""
+
+
+def _fake_pulumi(tmp_path: Path, outputs: dict[str, str]) -> tuple[Path, Path]:
+    """A `pulumi` on PATH that records how it was run and prints `outputs`."""
+    import sys
+
+    bin_dir, record = tmp_path / "bin", tmp_path / "pulumi-run.json"
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text(
+        FAKE_PULUMI.format(python=sys.executable, record=str(record), outputs=outputs)
+    )
+    script.chmod(0o755)
+    return bin_dir, record
+
+
+def _local_outputs() -> dict[str, str]:
+    return {
+        "mode": "dev",
+        "runtimeEnv": json.dumps({"env_vars": {"RAY_PLATFORM_ENV": "local"}}),
+        "namespace": "ray",
+        "rayClusterName": "ray",
+    }
+
+
+def test_stack_local_reads_the_file_backend_tools_up_keeps(
+    tmp_path: Path, run_submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a user's shell (no Pulumi login, no PULUMI_BACKEND_URL) `--stack local` reads the
+    stack where tools/up deployed it: the file backend under the project's cache, from the
+    engine's working copy of the project, with the passphrase tools/up uses."""
+    from cli.outputs import LOCAL_PASSPHRASE
+    from tools.engine import LOCAL_PASSPHRASE as ENGINE_PASSPHRASE
+
+    assert LOCAL_PASSPHRASE == ENGINE_PASSPHRASE
+    cache = tmp_path / "cache"
+    (cache / "state" / ".pulumi").mkdir(parents=True)
+    (cache / "state" / "project").mkdir()
+    (cache / "state" / "project" / "Pulumi.yaml").write_text("name: ray-platform\n")
+    bin_dir, record = _fake_pulumi(tmp_path, _local_outputs())
+    for var in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "RAY_PLATFORM_CACHE": str(cache),
+        "RAY_ADDRESS": "http://127.0.0.1:1",
+    }
+    root = _project(tmp_path / "proj")
+    argv = ["--stack", "local", "--working-dir", str(root), "--dry-run", "--", "python"]
+    r = run_submit(argv, env)
+    assert r.code == Exit.SUCCEEDED, r.err
+    ran = json.loads(record.read_text())
+    assert ran["argv"] == ["stack", "output", "--json", "--show-secrets", "--stack", "local"]
+    assert Path(ran["cwd"]) == (cache / "state" / "project").resolve()
+    assert ran["env"]["PULUMI_BACKEND_URL"] == (cache / "state").resolve().as_uri()
+    assert ran["env"]["PULUMI_CONFIG_PASSPHRASE"] == ENGINE_PASSPHRASE
+    assert ran["env"]["PULUMI_HOME"] == str((cache / "state").resolve() / ".pulumi-home")
+    # The local stack (no bucket on kind) ships through the dashboard.
+    assert "has no bucket" in r.err
+
+    # Other stacks are left to the user's login; a backend of the user's own wins for local.
+    dev = ["--stack", "dev", "--working-dir", str(root), "--dry-run", "--", "python"]
+    assert run_submit(dev, env).code == Exit.SUCCEEDED
+    ran = json.loads(record.read_text())
+    assert "PULUMI_BACKEND_URL" not in ran["env"] and ran["cwd"] == os.getcwd()
+    mine = {**env, "PULUMI_BACKEND_URL": "file:///elsewhere", "PULUMI_CONFIG_PASSPHRASE": "mine"}
+    assert run_submit(argv, mine).code == Exit.SUCCEEDED
+    ran = json.loads(record.read_text())
+    assert ran["env"]["PULUMI_BACKEND_URL"] == "file:///elsewhere"
+    assert ran["env"]["PULUMI_CONFIG_PASSPHRASE"] == "mine"
+    assert ran["cwd"] == os.getcwd()
+
+
+def test_stack_local_without_a_deployment_says_to_run_tools_up(
+    tmp_path: Path, run_submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    bin_dir, record = _fake_pulumi(tmp_path, _local_outputs())
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "RAY_PLATFORM_CACHE": str(tmp_path / "empty-cache"),
+    }
+    r = run_submit(["--stack", "local", "--", "python"], env)
+    assert r.code == Exit.OUTPUTS
+    assert r.error_lines == [
+        f"ray-platform submit: stack local has no state in {tmp_path / 'empty-cache' / 'state'}, "
+        "where tools/up keeps it: run tools/up first (or set PULUMI_BACKEND_URL to the backend "
+        "you deployed it to)"
+    ]
+    assert not record.exists()
+
+
+def test_the_stacks_object_store_endpoint_is_the_buckets(
+    tmp_path: Path, run_submit: Submit
+) -> None:
+    """The local stack's S3-compatible store (MinIO) is where its bucket is: without an
+    endpoint in the environment, the upload goes there, not to AWS."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    outputs = write_outputs(
+        tmp_path / "o.json", bucketUri="s3://ray/local", objectStoreEndpoint=endpoint
+    )
+    root = _project(tmp_path / "proj")
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python"]
+    r = run_submit(argv, env)
+    assert r.code == Exit.BUCKET
+    assert len(r.error_lines) == 1 and endpoint in r.error_lines[0], r.err

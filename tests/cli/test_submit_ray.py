@@ -111,6 +111,21 @@ def test_submit_ships_the_zip_through_the_bucket(
     assert len(listing(stores, f"{prefix}/working_dirs/")) == 2
 
 
+def test_without_a_bucket_the_zip_goes_through_the_dashboard(
+    tmp_path: Path, stores: Stores, ray_head: RayHead, run_submit: Submit
+) -> None:
+    """A stack without a bucket (kind): Ray's own package upload through the dashboard; the job
+    sees the files at its working directory's top (a gcs:// zip is unpacked as it is)."""
+    outputs = write_outputs(tmp_path / "o.json", bucketUri=None)
+    root = _project(tmp_path / "proj", "through the dashboard")
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "main.py"]
+    r = run_submit(argv, _env(stores, ray_head))
+    assert r.code == 0, r.err
+    assert "code says through the dashboard" in r.out
+    assert "shipped ['.gitignore', 'main.py', 'message.txt']" in r.out  # no secret.env
+    assert len([ln for ln in r.err.splitlines() if "has no bucket" in ln]) == 1
+
+
 def test_job_failure_exits_1_with_one_line(
     tmp_path: Path, stores: Stores, ray_head: RayHead
 ) -> None:

@@ -109,6 +109,14 @@ def test_up_down_up_deploys_everything_into_the_new_control_plane(dirs: Dirs) ->
     assert first_raycluster is not None
     deployed = state_objects(dirs.state)
     assert RAYCLUSTER in deployed.values() and len(deployed) >= 10, deployed
+    # The state names no kubeconfig (path or contents) of this control plane: the provider
+    # resolves $KUBECONFIG at run time, so the refresh against the next one can parse it.
+    (checkpoint,) = dirs.state.glob(".pulumi/stacks/*/local.json")
+    resources = json.loads(checkpoint.read_text())["checkpoint"]["latest"]["resources"]
+    providers = [r for r in resources if r["type"] == "pulumi:providers:kubernetes"]
+    assert providers
+    assert not any((p.get("inputs") or {}).get("kubeconfig") for p in providers), providers
+    assert str(dirs.cluster) not in json.dumps(providers)
 
     ok(job("down", dirs))
     assert not localcluster.status(dirs.cluster).recorded

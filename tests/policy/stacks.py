@@ -245,6 +245,40 @@ def good_stack() -> list[Resource]:
             {"deletionProtectionEnabled": True, "tier": "BASIC_HDD"},
             **stateful,
         ),
+        Resource(
+            "gcp:backupdisasterrecovery/backupVault:BackupVault",
+            "filestore-vault",
+            {"backupMinimumEnforcedRetentionDuration": "3024000s", "location": "us-central1"},
+            **stateful,
+        ),
+        Resource(
+            "gcp:backupdisasterrecovery/backupPlan:BackupPlan",
+            "filestore-plan",
+            {
+                "resourceType": "file.googleapis.com/Instance",
+                "backupRules": [
+                    {
+                        "ruleId": "daily",
+                        "backupRetentionDays": 35.0,
+                        "standardSchedule": {"recurrenceType": "DAILY", "timeZone": "UTC"},
+                    }
+                ],
+            },
+            dependencies=dep(
+                "gcp:backupdisasterrecovery/backupVault:BackupVault", "filestore-vault"
+            ),
+            **stateful,
+        ),
+        Resource(
+            "gcp:backupdisasterrecovery/backupPlanAssociation:BackupPlanAssociation",
+            "filestore-backup",
+            {"resourceType": "file.googleapis.com/Instance"},
+            dependencies=(
+                *dep("gcp:filestore/instance:Instance", "filestore"),
+                *dep("gcp:backupdisasterrecovery/backupPlan:BackupPlan", "filestore-plan"),
+            ),
+            **stateful,
+        ),
         Resource("gcp:kms/cryptoKey:CryptoKey", "gkey", {"rotationPeriod": "7776000s"}, **stateful),
         Resource(
             "kubernetes:core/v1:Namespace",

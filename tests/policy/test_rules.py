@@ -179,6 +179,7 @@ FAILING: dict[str, tuple[Callable[[Stack], Stack], set[str]]] = {
         edit("filestore", lambda i: i.pop("deletionProtectionEnabled")),
         set(),
     ),
+    "filestore-backups-prod": (drop("filestore-backup"), set()),
     "iam-no-wildcard-actions": (
         edit(
             "irsa-policy",
@@ -413,3 +414,14 @@ def test_iam_wildcards_in_any_spelling(statement: dict[str, Any], expected: set[
     report = run(stack, config_for("prod"))
     iam = {rule for rule in report.mandatory if rule.startswith("iam-")}
     assert iam == expected
+
+
+def test_a_filestore_backup_plan_without_a_schedule_does_not_count() -> None:
+    def unscheduled(stack: list[Resource]) -> list[Resource]:
+        plan = inputs_of(stack, "filestore-plan")
+        plan["backupRules"] = []
+        return replace(stack, "filestore-plan", plan)
+
+    report = run(unscheduled(good_stack()), PROD)
+    assert report.mandatory == {"filestore-backups-prod"}, report.findings
+    assert any("no backup plan that has a scheduled rule" in f.message for f in report.findings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def test_pull_requests_preview_every_stack_with_the_pack_and_one_edited_comment(
     # Every stack file of the project is previewed.
     assert stacks == {p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml")} - {"local"}
     step = next(s for s in preview["steps"] if str(s.get("uses", "")).startswith("pulumi/actions"))
-    assert step["uses"] == "pulumi/actions@v7"
+    assert str(step["uses"]).split("@")[0] == "pulumi/actions"
     with_ = step["with"]
     assert with_["command"] == "preview" and with_["policyPacks"] == "policy"
     assert with_["comment-on-pr"] is True and with_["edit-pr-comment"] is True
@@ -56,3 +57,46 @@ def test_no_long_lived_cloud_keys() -> None:
     text = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "credentials_json"):
         assert key not in text
+
+
+# `uses: owner/repo[/path]@<full commit SHA> # <tag>`: a tag can be moved to other code, a commit
+# cannot; the comment says which release the SHA is (and lets Dependabot/Renovate update it).
+PINNED = re.compile(
+    r"^\s*(?:-\s+)?uses:\s+[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[0-9a-f]{40}\s+#\s+v\d+(?:\.\d+){0,2}\s*$"
+)
+LOCAL = re.compile(r"^\s*(?:-\s+)?uses:\s+\./\.github/workflows/[\w.-]+\.ya?ml\s*$")
+
+
+def test_every_action_is_pinned_to_a_commit_sha_with_its_tag() -> None:
+    """Jobs here hold `id-token: write` and deploy roles: an action referenced by a tag runs
+    whatever its owner (or whoever takes over the tag) pushes under it next."""
+    lines = [
+        (p.name, n, line)
+        for p in sorted(WORKFLOWS.glob("*.yml"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.match(r"^\s*(?:-\s+)?uses:", line)
+    ]
+    assert lines
+    unpinned = [f"{f}:{n}: {line.strip()}" for f, n, line in lines if not PINNED.match(line)]
+    unpinned = [u for u in unpinned if not LOCAL.match(u.split(": ", 1)[1])]
+    assert unpinned == []
+    # Every `uses` the YAML holds is one of the lines checked above (none hidden in flow style).
+    parsed = [
+        str(u)
+        for wf in _workflows().values()
+        for job in wf["jobs"].values()  # type: ignore[attr-defined]
+        for u in [job.get("uses"), *(s.get("uses") for s in job.get("steps", []))]
+        if u
+    ]
+    assert len(parsed) == len(lines)
+
+
+def test_a_sha_pin_means_one_action_version_everywhere() -> None:
+    """The same action is pinned to the same commit in every workflow (one bump, one place)."""
+    seen: dict[str, set[str]] = {}
+    for p in WORKFLOWS.glob("*.yml"):
+        for line in p.read_text().splitlines():
+            m = re.match(r"^\s*(?:-\s+)?uses:\s+([\w./-]+)@([0-9a-f]{40})", line)
+            if m:
+                seen.setdefault(m[1], set()).add(m[2])
+    assert seen and all(len(shas) == 1 for shas in seen.values()), seen

@@ -6,9 +6,11 @@ import copy
 import json
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi.runtime import rpc
 
+from infra.settings import SettingsError
 from tests.conftest import (
     CLUSTER_SG,
     ISSUER,
@@ -16,7 +18,9 @@ from tests.conftest import (
     TEST_SECRETS,
     VPC_CIDRS,
     VPC_ONLY_SUBNETS,
+    PlatformMocks,
     ProgramRun,
+    RecordingMonitor,
     Registration,
     cached_run,
     run_program,
@@ -752,17 +756,49 @@ def test_named_mount_target_subnets() -> None:
     }
 
 
-def test_efs_key_alias_is_resolved_to_its_key() -> None:
-    """The provider stores the key ARN AWS returns; an alias would replace the file system on
-    every later `up` (kms_key_id forces replacement)."""
-    config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:aws"]["efs"] = {
-        "kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/ray-efs"
-    }
-    fs = run_program("dev", config).one("aws:efs/fileSystem:FileSystem").inputs
-    assert fs["kmsKeyId"] == (
-        "arn:aws:kms:us-west-2:123456789012:key/5c1d0000-aaaa-bbbb-cccc-000000000000"
-    )
+class RotatedAliasMocks(PlatformMocks):
+    """The same account after a key rotation: every alias names another key."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        answer = super().call(args)
+        if args.token == "aws:kms/getAlias:getAlias":
+            rotated = answer["targetKeyArn"].replace("5c1d0000", "9e8f0000")
+            answer = {**answer, "targetKeyArn": rotated, "targetKeyId": rotated.rsplit("/")[-1]}
+        return answer
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "arn:aws:kms:us-west-2:123456789012:alias/ray-efs",
+        "arn:aws:kms:us-west-2:123456789012:key/0000aaaa-1111-2222-3333-444455556666",
+    ],
+    ids=["alias", "key-arn"],
+)
+def test_a_key_rotation_outside_the_settings_never_replaces_the_file_system(
+    stack: str, key: str
+) -> None:
+    """`kms_key_id` replaces an EFS file system. Re-pointing an alias (a rotation, outside the
+    settings) must change none of its inputs: the program refuses an alias (naming the key
+    ARN to use), and a key ARN is used as is, whatever the aliases say."""
+    config = copy.deepcopy(stack_config(stack))
+    config["ray-platform:aws"]["efs"] = {"kmsKeyArn": key}
+    inputs = []
+    for mocks in (PlatformMocks(), RotatedAliasMocks()):
+        monitor = RecordingMonitor(mocks)
+        try:
+            run = run_program(stack, config, mocks=mocks, monitor=monitor)
+        except SettingsError as err:
+            assert "set the key ARN instead" in str(err) and "\n" not in str(err)
+            assert monitor.registrations == []
+            continue
+        inputs.append(run.one("aws:efs/fileSystem:FileSystem").inputs)
+        assert not [c for c in run.calls if c[0] == "aws:kms/getAlias:getAlias"]
+    if inputs:
+        before, after = inputs
+        assert before == after
+        assert after["kmsKeyId"] == key
 
 
 def test_prod_retains_the_file_system_guards() -> None:
@@ -770,6 +806,54 @@ def test_prod_retains_the_file_system_guards() -> None:
     for typ in ("aws:efs/fileSystemPolicy:FileSystemPolicy", "aws:efs/backupPolicy:BackupPolicy"):
         reg = prod.one(typ)
         assert reg.protect and reg.retain_on_delete, typ
+
+
+def test_shared_packages_are_a_stack_output_for_the_cli() -> None:
+    """`ray-platform submit` refuses --pip for these: it reads them from the stack."""
+    assert json.loads(cached_run("dev").outputs["sharedPackages"]) == [
+        "scikit-learn==1.5.2",
+        "jupyterlab==4.6.6",
+    ]
+    assert json.loads(cached_run("prod").outputs["sharedPackages"]) == []
+
+
+def test_working_dir_zips_expire_under_the_stacks_prefix(aws_run: ProgramRun) -> None:
+    """`ray-platform submit` uploads a zip per code change and never deletes one: they expire
+    (storage.artifactBucket.workingDirExpiryDays, default 30), only under the stack's
+    working_dirs/ prefix, and the delete markers versioning leaves behind go too."""
+    from cli.submit import WORKING_DIRS
+
+    rules = aws_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
+        "rules"
+    ]
+    prefix = f"{aws_run.outputs['bucketUri'].split('/', 3)[3]}/{WORKING_DIRS}/"
+    scoped = [r for r in rules if r["filter"] != {}]
+    assert scoped == [
+        {
+            "id": "expire-prefix-0",
+            "status": "Enabled",
+            "filter": {"prefix": prefix},
+            "expiration": {"days": 30},
+        },
+        {
+            "id": "expire-prefix-0-markers",
+            "status": "Enabled",
+            "filter": {"prefix": prefix},
+            "expiration": {"expiredObjectDeleteMarker": True},
+        },
+    ]
+    assert prefix in ("ray/dev/working_dirs/", "ray/prod/working_dirs/")
+
+
+def test_working_dir_expiry_is_a_setting() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    config["ray-platform:storage"]["artifactBucket"]["workingDirExpiryDays"] = 7
+    rules = (
+        run_program("dev", config)
+        .one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+        .inputs["rules"]
+    )
+    assert next(r for r in rules if r["id"] == "expire-prefix-0")["expiration"] == {"days": 7}
 
 
 def test_versioned_bucket_expires_noncurrent_versions(aws_run: ProgramRun) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from infra import kuberay_release
+from infra.clouds.gcp import lookup
 from infra.settings import SettingsError
 from tests.conftest import (
     ProgramRun,
@@ -137,13 +139,39 @@ def test_bucket_is_private_versioned_soft_deleting(gke_run: ProgramRun) -> None:
     assert bucket["softDeletePolicy"]["retentionDurationSeconds"] == 7 * 86_400
     assert bucket["location"] == "us-central1"
     days = 30 if _prod(gke_run) else 7
-    assert bucket["lifecycleRules"] == [
+    assert bucket["lifecycleRules"][:2] == [
         {
             "action": {"type": "Delete"},
             "condition": {"daysSinceNoncurrentTime": days, "withState": "ARCHIVED"},
         },
         {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": 7}},
     ]
+
+
+def test_working_dir_zips_expire_under_the_stacks_prefix(gke_run: ProgramRun) -> None:
+    """GCS's side: live zips under <prefix>/working_dirs/ are deleted after
+    workingDirExpiryDays (default 30); versioning keeps them noncurrent, which the noncurrent
+    rule then removes."""
+    from cli.submit import WORKING_DIRS
+
+    rules = gke_run.one(BUCKET).inputs["lifecycleRules"]
+    prefix = f"{'ray/prod' if _prod(gke_run) else 'ray/dev'}/{WORKING_DIRS}/"
+    assert {
+        "action": {"type": "Delete"},
+        "condition": {"age": 30, "matchesPrefixes": [prefix], "withState": "LIVE"},
+    } in rules
+    assert gke_run.outputs["bucketUri"].endswith(prefix.removesuffix(f"/{WORKING_DIRS}/"))
+    noncurrent = [r for r in rules if "daysSinceNoncurrentTime" in r["condition"]]
+    assert len(noncurrent) == 1
+
+
+def test_working_dir_expiry_is_a_setting_on_gcs() -> None:
+    def week(c: dict[str, Any]) -> None:
+        c["ray-platform:storage"]["artifactBucket"]["workingDirExpiryDays"] = 7
+
+    run = run_program("gke-dev", _config("gke-dev", week), mocks=GkeMocks())
+    ages = [r["condition"].get("age") for r in run.one(BUCKET).inputs["lifecycleRules"]]
+    assert 7 in ages
 
 
 def test_dev_bucket_is_destroyable_and_google_encrypted() -> None:
@@ -313,7 +341,7 @@ def test_filestore_on_the_cluster_network_with_tier_and_capacity(gke_run: Progra
     tier, capacity = ("BASIC_SSD", 2560) if _prod(gke_run) else ("BASIC_HDD", 1024)
     assert fs["tier"] == tier
     assert fs["fileShares"] == {"name": "ray", "capacityGb": capacity}
-    # Regional cluster, zonal tier: the first of the cluster's node zones.
+    # Regional cluster, zonal tier: the zone the stack names.
     assert fs["location"] == "us-central1-a"
     assert fs["networks"][0]["network"] == "ml-vpc"
     assert fs["networks"][0]["connectMode"] == "DIRECT_PEERING"
@@ -330,6 +358,64 @@ def test_prod_filestore_is_protected_and_retained() -> None:
     dev = gke_run_of("gke-dev").one(FILESTORE)
     assert not dev.protect and not dev.retain_on_delete
     assert dev.inputs["deletionProtectionEnabled"] is False
+
+
+VAULT = "gcp:backupdisasterrecovery/backupVault:BackupVault"
+PLAN = "gcp:backupdisasterrecovery/backupPlan:BackupPlan"
+ASSOCIATION = "gcp:backupdisasterrecovery/backupPlanAssociation:BackupPlanAssociation"
+
+
+def test_prod_filestore_is_backed_up_daily_with_an_enforced_retention() -> None:
+    """gke-prod's side of AWS Backup: a Backup and DR vault and daily plan in the instance's
+    region, associated with the instance, each kept like it (protect, retain_on_delete)."""
+    run = gke_run_of("gke-prod")
+    vault, plan, association = run.one(VAULT), run.one(PLAN), run.one(ASSOCIATION)
+    instance = run.one(FILESTORE)
+    for reg in (vault, plan, association):
+        assert reg.protect and reg.retain_on_delete, reg.type
+        assert reg.inputs["location"] == "us-central1"
+        assert reg.inputs["project"] == "ml-platform-prod"
+    ids = "ray-gke-prod-shared-fs"
+    assert vault.inputs["backupVaultId"] == ids
+    # Backups cannot be deleted before the retention is over, by anyone.
+    assert vault.inputs["backupMinimumEnforcedRetentionDuration"] == f"{35 * 86_400}s"
+    assert plan.inputs["resourceType"] == "file.googleapis.com/Instance"
+    vault_id = f"projects/ml-platform-prod/locations/us-central1/backupVaults/{ids}"
+    assert plan.inputs["backupVault"] == vault_id
+    assert plan.inputs["backupRules"] == [
+        {
+            "ruleId": "daily",
+            "backupRetentionDays": 35,
+            "standardSchedule": {
+                "recurrenceType": "DAILY",
+                "timeZone": "UTC",
+                "backupWindow": {"startHourOfDay": 2, "endHourOfDay": 8},
+            },
+        }
+    ]
+    assert association.inputs["resourceType"] == "file.googleapis.com/Instance"
+    assert association.inputs["resource"] == (
+        f"projects/ml-platform-prod/locations/us-central1-a/instances/{_instance_name(run)}"
+    )
+    assert association.inputs["backupPlan"] == (
+        f"projects/ml-platform-prod/locations/us-central1/backupPlans/{ids}"
+    )
+    assert instance.urn in association.dependencies
+    assert run.outputs["fileSystemBackupVault"] == vault_id
+
+
+def test_backup_retention_and_window_are_settings_and_dev_has_no_backups() -> None:
+    def longer(c: dict[str, Any]) -> None:
+        _gcp(c)["filestore"]["backup"] = {"retentionDays": 90, "windowStartHourUtc": 21}
+
+    run = run_program("gke-prod", _config("gke-prod", longer), mocks=GkeMocks())
+    rule = run.one(PLAN).inputs["backupRules"][0]
+    assert rule["backupRetentionDays"] == 90
+    assert rule["standardSchedule"]["backupWindow"] == {"startHourOfDay": 21, "endHourOfDay": 24}
+    assert run.one(VAULT).inputs["backupMinimumEnforcedRetentionDuration"] == f"{90 * 86_400}s"
+    dev = gke_run_of("gke-dev")
+    assert not [r for r in dev.registrations if r.type.startswith("gcp:backupdisasterrecovery")]
+    assert "fileSystemBackupVault" not in dev.outputs
 
 
 def test_shared_volume_is_a_static_rwx_retained_filestore_pv(gke_run: ProgramRun) -> None:
@@ -363,10 +449,69 @@ def test_without_the_filestore_driver_the_pv_mounts_nfs() -> None:
 
 
 def test_zonal_cluster_puts_filestore_in_its_zone() -> None:
-    config = _config("gke-dev", lambda c: _gcp(c).update(location="us-central1-f"))
-    run = run_program("gke-dev", config, mocks=GkeMocks())
+    def zonal(c: dict[str, Any]) -> None:
+        _gcp(c).update(location="us-central1-f")
+        del _gcp(c)["filestore"]["zone"]
+
+    run = run_program("gke-dev", _config("gke-dev", zonal), mocks=GkeMocks())
     assert run.one(FILESTORE).inputs["location"] == "us-central1-f"
     assert run.one(BUCKET).inputs["location"] == "us-central1"
+
+
+@pytest.mark.parametrize("stack", ["gke-dev", "gke-prod"])
+@pytest.mark.parametrize("zone", ["us-central1-c", None], ids=["zone-set", "zone-unset"])
+def test_a_new_node_zone_never_moves_the_filestore_instance(stack: str, zone: str | None) -> None:
+    """A Filestore instance cannot move: a changed location replaces it (dev loses the shared
+    file system, prod's `up` fails on protect). Adding a node zone to the cluster (outside the
+    settings) must change no input of the instance: on a regional cluster the zone is a setting,
+    used as is, and without it the program refuses, naming the cluster's zones."""
+
+    def set_zone(c: dict[str, Any]) -> None:
+        if zone is None:
+            del _gcp(c)["filestore"]["zone"]
+        else:
+            _gcp(c)["filestore"]["zone"] = zone
+
+    config = _config(stack, set_zone)
+    runs = []
+    for zones in (
+        ["us-central1-c", "us-central1-f"],
+        ["us-central1-a", "us-central1-c", "us-central1-f"],
+    ):
+        monitor = RecordingMonitor(GkeMocks(nodeLocations=zones))
+        try:
+            runs.append(run_program(stack, config, mocks=monitor.mocks, monitor=monitor))  # type: ignore[arg-type]
+        except SettingsError as err:
+            assert str(err) == (
+                "ray-platform:gcp.filestore.zone (null) is required for the "
+                f"{_gcp(config)['filestore']['tier']} tier on regional cluster "
+                f"{_gcp(config)['clusterName']}: name the instance's zone (the cluster's node "
+                f"zones: {', '.join(zones)}); it is used as is, and changing it replaces the "
+                "instance"
+            )
+            assert monitor.registrations == []
+    if zone is None:
+        assert runs == []
+        return
+    before, after = (run.one(FILESTORE).inputs for run in runs)
+    assert before == after
+    assert after["location"] == zone
+    handles = {
+        run.one("kubernetes:core/v1:PersistentVolume").inputs["spec"]["csi"]["volumeHandle"]
+        for run in runs
+    }
+    assert len(handles) == 1
+
+
+def test_regional_tier_takes_no_zone() -> None:
+    def regional(c: dict[str, Any]) -> None:
+        _gcp(c)["filestore"]["tier"] = "REGIONAL"
+
+    with pytest.raises(
+        SettingsError,
+        match=r"gcp\.filestore\.zone \(\"us-central1-a\"\) is not used by the REGIONAL tier",
+    ):
+        run_program("gke-dev", _config("gke-dev", regional), mocks=GkeMocks())
 
 
 def test_shared_vpc_network_is_named_in_full() -> None:
@@ -547,14 +692,160 @@ def test_gcp_bad_setting_stops_before_any_resource(
     assert monitor.registrations == []
 
 
-def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds() -> None:
+def _live_crd(monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | Exception) -> list[str]:
+    """The cluster's API server, as the managed-operator check reads it: `answer` is the
+    RayCluster CRD it serves (or the error reading it raises). Returns the clusters read."""
+    read: list[str] = []
+
+    def raycluster_crd(cluster: Any) -> dict[str, Any]:
+        read.append(cluster.name)
+        if isinstance(answer, Exception):
+            raise answer
+        return copy.deepcopy(answer)
+
+    monkeypatch.setattr("infra.clouds.gcp.lookup.raycluster_crd", raycluster_crd)
+    return read
+
+
+def _managed(c: dict[str, Any]) -> None:
+    c["ray-platform:operator"].update(install="managed")
+
+
+def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The GKE add-on owns KubeRay and its CRDs: applying ours would fight its field manager,
     and a dev destroy deleting them would delete every RayCluster in the cluster."""
-    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="managed"))
-    run = run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
+    read = _live_crd(monkeypatch, kuberay_release.crd("1.6.1"))
+    run = run_program("gke-dev", _config("gke-dev", _managed), mocks=GkeMocks(**_ray_addon()))
+    assert read == ["ml-dev"]
     assert not run.of_type("kubernetes:helm.sh/v3:Release")
     assert not run.of_type("kubernetes:yaml/v2:ConfigGroup")
     assert run.one("kubernetes:ray.io/v1:RayCluster")
+
+
+def _without(crd: dict[str, Any], *fields: str) -> dict[str, Any]:
+    crd = copy.deepcopy(crd)
+    for version in crd["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        for name in fields:
+            spec.pop(name, None)
+    return crd
+
+
+@pytest.mark.parametrize(
+    ("crd", "auth", "lacks"),
+    [
+        # A real older release: KubeRay 1.5.1 has authOptions, not upgradeStrategy.
+        (lambda: kuberay_release.crd("1.5.1"), "token", "spec.upgradeStrategy.type"),
+        (
+            lambda: _without(kuberay_release.crd("1.6.1"), "authOptions", "upgradeStrategy"),
+            "token",
+            "spec.upgradeStrategy.type, spec.authOptions.mode",
+        ),
+    ],
+    ids=["kuberay-1.5.1", "neither-field"],
+)
+def test_managed_operator_refuses_an_addon_that_would_prune_the_raycluster(
+    monkeypatch: pytest.MonkeyPatch, crd: Callable[[], dict[str, Any]], auth: str, lacks: str
+) -> None:
+    """What the add-on's CRD does not declare the API server drops without a word: the pods
+    would never be recreated on a change, or the dashboard would run without auth."""
+    _live_crd(monkeypatch, crd())
+
+    def managed(c: dict[str, Any]) -> None:
+        _managed(c)
+        c["ray-platform:ray"]["auth"] = auth
+
+    monitor = RecordingMonitor(GkeMocks(**_ray_addon()))
+    with pytest.raises(SettingsError) as info:
+        run_program("gke-dev", _config("gke-dev", managed), mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        'ray-platform:operator.install ("managed") needs KubeRay 1.6 or later from the GKE Ray '
+        f"add-on; cluster ml-dev's RayCluster CRD lacks {lacks} (the API server would drop "
+        "them silently): upgrade the cluster (the add-on follows its GKE version), or disable "
+        "the add-on and use operator.install: helm"
+    )
+    assert monitor.registrations == []
+
+
+def test_managed_operator_without_token_auth_needs_no_auth_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _live_crd(monkeypatch, _without(kuberay_release.crd("1.6.1"), "authOptions"))
+
+    def managed(c: dict[str, Any]) -> None:
+        _managed(c)
+        c["ray-platform:ray"]["auth"] = "disabled"
+        c["ray-platform:ray"]["jupyter"] = {"enabled": False}
+
+    run = run_program("gke-dev", _config("gke-dev", managed), mocks=GkeMocks(**_ray_addon()))
+    assert "authOptions" not in run.one(RAYCLUSTER).inputs["spec"]
+
+
+def test_managed_operator_whose_crd_cannot_be_read_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    _live_crd(monkeypatch, ApiException(status=403, reason="Forbidden"))
+    monitor = RecordingMonitor(GkeMocks(**_ray_addon()))
+    with pytest.raises(SettingsError) as info:
+        run_program("gke-dev", _config("gke-dev", _managed), mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        'ray-platform:operator.install ("managed") needs the RayCluster CRD of cluster ml-dev\'s '
+        "Ray add-on, which could not be read: HTTP 403 Forbidden"
+    )
+    assert monitor.registrations == []
+
+
+def test_the_crd_is_read_from_the_api_server_with_the_providers_kubeconfig() -> None:
+    """The reader itself, against an HTTP server answering like kube-apiserver: the CRD's path,
+    its JSON back as served, and a missing CRD as the API's own error."""
+    import http.server
+    import threading
+
+    from kubernetes.client.exceptions import ApiException
+
+    served = kuberay_release.crd("1.6.1")
+    paths: list[str] = []
+
+    class ApiServer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            known = self.path.endswith("/rayclusters.ray.io")
+            body = json.dumps(served if known else {"kind": "Status", "code": 404}).encode()
+            self.send_response(200 if known else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubeconfig = json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+        assert lookup.read_crd(kubeconfig, lookup.RAYCLUSTER_CRD) == served
+        with pytest.raises(ApiException) as info:
+            lookup.read_crd(kubeconfig, "rayjobs.ray.io")
+        assert lookup.api_reason(info.value).startswith("HTTP 404")
+    finally:
+        server.shutdown()
+    assert paths[0] == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io"
 
 
 def test_external_operator_is_refused_on_a_ray_addon_cluster() -> None:

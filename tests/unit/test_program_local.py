@@ -17,8 +17,34 @@ def test_local_uses_no_cloud_and_the_ambient_kubeconfig() -> None:
     assert not [r for r in run.registrations if r.type.startswith("aws:")]
     assert run.calls == []
     provider = run.one("pulumi:providers:kubernetes")
-    # No kubeconfig path or content lands in state: $KUBECONFIG decides.
-    assert "kubeconfig" not in provider.inputs
+    # No kubeconfig path or content lands in state: $KUBECONFIG decides, at run time.
+    assert provider.inputs.get("kubeconfig", "") == ""
+
+
+def test_the_kubeconfig_of_the_run_never_lands_in_the_providers_inputs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """tools/up runs the engine with KUBECONFIG set; the Kubernetes SDK copies an unset
+    `kubeconfig` from it into the provider's inputs, so the path ended in the state and every
+    refresh after `tools/up down` failed on it. The registered inputs hold neither the path
+    nor the file's contents: the provider resolves $KUBECONFIG at run time."""
+    path = tmp_path / "control-plane" / "kubeconfig"
+    path.parent.mkdir()
+    path.write_text("apiVersion: v1\nkind: Config\ncurrent-context: only-here\n")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    run = run_program("local")
+    provider = run.one("pulumi:providers:kubernetes")
+    assert provider.inputs.get("kubeconfig", "") == ""
+    for reg in run.registrations:
+        text = json.dumps(reg.inputs, default=str)
+        assert str(tmp_path) not in text and "only-here" not in text, reg.name
+
+
+def test_a_kubeconfig_the_stack_names_is_used_as_is() -> None:
+    config = copy.deepcopy(stack_config("local"))
+    config["ray-platform:local"].update(kubeconfig="~/.kube/kind", context="kind-ray")
+    provider = run_program("local", config).one("pulumi:providers:kubernetes").inputs
+    assert (provider["kubeconfig"], provider["context"]) == ("~/.kube/kind", "kind-ray")
 
 
 def test_local_shared_volume_is_hostpath_rwx() -> None:

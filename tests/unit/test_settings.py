@@ -632,6 +632,41 @@ def test_bad_setting_is_one_line_naming_key_and_value(
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "entry", "shared"),
+    [
+        (
+            "pip",
+            ["pandas==2.2.3", "scikit-learn==1.6.0"],
+            "scikit-learn==1.6.0",
+            "scikit-learn==1.5.2",
+        ),
+        ("pip", {"packages": ["Scikit_Learn>=1.6"]}, "Scikit_Learn>=1.6", "scikit-learn==1.5.2"),
+        ("uv", ["scikit.learn"], "scikit.learn", "scikit-learn==1.5.2"),
+        ("pip", ["jupyterlab==4.5.0"], "jupyterlab==4.5.0", "jupyterlab==4.6.6"),
+    ],
+    ids=["pip-list", "pip-packages-other-spelling", "uv", "jupyterlab"],
+)
+def test_runtime_env_may_not_name_a_shared_package(
+    key: str, value: Any, entry: str, shared: str
+) -> None:
+    """The shared packages sit on PYTHONPATH, ahead of a job's pip/uv environment: naming one in
+    the runtime_env installs a copy that never loads (the job runs the shared version)."""
+    with pytest.raises(SettingsError) as info:
+        _load("dev", _set(f"ray.runtimeEnv.{key}", value))
+    name = "jupyterlab" if "jupyter" in entry else "scikit-learn"
+    assert str(info.value) == (
+        f'ray-platform:ray.runtimeEnv.{key} ("{entry}") names {name}, a shared package '
+        f"({shared}): the shared copy is on PYTHONPATH, ahead of the job's environment, and "
+        "would load instead; change its version in ray.sharedPackages, or drop it here"
+    )
+
+
+def test_runtime_env_packages_beside_the_shared_ones_are_fine() -> None:
+    settings = _load("dev", _set("ray.runtimeEnv.pip", ["scikit-image==0.24.0", "rich"]))
+    assert settings.ray.runtime_env["pip"] == ["scikit-image==0.24.0", "rich"]
+
+
 def test_all_errors_are_reported_together() -> None:
     def two_faults(c: dict[str, Any]) -> None:
         _ray(c)["head"]["cpu"] = "two"
@@ -797,7 +832,14 @@ def test_image_ray_version(image: str, version: str | None) -> None:
         (
             {"kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/missing"},
             'ray-platform:aws.efs.kmsKeyArn ("arn:aws:kms:us-west-2:123456789012:alias/missing") '
-            "names an alias that could not be resolved",
+            "is an alias, which a key rotation can re-point, and a file system's key cannot "
+            "change without replacing it: set the key ARN instead (aws kms describe-key "
+            "--key-id alias/missing --query KeyMetadata.Arn)",
+        ),
+        (
+            {"kmsKeyArn": "arn:aws:kms:us-west-2:123456789012:alias/ray-efs"},
+            "set the key ARN instead (it names arn:aws:kms:us-west-2:123456789012:"
+            "key/5c1d0000-aaaa-bbbb-cccc-000000000000 now)",
         ),
     ],
 )

@@ -15,7 +15,7 @@ from components.irsa_role import IrsaRole, IrsaRoleArgs
 from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import StorageWiring
+from components.wiring import WORKING_DIRS, StorageWiring
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
@@ -26,10 +26,10 @@ from infra.clouds.adapter import (
 )
 from infra.clouds.aws.lookup import (
     EksCluster,
+    alias_target,
     kubeconfig,
     lookup_cluster,
     one_private_subnet_per_zone,
-    resolve_kms_key,
 )
 from infra.clouds.aws.settings import AwsSettings
 from infra.settings import Settings, setting_error
@@ -76,6 +76,33 @@ def bucket_access_statements(
     return statements
 
 
+def efs_kms_key(key: str | None) -> str | None:
+    """The EFS key as the setting names it: a key ARN, used as is.
+
+    An EFS file system's key is fixed at creation (`kms_key_id` replaces the file system), and
+    an alias is a pointer that a key rotation re-points. Resolving it on every run would let
+    that rotation, outside these settings, plan a new (empty) file system; resolving it once and
+    ignoring later changes would hide a deliberate change of the setting. So only a key ARN is
+    taken: the file system's key changes only when this setting does (prod: refused by
+    `protect`; dev: a reviewed replacement).
+    """
+    if key is None or ":alias/" not in key:
+        return key
+    target = alias_target(key)
+    alias = "alias/" + key.split(":alias/", 1)[1]
+    now = (
+        f"it names {target} now"
+        if target
+        else f"aws kms describe-key --key-id {alias} --query KeyMetadata.Arn"
+    )
+    raise setting_error(
+        "aws.efs.kmsKeyArn",
+        key,
+        "is an alias, which a key rotation can re-point, and a file system's key cannot change "
+        f"without replacing it: set the key ARN instead ({now})",
+    )
+
+
 class AwsAdapter(CloudAdapter):
     """EKS + EFS + S3 + IRSA."""
 
@@ -83,11 +110,7 @@ class AwsAdapter(CloudAdapter):
         super().__init__(settings)
         self.aws = block = self.block(AwsSettings)
         self.cluster: EksCluster = lookup_cluster(block.cluster_name)
-        self.efs_kms_key = (
-            resolve_kms_key(block.efs.kms_key_arn, "aws.efs.kmsKeyArn")
-            if block.efs.kms_key_arn
-            else None
-        )
+        self.efs_kms_key = efs_kms_key(block.efs.kms_key_arn)
         self.mount_subnets: Mapping[str, str] = {}
         if settings.storage.shared_filesystem.enabled:
             self.mount_subnets = self._mount_subnets()
@@ -187,6 +210,11 @@ class AwsAdapter(CloudAdapter):
                     force_destroy=stateful.force_destroy,
                     protect=stateful.protect,
                     noncurrent_version_days=storage.artifact_bucket.noncurrent_version_days,
+                    expiring_prefixes={
+                        f"{settings.bucket_prefix}/{WORKING_DIRS}/": (
+                            storage.artifact_bucket.working_dir_expiry_days
+                        )
+                    },
                     tags=tags,
                 ),
             )

@@ -143,17 +143,11 @@ def kubeconfig(cluster: EksCluster, region: str) -> str:
     )
 
 
-def resolve_kms_key(key: str, setting: str) -> str:
-    """A KMS key ARN for `key`. An alias ARN is resolved to the key it names: the provider
-    stores the key ARN AWS returns, and `kms_key_id` forces replacement, so an alias would
-    have every later `up` plan to replace the file system."""
-    if ":alias/" not in key:
-        return key
-    name = "alias/" + key.split(":alias/", 1)[1]
+def alias_target(alias_arn: str) -> str | None:
+    """The key ARN a KMS alias ARN names now, or None when it cannot be resolved."""
+    name = "alias/" + alias_arn.split(":alias/", 1)[1]
     try:
         target: str = aws.kms.get_alias(name=name).target_key_arn
-    except Exception as err:
-        raise setting_error(
-            setting, key, f"names an alias that could not be resolved: {provider_reason(err)}"
-        ) from None
+    except Exception:
+        return None
     return target

@@ -22,7 +22,9 @@ class EfsSettings(Model):
     """EFS-only choices for the shared file system."""
 
     kms_key_arn: str | None = Field(None, alias="kmsKeyArn")
-    """A customer-managed KMS key for EFS encryption (default: the AWS-managed key)."""
+    """A customer-managed KMS key for EFS encryption, as a key ARN (default: the AWS-managed
+    key). Not an alias: the file system's key is fixed at creation, and an alias can be
+    re-pointed outside these settings."""
     allowed_security_groups: tuple[str, ...] = Field((), alias="allowedSecurityGroups")
     """Narrows NFS (TCP 2049) to these security groups plus the cluster security group. Default:
     the VPC's CIDR blocks, because node groups with their own security groups, Karpenter and

@@ -9,14 +9,15 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.filestore_share import FilestoreShare, FilestoreShareArgs
+from components.filestore_share import FilestoreBackupArgs, FilestoreShare, FilestoreShareArgs
 from components.gcs_bucket import GcsBucket, GcsBucketArgs
 from components.network_policy import egress_to
 from components.raycluster_spec import RAY_GID, RAY_UID
 from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait_for_shared_dir
 from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import StorageWiring
+from components.wiring import WORKING_DIRS, StorageWiring
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra import kuberay_release
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
@@ -25,6 +26,7 @@ from infra.clouds.adapter import (
     CloudStorage,
     KubernetesTarget,
 )
+from infra.clouds.gcp import lookup
 from infra.clouds.gcp.lookup import (
     FUSE_NATIVE_SIDECAR_TEXT,
     GkeCluster,
@@ -40,6 +42,14 @@ FILESTORE_DRIVER = "filestore.csi.storage.gke.io"
 FUSE_VOLUME = "gcs-fuse"
 METADATA_SERVER_SELECTOR = {"iam.gke.io/gke-metadata-server-enabled": "true"}
 _LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
+_ID_INVALID = re.compile(r"[^a-z0-9-]+")
+
+
+def backup_ids(stack: str) -> str:
+    """The Backup and DR ids of a stack's Filestore backups: `ray-<stack>-shared-fs`, within
+    the ids' rules (lowercase letters, digits, '-'; a letter first, at most 63)."""
+    middle = _ID_INVALID.sub("-", stack.lower()).strip("-")
+    return f"ray-{middle}"[:53].rstrip("-") + "-shared-fs"
 
 
 def gcp_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -127,6 +137,8 @@ class GcpAdapter(CloudAdapter):
                 "use helm, or enable it: "
                 + cluster.gcloud_update("--update-addons RayOperator=ENABLED"),
             )
+        if install == "managed":
+            self._check_managed_kuberay()
         if block.gcs_fuse.enabled:
             if not cluster.gcs_fuse_driver:
                 raise setting_error(
@@ -148,8 +160,45 @@ class GcpAdapter(CloudAdapter):
         if settings.storage.shared_filesystem.enabled:
             self.filestore_location = self._filestore_location()
 
+    def _check_managed_kuberay(self) -> None:
+        """The add-on's KubeRay must serve what the RayCluster sets: the API server prunes
+        fields its CRD lacks, silently (an add-on older than KubeRay 1.6 drops
+        `upgradeStrategy`, and so the pods are never recreated on a change; one without
+        `authOptions` runs the dashboard without auth, or the head waits for a Secret that
+        never comes). Read from the live CRD, so the add-on's own version needs no table."""
+        cluster = self.cluster
+        try:
+            crd = lookup.raycluster_crd(cluster)
+        except Exception as err:
+            raise setting_error(
+                "operator.install",
+                "managed",
+                f"needs the RayCluster CRD of cluster {cluster.name}'s Ray add-on, which could "
+                f"not be read: {lookup.api_reason(err)}",
+            ) from None
+        needs: dict[str, str | None] = {"spec.upgradeStrategy.type": "Recreate"}
+        if self.settings.ray.auth == "token":
+            needs["spec.authOptions.mode"] = "token"
+        schema = kuberay_release.served_schema(crd)
+        missing = (
+            ["apiVersion ray.io/v1"]
+            if schema is None
+            else kuberay_release.missing_fields(schema, needs)
+        )
+        if missing:
+            raise setting_error(
+                "operator.install",
+                "managed",
+                f"needs KubeRay 1.6 or later from the GKE Ray add-on; cluster {cluster.name}'s "
+                f"RayCluster CRD lacks {', '.join(missing)} (the API server would drop them "
+                "silently): upgrade the cluster (the add-on follows its GKE version), or "
+                "disable the add-on and use operator.install: helm",
+            )
+
     def _filestore_location(self) -> str:
-        """The regional tier takes the region; the zonal tiers a zone of the cluster's region."""
+        """The regional tier takes the region; the zonal tiers a zone: the setting, or a zonal
+        cluster's own zone. Never picked from the node zones: adding one would move (replace)
+        the instance."""
         fs, cluster = self.gcp.filestore, self.cluster
         if fs.tier == "REGIONAL":
             return region_of(cluster.location)
@@ -157,12 +206,13 @@ class GcpAdapter(CloudAdapter):
             return fs.zone
         if is_zone(cluster.location):
             return cluster.location
-        if cluster.node_locations:
-            return sorted(cluster.node_locations)[0]
+        zones = ", ".join(sorted(cluster.node_locations)) or "none reported"
         raise setting_error(
             "gcp.filestore.zone",
             None,
-            f"is needed: regional cluster {cluster.name} reports no node zones; name one",
+            f"is required for the {fs.tier} tier on regional cluster {cluster.name}: name the "
+            f"instance's zone (the cluster's node zones: {zones}); it is used as is, and "
+            "changing it replaces the instance",
         )
 
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
@@ -206,8 +256,20 @@ class GcpAdapter(CloudAdapter):
                     connect_mode=connect_mode,
                     protect=stateful.protect,
                     labels=labels,
+                    backup=(
+                        FilestoreBackupArgs(
+                            region=region_of(self.filestore_location),
+                            ids=backup_ids(settings.stack),
+                            retention_days=block.filestore.backup.retention_days,
+                            window_start_hour_utc=block.filestore.backup.window_start_hour_utc,
+                        )
+                        if stateful.backups
+                        else None
+                    ),
                 ),
             )
+            if share.backup_vault_id is not None:
+                outputs["fileSystemBackupVault"] = share.backup_vault_id
             path = f"/{share.share_name}"
             # The new share's root is root's (755): a one-shot root Job outside Ray's namespace
             # hands it to the Ray user; Ray pods wait until it is writable.
@@ -263,6 +325,11 @@ class GcpAdapter(CloudAdapter):
                     project=block.project,
                     location=b.location or region_of(cluster.location),
                     noncurrent_version_days=storage.artifact_bucket.noncurrent_version_days,
+                    expiring_prefixes={
+                        f"{settings.bucket_prefix}/{WORKING_DIRS}/": (
+                            storage.artifact_bucket.working_dir_expiry_days
+                        )
+                    },
                     soft_delete_days=b.soft_delete_days,
                     abort_multipart_days=b.abort_multipart_days,
                     service_agent=cluster.storage_service_agent,

@@ -3,6 +3,7 @@ location and project. Every failure is a one-line settings error."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -153,3 +154,40 @@ def kubeconfig(cluster: GkeCluster) -> str:
             "provideClusterInfo": True,
         },
     )
+
+
+RAYCLUSTER_CRD = "rayclusters.ray.io"
+CRD_READ_TIMEOUT = (10, 30)
+"""Seconds to connect to the API server, and to read its answer."""
+
+
+def read_crd(kubeconfig_json: str, name: str) -> dict[str, Any]:
+    """A CustomResourceDefinition as the cluster's API server serves it, read with the kubeconfig
+    the Kubernetes provider gets (so the same credentials: GKE's exec plugin)."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+        json.loads(kubeconfig_json), persist_config=False
+    )
+    try:
+        # Unparsed (a urllib3 response): the schema as served, not the client's model of it.
+        answer: Any = client.ApiextensionsV1Api(api).read_custom_resource_definition(
+            name, _preload_content=False, _request_timeout=CRD_READ_TIMEOUT
+        )
+        crd: dict[str, Any] = json.loads(answer.data)
+        return crd
+    finally:
+        api.close()
+
+
+def raycluster_crd(cluster: GkeCluster) -> dict[str, Any]:
+    """The live RayCluster CRD of the cluster (the GKE Ray add-on's, with `install: managed`)."""
+    return read_crd(kubeconfig(cluster), RAYCLUSTER_CRD)
+
+
+def api_reason(err: Exception) -> str:
+    """One line for a failed Kubernetes API call: the status, or the client's own words."""
+    status = getattr(err, "status", None)
+    if status:
+        return f"HTTP {status} {getattr(err, 'reason', '') or ''}".strip()
+    return provider_reason(err)

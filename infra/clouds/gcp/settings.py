@@ -102,6 +102,18 @@ class GcsFuseSettings(Model):
     sidecar: SidecarSettings = Field(default_factory=lambda: SidecarSettings.model_validate({}))
 
 
+class FilestoreBackupSettings(Model):
+    """Scheduled backups of the Filestore instance (prod: `StatefulPolicy.backups`), by the
+    Backup and DR service: a daily backup plan into a backup vault in the instance's region."""
+
+    retention_days: int = Field(35, alias="retentionDays", ge=1, le=36_500)
+    """Each backup is kept this long, and the vault enforces it (no one deletes a backup
+    sooner). The vault's enforced retention can only grow: lowering this needs a new vault.
+    Default: AWS Backup's daily EFS plan keeps 35 days too."""
+    window_start_hour_utc: int = Field(2, alias="windowStartHourUtc", ge=0, le=23)
+    """The daily backup starts in a 6-hour window from this hour (UTC)."""
+
+
 class FilestoreSettings(Model):
     """The Filestore instance behind the shared file system."""
 
@@ -110,7 +122,13 @@ class FilestoreSettings(Model):
     # Basic tiers end at 63.9 TiB; zonal and regional at 100 TiB (checked in rules()).
     """Default: the tier's minimum. Filestore bills provisioned capacity, used or not."""
     zone: str | None = None
-    """Zonal tiers on a regional cluster: default the cluster's first node zone."""
+    """The zonal tiers' zone (BASIC_HDD, BASIC_SSD, ZONAL): required on a regional cluster, used
+    as is; a zonal cluster's own zone by default. Never derived from the cluster's node zones: a
+    Filestore instance cannot move, so a changed zone replaces it (and everything on it)."""
+
+    backup: FilestoreBackupSettings = Field(
+        default_factory=lambda: FilestoreBackupSettings.model_validate({})
+    )
 
     @field_validator("zone")
     @classmethod
@@ -188,7 +206,15 @@ class GcpSettings(CloudSettings):
                     f"is below the {fs.tier} minimum of {minimum} GiB",
                 )
             )
-        if fs.zone is not None and region_of(fs.zone) != region_of(self.location):
+        if fs.zone is not None and fs.tier == "REGIONAL":
+            problems.append(
+                message(
+                    "gcp.filestore.zone",
+                    fs.zone,
+                    "is not used by the REGIONAL tier (its instance spans the region); drop it",
+                )
+            )
+        elif fs.zone is not None and region_of(fs.zone) != region_of(self.location):
             problems.append(
                 message(
                     "gcp.filestore.zone",

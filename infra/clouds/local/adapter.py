@@ -49,9 +49,19 @@ class LocalAdapter(CloudAdapter):
         return tuple(rules)
 
     def kubernetes_provider(self) -> k8s.Provider:
-        """The ambient kubeconfig ($KUBECONFIG) unless the stack names one; no path lands in
-        state unless the stack sets it."""
-        return k8s.Provider("local", kubeconfig=self.local.kubeconfig, context=self.local.context)
+        """The ambient kubeconfig, resolved by the provider when it runs, unless the stack
+        names one.
+
+        Left unset, the Kubernetes SDK would copy `$KUBECONFIG` into the provider's inputs (and
+        so into the state): after `tools/up down` that path names no file, and every later
+        refresh fails on it ("failed to parse kubeconfig data"). An empty string is what the
+        provider (pulumi-kubernetes `Configure`, v4.25 and later) takes as "not set": it then
+        loads `$KUBECONFIG` / ~/.kube/config of the run itself, and nothing cluster-specific
+        is stored. A `local.kubeconfig` path is the stack's own choice and is stored as is.
+        """
+        return k8s.Provider(
+            "local", kubeconfig=self.local.kubeconfig or "", context=self.local.context
+        )
 
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
         settings = self.settings

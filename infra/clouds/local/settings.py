@@ -44,7 +44,8 @@ class LocalSettings(CloudSettings):
     """`ray-platform:local`."""
 
     kubeconfig: str | None = None
-    """A kubeconfig path; default: $KUBECONFIG or ~/.kube/config."""
+    """A kubeconfig path, stored in the provider's state as is (a later run needs the file
+    there); default: $KUBECONFIG or ~/.kube/config of each run, nothing stored."""
     context: str | None = None
     host_path: MountPath = Field("/var/lib/ray-platform/shared", alias="hostPath")
     """The node directory that backs the shared volume."""
