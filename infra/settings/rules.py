@@ -220,6 +220,8 @@ def shared_packages_valid(s: Settings, _: Path) -> list[str]:
             errors.append(message(key, req, "is not a pip requirement such as pandas==2.2.3"))
             continue
         name = requirement_name(req)
+        if name is None:
+            continue
         if name in seen:
             errors.append(
                 message(

@@ -180,12 +180,17 @@ _NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 
 def requirement_name(req: str) -> str | None:
-    """The project a pip requirement names, normalized (PEP 503: `Scikit_Learn` →
-    `scikit-learn`); None for what names none (a URL, a path, an option)."""
+    """The project a pip requirement names, normalized (PEP 503: `Scikit_Learn[x]>=1` →
+    `scikit-learn`); None for what names none (a URL, a path, an option). One function for the
+    settings' checks (a package named twice, a job's pip naming a shared one) and, mirrored, the
+    CLI's (tests/cli keeps the two in agreement)."""
     if "://" in req.split("@", 1)[0] or req.lstrip().startswith(("-", ".", "/")):
         return None
-    match = _NAME.match(req)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
+    try:
+        return canonicalize_name(Requirement(req).name)
+    except InvalidRequirement:
+        match = _NAME.match(req)
+        return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
 
 
 def is_requirement(req: str) -> bool:
@@ -199,12 +204,6 @@ def is_requirement(req: str) -> bool:
     except InvalidRequirement:
         return False
     return True
-
-
-def requirement_name(req: str) -> str:
-    """The canonical distribution name of a valid requirement (`Scikit_Learn[x]>=1` →
-    `scikit-learn`), to find one package named twice."""
-    return canonicalize_name(Requirement(req).name)
 
 
 def _package_index(v: str) -> str:

@@ -688,7 +688,7 @@ def test_all_errors_are_reported_together() -> None:
         _set("ray.sharedPackages", ["torch==2.5.1+cu121", "numpy>=1.26,<2"]),
         _set("ray.sharedPackages", ["scikit-learn[alldeps, tests]==1.5.2"]),
         _set("ray.sharedPackages", ["mylib @ git+https://github.com/acme/mylib@v1.2"]),
-        _set("ray.sharedPackages", ["pandas==2.2.*", "numpy~=2.1", "rich!=13.0.0"]),
+        _set("ray.sharedPackages", ["polars==1.9.*", "numpy~=2.1", "rich!=13.0.0"]),
         _set("ray.packageIndex", "http://10.88.0.1:3141/index/"),
         _set("ray.packageIndex", "https://pypi.example.com/simple"),
         _set("ray.packageIndex", "http://[fd00::1]:3141/root/pypi/+simple/"),
