@@ -66,6 +66,10 @@ class RayClusterConfig:
     idle_timeout_seconds: int = 60
     auth: Literal["token", "disabled"] = "token"
     jupyter: JupyterConfig | None = None
+    autoscaler: GroupResources = field(
+        default_factory=lambda: GroupResources(cpu="500m", memory="512Mi")
+    )
+    """The autoscaler sidecar's size (KubeRay's defaults unless the settings say otherwise)."""
 
 
 @dataclass(frozen=True)

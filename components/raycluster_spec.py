@@ -448,10 +448,9 @@ def raycluster_spec(
             "version": "v2",
             "idleTimeoutSeconds": ray.idle_timeout_seconds,
             "upscalingMode": "Default",
-            "resources": {
-                "requests": {"cpu": "500m", "memory": "512Mi"},
-                "limits": {"cpu": "500m", "memory": "512Mi"},
-            },
+            # Set, not left to KubeRay's default (the same 500m/512Mi): it counts against the
+            # head pod's requests, which a small node must fit (components/sizing.py).
+            "resources": _resources(ray.autoscaler),
             "securityContext": container_security_context(),
         },
         "headGroupSpec": head_group(ray, wiring, runtime_env_config_map),

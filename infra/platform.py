@@ -105,6 +105,7 @@ def ray_cluster_config(
         idle_timeout_seconds=ray.idle_timeout_seconds,
         auth=ray.auth,
         jupyter=jupyter,
+        autoscaler=GroupResources(cpu=ray.autoscaler.cpu, memory=ray.autoscaler.memory),
     )
 
 

@@ -173,6 +173,14 @@ class JupyterSettings(Model):
     when the image lacks it (rayproject/ray images do)."""
 
 
+class AutoscalerSettings(Model):
+    """The in-tree autoscaler sidecar KubeRay adds to the head pod (request = limit)."""
+
+    cpu: CpuQuantity = "500m"
+    memory: MemoryQuantity = "512Mi"
+    """KubeRay's own defaults; the sidecar counts against the head pod's requests."""
+
+
 class RaySettings(Model):
     """The RayCluster and how code and dependencies reach it."""
 
@@ -191,6 +199,9 @@ class RaySettings(Model):
     auth: Literal["token", "disabled"] = "token"
     """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""
     jupyter: JupyterSettings = Field(default_factory=lambda: JupyterSettings.model_validate({}))
+    autoscaler: AutoscalerSettings = Field(
+        default_factory=lambda: AutoscalerSettings.model_validate({})
+    )
 
     @field_validator("cluster_name")
     @classmethod

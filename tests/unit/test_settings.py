@@ -360,6 +360,12 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "must be a URL without spaces",
     ),
     (
+        "local",
+        "autoscaler sidecar size",
+        _set("ray.autoscaler", {"cpu": "fast", "memory": "512Mi"}),
+        'ray-platform:ray.autoscaler.cpu ("fast") is not a CPU quantity such as 500m or 2',
+    ),
+    (
         "dev",
         "replicas given as true",
         _set("ray.workerGroups.0.maxReplicas", True),
