@@ -436,6 +436,130 @@ def _run_in_kernel(base: str, token: str, code: str) -> str:
     return str(ioloop.IOLoop.current().run_sync(run, timeout=300))
 
 
+def _exec(d: Deployment, pod: str, container: str, *argv: str) -> str:
+    run = kubectl(d, "-n", NS, "exec", pod, "-c", container, "--", *argv)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+def _submit(d: Deployment, workdir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    outputs = workdir.parent / f"{workdir.name}-outputs.json"
+    outputs.write_text(json.dumps(d.outputs))
+    env = {**os.environ, "KUBECONFIG": str(d.kubeconfig)}
+    env.update(localcluster.object_store(d.cluster).env())
+    return subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "ray-platform"),
+            "submit",
+            "--outputs",
+            str(outputs),
+            "--",
+            *argv,
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_submit_ships_a_directory_through_the_bucket_to_the_stacks_cluster(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    # Another pod (a worker) writes onto the shared file system; the job reads it.
+    worker = running(d, "worker")[0]
+    _exec(d, worker, "ray-worker", "sh", "-c", "echo from-the-worker > /mnt/shared/e2e-input.txt")
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "job.py").write_text(
+        textwrap.dedent(
+            """
+            import ray
+            ray.init()
+            print("read:", open("/mnt/shared/e2e-input.txt").read().strip())
+
+            @ray.remote(num_cpus=1)
+            def upload():
+                import boto3, socket
+                boto3.client("s3").put_object(Bucket="ray", Key="local/e2e-result.txt",
+                                              Body=socket.gethostname().encode())
+                return socket.gethostname()
+
+            print("uploaded from:", ray.get(upload.remote()))
+            """
+        )
+    )
+    (job_dir / "fail.py").write_text("raise SystemExit('this job fails')\n")
+    run = _submit(d, job_dir, "python", "job.py")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "read: from-the-worker" in run.stdout
+    host = run.stdout.split("uploaded from:", 1)[1].split()[0]
+    assert host.startswith("ray-cpu-worker-")
+    # The zip went to the stack's bucket under its content hash, and the object is there.
+    store = localcluster.object_store(d.cluster)
+    from tools import objectstore
+
+    s3 = objectstore.s3_client(store.endpoint, store.credentials, store.region)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ray", Prefix="local/")["Contents"]]
+    assert any(k.startswith("local/working_dirs/") and k.endswith(".zip") for k in keys), keys
+    assert s3.get_object(Bucket="ray", Key="local/e2e-result.txt")["Body"].read().decode() == host
+    failed = _submit(d, job_dir, "python", "fail.py")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """More work than the workers hold scales the group up; idle workers go; then a `pulumi up`
+    that changes the RayCluster succeeds although the autoscaler owns workerGroupSpecs now."""
+    d = deployment
+    assert len(running(d, "worker")) == 1
+    script = textwrap.dedent(
+        """
+        import ray, time
+        ray.init()
+
+        @ray.remote(num_cpus=1)
+        def hold():
+            import socket
+            time.sleep(45)
+            return socket.gethostname()
+
+        print("hosts", sorted(set(ray.get([hold.remote() for _ in range(2)]))))
+        """
+    )
+    out = in_head(d, script, timeout=600)
+    hosts = out.split("hosts", 1)[1]
+    assert hosts.count("ray-cpu-worker-") == 2, out  # a second worker came up for the work
+    raycluster = d.kube.get(f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/{CLUSTER}")
+    assert raycluster is not None
+    idle = int(raycluster["spec"]["autoscalerOptions"].get("idleTimeoutSeconds", 60))
+    deadline = time.monotonic() + idle + 240
+    while len(running(d, "worker")) > 1 and time.monotonic() < deadline:
+        time.sleep(5)
+    assert len(running(d, "worker")) == 1, "the idle worker did not go away"
+    managers = {m.get("manager") for m in raycluster["metadata"].get("managedFields", [])}
+    assert len(managers) > 1, managers  # the autoscaler patched it: SSA co-ownership
+    # A `pulumi up` that changes the RayCluster (a new idle timeout) on the same state.
+    from pulumi import automation as auto
+
+    from tools import engine
+
+    eng = engine.engine(d.state, d.kubeconfig)
+    stack = engine.local_stack(eng, d.state / "project", "local")
+    stack.set_config(
+        "ray-platform:ray.idleTimeoutSeconds", auto.ConfigValue(str(idle + 30)), path=True
+    )
+    result = stack.up(color="never")
+    assert result.summary.result == "succeeded"
+    changed = d.kube.get(f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/{CLUSTER}")
+    assert changed is not None
+    assert changed["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] == idle + 30
+
+
 def test_zz_destroy_and_down_leave_the_machine_as_it_was(deployment: Deployment) -> None:
     d = deployment
     ok(job("destroy", d.state, d.cluster))
