@@ -126,6 +126,45 @@ def jupyter_token(state: Path) -> str:
     return token
 
 
+class DoesNotFit(RuntimeError):
+    """The stack's minimum RayCluster is larger than the node; the message is one line."""
+
+
+def check_fits(stack_config: Mapping[str, Any], stack: str, allocatable: Mapping[str, str]) -> str:
+    """Raise DoesNotFit when the head and the minimum workers ask the scheduler for more than
+    the node has (a worker would stay Pending; with a failing head the Pending worker can take
+    the CPU a new head needs). Returns the one-line summary otherwise."""
+    from components.sizing import container_requests
+    from infra.settings.load import load
+    from infra.sizing import minimum_requests
+
+    config = json.loads(json.dumps(dict(stack_config)))  # a deep copy
+    # Secrets are set on the engine's stack (configure), not in the file: their values change
+    # nothing that is asked for, but the settings want them present.
+    config.setdefault(JUPYTER_TOKEN_KEY, "x" * 32)
+    store = (config.get(LOCAL_KEY) or {}).get("objectStore")
+    if isinstance(store, dict):
+        store.setdefault("secretAccessKey", "x" * 32)
+    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    settings = load(raw, project="ray-platform", stack=stack)
+    wanted = minimum_requests(settings)
+    node = container_requests({"resources": {"requests": dict(allocatable)}})
+    if not wanted.total.fits(node):
+        raise DoesNotFit(
+            f"the {stack} stack's RayCluster asks for {wanted.summary()}, more than the node "
+            f"can hold ({node}): lower ray.head / ray.workerGroups[].cpu, memory or minReplicas "
+            f"in Pulumi.{stack}.yaml"
+        )
+    return wanted.summary()
+
+
+def node_allocatable(kubeconfig: Path) -> dict[str, str]:
+    """The first node's allocatable CPU and memory."""
+    nodes = Kube(kubeconfig).items("/api/v1/nodes")
+    allocatable = (nodes[0].get("status") or {}).get("allocatable") or {} if nodes else {}
+    return {k: str(allocatable[k]) for k in ("cpu", "memory") if k in allocatable}
+
+
 def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> None:
     """Build (or reuse) the stand-in for the stack's Ray image and push it to the node's
     registry under the stack file's image name, which containerd resolves there."""
@@ -312,8 +351,15 @@ def main(argv: list[str] | None = None) -> int:
             merged = {**stack_config, **overrides}
             overrides.update(node_overrides(merged, target.node.package_index, shared))
             if args.action in ("up", "preview") and target.node.registry:
+                merged = {**stack_config, **overrides}
+                if kubeconfig is not None:
+                    fits = check_fits(merged, args.stack, node_allocatable(kubeconfig))
+                    _say(f"the RayCluster fits the node: {fits}")
                 ensure_ray_image(stack_config, target.node.registry)
-    except (BuildError, localcluster.LocalClusterError) as err:
+    except (BuildError, localcluster.LocalClusterError, DoesNotFit) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except _settings_error() as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except _image_error() as err:
@@ -372,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         _say("the kubectl commands above work with the project's kubectl; first run:")
         _say('  eval "$(tools/up env)"')
     return 0
+
+
+def _settings_error() -> type[Exception]:
+    from infra.settings.errors import SettingsError
+
+    return SettingsError
 
 
 def _image_error() -> type[Exception]:

@@ -291,6 +291,7 @@ def test_on_the_projects_node_pods_get_the_mirror_and_a_shared_dir_down_removes(
     monkeypatch.setattr(
         stack, "ensure_ray_image", lambda _config, registry: pushed.append(registry)
     )
+    monkeypatch.setattr(stack, "node_allocatable", lambda _kc: {"cpu": "2", "memory": "24Gi"})
     assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
     config = _work_config(tmp_path)
     assert config["ray-platform:ray"]["packageIndex"] == index
@@ -317,3 +318,18 @@ def test_min_workers_come_from_the_stack_file() -> None:
         "ray-platform:ray": {"workerGroups": [{"name": "cpu", "minReplicas": 2}, {"name": "gpu"}]}
     }
     assert stack.min_workers(config) == {"cpu": 2, "gpu": 0}
+
+
+def test_a_stack_larger_than_the_node_is_refused_in_one_line() -> None:
+    config = stack_config("local")
+    summary = stack.check_fits(config, "local", {"cpu": "2", "memory": "24Gi"})
+    assert "head" in summary
+    with pytest.raises(stack.DoesNotFit) as refused:
+        stack.check_fits(config, "local", {"cpu": "1", "memory": "24Gi"})
+    assert "more than the node can hold" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    big = copy.deepcopy(config)
+    big["ray-platform:ray"]["workerGroups"][0]["minReplicas"] = 2
+    big["ray-platform:ray"]["workerGroups"][0]["cpu"] = "1"
+    with pytest.raises(stack.DoesNotFit):
+        stack.check_fits(big, "local", {"cpu": "2", "memory": "24Gi"})
