@@ -100,6 +100,19 @@ class Kube:
             detail = err.read().decode(errors="replace")[:300]
             raise RuntimeError(f"{method} {path}: HTTP {err.code}: {detail}") from None
 
+    def text(self, path: str) -> str | None:
+        """A plain-text resource (a container's log), or None if it does not exist."""
+        request = urllib.request.Request(self.server + path, method="GET")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, context=self.ssl, timeout=60) as resp:
+                return str(resp.read().decode(errors="replace"))
+        except urllib.error.HTTPError as err:
+            if err.code in (400, 404):  # 400: the container has not started yet
+                return None
+            raise RuntimeError(f"GET {path}: HTTP {err.code}") from None
+
     def get(self, path: str) -> dict[str, Any] | None:
         """The object at `path`, or None if it does not exist."""
         return self._request("GET", path)

@@ -27,6 +27,12 @@ FATAL_WAITING = {
 """Container waiting reasons that do not resolve by themselves."""
 RESTARTS_FATAL = 3
 """An init container (the shared-packages installer) failing this often will not succeed."""
+INSTALLER = "install-shared-packages"
+"""The head's init container that installs ray.sharedPackages (components/raycluster_spec.py).
+It retries in place with backoff instead of failing (a failed head is replaced at once by
+KubeRay), so its failure shows in its log, not in the pod's status."""
+INSTALLER_FAILED_ATTEMPTS = 2
+"""`up` gives up once the installer has failed this often: a wrong package set does not heal."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,44 @@ def verdict(
     return Verdict(True, None, "")
 
 
+def installer_failure(log: str) -> str | None:
+    """One line from the installer's log when it has failed INSTALLER_FAILED_ATTEMPTS times:
+    pip's last error and the installer's own advice; None while it may still succeed."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    failures = [ln for ln in lines if ln.startswith("shared packages: attempt ")]
+    if len(failures) < INSTALLER_FAILED_ATTEMPTS:
+        return None
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    cause = errors[-1] if errors else failures[-1].split(";", 1)[0]
+    return (
+        f"the shared packages cannot be installed ({len(failures)} attempts): {cause} — fix "
+        "ray.sharedPackages (or ray.packageIndex) and run up again"
+    )
+
+
 class NotReady(RuntimeError):
     """The RayCluster cannot become ready (or did not in time); the message is one line."""
+
+
+def _installer(kube: Any, namespace: str, pods: Sequence[Mapping[str, Any]]) -> Verdict | None:
+    """A head stuck in a failing shared-packages install, read from the installer's log."""
+    for pod in pods:
+        statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
+        running = [
+            s
+            for s in statuses
+            if s.get("name") == INSTALLER and (s.get("state") or {}).get("running")
+        ]
+        if not running:
+            continue
+        name = pod["metadata"]["name"]
+        log = kube.text(
+            f"/api/v1/namespaces/{namespace}/pods/{name}/log?container={INSTALLER}&tailLines=200"
+        )
+        failure = installer_failure(log or "")
+        if failure:
+            return Verdict(False, f"pod {name}: {failure}", "")
+    return None
 
 
 def wait(
@@ -147,6 +189,8 @@ def wait(
         found = verdict(pods, min_workers, failed_heads=max(0, len(seen_heads) - 1))
         if found.ready:
             return time.monotonic() - begin
+        if not found.failure:
+            found = _installer(kube, namespace, pods) or found
         if found.failure:
             raise NotReady(f"RayCluster {namespace}/{cluster} cannot become ready: {found.failure}")
         if found.waiting_for != last:

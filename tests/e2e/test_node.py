@@ -560,6 +560,69 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
     assert changed["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] == idle + 30
 
 
+def test_jupyter_comes_back_after_it_stops_and_the_autoscalers_log_reaches_the_head(
+    deployment: Deployment,
+) -> None:
+    """Issue 14, items 4 and 19: Jupyter is a native sidecar (the kubelet restarts it), and the
+    autoscaler sidecar shares the head's /tmp/ray (KubeRay's `ray-logs` volume)."""
+    d = deployment
+    pod = head(d)
+
+    def jupyter_restarts() -> int:
+        found = d.kube.get(f"/api/v1/namespaces/{NS}/pods/{pod}") or {}
+        statuses = found.get("status", {}).get("initContainerStatuses") or []
+        return sum(int(s.get("restartCount", 0)) for s in statuses if s["name"] == "jupyter")
+
+    before = jupyter_restarts()
+    # File > Shut Down does the same: the server process exits.
+    kubectl(
+        d,
+        "-n",
+        NS,
+        "exec",
+        pod,
+        "-c",
+        "jupyter",
+        "--",
+        "sh",
+        "-c",
+        "kill $(pgrep -f jupyter-lab | head -n 1)",
+    )
+    deadline = time.monotonic() + 180
+    while jupyter_restarts() == before and time.monotonic() < deadline:
+        time.sleep(2)
+    assert jupyter_restarts() > before, "the kubelet did not restart JupyterLab"
+    assert head(d) == pod  # the head (and Ray) stayed
+    logs = in_head(d, "import glob; print(glob.glob('/tmp/ray/session_latest/logs/monitor*'))")
+    assert "monitor" in logs, logs
+
+
+def test_a_failing_install_fails_up_with_pips_reason_and_the_head_is_not_recreated(
+    deployment: Deployment,
+) -> None:
+    """Issue 14, items 7 and 20: a package set that cannot install retries in place (no new head
+    every few seconds) and `up` says why in one line; the fixed set deploys again."""
+    from pulumi import automation as auto
+
+    from tools import engine, readiness
+
+    d = deployment
+    eng = engine.engine(d.state, d.kubeconfig)
+    stack = engine.local_stack(eng, d.state / "project", "local")
+    good = stack.get_config("ray-platform:ray.sharedPackages", path=True).value
+    bad = json.dumps([*json.loads(good), "nosuchpackage-ray-platform==0.0.1"])
+    stack.set_config("ray-platform:ray.sharedPackages", auto.ConfigValue(bad), path=True)
+    stack.up(color="never")
+    with pytest.raises(readiness.NotReady) as failed:
+        readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=300, say=lambda _m: None)
+    message = str(failed.value)
+    assert "nosuchpackage-ray-platform" in message and "\n" not in message, message
+    assert len(pods(d, "head")) == 1  # retried in place, not a new head each time
+    stack.set_config("ray-platform:ray.sharedPackages", auto.ConfigValue(good), path=True)
+    stack.up(color="never")
+    readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=600, say=lambda _m: None)
+
+
 def test_zz_destroy_and_down_leave_the_machine_as_it_was(deployment: Deployment) -> None:
     d = deployment
     ok(job("destroy", d.state, d.cluster))

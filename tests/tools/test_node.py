@@ -194,3 +194,22 @@ def test_a_head_recreated_again_and_again_is_a_failure() -> None:
     waiting = pod("h", "head", phase="Pending", ready=False)
     assert readiness.verdict([waiting], {}, failed_heads=1).failure is None
     assert readiness.verdict([waiting], {}, failed_heads=3).failure is not None
+
+
+def test_a_failing_shared_packages_install_is_read_from_the_installers_log() -> None:
+    attempt = (
+        "shared packages: attempt {n} failed (exit 1), retrying in 10s; pip's output in this "
+        "container's log says why."
+    )
+    log = "\n".join(
+        [
+            "ERROR: Could not find a version that satisfies the requirement nosuchpkg==1.0",
+            "ERROR: No matching distribution found for nosuchpkg==1.0",
+            attempt.format(n=1),
+        ]
+    )
+    assert readiness.installer_failure(log) is None  # one failure may be transient
+    found = readiness.installer_failure(log + "\n" + attempt.format(n=2))
+    assert found is not None
+    assert "No matching distribution found for nosuchpkg==1.0" in found
+    assert "\n" not in found
