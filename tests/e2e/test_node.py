@@ -218,6 +218,25 @@ def test_up_ends_with_ray_running_and_a_second_up_changes_nothing(deployment: De
     assert [p["metadata"]["uid"] for p in pods(d, "head")] == head_uid
 
 
+def test_the_printed_kubectl_commands_work_as_printed(deployment: Deployment) -> None:
+    """After `eval "$(tools/up env)"` the outputs' commands run as printed (the project's kubectl
+    on PATH, the local cluster's kubeconfig)."""
+    d = deployment
+    env_line = ok(job("env", d.state, d.cluster)).stdout
+    head_pod = d.outputs["headShellCommand"].split("exec -it ", 1)[1].split(" -c ray-head")[0]
+    for command in (d.outputs["authTokenCommand"], f"echo {head_pod}"):
+        run = subprocess.run(
+            ["bash", "-c", f"{env_line}\n{command}"],
+            env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0 and run.stdout.strip(), run.stderr
+    assert "pod/ray-head-" in run.stdout
+
+
 def test_pods_reach_the_api_server_dns_and_the_node_services_but_nothing_else(
     deployment: Deployment,
 ) -> None:

@@ -213,3 +213,14 @@ def test_a_failing_shared_packages_install_is_read_from_the_installers_log() -> 
     assert found is not None
     assert "No matching distribution found for nosuchpkg==1.0" in found
     assert "\n" not in found
+
+
+def test_without_root_the_node_is_refused_in_one_line(monkeypatch: Any) -> None:
+    import pytest
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(node.NodeUnavailable) as refused:
+        node.check_host()
+    message = str(refused.value)
+    assert "needs root" in message and "--control-plane-only" in message
+    assert "\n" not in message
