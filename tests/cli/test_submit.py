@@ -167,6 +167,9 @@ def test_stack_local_works_from_a_shell_without_a_pulumi_login(
 
     from tools.engine import LOCAL_PASSPHRASE
 
+    # Taken before HOME moves below: the built CLI lives in the real cache.
+    built_bin = bin_dir()
+
     pulumi = bin_dir() / "pulumi"
     assert pulumi.exists(), f"{pulumi} missing: run `python -m tools.build --only pulumi`"
     state = tmp_path / "cache" / "state"
@@ -217,7 +220,7 @@ def test_stack_local_works_from_a_shell_without_a_pulumi_login(
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
     env = {
-        "PATH": f"{bin_dir()}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{built_bin}{os.pathsep}{os.environ['PATH']}",
         "RAY_PLATFORM_CACHE": str(tmp_path / "cache"),
         "RAY_ADDRESS": "http://127.0.0.1:1",
     }
