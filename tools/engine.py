@@ -91,15 +91,46 @@ def work_dir(
     return wd
 
 
+JUPYTER_TOKEN_KEY = "ray-platform:jupyterToken"
+JUPYTER_TOKEN_FILE = "jupyter-token"
+"""In the state directory (0600): the local stack's generated JupyterLab token."""
+
+
+def jupyter_token(state: Path) -> str:
+    """The local stack's JupyterLab token: generated once, kept 0600 in the state directory."""
+    import secrets
+
+    path = state / JUPYTER_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if len(token) < 32:
+        token = secrets.token_hex(24)
+        state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return token
+
+
 def local_stack(eng: Engine, work_dir: Path, stack: str = "local") -> auto.Stack:
-    """Select (creating if needed) `stack` of this project in the engine's file backend."""
+    """Select (creating if needed) `stack` of this project in the engine's file backend.
+
+    The local stack runs JupyterLab: its token, generated once and kept beside the state
+    (`work_dir` is `<state>/project`), is set as a Pulumi secret on every selection, so every
+    caller (the main job, the e2e tier, the benchmarks) deploys the same stack."""
     # The Automation API finds `pulumi` on PATH and reads the backend from the environment.
     os.environ.update(eng.env)
-    return auto.create_or_select_stack(
+    selected = auto.create_or_select_stack(
         stack_name=stack,
         work_dir=str(work_dir),
         opts=auto.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=eng.env),
     )
+    if stack == "local":
+        token = jupyter_token(work_dir.parent)
+        selected.set_config(JUPYTER_TOKEN_KEY, auto.ConfigValue(token, secret=True))
+    return selected
 
 
 def outputs(stack: auto.Stack) -> dict[str, Any]:

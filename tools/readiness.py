@@ -54,12 +54,19 @@ def _ready(pod: Mapping[str, Any]) -> bool:
     )
 
 
-def pod_problem(pod: Mapping[str, Any]) -> str | None:
-    """The reason a pod will not start by itself, or None."""
-    name = (pod.get("metadata") or {}).get("name", "?")
+def pod_problem(pod: Mapping[str, Any], *, terminating_elsewhere: bool = False) -> str | None:
+    """The reason a pod will not start by itself, or None. A pod being deleted has none (KubeRay
+    replaces pods on a spec change), and Unschedulable is only final while no other pod is
+    terminating: on a small node the new head waits for the old pods' resources."""
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return None
+    name = meta.get("name", "?")
     status = pod.get("status") or {}
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            if terminating_elsewhere:
+                return None
             return f"pod {name} cannot be scheduled: {cond.get('message', '').strip()}"
     statuses = [
         *(("init container", s) for s in status.get("initContainerStatuses") or []),
@@ -91,17 +98,31 @@ def pod_problem(pod: Mapping[str, Any]) -> str | None:
 
 
 def verdict(
-    pods: Sequence[Mapping[str, Any]], min_workers: Mapping[str, int], *, failed_heads: int = 0
+    pods: Sequence[Mapping[str, Any]],
+    min_workers: Mapping[str, int],
+    *,
+    failed_heads: int = 0,
+    reconciled: bool = True,
 ) -> Verdict:
-    """Decide from the RayCluster's pods (labels ray.io/node-type and ray.io/group)."""
+    """Decide from the RayCluster's pods (labels ray.io/node-type and ray.io/group).
+    `reconciled`: KubeRay has seen the RayCluster's latest spec (status.observedGeneration):
+    before that, the pods running are the previous spec's and prove nothing."""
+    if not reconciled:
+        return Verdict(False, None, "KubeRay to reconcile the new RayCluster spec")
+    terminating = any((p.get("metadata") or {}).get("deletionTimestamp") for p in pods)
+    pods = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+    def problem(pod: Mapping[str, Any]) -> str | None:
+        return pod_problem(pod, terminating_elsewhere=terminating)
+
     heads = [p for p in pods if p["metadata"].get("labels", {}).get("ray.io/node-type") == "head"]
     if not heads:
         return Verdict(False, None, "the head pod to be created")
     if not any(_ready(p) for p in heads):
         for pod in heads:
-            problem = pod_problem(pod)
-            if problem:
-                return Verdict(False, problem, "")
+            found = problem(pod)
+            if found:
+                return Verdict(False, found, "")
         if failed_heads >= RESTARTS_FATAL:
             return Verdict(
                 False, f"the head pod was recreated {failed_heads} times without becoming ready", ""
@@ -117,9 +138,9 @@ def verdict(
         ready = sum(1 for p in members if _ready(p))
         if ready < wanted:
             for pod in members:
-                problem = pod_problem(pod)
-                if problem:
-                    return Verdict(False, problem, "")
+                found = problem(pod)
+                if found:
+                    return Verdict(False, found, "")
             return Verdict(False, None, f"worker group {group}: {ready}/{wanted} ready")
     return Verdict(True, None, "")
 
@@ -146,6 +167,8 @@ class NotReady(RuntimeError):
 def _installer(kube: Any, namespace: str, pods: Sequence[Mapping[str, Any]]) -> Verdict | None:
     """A head stuck in a failing shared-packages install, read from the installer's log."""
     for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
         statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
         running = [
             s
@@ -182,14 +205,23 @@ def wait(
     last = ""
     seen_heads: set[str] = set()
     while True:
+        raycluster = kube.get(f"/apis/ray.io/v1/namespaces/{namespace}/rayclusters/{cluster}") or {}
+        generation = (raycluster.get("metadata") or {}).get("generation")
+        observed = (raycluster.get("status") or {}).get("observedGeneration")
+        reconciled = generation is not None and observed == generation
         pods = kube.items(f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
         for pod in pods:
-            if pod["metadata"].get("labels", {}).get("ray.io/node-type") == "head":
-                seen_heads.add(pod["metadata"]["name"])
-        found = verdict(pods, min_workers, failed_heads=max(0, len(seen_heads) - 1))
+            # Heads created for the current spec (a spec change replaces the head: not a failure).
+            meta = pod["metadata"]
+            is_head = meta.get("labels", {}).get("ray.io/node-type") == "head"
+            if reconciled and is_head and not meta.get("deletionTimestamp"):
+                seen_heads.add(meta["name"])
+        found = verdict(
+            pods, min_workers, failed_heads=max(0, len(seen_heads) - 1), reconciled=reconciled
+        )
         if found.ready:
             return time.monotonic() - begin
-        if not found.failure:
+        if not found.failure and reconciled:
             found = _installer(kube, namespace, pods) or found
         if found.failure:
             raise NotReady(f"RayCluster {namespace}/{cluster} cannot become ready: {found.failure}")

@@ -1,5 +1,11 @@
 # Sourced by tools/test and tools/up: uv (from PyPI if missing) and the locked environment.
 UV_VERSION=0.13.9
+if ! command -v uv >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1 \
+    && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  # A fresh Debian has python3 without pip: uv comes from PyPI through it.
+  echo "[setup] apt-get install python3-pip (to install uv from PyPI)" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+fi
 if ! command -v uv >/dev/null 2>&1; then
   echo "[setup] installing uv ${UV_VERSION} from PyPI" >&2
   python3 -m pip install --user --quiet "uv==${UV_VERSION}" 2>/dev/null \

@@ -39,9 +39,8 @@ from tools.kube import Kube
 READY_TIMEOUT = 900.0
 """Seconds `up` waits for the RayCluster (head and minimum workers Running and Ready); a cold
 node pulls the Ray image and installs the shared packages first."""
-JUPYTER_TOKEN_FILE = "jupyter-token"
-"""In the state directory (0600): the local stack's generated JupyterLab token."""
-JUPYTER_TOKEN_KEY = "ray-platform:jupyterToken"
+JUPYTER_TOKEN_FILE = engine.JUPYTER_TOKEN_FILE
+JUPYTER_TOKEN_KEY = engine.JUPYTER_TOKEN_KEY
 RAY_KEY = "ray-platform:ray"
 IDENTITY_FILE = "clusters.json"
 """In the state directory: stack name -> kube-system UID of the cluster it was deployed to."""
@@ -70,6 +69,9 @@ class Target:
 
 def _target(start_cluster: bool, cluster_dir: Path | None, *, with_node: bool = True) -> Target:
     given = os.environ.get("KUBECONFIG")
+    if given and _is_local_cluster(Path(given), cluster_dir):
+        # `eval "$(tools/up env)"` exports the project's own cluster: still the local cluster.
+        given = None
     if given:
         _say(f"using KUBECONFIG={given}; the stack file's bucket settings apply as they are")
         return Target(Path(given))
@@ -90,6 +92,13 @@ def _target(start_cluster: bool, cluster_dir: Path | None, *, with_node: bool = 
     return Target(kubeconfig, store, running_node)
 
 
+def _is_local_cluster(kubeconfig: Path, cluster_dir: Path | None) -> bool:
+    try:
+        return kubeconfig.resolve() == localcluster.state.layout(cluster_dir).kubeconfig
+    except OSError:
+        return False
+
+
 # ------------------------------------------------------------------------------------ the node
 
 
@@ -106,24 +115,6 @@ def node_overrides(
     local = dict(stack_config.get(LOCAL_KEY) or {})
     local["hostPath"] = str(shared_dir)
     return {RAY_KEY: ray, LOCAL_KEY: local}
-
-
-def jupyter_token(state: Path) -> str:
-    """The local stack's JupyterLab token: generated once, kept 0600 in the state directory."""
-    import secrets
-
-    path = state / JUPYTER_TOKEN_FILE
-    try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        token = ""
-    if len(token) < 32:
-        token = secrets.token_hex(24)
-        state.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-    return token
 
 
 class DoesNotFit(RuntimeError):
@@ -206,12 +197,8 @@ def bucket_secrets(store: localcluster.ObjectStore) -> dict[str, auto.ConfigValu
     return {SECRET_KEY_PATH: auto.ConfigValue(store.secret_key, secret=True)}
 
 
-def configure(
-    stack: auto.Stack, store: localcluster.ObjectStore | None, token: str | None = None
-) -> None:
-    """Set the secrets of the work copy: the bucket's key and JupyterLab's token."""
-    if token is not None:
-        stack.set_config(JUPYTER_TOKEN_KEY, auto.ConfigValue(token, secret=True))
+def configure(stack: auto.Stack, store: localcluster.ObjectStore | None) -> None:
+    """Set the secret part of the bucket config (JupyterLab's token: engine.local_stack)."""
     if store is None:
         return
     for key, value in bucket_secrets(store).items():
@@ -368,9 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = engine.local_stack(eng, engine.work_dir(state, args.stack, overrides), args.stack)
     out: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     step = "config"
-    token = jupyter_token(state) if args.stack == "local" else None
     try:
-        configure(stack, target.object_store, token)
+        configure(stack, target.object_store)
         step = args.action
         if args.action in ("up", "preview", "destroy"):
             current = cluster_identity(kubeconfig)

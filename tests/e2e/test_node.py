@@ -104,6 +104,11 @@ def command(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
 
+def _rules(saved: str) -> list[str]:
+    """iptables-save without its comment lines (they carry the time) and counters."""
+    return [re.sub(r"\[\d+:\d+\]", "", ln) for ln in saved.splitlines() if not ln.startswith("#")]
+
+
 def machine() -> dict[str, Any]:
     """Everything the node may change, in a comparable form."""
     cache = str(localcluster.default_state_dir().parent)
@@ -120,8 +125,8 @@ def machine() -> dict[str, Any]:
     )
     return {
         "sysctls": sysctls(),
-        "iptables": command("iptables-save").splitlines(),
-        "ip6tables": command("ip6tables-save").splitlines(),
+        "iptables": _rules(command("iptables-save")),
+        "ip6tables": _rules(command("ip6tables-save")),
         "nft": command("nft", "list", "ruleset"),
         "links": sorted(Path("/sys/class/net").iterdir()),
         "netns": sorted(p.name for p in Path("/run/netns").glob("*")),
@@ -258,6 +263,93 @@ def test_pods_reach_the_api_server_dns_and_the_node_services_but_nothing_else(
     assert "dns 10.96.0.1" in out
     assert "api ok" in out
     assert "outside unreachable" in out
+
+
+OUTSIDE_NS = "rp-e2e-outside"
+OUTSIDE_HOST_IP, OUTSIDE_IP = "10.250.0.1", "10.250.0.2"
+
+
+@contextlib.contextmanager
+def outside_host() -> Iterator[int]:
+    """A host of our own beside the node, not on its bridge: a network namespace behind a veth,
+    routing the pod and Service ranges through this machine, with an HTTP server on it."""
+    ns = ["ip", "netns", "exec", OUTSIDE_NS]
+    steps = [
+        ["ip", "netns", "add", OUTSIDE_NS],
+        ["ip", "link", "add", "rpe2e0", "type", "veth", "peer", "name", "rpe2e1"],
+        ["ip", "link", "set", "rpe2e1", "netns", OUTSIDE_NS],
+        ["ip", "addr", "add", f"{OUTSIDE_HOST_IP}/30", "dev", "rpe2e0"],
+        ["ip", "link", "set", "rpe2e0", "up"],
+        [*ns, "ip", "addr", "add", f"{OUTSIDE_IP}/30", "dev", "rpe2e1"],
+        [*ns, "ip", "link", "set", "rpe2e1", "up"],
+        [*ns, "ip", "link", "set", "lo", "up"],
+        [*ns, "ip", "route", "add", node.POD_CIDR, "via", OUTSIDE_HOST_IP],
+        [*ns, "ip", "route", "add", "10.96.0.0/16", "via", OUTSIDE_HOST_IP],
+    ]
+    server = None
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+        port = 18080
+        server = subprocess.Popen(
+            [*ns, sys.executable, "-m", "http.server", str(port), "--bind", OUTSIDE_IP],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection((OUTSIDE_IP, port), timeout=1).close()
+                break
+            time.sleep(0.2)
+        yield port
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "delete", OUTSIDE_NS], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "delete", "rpe2e0"], capture_output=True, check=False)
+
+
+def test_nothing_crosses_between_the_pod_network_and_other_interfaces(
+    deployment: Deployment,
+) -> None:
+    """The fence: a pod cannot reach a host beside the node, and that host cannot reach the pod
+    network, the Services or the bridge's address (MinIO, the API server), although it routes
+    them through this machine and forwarding is on (the CNI plugin turns it on)."""
+    d = deployment
+    minio_port = int(d.outputs["objectStoreEndpoint"].rsplit(":", 1)[1])
+    with outside_host() as port:
+        # It answers this machine: it is up, and the route to it exists.
+        urllib.request.urlopen(f"http://{OUTSIDE_IP}:{port}/", timeout=5).close()
+        script = textwrap.dedent(
+            f"""
+            import socket
+            try:
+                socket.create_connection(("{OUTSIDE_IP}", {port}), timeout=5)
+                print("reached")
+            except OSError as e:
+                print("blocked", type(e).__name__)
+            """
+        )
+        assert "blocked" in in_head(d, script)
+        for target in (f"{node.NODE_IP}:{minio_port}", "10.96.0.1:443"):
+            host, tport = target.split(":")
+            probe = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    OUTSIDE_NS,
+                    sys.executable,
+                    "-c",
+                    f"import socket; socket.create_connection(('{host}', {tport}), timeout=3)",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert probe.returncode != 0, f"{target} reachable from beside the node"
 
 
 def test_the_bucket_endpoint_pods_get_is_on_the_node_network(deployment: Deployment) -> None:
@@ -560,8 +652,15 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
     while len(running(d, "worker")) > 1 and time.monotonic() < deadline:
         time.sleep(5)
     assert len(running(d, "worker")) == 1, "the idle worker did not go away"
-    managers = {m.get("manager") for m in raycluster["metadata"].get("managedFields", [])}
-    assert len(managers) > 1, managers  # the autoscaler patched it: SSA co-ownership
+    # The autoscaler patched the replicas: a manager other than Pulumi owns workerGroupSpecs
+    # (an atomic list), which an unforced apply would conflict with.
+    latest = d.kube.get(f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/{CLUSTER}") or {}
+    owners = {
+        m.get("manager")
+        for m in latest["metadata"].get("managedFields", [])
+        if "f:workerGroupSpecs" in json.dumps(m.get("fieldsV1", {}))
+    }
+    assert any(not str(o).startswith("pulumi") for o in owners), owners
     # A `pulumi up` that changes the RayCluster (a new idle timeout) on the same state.
     from pulumi import automation as auto
 
@@ -577,13 +676,30 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
     changed = d.kube.get(f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/{CLUSTER}")
     assert changed is not None
     assert changed["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] == idle + 30
+    from tools import readiness
+
+    # The change replaces the pods (KubeRay's Recreate): the next tests want them back.
+    readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=600, say=lambda _m: None)
 
 
-def test_jupyter_comes_back_after_it_stops_and_the_autoscalers_log_reaches_the_head(
-    deployment: Deployment,
-) -> None:
-    """Issue 14, items 4 and 19: Jupyter is a native sidecar (the kubelet restarts it), and the
-    autoscaler sidecar shares the head's /tmp/ray (KubeRay's `ray-logs` volume)."""
+KILL_JUPYTER = """
+import os, signal
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+    except OSError:
+        continue
+    if b"jupyterlab" in argv[:4] and b"-c" not in argv[:2]:
+        os.kill(int(pid), signal.SIGTERM)
+        print("stopped", pid)
+"""
+
+
+def test_jupyter_comes_back_after_it_stops(deployment: Deployment) -> None:
+    """Issue 14, item 4: JupyterLab is a native sidecar, so the kubelet restarts it (File > Shut
+    Down, an OOM kill) while the head and Ray stay."""
     d = deployment
     pod = head(d)
 
@@ -593,27 +709,22 @@ def test_jupyter_comes_back_after_it_stops_and_the_autoscalers_log_reaches_the_h
         return sum(int(s.get("restartCount", 0)) for s in statuses if s["name"] == "jupyter")
 
     before = jupyter_restarts()
-    # File > Shut Down does the same: the server process exits.
-    kubectl(
-        d,
-        "-n",
-        NS,
-        "exec",
-        pod,
-        "-c",
-        "jupyter",
-        "--",
-        "sh",
-        "-c",
-        "kill $(pgrep -f jupyter-lab | head -n 1)",
-    )
+    stopped = _exec(d, pod, "jupyter", "python", "-c", KILL_JUPYTER)
+    assert "stopped" in stopped, "found no JupyterLab server process"
     deadline = time.monotonic() + 180
     while jupyter_restarts() == before and time.monotonic() < deadline:
         time.sleep(2)
     assert jupyter_restarts() > before, "the kubelet did not restart JupyterLab"
     assert head(d) == pod  # the head (and Ray) stayed
-    logs = in_head(d, "import glob; print(glob.glob('/tmp/ray/session_latest/logs/monitor*'))")
-    assert "monitor" in logs, logs
+
+
+def test_the_autoscalers_logs_reach_the_head(deployment: Deployment) -> None:
+    """Issue 14, item 19: the autoscaler sidecar writes into the head's /tmp/ray (KubeRay's
+    `ray-logs` volume), so its monitor log is where the dashboard and drivers look."""
+    found = in_head(
+        deployment, "import glob; print(glob.glob('/tmp/ray/session_latest/logs/monitor*'))"
+    )
+    assert "monitor" in found, found
 
 
 def test_a_failing_install_fails_up_with_pips_reason_and_the_head_is_not_recreated(

@@ -35,7 +35,12 @@ def test_containerd_runs_with_restricted_oom_adj_its_own_dirs_and_no_internet_re
     # Without it runc fails every sandbox on machines lacking CAP_SYS_RESOURCE.
     assert runtime["restrict_oom_score_adj"] is True
     runc = runtime["containerd"]["runtimes"]["runc"]["options"]
-    assert runc == {"BinaryName": "/usr/sbin/runc", "SystemdCgroup": False}
+    assert runc == {
+        "BinaryName": "/usr/sbin/runc",
+        "Root": str(p.runc_root),
+        "SystemdCgroup": False,
+    }
+    assert runtime["disable_apparmor"] is True
     assert runtime["cni"]["conf_dir"] == str(p.cni_conf)
     images = config["plugins"]["io.containerd.cri.v1.images"]
     assert images["pinned_images"]["sandbox"] == node.PAUSE_IMAGE
@@ -88,10 +93,17 @@ def test_kubelet_config_fits_this_machine(tmp_path: Path) -> None:
 
 
 def test_the_fence_keeps_pod_traffic_on_the_bridge() -> None:
-    rules = node.fence_rules()
-    assert rules[0] == ["-i", node.BRIDGE, "-o", node.BRIDGE, "-j", "ACCEPT"]
+    rules = node.fence_rules(forwarding_was_off=False)
+    assert rules[0] == ["-i", node.BRIDGE, "-o", node.BRIDGE, "-j", "RETURN"]
     assert ["-i", node.BRIDGE, "-j", "DROP"] in rules
     assert ["-o", node.BRIDGE, "-j", "DROP"] in rules
+    assert ["-j", "DROP"] not in rules
+    # A host that forwarded nothing before forwards nothing but the bridge's traffic now.
+    assert node.fence_rules(forwarding_was_off=True)[-1] == ["-j", "DROP"]
+    ingress = node.ingress_rules("10.96.0.0/16")
+    assert ingress[:2] == [["-i", node.BRIDGE, "-j", "RETURN"], ["-i", "lo", "-j", "RETURN"]]
+    assert ["-d", node.POD_CIDR, "-j", "DROP"] in ingress
+    assert ["-d", "10.96.0.0/16", "-j", "DROP"] in ingress
 
 
 def test_missing_capabilities_are_named() -> None:
@@ -224,3 +236,25 @@ def test_without_root_the_node_is_refused_in_one_line(monkeypatch: Any) -> None:
     message = str(refused.value)
     assert "needs root" in message and "--control-plane-only" in message
     assert "\n" not in message
+
+
+def test_pods_of_a_replaced_spec_prove_nothing_and_terminating_ones_are_no_failure() -> None:
+    ready = [pod("h", "head"), pod("w", "worker", group="cpu")]
+    assert not readiness.verdict(ready, {"cpu": 1}, reconciled=False).ready
+    gone = pod("old", "head", phase="Failed", ready=False)
+    gone["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z"
+    pending = pod(
+        "h",
+        "head",
+        phase="Pending",
+        ready=False,
+        status={
+            "conditions": [
+                {"type": "PodScheduled", "reason": "Unschedulable", "message": "Insufficient cpu"}
+            ]
+        },
+    )
+    # While the old head terminates, the new one waiting for its CPU is not a failure...
+    assert readiness.verdict([gone, pending], {}).failure is None
+    # ... once nothing terminates, it is.
+    assert readiness.verdict([pending], {}).failure is not None

@@ -227,15 +227,7 @@ def test_on_the_projects_control_plane_the_job_turns_the_bucket_on(
     assert config["ray-platform:storage"]["artifactBucket"]["enabled"] is True
     assert config["ray-platform:local"]["objectStore"]["endpoint"] == STORE.endpoint
     assert STORE.secret_key not in json.dumps(config)  # only through set_config, as a secret
-    token, (key, value, path) = fake_job.config
-    # The local stack's JupyterLab token: generated, kept 0600, set as a secret.
-    token_file = tmp_path / "state" / stack.JUPYTER_TOKEN_FILE
-    assert token_file.stat().st_mode & 0o777 == 0o600
-    assert (token[0], token[1].value, token[1].secret) == (
-        stack.JUPYTER_TOKEN_KEY,
-        token_file.read_text().strip(),
-        True,
-    )
+    ((key, value, path),) = fake_job.config
     assert (key, value.value, value.secret, path) == (
         stack.SECRET_KEY_PATH,
         STORE.secret_key,
@@ -254,8 +246,7 @@ def test_with_a_kubeconfig_of_its_own_the_stack_file_applies_as_it_is(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kind.kubeconfig"))
     assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
     assert _work_config(tmp_path) == engine.stack_file_config("local")
-    # Only the JupyterLab token (a generated secret) is set; no bucket config.
-    assert [key for key, _value, _path in fake_job.config] == [stack.JUPYTER_TOKEN_KEY]
+    assert fake_job.config == []
 
 
 def test_a_control_plane_without_minio_leaves_the_stack_file_as_it_is(
@@ -269,8 +260,7 @@ def test_a_control_plane_without_minio_leaves_the_stack_file_as_it_is(
     monkeypatch.setattr(localcluster, "object_store", none)
     assert stack.main(["preview", "--state", str(tmp_path / "state")]) == 0
     assert _work_config(tmp_path) == engine.stack_file_config("local")
-    # Only the JupyterLab token (a generated secret) is set; no bucket config.
-    assert [key for key, _value, _path in fake_job.config] == [stack.JUPYTER_TOKEN_KEY]
+    assert fake_job.config == []
 
 
 def test_on_the_projects_node_pods_get_the_mirror_and_a_shared_dir_down_removes(
@@ -307,10 +297,11 @@ def test_on_the_projects_node_pods_get_the_mirror_and_a_shared_dir_down_removes(
     )
 
 
-def test_the_jupyter_token_is_generated_once(tmp_path: Path) -> None:
-    first = stack.jupyter_token(tmp_path)
+def test_the_jupyter_token_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    first = engine.jupyter_token(tmp_path)
     assert len(first) >= 32
-    assert stack.jupyter_token(tmp_path) == first
+    assert engine.jupyter_token(tmp_path) == first
+    assert (tmp_path / engine.JUPYTER_TOKEN_FILE).stat().st_mode & 0o777 == 0o600
 
 
 def test_min_workers_come_from_the_stack_file() -> None:
@@ -333,3 +324,16 @@ def test_a_stack_larger_than_the_node_is_refused_in_one_line() -> None:
     big["ray-platform:ray"]["workerGroups"][0]["cpu"] = "1"
     with pytest.raises(stack.DoesNotFit):
         stack.check_fits(big, "local", {"cpu": "2", "memory": "24Gi"})
+
+
+def test_the_projects_own_kubeconfig_in_the_shell_is_still_the_local_cluster(
+    fake_job: _FakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `eval "$(tools/up env)"` the next tools/up must keep the local cluster's overrides."""
+    from tools.localcluster import state
+
+    cluster = tmp_path / "cluster"
+    monkeypatch.setenv("KUBECONFIG", str(state.layout(cluster).kubeconfig))
+    argv = ["preview", "--state", str(tmp_path / "state"), "--cluster-dir", str(cluster)]
+    assert stack.main(argv) == 0
+    assert _work_config(tmp_path)["ray-platform:storage"]["artifactBucket"]["enabled"] is True

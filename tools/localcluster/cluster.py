@@ -15,6 +15,7 @@ from tools.localcluster.components import (
     LOOPBACK,
     MINIO,
     NODE_BINARIES,
+    SERVICE_CLUSTER_IP_RANGE,
     SERVICE_IP,
     Component,
     Context,
@@ -219,7 +220,8 @@ def _start(
     paths = node.NodePaths.of(where) if with_node else None
     host = node.NODE_IP if with_node else LOOPBACK
     if paths is not None:
-        node.prepare_host(paths)  # records what it changes first: `down` undoes a failed start
+        # Records what it changes first: `down` undoes a failed start.
+        node.prepare_host(paths, SERVICE_CLUSTER_IP_RANGE)
     pki = write_pki(where.pki, service_ip=SERVICE_IP, node_ip=node.NODE_IP if with_node else None)
     server = f"https://{host}:{ports['apiserver']}"
     write_private(
@@ -272,7 +274,9 @@ def _write_node_files(ctx: Context, paths: node.NodePaths) -> None:
     """The node's configuration files, rendered by node.py from this cluster's ports and PKI."""
     from tools.localcluster.components import package_mirror_cache, registry_storage
 
-    cgroupfs = node.cgroup_v1()
+    # cgroupfs on v1 and v2 alike: the systemd driver needs systemd as PID 1 and leaves
+    # kubepods*.slice units behind (only cgroup v1 has been run here).
+    cgroupfs = True
     cni_bin = node.cni_bin_dir()
     runc = shutil.which("runc") or "runc"
     files = {

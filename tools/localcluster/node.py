@@ -47,6 +47,11 @@ KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
 DNS_PORT = 53
 FENCE_CHAIN = "RAY-PLATFORM-FENCE"
+"""mangle FORWARD: pod traffic stays on the bridge (kube-proxy prepends its own rules to filter
+FORWARD, so a fence there would come after them; it never writes to mangle FORWARD)."""
+INGRESS_CHAIN = "RAY-PLATFORM-INGRESS"
+"""raw PREROUTING: nothing from another interface reaches the pod or Service networks, nor the
+bridge's address (the API server, kubelet, MinIO, the mirror and CoreDNS listen there)."""
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 MIRRORED_REGISTRIES = ("docker.io", "registry.k8s.io")
 """Registries containerd resolves through the local registry only (never the internet)."""
@@ -84,12 +89,14 @@ HOST_PATHS = (
     "/var/lib/kubelet",
     "/etc/cni",
     "/opt/cni",
+    "/var/log/containers",
+    "/var/log/pods",
 )
 """Removed by `down` when they did not exist before `up`."""
 
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle", "raw")
-OWN_CHAIN_PREFIXES = ("KUBE-", "CNI-", FENCE_CHAIN)
+OWN_CHAIN_PREFIXES = ("KUBE-", "CNI-", FENCE_CHAIN, INGRESS_CHAIN)
 """Chains the node creates (kubelet, kube-proxy, CNI plugins, our fence)."""
 
 REQUIRED_TOOLS = {
@@ -160,6 +167,16 @@ def check_host() -> Path:
     return cni_bin_dir()
 
 
+def other_kubernetes() -> str | None:
+    """What shows that another kubelet / CRI runtime uses this machine (None: nothing)."""
+    if Path("/run/containerd/runc/k8s.io").is_dir():
+        return "/run/containerd/runc/k8s.io exists"
+    for table in ("filter", "nat"):
+        if any(c.startswith("KUBE-") for c in chains("iptables", table)):
+            return f"iptables {table} has KUBE-* chains"
+    return None
+
+
 def _cgroup_available(controller: str) -> bool:
     if Path("/sys/fs/cgroup/cgroup.controllers").is_file():  # cgroup v2
         return controller in Path("/sys/fs/cgroup/cgroup.controllers").read_text().split()
@@ -190,6 +207,14 @@ class NodePaths:
     @property
     def containerd_state(self) -> Path:
         return self.root / "containerd" / "state"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.root / "runc"
+
+    @property
+    def pod_logs(self) -> Path:
+        return self.root / "pod-logs"
 
     @property
     def containerd_config(self) -> Path:
@@ -273,12 +298,18 @@ disabled_plugins = [
   # rootless or nested setups): without this every sandbox fails to start.
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
+  # containerd would load its AppArmor profile into the kernel, which `down` cannot take back;
+  # Pod Security `restricted` does not ask for AppArmor (RuntimeDefault seccomp is kept).
+  disable_apparmor = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = {q(runc)}
+        # runc's state in the node's directory, never /run/containerd/runc/k8s.io, which
+        # another containerd (kubeadm, k3s) on the same machine uses for its pods.
+        Root = {q(str(paths.runc_root))}
         SystemdCgroup = {str(not cgroupfs).lower()}
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = [{q(str(cni_bin))}]
@@ -358,6 +389,8 @@ def kubelet_config(
         "clusterDNS": [NODE_IP],
         "clusterDomain": CLUSTER_DOMAIN,
         "resolvConf": str(paths.resolv_conf),
+        # Not /var/log/pods (kubelet still links /var/log/containers: `down` removes it).
+        "podLogsDir": str(paths.pod_logs),
         "staticPodPath": "",
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
@@ -482,7 +515,7 @@ def bridge_exists() -> bool:
 # ------------------------------------------------------------------------------ host: prepare
 
 
-def prepare_host(paths: NodePaths) -> None:
+def prepare_host(paths: NodePaths, service_cidr: str) -> None:
     """Record what is there, then: the bridge with NODE_IP, forwarding on it only, the fence."""
     if paths.host_record.exists():
         raise LocalClusterError(
@@ -510,25 +543,45 @@ def prepare_host(paths: NodePaths) -> None:
     # Bridged pod-to-pod packets must pass iptables, or replies to a Service's DNATed
     # connection bypass conntrack.
     write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
-    _install_fence()
+    _install_fence(
+        service_cidr, forwarding_was_off=record.sysctls.get("net.ipv4.ip_forward") == "0"
+    )
     for directory in (paths.cni_conf, paths.cni_ipam, paths.kubelet_root, paths.registry_hosts):
         directory.mkdir(parents=True, exist_ok=True)
 
 
-def fence_rules() -> list[list[str]]:
-    """FORWARD rules keeping pod traffic on the bridge: nothing in from or out to elsewhere."""
-    return [
-        ["-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
+def fence_rules(*, forwarding_was_off: bool) -> list[list[str]]:
+    """mangle FORWARD: between pods on the bridge, nothing else to or from it; and when the
+    host forwarded nothing before the node (the CNI plugin turns ip_forward on host-wide),
+    it forwards nothing else now either."""
+    rules = [
+        ["-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN"],
         ["-i", BRIDGE, "-j", "DROP"],
         ["-o", BRIDGE, "-j", "DROP"],
     ]
+    return rules + ([["-j", "DROP"]] if forwarding_was_off else [])
 
 
-def _install_fence() -> None:
-    _run(["iptables", "-w", "5", "-N", FENCE_CHAIN])
-    for rule in fence_rules():
-        _run(["iptables", "-w", "5", "-A", FENCE_CHAIN, *rule])
-    _run(["iptables", "-w", "5", "-I", "FORWARD", "1", "-j", FENCE_CHAIN])
+def ingress_rules(service_cidr: str) -> list[list[str]]:
+    """raw PREROUTING: packets from other interfaces to the pod network (and the bridge's own
+    address) or the Service range are dropped before routing or conntrack see them."""
+    return [
+        ["-i", BRIDGE, "-j", "RETURN"],
+        ["-i", "lo", "-j", "RETURN"],
+        ["-d", POD_CIDR, "-j", "DROP"],
+        ["-d", service_cidr, "-j", "DROP"],
+    ]
+
+
+def _install_fence(service_cidr: str, *, forwarding_was_off: bool) -> None:
+    for table, hook, chain, rules in (
+        ("mangle", "FORWARD", FENCE_CHAIN, fence_rules(forwarding_was_off=forwarding_was_off)),
+        ("raw", "PREROUTING", INGRESS_CHAIN, ingress_rules(service_cidr)),
+    ):
+        _run(["iptables", "-w", "5", "-t", table, "-N", chain])
+        for rule in rules:
+            _run(["iptables", "-w", "5", "-t", table, "-A", chain, *rule])
+        _run(["iptables", "-w", "5", "-t", table, "-I", hook, "1", "-j", chain])
 
 
 # ------------------------------------------------------------------------------ host: restore
@@ -537,7 +590,7 @@ def _install_fence() -> None:
 def stop_containers(paths: NodePaths) -> None:
     """Kill what the node ran: the containers (runc) and containerd's shims, which outlive
     containerd and kubelet by design."""
-    runc_root = Path("/run/containerd/runc/k8s.io")
+    runc_root = paths.runc_root / "k8s.io"
     if runc_root.is_dir() and shutil.which("runc"):
         listed = _run(["runc", "--root", str(runc_root), "list", "-q"], check=False)
         for cid in listed.stdout.split():
@@ -650,12 +703,9 @@ def restore_host(paths: NodePaths) -> None:
     if record is None:
         return
     stop_containers(paths)
-    unmount_all([str(paths.root), *record.absent_paths, "/run/containerd"])
-    netns = Path("/run/netns")
-    if netns.is_dir():
-        for ns in netns.iterdir():
-            if ns.name.startswith("cni-"):
-                _run(["ip", "netns", "delete", ns.name], check=False)
+    # Our mounts (rootfs, volumes, network namespaces) are all under the node's directory, and
+    # under kubelet's paths only when they did not exist before: nothing else is touched.
+    unmount_all([str(paths.root), *record.absent_paths])
     remove_chains(record)
     remove_new_nft_tables(record)
     if record.bridge_created and bridge_exists():
@@ -666,10 +716,32 @@ def restore_host(paths: NodePaths) -> None:
     for path in record.absent_paths:
         if os.path.lexists(path):
             unmount_all([path])
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_unmounted(Path(path))
     unmount_all([str(paths.root)])
+    _remove_unmounted(paths.root, keep=paths.host_record)
     paths.host_record.unlink(missing_ok=True)
-    shutil.rmtree(paths.root, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        paths.root.rmdir()
+
+
+def _remove_unmounted(path: Path, keep: Path | None = None) -> None:
+    """Delete `path` unless something is still mounted under it (then deleting would reach into
+    another file system: say so instead)."""
+    left = _mounts_under([str(path)])
+    if left:
+        raise LocalClusterError(f"cannot remove {path}: still mounted: {', '.join(left[:3])}")
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    for child in path.iterdir():
+        if child != keep:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    if keep is None:
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def changed_sysctls(record: Mapping[str, str]) -> dict[str, tuple[str, str]]:
