@@ -23,20 +23,6 @@ _SEMVER = re.compile(
 )
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_MEMORY_UNITS = {
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _KEY_PREFIX = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 _VERSION_IN_TAG = re.compile(r"(?<![0-9.])(\d+\.\d+\.\d+)(?![0-9A-Za-z])")
@@ -114,8 +100,10 @@ def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
 
 def _memory(v: str) -> str:
     _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
-    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", v).groups()  # type: ignore[union-attr]
-    if float(number) * _MEMORY_UNITS.get(unit, 1) < 256 * 2**20:
+    # One reading of quantities: the scheduler's, as components/sizing.py counts them (pure).
+    from components.sizing import memory_bytes
+
+    if memory_bytes(v) < 256 * 2**20:
         raise ValueError("is below 256Mi, too little for a Ray process")
     return v
 

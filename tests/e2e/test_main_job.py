@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e import mainjob
+from tests.e2e.mainjob import ok, printed_outputs
 from tools import localcluster, objectstore
 from tools.kube import Kube
 
@@ -47,33 +46,9 @@ def dirs(tmp_path: Path) -> Iterator[Dirs]:
 
 
 def job(action: str, dirs: Dirs) -> subprocess.CompletedProcess[str]:
-    """One run of the main job, as its own process (as `tools/up ACTION` runs it)."""
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(dirs.state)]
-    # The control plane alone: these checks need no pods (the node has tests/e2e/test_node.py).
-    return subprocess.run(
-        [*argv, "--cluster-dir", str(dirs.cluster), "--control-plane-only"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
-def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    tail = "\n".join((run.stdout + run.stderr).splitlines()[-40:])
-    assert run.returncode == 0, f"{run.args[3]} exited {run.returncode}:\n{tail}"
-    return run
-
-
-def printed_outputs(stdout: str) -> dict[str, Any]:
-    """The stack outputs the job prints last (indented JSON after the engine's own output)."""
-    lines = stdout.splitlines()
-    start = max(i for i, line in enumerate(lines) if line == "{")
-    outputs: dict[str, Any] = json.loads("\n".join(lines[start:]))
-    return outputs
+    """One run of the main job on the control plane alone: these checks need no pods (the node
+    has tests/e2e/test_node.py)."""
+    return mainjob.job(action, dirs.state, dirs.cluster, "--control-plane-only", timeout=900)
 
 
 def state_objects(state: Path) -> dict[str, str]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.mainjob import ROOT, job, ok, printed_outputs
 from tools import localcluster
 from tools.build import ensure
 from tools.kube import Kube
@@ -36,7 +37,6 @@ from tools.localcluster import node
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 NS = "ray"
 CLUSTER = "ray"
 
@@ -50,33 +50,6 @@ class Deployment:
     kubeconfig: Path
     before: dict[str, Any]
     """The machine before `up` (see `machine`)."""
-
-
-def job(action: str, state: Path, cluster: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
-    return subprocess.run(
-        [*argv, "--cluster-dir", str(cluster), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3000,
-        check=False,
-    )
-
-
-def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    tail = "\n".join((run.stdout + run.stderr).splitlines()[-60:])
-    assert run.returncode == 0, f"{run.args[3]} exited {run.returncode}:\n{tail}"
-    return run
-
-
-def printed_outputs(stdout: str) -> dict[str, Any]:
-    lines = stdout.splitlines()
-    start = max(i for i, line in enumerate(lines) if line == "{")
-    outputs: dict[str, Any] = json.loads("\n".join(lines[start:]))
-    return outputs
 
 
 # ------------------------------------------------------------------------- the machine, measured

@@ -1,0 +1,45 @@
+"""The main job run as a user runs it (`tools/up ACTION`: `python -m tools.stack`, its own
+process, no KUBECONFIG), for the e2e tests of the control plane and of the node."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def job(
+    action: str, state: Path, cluster: Path, *extra: str, timeout: float = 3000
+) -> subprocess.CompletedProcess[str]:
+    """One run of the main job with its file backend in `state` and its cluster in `cluster`."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    return subprocess.run(
+        [*argv, "--cluster-dir", str(cluster), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """`run`, once it is known to have exited 0 (else its last lines in the failure)."""
+    tail = "\n".join((run.stdout + run.stderr).splitlines()[-60:])
+    assert run.returncode == 0, f"{run.args[3]} exited {run.returncode}:\n{tail}"
+    return run
+
+
+def printed_outputs(stdout: str) -> dict[str, Any]:
+    """The stack outputs the job prints last (indented JSON after the engine's own output)."""
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    outputs: dict[str, Any] = json.loads("\n".join(lines[start:]))
+    return outputs
