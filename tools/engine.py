@@ -84,7 +84,14 @@ def work_dir(
     stack_file = wd / f"Pulumi.{stack}.yaml"
     previous = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
-    data["config"] = {**stack_file_config(stack), **(overrides or {})}
+    # Secrets set through the engine (the Jupyter token, the bucket's key) are kept: they are
+    # encrypted with the copy's salt, and rewriting the copy must not drop them.
+    kept = {
+        k: v
+        for k, v in ((previous or {}).get("config") or {}).items()
+        if isinstance(v, dict) and set(v) == {"secure"}
+    }
+    data["config"] = {**kept, **stack_file_config(stack), **(overrides or {})}
     if previous and previous.get("encryptionsalt"):
         data["encryptionsalt"] = previous["encryptionsalt"]
     stack_file.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -337,3 +337,18 @@ def test_the_projects_own_kubeconfig_in_the_shell_is_still_the_local_cluster(
     argv = ["preview", "--state", str(tmp_path / "state"), "--cluster-dir", str(cluster)]
     assert stack.main(argv) == 0
     assert _work_config(tmp_path)["ray-platform:storage"]["artifactBucket"]["enabled"] is True
+
+
+def test_rewriting_the_work_copy_keeps_the_secrets_the_engine_set(tmp_path: Path) -> None:
+    """The e2e tier and the main job rewrite the copy with overrides; the Jupyter token the engine
+    set (encrypted with the copy's salt) must survive, or the next run has none."""
+    wd = engine.work_dir(tmp_path)
+    stack_file = wd / "Pulumi.local.yaml"
+    data = yaml.safe_load(stack_file.read_text())
+    data["encryptionsalt"] = "v1:salt"
+    data["config"]["ray-platform:jupyterToken"] = {"secure": "v1:cipher"}
+    stack_file.write_text(yaml.safe_dump(data))
+    engine.work_dir(tmp_path, overrides={"ray-platform:mode": "dev"})
+    again = yaml.safe_load(stack_file.read_text())
+    assert again["config"]["ray-platform:jupyterToken"] == {"secure": "v1:cipher"}
+    assert again["encryptionsalt"] == "v1:salt"
