@@ -712,16 +712,16 @@ def test_a_failing_install_fails_up_with_pips_reason_and_the_head_is_not_recreat
     d = deployment
     eng = engine.engine(d.state, d.kubeconfig)
     stack = engine.local_stack(eng, d.state / "project", "local")
-    good = stack.get_config("ray-platform:ray.sharedPackages", path=True).value
-    bad = json.dumps([*json.loads(good), "nosuchpackage-ray-platform==0.0.1"])
-    stack.set_config("ray-platform:ray.sharedPackages", auto.ConfigValue(bad), path=True)
+    count = len(engine.stack_file_config("local")["ray-platform:ray"]["sharedPackages"])
+    bad_key = f"ray-platform:ray.sharedPackages[{count}]"
+    stack.set_config(bad_key, auto.ConfigValue("nosuchpackage-ray-platform==0.0.1"), path=True)
     stack.up(color="never")
     with pytest.raises(readiness.NotReady) as failed:
         readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=300, say=lambda _m: None)
     message = str(failed.value)
     assert "nosuchpackage-ray-platform" in message and "\n" not in message, message
     assert len(pods(d, "head")) == 1  # retried in place, not a new head each time
-    stack.set_config("ray-platform:ray.sharedPackages", auto.ConfigValue(good), path=True)
+    stack.remove_config(bad_key, path=True)
     stack.up(color="never")
     readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=600, say=lambda _m: None)
 
