@@ -1,13 +1,14 @@
-"""A throwaway Kubernetes control plane on loopback, for the e2e tests and local development.
+"""A throwaway Kubernetes cluster on this machine, for the e2e tests and local development: a
+control plane on loopback, and with `--node` (root) one real node (see `node.py`).
 
-    python -m tools.localcluster up|down|status|kubeconfig [--dir DIR]
+    python -m tools.localcluster up [--node]|down|status|kubeconfig [--dir DIR]
 
 `up` starts etcd, kube-apiserver, kube-controller-manager and (by default) the KubeRay operator and
 MinIO (an S3-compatible server with the bucket `ray`, credentials generated into the state
 directory; `object_store()` returns them) as detached processes listening on 127.0.0.1 only, on
 ports chosen when it starts (so several clusters can coexist), writes an admin kubeconfig and
-prints `export KUBECONFIG=...`. There is no scheduler and no kubelet: Pods stay Pending,
-everything else (namespaces, Deployments and ReplicaSets, garbage collection, service accounts,
+prints `export KUBECONFIG=...`. Without a node there is no scheduler and no kubelet: Pods stay
+Pending, everything else (namespaces, Deployments and ReplicaSets, garbage collection, service accounts,
 KubeRay's Pods and Services) is reconciled. `down` stops exactly the processes `up` started and
 deletes the cluster's data (MinIO's included).
 
