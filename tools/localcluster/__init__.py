@@ -8,8 +8,8 @@ MinIO (an S3-compatible server with the bucket `ray`, credentials generated into
 directory; `object_store()` returns them) as detached processes listening on 127.0.0.1 only, on
 ports chosen when it starts (so several clusters can coexist), writes an admin kubeconfig and
 prints `export KUBECONFIG=...`. Without a node there is no scheduler and no kubelet: Pods stay
-Pending, everything else (namespaces, Deployments and ReplicaSets, garbage collection, service accounts,
-KubeRay's Pods and Services) is reconciled. `down` stops exactly the processes `up` started and
+Pending, everything else (namespaces, Deployments and ReplicaSets, garbage collection, service
+accounts, KubeRay's Pods and Services) is reconciled. `down` stops exactly the processes `up` started and
 deletes the cluster's data (MinIO's included).
 
 Layout: `components.py` (one record per component: binary, ports, argv, health, readiness),
