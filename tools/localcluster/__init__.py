@@ -9,8 +9,8 @@ directory; `object_store()` returns them) as detached processes listening on 127
 ports chosen when it starts (so several clusters can coexist), writes an admin kubeconfig and
 prints `export KUBECONFIG=...`. Without a node there is no scheduler and no kubelet: Pods stay
 Pending, everything else (namespaces, Deployments and ReplicaSets, garbage collection, service
-accounts, KubeRay's Pods and Services) is reconciled. `down` stops exactly the processes `up` started and
-deletes the cluster's data (MinIO's included).
+accounts, KubeRay's Pods and Services) is reconciled. `down` stops exactly the processes `up`
+started and deletes the cluster's data (MinIO's included).
 
 Layout: `components.py` (one record per component: binary, ports, argv, health, readiness),
 `process.py` (spawn, supervise, probe, stop: the same code for every component), `state.py`
