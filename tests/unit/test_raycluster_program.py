@@ -105,9 +105,16 @@ def test_jupyter_is_a_native_sidecar_after_the_installer() -> None:
     assert not {"startupProbe", "readinessProbe", "livenessProbe"} & set(jupyter)
 
 
+def _without_jupyter() -> dict[str, ProgramRun]:
+    """prod, and the local stack with JupyterLab turned off (its stack file turns it on)."""
+    local = copy.deepcopy(stack_config("local"))
+    local["ray-platform:ray"].setdefault("jupyter", {})["enabled"] = False
+    return {"prod": cached_run("prod"), "local": run_program("local", local)}
+
+
 def test_no_sidecar_without_jupyter() -> None:
-    for stack in ("prod", "local"):
-        pod = _head(cached_run(stack))
+    for run in _without_jupyter().values():
+        pod = _head(run)
         assert all("restartPolicy" not in c for c in pod.get("initContainers", []))
 
 
@@ -115,8 +122,9 @@ def test_notebooks_see_the_raylet_through_a_shared_pid_namespace() -> None:
     """Ray 2.60's driver finds the local raylet by scanning processes (services.find_node_ids):
     from Jupyter's own PID namespace `ray.init()` finds none. Shared only where Jupyter runs."""
     assert _head(cached_run("dev"))["shareProcessNamespace"] is True
-    for stack in ("prod", "local"):
-        assert "shareProcessNamespace" not in _head(cached_run(stack))
+    assert _head(cached_run("local"))["shareProcessNamespace"] is True
+    for run in _without_jupyter().values():
+        assert "shareProcessNamespace" not in _head(run)
     for group in _raycluster(cached_run("dev"))["spec"]["workerGroupSpecs"]:
         assert "shareProcessNamespace" not in group["template"]["spec"]
 
@@ -152,5 +160,6 @@ def test_a_rotated_jupyter_token_makes_a_new_head_pod() -> None:
     token = TEST_SECRETS["ray-platform:jupyterToken"].encode()
     assert digest not in (hashlib.sha256(token).hexdigest()[:32], hashlib.md5(token).hexdigest())
     # Only where Jupyter runs.
-    for stack in ("prod", "local"):
-        assert _token_digest(cached_run(stack)) is None
+    assert _token_digest(cached_run("local")) is not None
+    for run in _without_jupyter().values():
+        assert _token_digest(run) is None

@@ -31,10 +31,10 @@ def _settings(stack: str, config: dict[str, Any] | None = None) -> Any:
     )
 
 
-def _with_jupyter(stack: str) -> dict[str, Any]:
-    """As tools/up's working copy turns it on for the local stack."""
+def _with_jupyter(stack: str, enabled: bool = True) -> dict[str, Any]:
+    """The stack with JupyterLab on (the local stack file turns it on) or off."""
     config = copy.deepcopy(stack_config(stack))
-    config["ray-platform:ray"].setdefault("jupyter", {})["enabled"] = True
+    config["ray-platform:ray"].setdefault("jupyter", {})["enabled"] = enabled
     return config
 
 
@@ -130,7 +130,7 @@ def test_the_local_stack_fits_a_two_cpu_node_with_a_worker_to_spare(jupyter: boo
     """Head (Ray, the autoscaler sidecar, JupyterLab when a working copy turns it on, the
     installer before them) and the minimum worker fit one 2-CPU node, and so does the second
     worker the autoscaler may add: a Pending worker never holds the CPU a new head needs."""
-    settings = _settings("local", _with_jupyter("local") if jupyter else None)
+    settings = _settings("local", _with_jupyter("local", enabled=jupyter))
     found = minimum_requests(settings)
     assert found.head == (Requests(950, int(3.5 * GI)) if jupyter else Requests(700, int(2.5 * GI)))
     (group,) = settings.ray.worker_groups
