@@ -106,6 +106,9 @@ def machine() -> dict[str, Any]:
         "mounts": mounts,
         "processes": sorted(processes),
         "paths": sorted(p for p in node.HOST_PATHS if os.path.lexists(p)),
+        "container_logs": sorted(
+            os.listdir("/var/log/containers") if os.path.isdir("/var/log/containers") else []
+        ),
         "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
     }
 

@@ -711,6 +711,7 @@ def restore_host(paths: NodePaths) -> None:
     if record.bridge_created and bridge_exists():
         _run(["ip", "link", "delete", BRIDGE], check=False)
     remove_cgroups()
+    _remove_links_into(Path("/var/log/containers"), paths.root)
     for name, value in record.sysctls.items():
         write_sysctl(name, value)
     for path in record.absent_paths:
@@ -722,6 +723,16 @@ def restore_host(paths: NodePaths) -> None:
     paths.host_record.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         paths.root.rmdir()
+
+
+def _remove_links_into(directory: Path, root: Path) -> None:
+    """kubelet links every container's log into /var/log/containers (a fixed path) even when
+    its pod logs live elsewhere: remove the links into the node's directory, nothing else."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.is_symlink() and os.readlink(entry).startswith(str(root) + "/"):
+            entry.unlink(missing_ok=True)
 
 
 def _remove_unmounted(path: Path, keep: Path | None = None) -> None:
