@@ -9,6 +9,7 @@ polls the cluster.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ FATAL_WAITING = {
     "RunContainerError",
 }
 """Container waiting reasons that do not resolve by themselves."""
+GRACE = 30.0
+"""Seconds a condition must last before it counts: KubeRay may skip writing observedGeneration
+when nothing else in the status changes, and the scheduler retries an Unschedulable pod only
+after a backoff once the pods it waits for are gone."""
 RESTARTS_FATAL = 3
 """An init container (the shared-packages installer) failing this often will not succeed."""
 INSTALLER = "install-shared-packages"
@@ -103,13 +108,16 @@ def verdict(
     *,
     failed_heads: int = 0,
     reconciled: bool = True,
+    settling: bool = False,
 ) -> Verdict:
     """Decide from the RayCluster's pods (labels ray.io/node-type and ray.io/group).
     `reconciled`: KubeRay has seen the RayCluster's latest spec (status.observedGeneration):
     before that, the pods running are the previous spec's and prove nothing."""
     if not reconciled:
         return Verdict(False, None, "KubeRay to reconcile the new RayCluster spec")
-    terminating = any((p.get("metadata") or {}).get("deletionTimestamp") for p in pods)
+    # While old pods terminate (or did a moment ago), a pod waiting for their resources is no
+    # failure yet.
+    terminating = settling or any((p.get("metadata") or {}).get("deletionTimestamp") for p in pods)
     pods = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
 
     def problem(pod: Mapping[str, Any]) -> str | None:
@@ -149,13 +157,19 @@ def installer_failure(log: str) -> str | None:
     """One line from the installer's log when it has failed INSTALLER_FAILED_ATTEMPTS times:
     pip's last error and the installer's own advice; None while it may still succeed."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    failures = [ln for ln in lines if ln.startswith("shared packages: attempt ")]
-    if len(failures) < INSTALLER_FAILED_ATTEMPTS:
+    # The attempt number from the installer's own line: a long pip log may push the earlier
+    # attempts' lines out of the tail that is read.
+    attempts = [
+        int(m.group(1))
+        for ln in lines
+        if (m := re.match(r"shared packages: attempt (\d+) failed", ln))
+    ]
+    if not attempts or attempts[-1] < INSTALLER_FAILED_ATTEMPTS:
         return None
     errors = [ln for ln in lines if ln.startswith("ERROR:")]
-    cause = errors[-1] if errors else failures[-1].split(";", 1)[0]
+    cause = errors[-1] if errors else f"attempt {attempts[-1]} failed"
     return (
-        f"the shared packages cannot be installed ({len(failures)} attempts): {cause} — fix "
+        f"the shared packages cannot be installed ({attempts[-1]} attempts): {cause} — fix "
         "ray.sharedPackages (or ray.packageIndex) and run up again"
     )
 
@@ -204,12 +218,26 @@ def wait(
     begin = time.monotonic()
     last = ""
     seen_heads: set[str] = set()
+    generation_seen: Any = None
+    generation_since = begin
+    # The first moments count as settling too: the shared directory's ownership Job, or pods of
+    # a previous spec, may hold resources the head waits for.
+    last_terminating = begin
     while True:
         raycluster = kube.get(f"/apis/ray.io/v1/namespaces/{namespace}/rayclusters/{cluster}") or {}
         generation = (raycluster.get("metadata") or {}).get("generation")
         observed = (raycluster.get("status") or {}).get("observedGeneration")
-        reconciled = generation is not None and observed == generation
+        now = time.monotonic()
+        if generation != generation_seen:
+            generation_seen, generation_since = generation, now
+        # KubeRay deletes the pods of a replaced spec in its first reconcile; when only
+        # observedGeneration would change in the status, it may not write it at all.
+        reconciled = generation is not None and (
+            observed == generation or now - generation_since > GRACE
+        )
         pods = kube.items(f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
+        if any((p.get("metadata") or {}).get("deletionTimestamp") for p in pods):
+            last_terminating = now
         for pod in pods:
             # Heads created for the current spec (a spec change replaces the head: not a failure).
             meta = pod["metadata"]
@@ -217,7 +245,11 @@ def wait(
             if reconciled and is_head and not meta.get("deletionTimestamp"):
                 seen_heads.add(meta["name"])
         found = verdict(
-            pods, min_workers, failed_heads=max(0, len(seen_heads) - 1), reconciled=reconciled
+            pods,
+            min_workers,
+            failed_heads=max(0, len(seen_heads) - 1),
+            reconciled=reconciled,
+            settling=now - last_terminating < GRACE,
         )
         if found.ready:
             return time.monotonic() - begin

@@ -637,6 +637,11 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
         if "f:workerGroupSpecs" in json.dumps(m.get("fieldsV1", {}))
     }
     assert any(not str(o).startswith("pulumi") for o in owners), owners
+    # `tools/up` with nothing to change after the autoscaler's patches: no wait for a status
+    # KubeRay never writes (it skips a status write when only observedGeneration would change).
+    again = ok(job("up", d.state, d.cluster))
+    assert "ready" in again.stderr
+    head_uid = [p["metadata"]["uid"] for p in pods(d, "head")]
     # A `pulumi up` that changes the RayCluster (a new idle timeout) on the same state.
     from pulumi import automation as auto
 
@@ -656,6 +661,7 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
 
     # The change replaces the pods (KubeRay's Recreate): the next tests want them back.
     readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=600, say=lambda _m: None)
+    assert [p["metadata"]["uid"] for p in pods(d, "head")] != head_uid  # the new spec runs
 
 
 KILL_JUPYTER = """

@@ -97,9 +97,18 @@ def test_the_fence_keeps_pod_traffic_on_the_bridge() -> None:
     assert rules[0] == ["-i", node.BRIDGE, "-o", node.BRIDGE, "-j", "RETURN"]
     assert ["-i", node.BRIDGE, "-j", "DROP"] in rules
     assert ["-o", node.BRIDGE, "-j", "DROP"] in rules
-    assert ["-j", "DROP"] not in rules
+    assert not any(
+        rule[-2:] == ["-j", "DROP"] and "-i" not in rule and "-o" not in rule for rule in rules
+    )
     # A host that forwarded nothing before forwards nothing but the bridge's traffic now.
-    assert node.fence_rules(forwarding_was_off=True)[-1] == ["-j", "DROP"]
+    assert node.fence_rules(forwarding_was_off=True)[-1] == [
+        "-m",
+        "physdev",
+        "!",
+        "--physdev-is-bridged",
+        "-j",
+        "DROP",
+    ]
     ingress = node.ingress_rules("10.96.0.0/16")
     assert ingress[:2] == [["-i", node.BRIDGE, "-j", "RETURN"], ["-i", "lo", "-j", "RETURN"]]
     assert ["-d", node.POD_CIDR, "-j", "DROP"] in ingress
@@ -221,6 +230,8 @@ def test_a_failing_shared_packages_install_is_read_from_the_installers_log() -> 
         ]
     )
     assert readiness.installer_failure(log) is None  # one failure may be transient
+    # The count comes from the installer's own line: earlier attempts may be out of the tail.
+    assert readiness.installer_failure(attempt.format(n=3)) is not None
     found = readiness.installer_failure(log + "\n" + attempt.format(n=2))
     assert found is not None
     assert "No matching distribution found for nosuchpkg==1.0" in found
@@ -256,5 +267,42 @@ def test_pods_of_a_replaced_spec_prove_nothing_and_terminating_ones_are_no_failu
     )
     # While the old head terminates, the new one waiting for its CPU is not a failure...
     assert readiness.verdict([gone, pending], {}).failure is None
-    # ... once nothing terminates, it is.
+    # ... nor just after (the scheduler retries after a backoff) ...
+    assert readiness.verdict([pending], {}, settling=True).failure is None
+    # ... once nothing terminated for a while, it is.
     assert readiness.verdict([pending], {}).failure is not None
+
+
+def test_another_kubelet_on_the_machine_is_noticed(monkeypatch: Any, tmp_path: Path) -> None:
+    seen: set[str] = set()
+    monkeypatch.setattr("os.path.lexists", lambda p: p in seen)
+    monkeypatch.setattr(node, "kubepods_cgroups", lambda: [])
+    monkeypatch.setattr(node, "chains", lambda _tool, _table: ["INPUT", "FORWARD"])
+    assert node.other_kubernetes() is None
+    seen.add("/var/lib/kubelet/device-plugins/kubelet.sock")
+    assert "device-plugins" in (node.other_kubernetes() or "")
+    seen.clear()
+    monkeypatch.setattr(node, "chains", lambda _tool, _table: ["INPUT", "KUBE-SERVICES"])
+    assert "KUBE-*" in (node.other_kubernetes() or "")
+
+
+def test_down_removes_only_kubelets_links_into_the_node(tmp_path: Path) -> None:
+    logs, root = tmp_path / "containers", tmp_path / "node"
+    logs.mkdir()
+    (root / "pod-logs").mkdir(parents=True)
+    (logs / "ours.log").symlink_to(root / "pod-logs" / "x.log")
+    (logs / "theirs.log").symlink_to(tmp_path / "elsewhere.log")
+    node._remove_links_into(logs, root)
+    assert sorted(p.name for p in logs.iterdir()) == ["theirs.log"]
+
+
+def test_nothing_is_deleted_under_a_mount(monkeypatch: Any, tmp_path: Path) -> None:
+    import pytest
+
+    (tmp_path / "d").mkdir()
+    monkeypatch.setattr(node, "_mounts_under", lambda _p: [str(tmp_path / "d" / "m")])
+    from tools.localcluster.state import LocalClusterError
+
+    with pytest.raises(LocalClusterError, match="still mounted"):
+        node._remove_unmounted(tmp_path / "d")
+    assert (tmp_path / "d").is_dir()

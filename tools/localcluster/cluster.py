@@ -220,6 +220,13 @@ def _start(
     paths = node.NodePaths.of(where) if with_node else None
     host = node.NODE_IP if with_node else LOOPBACK
     if paths is not None:
+        other = node.other_kubernetes()
+        if other:
+            raise node.NodeUnavailable(
+                f"another Kubernetes node or container runtime runs here ({other}): it would "
+                "share kubelet's fixed paths and iptables chains with this one; stop it first, "
+                "or use `tools/up --control-plane-only`"
+            )
         # Records what it changes first: `down` undoes a failed start.
         node.prepare_host(paths, SERVICE_CLUSTER_IP_RANGE)
     pki = write_pki(where.pki, service_ip=SERVICE_IP, node_ip=node.NODE_IP if with_node else None)

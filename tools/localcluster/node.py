@@ -84,7 +84,6 @@ HOST_PATHS = (
     # sockets and runc state, the CRI's network namespaces, libcni's cache, kubelet's
     # device-plugin and pod-resources sockets.
     "/run/containerd",
-    "/run/netns",
     "/var/lib/cni",
     "/var/lib/kubelet",
     "/etc/cni",
@@ -96,7 +95,8 @@ HOST_PATHS = (
 
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle", "raw")
-OWN_CHAIN_PREFIXES = ("KUBE-", "CNI-", FENCE_CHAIN, INGRESS_CHAIN)
+OWN_CHAIN_PREFIXES = ("KUBE-", FENCE_CHAIN, INGRESS_CHAIN)
+"""(The bridge plugin without ipMasq creates no CNI-* chains: those would be someone else's.)"""
 """Chains the node creates (kubelet, kube-proxy, CNI plugins, our fence)."""
 
 REQUIRED_TOOLS = {
@@ -158,8 +158,11 @@ def check_host() -> Path:
     if absent:
         raise NodeUnavailable(f"the node needs Debian packages: apt-get install {' '.join(absent)}")
     if not Path("/proc/sys/net/bridge").is_dir():
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+    if not Path("/proc/sys/net/bridge").is_dir():
         raise NodeUnavailable(
-            "the kernel has no bridge netfilter (br_netfilter) for the pod network"
+            "the kernel has no bridge netfilter for the pod network: `modprobe br_netfilter` "
+            "(or a kernel with CONFIG_BRIDGE_NETFILTER)"
         )
     for controller in ("cpu", "memory", "pids"):
         if not _cgroup_available(controller):
@@ -168,13 +171,28 @@ def check_host() -> Path:
 
 
 def other_kubernetes() -> str | None:
-    """What shows that another kubelet / CRI runtime uses this machine (None: nothing)."""
-    if Path("/run/containerd/runc/k8s.io").is_dir():
-        return "/run/containerd/runc/k8s.io exists"
+    """What shows that another kubelet / CRI runtime uses this machine (None: nothing). Checked
+    when no node of ours runs: kubelet empties the fixed device-plugin directory at start, and
+    kube-proxy would rewrite another node's KUBE-* chains."""
+    for path in (
+        "/run/containerd/runc/k8s.io",
+        "/var/lib/kubelet/device-plugins/kubelet.sock",
+        "/sys/fs/cgroup/kubepods",
+    ):
+        if os.path.lexists(path):
+            return f"{path} exists"
+    found = kubepods_cgroups()
+    if found:
+        return f"{found[0]} exists"
     for table in ("filter", "nat"):
         if any(c.startswith("KUBE-") for c in chains("iptables", table)):
             return f"iptables {table} has KUBE-* chains"
     return None
+
+
+def kubepods_cgroups() -> list[str]:
+    """kubelet's cgroup trees, in each cgroup v1 hierarchy (v2's is checked as a path)."""
+    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods"))
 
 
 def _cgroup_available(controller: str) -> bool:
@@ -535,6 +553,8 @@ def prepare_host(paths: NodePaths, service_cidr: str) -> None:
     _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     record.bridge_created = True
     _save_record(paths, record)
+    # IPv4 only: no link-local IPv6 path between pods and the host's [::] services.
+    write_sysctl(f"net.ipv6.conf.{BRIDGE}.disable_ipv6", "1")
     _run(["ip", "addr", "add", f"{NODE_IP}/{POD_CIDR.split('/')[1]}", "dev", BRIDGE])
     _run(["ip", "link", "set", BRIDGE, "up"])
     # Service traffic between pods is routed by the host: forwarding on the bridge (the CNI
@@ -559,7 +579,10 @@ def fence_rules(*, forwarding_was_off: bool) -> list[list[str]]:
         ["-i", BRIDGE, "-j", "DROP"],
         ["-o", BRIDGE, "-j", "DROP"],
     ]
-    return rules + ([["-j", "DROP"]] if forwarding_was_off else [])
+    # Routed packets only: frames bridged within another bridge (a VM's br0) pass iptables too
+    # (bridge-nf-call-iptables is host-wide) and are no forwarding of ours to stop.
+    routed_only = ["-m", "physdev", "!", "--physdev-is-bridged", "-j", "DROP"]
+    return rules + ([routed_only] if forwarding_was_off else [])
 
 
 def ingress_rules(service_cidr: str) -> list[list[str]]:
@@ -706,6 +729,9 @@ def restore_host(paths: NodePaths) -> None:
     # Our mounts (rootfs, volumes, network namespaces) are all under the node's directory, and
     # under kubelet's paths only when they did not exist before: nothing else is touched.
     unmount_all([str(paths.root), *record.absent_paths])
+    # Forwarding back off (if it was) before the fence goes: never a moment of open forwarding.
+    for name, value in record.sysctls.items():
+        write_sysctl(name, value)
     remove_chains(record)
     remove_new_nft_tables(record)
     if record.bridge_created and bridge_exists():
