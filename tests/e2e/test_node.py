@@ -263,6 +263,8 @@ def outside_host() -> Iterator[int]:
         [*ns, "ip", "route", "add", "10.96.0.0/16", "via", OUTSIDE_HOST_IP],
     ]
     server = None
+    # `ip netns add` makes /run/netns a mount of its own: the test takes back what it made.
+    had_netns_dir = os.path.lexists("/run/netns")
     try:
         for step in steps:
             subprocess.run(step, check=True, capture_output=True)
@@ -285,6 +287,10 @@ def outside_host() -> Iterator[int]:
             server.wait()
         subprocess.run(["ip", "netns", "delete", OUTSIDE_NS], capture_output=True, check=False)
         subprocess.run(["ip", "link", "delete", "rpe2e0"], capture_output=True, check=False)
+        if not had_netns_dir:
+            subprocess.run(["umount", "/run/netns"], capture_output=True, check=False)
+            with contextlib.suppress(OSError):
+                os.rmdir("/run/netns")
 
 
 def test_nothing_crosses_between_the_pod_network_and_other_interfaces(
