@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -83,9 +83,16 @@ class Kube:
             self.ssl.load_cert_chain(cert, key)
         self.token = user.get("token")
 
-    def _request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
-    ) -> dict[str, Any] | None:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        *,
+        absent: tuple[int, ...] = (404,),
+    ) -> bytes | None:
+        """The response body, or None for a status in `absent` (the object is not there)."""
         request = urllib.request.Request(self.server + path, data=body, method=method)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
@@ -93,25 +100,24 @@ class Kube:
             request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, context=self.ssl, timeout=60) as resp:
-                return json.loads(resp.read())  # type: ignore[no-any-return]
+                return bytes(resp.read())
         except urllib.error.HTTPError as err:
-            if err.code == 404:
+            if err.code in absent:
                 return None
             detail = err.read().decode(errors="replace")[:300]
             raise RuntimeError(f"{method} {path}: HTTP {err.code}: {detail}") from None
 
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+    ) -> dict[str, Any] | None:
+        raw = self._send(method, path, body, content_type)
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
     def text(self, path: str) -> str | None:
-        """A plain-text resource (a container's log), or None if it does not exist."""
-        request = urllib.request.Request(self.server + path, method="GET")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, context=self.ssl, timeout=60) as resp:
-                return str(resp.read().decode(errors="replace"))
-        except urllib.error.HTTPError as err:
-            if err.code in (400, 404):  # 400: the container has not started yet
-                return None
-            raise RuntimeError(f"GET {path}: HTTP {err.code}") from None
+        """A plain-text resource (a container's log), or None if it does not exist (400: the
+        container has not started yet)."""
+        raw = self._send("GET", path, absent=(400, 404))
+        return None if raw is None else raw.decode(errors="replace")
 
     def get(self, path: str) -> dict[str, Any] | None:
         """The object at `path`, or None if it does not exist."""

@@ -163,7 +163,7 @@ def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> None:
 
     ray = stack_config.get(RAY_KEY) or {}
     version, name = str(ray.get("version", "")), str(ray.get("image", ""))
-    expected = f"rayproject/ray:{version}-py311"
+    expected = f"{image.RAY_REPO}:{image.tag_for(version)}"
     if name not in (expected, f"docker.io/{expected}"):
         _say(f"ray.image is {name}: not built here (only {expected} has a local stand-in)")
         return
