@@ -39,7 +39,6 @@ from tools.kube import Kube
 READY_TIMEOUT = 900.0
 """Seconds `up` waits for the RayCluster (head and minimum workers Running and Ready); a cold
 node pulls the Ray image and installs the shared packages first."""
-JUPYTER_TOKEN_FILE = engine.JUPYTER_TOKEN_FILE
 JUPYTER_TOKEN_KEY = engine.JUPYTER_TOKEN_KEY
 RAY_KEY = "ray-platform:ray"
 IDENTITY_FILE = "clusters.json"

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.mainjob import ROOT, job, ok, printed_outputs
-from tools import localcluster
+from tools import engine, localcluster
 from tools.build import ensure
 from tools.kube import Kube
 from tools.localcluster import node
@@ -460,7 +460,7 @@ def test_jupyter_through_the_port_forward_wants_the_token_and_runs_ray(
     deployment: Deployment,
 ) -> None:
     d = deployment
-    token = (d.state / "jupyter-token").read_text().strip()
+    token = (d.state / engine.JUPYTER_TOKEN_FILE).read_text().strip()
     for local in _port_forward(d, 8888):
         base = f"http://127.0.0.1:{local}"
         with pytest.raises(urllib.error.HTTPError) as refused:

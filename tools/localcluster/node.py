@@ -201,10 +201,6 @@ def _cgroup_available(controller: str) -> bool:
     return Path("/sys/fs/cgroup", controller).is_dir()
 
 
-def cgroup_v1() -> bool:
-    return not Path("/sys/fs/cgroup/cgroup.controllers").is_file()
-
-
 # ------------------------------------------------------------------------------------ renderers
 
 
