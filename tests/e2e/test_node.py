@@ -651,8 +651,6 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
     # A `pulumi up` that changes the RayCluster (a new idle timeout) on the same state.
     from pulumi import automation as auto
 
-    from tools import engine
-
     eng = engine.engine(d.state, d.kubeconfig)
     stack = engine.local_stack(eng, d.state / "project", "local")
     stack.set_config(
@@ -722,7 +720,7 @@ def test_a_failing_install_fails_up_with_pips_reason_and_the_head_is_not_recreat
     every few seconds) and `up` says why in one line; the fixed set deploys again."""
     from pulumi import automation as auto
 
-    from tools import engine, readiness
+    from tools import readiness
 
     d = deployment
     eng = engine.engine(d.state, d.kubeconfig)
