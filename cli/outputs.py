@@ -124,6 +124,14 @@ def _from_pulumi(stack: str) -> dict[str, Any]:
         ) from None
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        if any("no stack named" in ln for ln in lines):
+            # The usual cause (a typo, or another backend): say so, not the engine's wording.
+            backend = (env or os.environ).get("PULUMI_BACKEND_URL") or "your Pulumi login"
+            raise SubmitError(
+                Exit.OUTPUTS,
+                f"stack {stack} does not exist in {backend} (`pulumi stack ls` lists the "
+                "stacks there; check --stack, or PULUMI_BACKEND_URL)",
+            )
         why = lines[-1] if lines else f"exit {proc.returncode}"
         raise SubmitError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
     return _parse(proc.stdout, f"stack {stack}")
