@@ -154,6 +154,15 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
             )
         return target
 
+    def admitted(dirpath: str, name: str, rel: str, *, is_dir: bool) -> Path | None:
+        """The entry's path; None when an exclude leaves it out (then nothing else about it
+        matters); refused when its name is not UTF-8."""
+        if ignored(rel, is_dir):
+            return None
+        if _has_surrogates(name):
+            raise _refuse(root, rel, "is not a UTF-8 name (zip entry names are UTF-8)")
+        return Path(dirpath) / name
+
     def walk_error(e: OSError) -> None:
         rel = Path(e.filename or root).relative_to(root).as_posix()
         raise _refuse(root, rel, f"cannot be read ({e.strerror})")
@@ -168,11 +177,9 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
         kept = []
         for d in sorted(dirnames):
             rel = prefix + d
-            if ignored(rel, True):
+            path = admitted(dirpath, d, rel, is_dir=True)
+            if path is None:
                 continue
-            if _has_surrogates(d):
-                raise _refuse(root, rel, "is not a UTF-8 name (zip entry names are UTF-8)")
-            path = Path(dirpath) / d
             if path.is_symlink():
                 link_target(path, rel)
                 print(
@@ -185,11 +192,9 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
         dirnames[:] = kept
         for name in sorted(filenames):
             rel = prefix + name
-            if ignored(rel, False):
+            path = admitted(dirpath, name, rel, is_dir=False)
+            if path is None:
                 continue
-            if _has_surrogates(name):
-                raise _refuse(root, rel, "is not a UTF-8 name (zip entry names are UTF-8)")
-            path = Path(dirpath) / name
             target = link_target(path, rel) if path.is_symlink() else path
             try:
                 st = target.stat()

@@ -132,3 +132,25 @@ def test_a_bucket_given_on_the_command_line_is_the_users_choice(
     assert run_submit([*argv, "--", "python", "main.py"], env).code == Exit.OUTPUTS
     mine = run_submit([*argv, "--bucket", "gs://mine/team", "--", "python", "main.py"], env)
     assert mine.code == Exit.SUCCEEDED, mine.err
+
+
+@pytest.mark.parametrize(
+    "sample",
+    ["ray", "ray-team", "Ray", "1ray", "ray-", "-ray", "a" * 64, "ray.team", "ray_team", "",
+     "team/ray", "team//ray", "team/../ray", "./ray", "ray/.x", "x/y.z/w-1"],
+)  # fmt: skip
+def test_the_cli_reads_names_as_the_settings_do(sample: str) -> None:
+    """The CLI ships without infra/, so it keeps its own copies of the settings' name rules:
+    they must agree (a stack the settings accept must not be refused as tampered)."""
+    from infra.settings.values import _DNS1123_LABEL, _KEY_PREFIX, DNS1035_LABEL
+
+    assert bool(outputs._DNS1123.match(sample)) == bool(_DNS1123_LABEL.match(sample))
+    assert bool(outputs._DNS1035.match(sample)) == bool(DNS1035_LABEL.match(sample))
+    prefix_ok = all(outputs._PREFIX_SEGMENT.match(part) for part in sample.split("/"))
+    assert prefix_ok == bool(_KEY_PREFIX.match(sample))
+
+
+def test_the_cli_knows_the_programs_dashboard_port() -> None:
+    from components.raycluster_spec import DASHBOARD_PORT
+
+    assert outputs.DASHBOARD_PORT == DASHBOARD_PORT
