@@ -32,7 +32,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from infra.cache import cache_root
-from tools import engine, localcluster, readiness
+from tools import engine, localcluster, readiness, recovery
 from tools.build import BuildError
 from tools.kube import Kube
 
@@ -313,6 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     state: Path = args.state or cache_root() / "state"
+    if args.action in ("outputs", "env"):  # read only: beside a running job is fine
+        return _run(args, state)
+    try:
+        with recovery.one_run(state, args.action):
+            return _run(args, state)
+    except recovery.Busy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, state: Path) -> int:
     try:
         if args.action == "down":
             localcluster.down(args.cluster_dir)
@@ -358,11 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         configure(stack, target.object_store)
         step = args.action
         if args.action in ("up", "preview", "destroy"):
+            step = "cancel"
+            if not release_stale_locks(stack, state, args.stack):
+                return 1
             current = cluster_identity(kubeconfig)
             recorded = recorded_identity(state, args.stack)
-            refresh = needs_refresh(
-                recorded, current, deployed_resources(stack.export_stack().deployment)
-            )
+            deployment = stack.export_stack().deployment
+            refresh = needs_refresh(recorded, current, deployed_resources(deployment))
+            pending = recovery.pending_operations(deployment or {})
+            if pending and args.action != "preview":
+                _say(
+                    f"the last run was killed with {len(pending)} operation(s) in flight "
+                    f"({'; '.join(pending[:3])}{'; …' if len(pending) > 3 else ''}): "
+                    "reading the cluster back into the state first "
+                    "(pulumi refresh --clear-pending-creates)"
+                )
+                step = "refresh"
+                stack.refresh(on_output=out, color="never", clear_pending_creates=True)
+                refresh = False
             if refresh:
                 if recorded is not None and current is not None:
                     why = f"kube-system uid {recorded}, now {current}"
@@ -403,6 +427,27 @@ def main(argv: list[str] | None = None) -> int:
         _say("the kubectl commands above work with the project's kubectl; first run:")
         _say('  eval "$(tools/up env)"')
     return 0
+
+
+def release_stale_locks(stack: auto.Stack, state: Path, stack_name: str) -> bool:
+    """Cancel the engine locks of killed `pulumi` runs (`pulumi cancel`, the supported way),
+    saying so; False (after one line) when a live run holds the stack."""
+    locks = recovery.engine_locks(state, stack_name)
+    live = [lock for lock in locks if not recovery.is_stale(lock)]
+    if live:
+        print(
+            f"error: stack {stack_name} is locked by a running pulumi ({live[0].describe()}): "
+            f"wait for it; if that process is gone, remove {live[0].path}",
+            file=sys.stderr,
+        )
+        return False
+    if locks:
+        _say(
+            f"a pulumi run on stack {stack_name} was killed ({locks[0].describe()}); "
+            "releasing its lock (pulumi cancel)"
+        )
+        stack.cancel()
+    return True
 
 
 def _settings_error() -> type[Exception]:

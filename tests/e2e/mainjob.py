@@ -30,6 +30,22 @@ def job(
     )
 
 
+def start(action: str, state: Path, cluster: Path, *extra: str) -> subprocess.Popen[str]:
+    """`job` in the background, in a session of its own (so a test can signal the whole run,
+    the engine included, as a terminal's Ctrl-C or a CI timeout would)."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    return subprocess.Popen(
+        [*argv, "--cluster-dir", str(cluster), *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     """`run`, once it is known to have exited 0 (else its last lines in the failure)."""
     tail = "\n".join((run.stdout + run.stderr).splitlines()[-60:])

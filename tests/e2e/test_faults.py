@@ -1,0 +1,435 @@
+"""Faults on the real node (tier `faults`): what a data scientist's bad day does to the platform.
+
+Each test breaks one real piece while Ray works, then checks what the user is told, what
+survived and that the platform recovers by itself (or with the next `tools/up`). Nothing is
+mocked: the pods, kubelet, containerd, the KubeRay operator, the engine and its file backend
+are the real ones the main job runs. The README's "Faults survived" table lists these tests.
+
+Needs root, like the node tier, and the node to itself: this module brings its own node up and
+takes it down at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.raycluster_spec import PACKAGES_SUBDIR
+from tests.e2e.mainjob import job, ok, start
+from tests.e2e.node_cluster import (
+    CLUSTER,
+    NS,
+    Deployment,
+    deployed,
+    exec_in,
+    head,
+    in_head,
+    kubectl,
+    pods,
+    port_forward,
+    running,
+    submit,
+    submit_command,
+)
+from tools import localcluster, objectstore, readiness, recovery
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+
+RECOVERY_TIMEOUT = 900.0
+"""Seconds the RayCluster gets to be ready again after a fault (a new head installs nothing:
+the shared packages are on the shared file system already)."""
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    assert os.geteuid() == 0, "the faults tier needs root (CI runs as root)"
+    with deployed(tmp_path_factory.mktemp("faults")) as d:
+        yield d
+
+
+def wait_ready(d: Deployment, timeout: float = RECOVERY_TIMEOUT) -> float:
+    """Until the head and the minimum worker are Running and Ready, as `tools/up` waits."""
+    return readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=timeout, say=print)
+
+
+def snapshot(d: Deployment) -> dict[str, str]:
+    """`<kind>/<name>` → uid of the RayCluster's pods and Services (a recreated one has a new
+    uid) plus each container's restart count."""
+    found: dict[str, str] = {}
+    selector = f"labelSelector=ray.io/cluster={CLUSTER}"
+    for kind in ("pods", "services"):
+        for obj in d.kube.items(f"/api/v1/namespaces/{NS}/{kind}?{selector}"):
+            if obj["metadata"].get("deletionTimestamp"):
+                continue
+            found[f"{kind}/{obj['metadata']['name']}"] = obj["metadata"]["uid"]
+            for status in (obj.get("status") or {}).get("containerStatuses") or []:
+                restarts = str(status.get("restartCount"))
+                found[f"{kind}/{obj['metadata']['name']}/{status['name']}"] = restarts
+    return found
+
+
+class Output:
+    """The lines a background process prints, collected by a thread (so waiting for a line
+    never blocks on a process that prints nothing more)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if re.search(pattern, line, re.IGNORECASE):
+                    return line
+            if self.proc.poll() is not None and not self._thread.is_alive():
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines[-40:]))
+
+    def finish(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        self._thread.join(10)
+        return code
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def start_submit(d: Deployment, workdir: Path, *argv: str) -> Output:
+    command, env = submit_command(d, workdir, *argv)
+    proc = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Output(proc)
+
+
+def job_dir(tmp_path: Path, name: str, script: str) -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "job.py").write_text(textwrap.dedent(script))
+    return directory
+
+
+def s3(d: Deployment) -> Any:
+    store = localcluster.object_store(d.cluster)
+    return objectstore.s3_client(store.endpoint, store.credentials, store.region)
+
+
+# ----------------------------------------------------------------------------------------- tests
+
+
+def test_a_second_up_while_one_runs_is_refused_in_one_line(deployment: Deployment) -> None:
+    d = deployment
+    first = start("up", d.state, d.cluster)
+    try:
+        lock = d.state / recovery.RUN_LOCK
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text().startswith("pid ")):
+            assert time.monotonic() < deadline, "the first run never took the state"
+            time.sleep(0.1)
+        second = job("up", d.state, d.cluster, timeout=120)
+        errors = [ln for ln in second.stderr.splitlines() if ln.strip()]
+        assert second.returncode == 1
+        assert len(errors) == 1, second.stderr
+        assert "another `tools/up` is running" in errors[0] and f"pid {first.pid}" in errors[0]
+        assert second.stdout == ""  # refused before touching the cluster or the engine
+    finally:
+        out, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, out[-3000:]
+
+
+def test_restarting_the_operator_recreates_nothing(deployment: Deployment) -> None:
+    d = deployment
+    before = snapshot(d)
+    localcluster.restart([localcluster.OPERATOR], d.cluster)
+    time.sleep(30)  # its first reconciles run at start
+    wait_ready(d)
+    assert snapshot(d) == before
+
+
+def test_restarting_kubelet_and_containerd_keeps_the_pods_running(deployment: Deployment) -> None:
+    d = deployment
+    before = snapshot(d)
+    localcluster.restart(["containerd", "kubelet"], d.cluster)
+    wait_ready(d)
+    time.sleep(20)  # a pod kubelet no longer recognised would be killed by now
+    wait_ready(d)
+    assert snapshot(d) == before  # same pods, no container restarted
+    assert "42" in in_head(
+        d, "import ray; ray.init(); print(ray.get(ray.remote(lambda: 42).remote()))"
+    )
+
+
+WORK_ON_A_WORKER = """
+import socket, time
+import ray
+ray.init()
+
+@ray.remote(num_cpus=1, max_retries=3)
+def work():
+    time.sleep(45)
+    return socket.gethostname()
+
+ref = work.remote()
+print("started", flush=True)
+print("done on", ray.get(ref), flush=True)
+"""
+
+
+def test_a_worker_deleted_mid_task_is_replaced_and_the_task_retried(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    [worker] = running(d, "worker")
+    run = start_submit(d, job_dir(tmp_path, "work", WORK_ON_A_WORKER), "python", "job.py")
+    run.wait_for(r"^started", timeout=600)
+    time.sleep(10)  # the task runs on the worker now (the head has no CPUs for it)
+    deleted = kubectl(d, "-n", NS, "delete", "pod", worker, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+    code = run.finish(timeout=900)
+    assert code == 0, run.text[-3000:]
+    host = run.text.split("done on", 1)[1].split()[0]
+    assert host.startswith("ray-cpu-worker-") and host != worker
+    wait_ready(d)
+    assert worker not in running(d, "worker")
+
+
+LOAD_JOBS = 20
+
+
+def test_twenty_concurrent_submits_all_finish_each_zip_uploaded_once(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """20 submits of one directory, then of 20 directories, all at once from the host: every
+    job prints its own output, each distinct zip is uploaded by exactly one submit, and the
+    dashboard answers throughout. bench/load.py prints the same rounds' figures."""
+    from bench import load
+
+    d = deployment
+
+    def command(directory: Path, entrypoint: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        return submit_command(d, directory, *entrypoint)
+
+    token = kubectl(
+        d, "-n", NS, "get", "secret", CLUSTER, "-o", "jsonpath={.data.auth_token}"
+    ).stdout
+    headers = {"Authorization": f"Bearer {base64.b64decode(token).decode()}"}
+    with port_forward(d, 8265) as local:
+        probe = load.DashboardProbe(f"http://127.0.0.1:{local}/api/version", headers)
+        with probe:
+            rounds = {
+                same: load.run_round(
+                    command, load.job_directories(tmp_path / str(same), LOAD_JOBS, same=same)
+                )
+                for same in (True, False)
+            }
+    for same, results in rounds.items():
+        print("same directory" if same else "distinct directories", load.summary(results))
+        for r in results:
+            assert r.code == 0, "\n".join(r.stdout[-20:] + r.stderr[-20:])
+            tag = "same" if same else f"distinct-{r.index:02d}"
+            assert f"tag {tag} job {r.index}" in r.stdout, r.stdout[-20:]
+        uploads = sum(r.uploaded for r in results)
+        assert uploads == (1 if same else LOAD_JOBS), [r.stderr[:6] for r in results]
+    assert probe.ok > 0 and probe.failures == [], probe.failures[:5]
+
+
+def test_deleting_the_head_while_a_job_runs_fails_the_submit_clearly_and_loses_no_data(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    worker = running(d, "worker")[0]
+    exec_in(d, worker, "ray-worker", "sh", "-c", "echo written-before > /mnt/shared/before.txt")
+    bucket = s3(d)
+    bucket.put_object(Bucket="ray", Key="local/before.txt", Body=b"written-before")
+    long_job = job_dir(
+        tmp_path, "long", 'import time\nprint("working", flush=True)\ntime.sleep(900)\n'
+    )
+    run = start_submit(d, long_job, "python", "job.py")
+    run.wait_for(r"^working", timeout=600)
+    old_head = head(d)
+    deleted = kubectl(d, "-n", NS, "delete", "pod", old_head, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+    began = time.monotonic()
+    code = run.finish(timeout=300)  # never hangs on a lost cluster
+    print(f"submit exited {code} {time.monotonic() - began:.0f}s after the head was deleted")
+    assert code in (1, 6), run.text[-3000:]  # the job failed, or the dashboard was lost
+    last = run.lines[-1]
+    assert last.startswith("ray-platform submit: "), run.text[-3000:]
+    assert "Traceback" not in run.text, run.text[-3000:]
+
+    wait_ready(d)
+    assert head(d) != old_head  # KubeRay made a new head
+    assert "written-before" in in_head(d, "print(open('/mnt/shared/before.txt').read())")
+    body = bucket.get_object(Bucket="ray", Key="local/before.txt")["Body"].read()
+    assert body == b"written-before"
+    # The Ray token survived the head: the next submit is admitted and runs.
+    again = job_dir(tmp_path, "again", 'print("after the fault")\n')
+    after = submit(d, again, "python", "job.py")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "after the fault" in after.stdout
+
+
+def test_a_full_shared_file_system_fails_the_install_clearly_and_the_head_does_not_spin(
+    deployment: Deployment,
+) -> None:
+    """The installer's packages directory on a full file system: pip's ENOSPC in one line,
+    retries in place with backoff, the same head pod throughout; back to ready once there is
+    room again."""
+    d = deployment
+    shared = localcluster.shared_dir(d.cluster)
+    packages, aside = shared / PACKAGES_SUBDIR, shared / f"{PACKAGES_SUBDIR}.aside"
+    packages.rename(aside)
+    packages.mkdir()
+    subprocess.run(
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m,uid=1000,gid=100,mode=2775",
+            "tmpfs",
+            str(packages),
+        ],
+        check=True,
+    )
+    try:
+        kubectl(d, "-n", NS, "delete", "pod", head(d), "--wait=true")
+        with pytest.raises(readiness.NotReady) as failed:
+            wait_ready(d, timeout=300)
+        message = str(failed.value)
+        assert "\n" not in message
+        assert "No space left on device" in message, message
+        heads = pods(d, "head")
+        assert len(heads) == 1, [p["metadata"]["name"] for p in heads]  # not replaced
+        statuses = heads[0]["status"].get("initContainerStatuses") or []
+        assert all(s.get("restartCount", 0) == 0 for s in statuses), statuses  # retried in place
+    finally:
+        subprocess.run(["umount", "-l", str(packages)], check=False)
+        packages.rmdir()
+        aside.rename(packages)
+    kubectl(d, "-n", NS, "delete", "pod", head(d), "--wait=false")
+    wait_ready(d)
+
+
+def _state_files(state: Path) -> list[Path]:
+    return sorted((state / ".pulumi" / "stacks").glob("*/local.json*"))
+
+
+def _managed_objects(d: Deployment) -> set[str]:
+    """`<namespace>/<name>` (or `<name>`) of the objects this program labels as its own that no
+    other object owns (KubeRay's children carry their RayCluster's labels but an owner)."""
+    selector = "labelSelector=app.kubernetes.io/managed-by=pulumi"
+    paths = [
+        "/api/v1/namespaces",
+        "/api/v1/serviceaccounts",
+        "/api/v1/configmaps",
+        "/api/v1/secrets",
+        "/api/v1/persistentvolumeclaims",
+        "/api/v1/persistentvolumes",
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        "/apis/rbac.authorization.k8s.io/v1/roles",
+        "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+        "/apis/batch/v1/jobs",
+        "/apis/ray.io/v1/rayclusters",
+    ]
+    found = set()
+    for path in paths:
+        for obj in d.kube.items(f"{path}?{selector}"):
+            meta = obj["metadata"]
+            if meta.get("ownerReferences") or meta.get("deletionTimestamp"):
+                continue
+            ns = meta.get("namespace")
+            found.add(f"{ns}/{meta['name']}" if ns else meta["name"])
+    return found
+
+
+def _interrupt(d: Deployment, sig: signal.Signals) -> str:
+    """Start `up`, and once the engine creates resources, send `sig` to the whole run."""
+    run = Output(start("up", d.state, d.cluster))
+    run.wait_for(r"creating", timeout=600)
+    time.sleep(2)
+    os.killpg(run.proc.pid, sig)
+    if sig == signal.SIGINT:
+        code = run.finish(timeout=600)
+        assert code != 0, run.text[-2000:]
+    else:
+        run.finish(timeout=60)
+        # Whatever the engine left running (a provider it started) goes with its group.
+        for path in Path("/proc").glob("[0-9]*"):
+            try:
+                if os.getpgid(int(path.name)) == run.proc.pid:
+                    os.kill(int(path.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+    return run.text
+
+
+def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    ok(job("destroy", d.state, d.cluster))
+    # Ctrl-C: the engine stops after the operations in flight and says so.
+    _interrupt(d, signal.SIGINT)
+    # Then a hard kill in the middle of creating: the engine's lock and its operations in flight
+    # stay in the file backend.
+    _interrupt(d, signal.SIGKILL)
+    for path in _state_files(d.state):
+        json.loads(path.read_text())  # never torn: the engine writes it with a rename
+    assert recovery.engine_locks(d.state, "local"), "the hard kill left no lock to recover"
+
+    run = ok(job("up", d.state, d.cluster))
+    said = run.stderr
+    assert "was killed" in said and "releasing its lock" in said, said[-3000:]
+    exported = subprocess.run(
+        ["pulumi", "stack", "export", "--stack", "local"],
+        cwd=d.state / "project",
+        env={**os.environ, **_engine_env(d)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    deployment_state = json.loads(exported.stdout)["deployment"]
+    assert not deployment_state.get("pending_operations")
+    ids = {
+        r.get("id", "")
+        for r in deployment_state["resources"]
+        if str(r.get("type", "")).startswith("kubernetes:")
+    }
+    orphans = _managed_objects(d) - ids
+    assert orphans == set(), f"in the cluster, labelled as ours, not in the state: {orphans}"
+    wait_ready(d)
+
+
+def _engine_env(d: Deployment) -> dict[str, str]:
+    from tools import engine
+
+    eng = engine.engine(d.state, d.kubeconfig)
+    return dict(eng.env)

@@ -1,0 +1,133 @@
+"""One main job at a time, and what a killed run leaves (tools/recovery.py). The engine side
+(a `pulumi up` killed mid-run, then `tools/up`) is proven in tests/e2e/test_faults.py."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import recovery, stack
+
+
+def _hold(
+    state: str, ready: multiprocessing.synchronize.Event, done: multiprocessing.synchronize.Event
+) -> None:
+    with recovery.one_run(Path(state), "up"):
+        ready.set()
+        done.wait(30)
+
+
+def test_a_second_run_on_the_same_state_is_refused_in_one_line(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(tmp_path), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(recovery.Busy) as refused, recovery.one_run(tmp_path, "destroy"):
+            pytest.fail("two runs held one state directory")
+        message = str(refused.value)
+        assert "\n" not in message
+        assert f"pid {holder.pid}: up" in message and str(tmp_path) in message
+    finally:
+        done.set()
+        holder.join(10)
+    # Released when the holder ends, however it ends.
+    with recovery.one_run(tmp_path, "up"):
+        pass
+
+
+def test_the_main_job_refuses_while_another_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(tmp_path), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        assert stack.main(["up", "--state", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another `tools/up` is running" in err[0]
+    finally:
+        done.set()
+        holder.join(10)
+
+
+def test_a_killed_holder_releases_the_state(tmp_path: Path) -> None:
+    code = (
+        "import sys, os, time; from pathlib import Path; from tools import recovery\n"
+        "with recovery.one_run(Path(sys.argv[1]), 'up'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    with pytest.raises(recovery.Busy), recovery.one_run(tmp_path, "up"):
+        pass
+    proc.kill()
+    proc.wait(10)
+    with recovery.one_run(tmp_path, "up"):
+        pass
+
+
+def _lock(state: Path, pid: int, host: str) -> Path:
+    path = state / ".pulumi/locks/organization/ray-platform/local/abc.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"pid": pid, "hostname": host, "timestamp": "2026-12-04T10:00:00Z"}))
+    return path
+
+
+def test_a_lock_of_a_dead_pulumi_here_is_stale(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _lock(tmp_path, dead.pid, socket.gethostname())
+    [lock] = recovery.engine_locks(tmp_path, "local")
+    assert recovery.is_stale(lock)
+    assert recovery.engine_locks(tmp_path, "other") == []
+
+
+def test_a_lock_of_a_live_pulumi_or_another_host_is_not_stale(tmp_path: Path) -> None:
+    # This process is not `pulumi`: a reused pid counts as dead ...
+    _lock(tmp_path, os.getpid(), socket.gethostname())
+    [mine] = recovery.engine_locks(tmp_path, "local")
+    assert recovery.is_stale(mine)
+    # ... a lock written on another machine (a shared backend) never is.
+    other = recovery.EngineLock(mine.path, 1, "another-host", "")
+    assert not recovery.is_stale(other)
+    unreadable = recovery.EngineLock(mine.path, None, socket.gethostname(), "")
+    assert not recovery.is_stale(unreadable)
+
+
+def test_a_live_pulumi_holding_the_stack_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _lock(tmp_path, 4242, socket.gethostname())
+    monkeypatch.setattr(recovery, "_runs_pulumi", lambda pid: pid == 4242)
+    [lock] = recovery.engine_locks(tmp_path, "local")
+    assert not recovery.is_stale(lock)
+
+
+def test_pending_operations_are_described_from_the_checkpoint() -> None:
+    deployment = {
+        "pending_operations": [
+            {
+                "type": "creating",
+                "resource": {
+                    "urn": "urn:pulumi:local::ray-platform::kubernetes:core/v1:Namespace::ray",
+                    "type": "kubernetes:core/v1:Namespace",
+                },
+            }
+        ]
+    }
+    assert recovery.pending_operations(deployment) == ["creating kubernetes:core/v1:Namespace ray"]
+    assert recovery.pending_operations({}) == []

@@ -1,0 +1,129 @@
+"""One main job at a time on a state directory, and what a killed run leaves behind.
+
+A user who runs `tools/up` twice (two terminals, a CI retry) would otherwise have two engines on
+one file backend; the engine's own stack lock stops the second only once it reaches the engine,
+after the cluster and images were touched. `one_run` refuses the second at once, in one line.
+
+A run killed hard (SIGKILL, OOM, a CI timeout killing the process group) leaves two things in the
+file backend that the next run must deal with the supported way:
+
+- the engine's stack lock (`.pulumi/locks/<org>/<project>/<stack>/<id>.json`, holding the pid and
+  host of the `pulumi` that wrote it): every later run fails with "the stack is currently locked"
+  until `pulumi cancel` deletes it. `stale_locks` tells the locks of processes that no longer run
+  on this machine from live ones (never cancelled: that would put two engines on one state);
+- pending operations in the checkpoint (creates, updates, deletes the engine started but never
+  saw finish): `pulumi refresh --clear-pending-creates` reads every resource back from the
+  cluster and drops the creates it cannot know the outcome of; the objects such a create may
+  have made are adopted by the next `up` (the Kubernetes provider's server-side apply creates
+  over an existing object).
+
+The checkpoint itself is written by the engine with a rename (gocloud's file blob), so a kill
+never leaves a torn state file; the e2e faults tier checks that too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUN_LOCK = "main-job.lock"
+"""In the state directory: held (flock) by the running main job; holds its pid and action."""
+
+
+class Busy(RuntimeError):
+    """Another run holds the state directory; the message says which, in one line."""
+
+
+@contextlib.contextmanager
+def one_run(state: Path, action: str) -> Iterator[None]:
+    """Hold the state directory for this run, or raise Busy naming the run that holds it.
+
+    An flock: the kernel releases it when the holder dies however it dies, so a killed run
+    never blocks the next one."""
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / RUN_LOCK, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "a process"
+            raise Busy(
+                f"another `tools/up` is running on {state} ({holder}); wait for it to finish"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}: {action}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+
+
+@dataclass(frozen=True)
+class EngineLock:
+    path: Path
+    pid: int | None
+    host: str
+    since: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host or 'an unknown host'} since {self.since or '?'}"
+
+
+def engine_locks(state: Path, stack: str) -> list[EngineLock]:
+    """The file backend's locks on `stack` (any org and project in this backend)."""
+    found = []
+    for path in sorted((state / ".pulumi" / "locks").glob(f"*/*/{stack}/*.json")):
+        try:
+            raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raw = {}
+        raw = raw if isinstance(raw, dict) else {}
+        pid = raw.get("pid")
+        found.append(
+            EngineLock(
+                path,
+                pid if isinstance(pid, int) else None,
+                str(raw.get("hostname") or ""),
+                str(raw.get("timestamp") or ""),
+            )
+        )
+    return found
+
+
+def _runs_pulumi(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and os.path.basename(argv[0]).startswith(b"pulumi")
+
+
+def is_stale(lock: EngineLock) -> bool:
+    """The lock of a `pulumi` of this machine that no longer runs (its pid gone, or reused by
+    another program). A lock from another host, or unreadable, is never called stale."""
+    if lock.host != socket.gethostname() or lock.pid is None or lock.pid <= 0:
+        return False
+    return not _runs_pulumi(lock.pid)
+
+
+def pending_operations(deployment: Mapping[str, Any]) -> list[str]:
+    """`<type> <name>` of each operation a killed run left in flight (the checkpoint's
+    `pending_operations`), e.g. `creating kubernetes:core/v1:Namespace ray`."""
+    described = []
+    for op in deployment.get("pending_operations") or []:
+        resource = op.get("resource") or {}
+        urn = str(resource.get("urn") or "")
+        name = urn.rsplit("::", 1)[-1] if urn else "?"
+        kind = str(resource.get("type") or "?")
+        described.append(f"{op.get('type', '?')} {kind} {name}")
+    return described
