@@ -16,7 +16,7 @@ from components.sizing import (
 )
 from infra.settings import load
 from infra.sizing import minimum_requests
-from tests.conftest import cached_run, flatten, stack_config
+from tools.pulumi_mocks import cached_run, flatten, stack_config
 
 GI = 2**30
 MI = 2**20
