@@ -172,16 +172,16 @@ def jupyter_is_dev_only_and_tokened(s: Settings, _: Path) -> list[str]:
     return errors
 
 
-def managed_operator_only_on_gcp(s: Settings, _: Path) -> list[str]:
-    """`install: managed` means the cluster's provider runs KubeRay: only GKE's Ray add-on
-    does (checked against the cluster at lookup)."""
-    if s.operator.install == "managed" and s.cloud != "gcp":
+def managed_operator_needs_the_clouds(s: Settings, _: Path) -> list[str]:
+    """`install: managed` means the cluster's provider runs KubeRay: only a cloud whose block
+    names one (`CloudSettings.MANAGED_OPERATOR`; checked against the cluster at lookup)."""
+    if s.operator.install == "managed" and not s.cloud_settings.MANAGED_OPERATOR:
         return [
             message(
                 "operator.install",
                 "managed",
-                f"is for GKE's Ray operator add-on; cloud {s.cloud} has no provider-managed "
-                "KubeRay (use helm, or external for an operator you run)",
+                f"is for a provider-managed KubeRay; cloud {s.cloud} has none "
+                "(use helm, or external for an operator you run)",
             )
         ]
     return []
@@ -365,7 +365,7 @@ RULES: tuple[Rule, ...] = (
     replica_bounds,
     token_auth_versions,
     operator_recreates_pods,
-    managed_operator_only_on_gcp,
+    managed_operator_needs_the_clouds,
     jupyter_is_dev_only_and_tokened,
     shared_packages_valid,
     runtime_env_valid,

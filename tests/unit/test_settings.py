@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from infra.clouds import load_settings
 from infra.kuberay_release import ReleaseError
-from infra.settings import SettingsError, image_ray_version, load
+from infra.settings import SettingsError, image_ray_version
 from tools.pulumi_mocks import ROOT, RecordingMonitor, flatten, run_program, stack_config
 from tools.pulumi_mocks.aws import PlatformMocks
 
@@ -22,7 +23,7 @@ def _load(stack: str, mutate: Mutation | None = None, base_dir: Path = ROOT) -> 
     config = copy.deepcopy(stack_config(stack))
     if mutate:
         mutate(config)
-    return load(flatten(config), project="ray-platform", stack=stack, base_dir=base_dir)
+    return load_settings(flatten(config), project="ray-platform", stack=stack, base_dir=base_dir)
 
 
 def _ray(c: dict[str, Any]) -> dict[str, Any]:
@@ -571,7 +572,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "dev",
         "provider-managed operator on EKS",
         _set("operator.install", "managed"),
-        'ray-platform:operator.install ("managed") is for GKE\'s Ray operator add-on; cloud aws',
+        'ray-platform:operator.install ("managed") is for a provider-managed KubeRay; cloud aws',
     ),
     (
         "dev",
