@@ -42,7 +42,9 @@ RUNTIME_ENV_KEYS = frozenset(
 )
 # runtime_env keys that install packages at run time: dev only (prod bakes them into the image).
 PACKAGE_INSTALL_KEYS = ("pip", "conda", "uv")
-# Ray's working_dir upload limit in practice (ray#55877).
+# This program's cap on a local working_dir, not Ray's: Ray 2.60 refuses a package of its gRPC
+# message size (512 MiB) and warns at half that; the cap keeps what is zipped and shipped with
+# every change small (ray#55877), and `ray-platform submit --max-size` defaults to the same.
 WORKING_DIR_LIMIT_BYTES = 100 * 1024 * 1024
 
 Rule = Callable[[Settings, Path], list[str]]
@@ -349,7 +351,7 @@ def runtime_env_valid(s: Settings, base_dir: Path) -> list[str]:
             err(
                 "working_dir",
                 working_dir,
-                "is over Ray's 100 MiB upload limit; zip it into the bucket instead",
+                "is over the platform's 100 MiB working_dir limit; zip it into the bucket instead",
             )
     return errors
 

@@ -713,7 +713,7 @@ def test_working_dir_over_ray_upload_limit(tmp_path: Path) -> None:
     code.mkdir()
     with (code / "blob.bin").open("wb") as f:
         f.truncate(101 * 1024 * 1024)  # sparse: no real disk used
-    with pytest.raises(SettingsError, match="over Ray's 100 MiB upload limit"):
+    with pytest.raises(SettingsError, match="over the platform's 100 MiB working_dir limit"):
         _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
 
 
