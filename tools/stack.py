@@ -124,7 +124,7 @@ def check_fits(stack_config: Mapping[str, Any], stack: str, allocatable: Mapping
     """Raise DoesNotFit when the head and the minimum workers ask the scheduler for more than
     the node has (a worker would stay Pending; with a failing head the Pending worker can take
     the CPU a new head needs). Returns the one-line summary otherwise."""
-    from components.sizing import container_requests
+    from components.kuberay.sizing import container_requests
     from infra.clouds import load_settings
     from infra.sizing import minimum_requests
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from components.raycluster_spec import raycluster_manifest
+from components.kuberay.raycluster_spec import raycluster_manifest
 from components.wiring import StorageWiring
 from infra import kuberay_release
 from infra.settings import OperatorSettings

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from components.raycluster_spec import INSTALL_SCRIPT
+from components.kuberay.raycluster_spec import INSTALL_SCRIPT
 from tests.wheels import write_wheel
 from tools.pulumi_mocks import ProgramRun, run_program, stack_config
 

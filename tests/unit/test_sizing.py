@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.sizing import (
+from components.kuberay.sizing import (
     Requests,
     cpu_millis,
     memory_bytes,
