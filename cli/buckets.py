@@ -48,9 +48,19 @@ def parse(uri: str) -> BucketUri:
 
 
 class Bucket(Protocol):
-    """What `submit` does with a bucket: check for an object, upload one."""
+    """What `submit` does with a bucket: check for an object, upload one.
 
-    def exists(self, key: str) -> bool: ...
+    An upload is atomic: readers see the whole object under `key` or none. Both stores publish
+    an object only when its last byte has arrived and been checked (S3: a single PUT, or a
+    multipart upload's CompleteMultipartUpload; GCS: the final request of a resumable upload),
+    and the clients send a checksum the store verifies (boto3's CRC, google-cloud-storage's
+    crc32c), so a torn or corrupted transfer is refused, never stored under the content-hash
+    name. That is why no temporary key and copy are needed.
+    """
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None when it is absent (a missing bucket is an error)."""
+        ...
 
     def upload(self, path: Path, key: str, progress: Progress) -> None: ...
 
@@ -77,12 +87,12 @@ class _S3:
             "s3", config=config, endpoint_url=None if named else endpoint
         )
 
-    def exists(self, key: str) -> bool:
+    def size(self, key: str) -> int | None:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
         try:
-            self._client.head_object(Bucket=self._where.bucket, Key=key)
-            return True
+            head = self._client.head_object(Bucket=self._where.bucket, Key=key)
+            return int(head["ContentLength"])
         except ClientError as e:
             code = str(e.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey", "NotFound"):
@@ -92,7 +102,7 @@ class _S3:
                     self._client.head_bucket(Bucket=self._where.bucket)
                 except (ClientError, BotoCoreError) as e2:
                     raise _unreachable(self._where, e2) from None
-                return False
+                return None
             raise _unreachable(self._where, e) from None
         except BotoCoreError as e:
             raise _unreachable(self._where, e) from None
@@ -101,6 +111,9 @@ class _S3:
         from boto3.exceptions import S3UploadFailedError  # type: ignore[import-untyped,unused-ignore]
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
+        # Over the threshold boto3 goes multipart; a part that fails, or an interruption, makes
+        # it abort the upload (s3transfer's failure cleanup), and parts of an upload that is
+        # never completed are not an object: nothing shows under `key` either way.
         try:
             self._client.upload_file(str(path), self._where.bucket, key, Callback=progress)
         except (ClientError, BotoCoreError, S3UploadFailedError) as e:
@@ -129,23 +142,25 @@ class _GCS:
 
         return (GoogleAPIError, GoogleAuthError, requests.exceptions.RequestException)
 
-    def exists(self, key: str) -> bool:
+    def size(self, key: str) -> int | None:
         from google.api_core.retry import Retry
 
         # Short retry deadline: an unreachable endpoint should fail in seconds.
         retry = Retry(initial=0.5, maximum=2.0, timeout=6)
         try:
-            if self._bucket.blob(key).exists(timeout=10, retry=retry):
-                return True
+            blob = self._bucket.get_blob(key, timeout=10, retry=retry)
+            if blob is not None:
+                return int(blob.size)
             if not self._bucket.exists(timeout=10, retry=retry):
                 raise SubmitError(Exit.BUCKET, f"bucket gs://{self._where.bucket} does not exist")
-            return False
+            return None
         except self._errors() as e:
             raise _unreachable(self._where, e) from None
 
     def upload(self, path: Path, key: str, progress: Progress) -> None:
         blob = self._bucket.blob(key)
-        # Resumable uploads in chunks, so the progress bar moves for big zips.
+        # Resumable uploads in chunks, so the progress bar moves for big zips. The object
+        # appears only when the last chunk is accepted; an interrupted session leaves none.
         blob.chunk_size = 8 * 1024 * 1024
         size = path.stat().st_size
 

@@ -13,11 +13,14 @@ class Exit(IntEnum):
     JOB_FAILED = 1
     """The job ran (or tried to set up its runtime_env) and ended FAILED."""
     USAGE = 2
-    """Bad command line (argparse's own code)."""
+    """Bad command line (argparse's own code), including an entrypoint whose script is not in
+    the working directory."""
     OUTPUTS = 3
     """The stack, its outputs file, or an output the command needs is missing or malformed."""
-    TOO_BIG = 4
-    """The working directory is over `--max-size` (or cannot be read)."""
+    WORKING_DIR = 4
+    """The working directory cannot be shipped: missing, empty, unreadable, over `--max-size`,
+    or holding what a zip must not carry (a link out of it, a socket/FIFO/device, a name that
+    is not UTF-8)."""
     BUCKET = 5
     """The bucket cannot be reached, or refused the check or the upload."""
     CLUSTER = 6

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -124,6 +125,14 @@ def _from_pulumi(stack: str) -> dict[str, Any]:
         ) from None
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        if any("no stack named" in ln for ln in lines):
+            # The usual cause (a typo, or another backend): say so, not the engine's wording.
+            backend = (env or os.environ).get("PULUMI_BACKEND_URL") or "your Pulumi login"
+            raise SubmitError(
+                Exit.OUTPUTS,
+                f"stack {stack} does not exist in {backend} (`pulumi stack ls` lists the "
+                "stacks there; check --stack, or PULUMI_BACKEND_URL)",
+            )
         why = lines[-1] if lines else f"exit {proc.returncode}"
         raise SubmitError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
     return _parse(proc.stdout, f"stack {stack}")
@@ -158,6 +167,115 @@ def _text(raw: dict[str, Any], key: str, source: str, *, required: bool) -> str 
     return value
 
 
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+_LOOPBACK = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}/?$")
+SCHEMES = {"aws": "s3", "local": "s3", "gcp": "gs"}
+"""The bucket scheme of each cloud (infra/clouds/<cloud>/adapter.py's bucketUri)."""
+DASHBOARD_PORT = 8265
+READ = (
+    "mode",
+    "cloud",
+    "bucketUri",
+    "runtimeEnv",
+    "namespace",
+    "rayClusterName",
+    "rayAddress",
+    "authTokenCommand",
+    "dashboardPortForward",
+    "objectStoreEndpoint",
+    "sharedPackages",
+)
+"""The outputs `submit` reads; the others are for people."""
+
+
+def _untrusted(source: str, key: str, value: object, why: str) -> SubmitError:
+    return SubmitError(
+        Exit.OUTPUTS,
+        f"output {key!r} of {source} ({json.dumps(value)[:120]}) {why}: the outputs look edited "
+        "by hand, so they are not used (redeploy the stack, or fix the outputs file)",
+    )
+
+
+def port_forward_command(namespace: str, cluster: str) -> str:
+    """The `dashboardPortForward` the program exports (components/ray_cluster.py)."""
+    return (
+        f"kubectl -n {namespace} port-forward svc/{cluster}-head-svc "
+        f"{DASHBOARD_PORT}:{DASHBOARD_PORT}"
+    )
+
+
+def check_trusted(raw: dict[str, Any], source: str, *, bucket_given: bool) -> None:
+    """Refuse outputs the program would not have written: each is used to reach something (the
+    API, the bucket, a port) or is quoted to the user as a command to run, so a hand-edited one
+    could send the user's code, credentials or token elsewhere. Every check is against what the
+    program exports (infra/platform.py, the clouds' adapters), read from the outputs alone.
+    `raw`'s values read here are strings (checked before); an empty one counts as absent."""
+    raw = {k: v for k, v in raw.items() if v not in (None, "")}
+    cloud = raw.get("cloud")
+    if cloud is not None and cloud not in SCHEMES:
+        raise _untrusted(source, "cloud", cloud, f"is not one of {', '.join(sorted(SCHEMES))}")
+    namespace, cluster = raw.get("namespace"), raw.get("rayClusterName")
+    if namespace is not None and not (len(namespace) <= 63 and _DNS1123.match(namespace)):
+        raise _untrusted(source, "namespace", namespace, "is not a Kubernetes namespace name")
+    if cluster is not None and not (len(cluster) <= 50 and _DNS1035.match(cluster)):
+        raise _untrusted(source, "rayClusterName", cluster, "is not a RayCluster name")
+    address = raw.get("rayAddress")
+    if address is not None and not _LOOPBACK.match(address):
+        raise _untrusted(
+            source, "rayAddress", address, "is not a loopback address (the port-forward's)"
+        )
+    forward = raw.get("dashboardPortForward")
+    if forward is not None and (
+        namespace is None or cluster is None or forward != port_forward_command(namespace, cluster)
+    ):
+        raise _untrusted(
+            source,
+            "dashboardPortForward",
+            forward,
+            "is not the port-forward to the cluster's dashboard Service "
+            f"({port_forward_command(namespace or '<namespace>', cluster or '<cluster>')})",
+        )
+    endpoint = raw.get("objectStoreEndpoint")
+    if endpoint is not None:
+        if cloud is not None and cloud != "local":
+            raise _untrusted(
+                source,
+                "objectStoreEndpoint",
+                endpoint,
+                f"is set on a stack of cloud {cloud} (only cloud local has one)",
+            )
+        if not _ENDPOINT.match(endpoint):
+            raise _untrusted(
+                source, "objectStoreEndpoint", endpoint, "is not an http(s)://host[:port] URL"
+            )
+    uri = raw.get("bucketUri")
+    if uri is None or bucket_given:
+        return  # --bucket is the user's own choice
+    scheme, _, rest = uri.partition("://")
+    name, _, prefix = rest.partition("/")
+    if cloud is not None and scheme != SCHEMES[cloud]:
+        raise _untrusted(
+            source,
+            "bucketUri",
+            uri,
+            f"is not an {SCHEMES[cloud]}:// bucket, which cloud {cloud} uses",
+        )
+    if not _BUCKET.match(name):
+        raise _untrusted(source, "bucketUri", uri, "does not name a bucket")
+    if not all(_PREFIX_SEGMENT.match(part) for part in prefix.split("/")):
+        raise _untrusted(
+            source,
+            "bucketUri",
+            uri,
+            "has a prefix that is not the stack's key prefix (segments of letters, digits, "
+            "'.', '_', '-'; no '..', no empty segment)",
+        )
+
+
 def load(
     *, stack: str | None, outputs_file: Path | None, bucket: str | None, address: str | None
 ) -> StackOutputs:
@@ -173,6 +291,11 @@ def load(
     else:
         raise SubmitError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
 
+    for key in READ:
+        # The program exports strings only (JSON inside a string where structured).
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise _untrusted(source, key, raw[key], "is not a string")
+    check_trusted(raw, source, bucket_given=bucket is not None)
     mode = _text(raw, "mode", source, required=True)
     if mode not in MODES:
         raise SubmitError(Exit.OUTPUTS, f"output 'mode' of {source} is {mode!r}, not dev or prod")

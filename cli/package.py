@@ -14,6 +14,7 @@ import stat
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,18 +65,66 @@ def _specs_for(root: Path, rel_dir: str, excludes: list[str]) -> pathspec.GitIgn
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
+def shown(rel: str) -> str:
+    """A path for a one-line message: as it is when printable, else its bytes' repr (a name
+    with a newline, a control character or bytes that are not UTF-8 must not break the line)."""
+    if rel.isprintable() and not _has_surrogates(rel):
+        return rel
+    return repr(os.fsencode(rel))
+
+
+def _has_surrogates(name: str) -> bool:
+    # os.walk hands undecodable bytes back as lone surrogates (surrogateescape).
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _refuse(root: Path, rel: str, problem: str) -> SubmitError:
+    return SubmitError(
+        Exit.WORKING_DIR,
+        f"working directory {root}: {shown(rel)} {problem}: remove it, or leave it out with "
+        f"--exclude (or .gitignore); nothing was uploaded",
+    )
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a zip cannot hold, by name; None for a regular file."""
+    for test, kind in (
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
     """(relative posix path, file, size) of every file to pack, sorted by path.
 
     `.gitignore` files are honoured at every level (a nested one applies below its directory),
     `excludes` are gitignore-style patterns relative to `root`, `.git/` is never packed.
-    Symlinks are packed as the files they point to when those are inside `root`; links to
-    directories are not followed, and a link out of the directory (e.g. `creds ->
-    ~/.aws/credentials`) is skipped with a warning: what ships is what the directory holds.
+
+    What is not excluded must be shippable as it is, or the whole directory is refused (exit
+    4, one line naming the entry) rather than shipped with something silently missing:
+    - a symlink to a file inside `root` is packed as that file's content, under the link's
+      name; a link out of `root` (e.g. `creds -> ~/.aws/credentials`) or to nothing is refused:
+      what ships is what the directory holds, and a secret must not reach a shared bucket;
+    - a symlink to a directory inside `root` is not followed (that directory ships under its
+      own name; following could loop), which is said on stderr; one out of `root` is refused;
+    - sockets, FIFOs and devices are refused (a zip holds file contents only);
+    - a name that is not UTF-8 is refused (zip entry names are UTF-8; Ray unpacks by them);
+    - an unreadable directory is refused (os.walk would otherwise skip it silently).
     """
     root = root.resolve()
+    if not root.exists():
+        raise SubmitError(Exit.WORKING_DIR, f"working directory {root} does not exist")
     if not root.is_dir():
-        raise SubmitError(Exit.TOO_BIG, f"working directory {root} does not exist")
+        raise SubmitError(Exit.WORKING_DIR, f"working directory {root} is not a directory")
     specs: dict[str, pathspec.GitIgnoreSpec] = {}
     out: list[tuple[str, Path, int]] = []
 
@@ -92,37 +141,77 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
                 return True
         return False
 
-    for dirpath, dirnames, filenames in os.walk(root):
+    def link_target(path: Path, rel: str) -> Path:
+        """Where a symlink leads, refused unless that is an existing place inside `root`."""
+        target = path.resolve()
+        if not target.exists():
+            raise _refuse(root, rel, f"is a symlink to {shown(str(target))}, which does not exist")
+        if not target.is_relative_to(root):
+            raise _refuse(
+                root,
+                rel,
+                f"is a symlink out of the working directory (to {shown(str(target))}), which "
+                "is never shipped",
+            )
+        return target
+
+    def admitted(dirpath: str, name: str, rel: str, *, is_dir: bool) -> Path | None:
+        """The entry's path; None when an exclude leaves it out (then nothing else about it
+        matters); refused when its name is not UTF-8."""
+        if ignored(rel, is_dir):
+            return None
+        if _has_surrogates(name):
+            raise _refuse(root, rel, "is not a UTF-8 name (zip entry names are UTF-8)")
+        return Path(dirpath) / name
+
+    def walk_error(e: OSError) -> None:
+        rel = Path(e.filename or root).relative_to(root).as_posix()
+        raise _refuse(root, rel, f"cannot be read ({e.strerror})")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
         spec = _specs_for(root, rel_dir, excludes)
         if spec is not None:
             specs[rel_dir] = spec
         prefix = f"{rel_dir}/" if rel_dir else ""
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not ignored(prefix + d, True) and not (Path(dirpath) / d).is_symlink()
-        )
-        for name in filenames:
-            rel = prefix + name
-            if ignored(rel, False):
+        kept = []
+        for d in sorted(dirnames):
+            rel = prefix + d
+            path = admitted(dirpath, d, rel, is_dir=True)
+            if path is None:
                 continue
-            path = Path(dirpath) / name
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # a dangling symlink: nothing to pack
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
+            if path.is_symlink():
+                link_target(path, rel)
                 print(
-                    f"ray-platform submit: not packing {rel}: it links outside the working "
-                    "directory",
+                    f"ray-platform submit: not following {shown(rel)}: a link to a directory "
+                    "inside the working directory (that directory ships under its own name)",
                     file=sys.stderr,
                 )
                 continue
-            if stat.S_ISREG(st.st_mode):
-                out.append((rel, path, st.st_size))
+            kept.append(d)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            rel = prefix + name
+            path = admitted(dirpath, name, rel, is_dir=False)
+            if path is None:
+                continue
+            target = link_target(path, rel) if path.is_symlink() else path
+            try:
+                st = target.stat()
+            except OSError as e:
+                raise _refuse(root, rel, f"cannot be read ({e.strerror})") from None
+            kind = _special_kind(st.st_mode)
+            if kind is not None:
+                raise _refuse(root, rel, f"is {kind}, which a zip cannot hold")
+            out.append((rel, path, st.st_size))
     out.sort(key=lambda entry: entry[0])
+    if not out:
+        raise SubmitError(
+            Exit.WORKING_DIR,
+            f"working directory {root} has no files to ship (it is empty, or .gitignore, "
+            "--exclude and the stack's excludes leave nothing); nothing was uploaded",
+        )
     return out
 
 
@@ -150,26 +239,36 @@ def check_size(root: Path, files: list[tuple[str, Path, int]], max_size: int) ->
         top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
         by_top[top] = by_top.get(top, 0) + size
     biggest = sorted(by_top.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-    named = ", ".join(f"{name} ({human_size(size)})" for name, size in biggest)
+    named = ", ".join(f"{shown(name)} ({human_size(size)})" for name, size in biggest)
     raise SubmitError(
-        Exit.TOO_BIG,
-        f"{root} holds {human_size(total)}, over the {human_size(max_size)} limit; biggest: "
+        Exit.WORKING_DIR,
+        f"{root} holds {human_size(total)}, over the {human_size(max_size)} limit of "
+        f"ray-platform submit (--max-size; the default is Ray's own upload limit); biggest: "
         f"{named} — exclude some (--exclude PATTERN or .gitignore) or put data on the shared "
-        "file system or in the bucket",
+        "file system or in the bucket; nothing was uploaded",
     )
 
 
 def build(
-    root: Path, excludes: list[str], max_size: int, work_dir: Path, *, wrap: bool = True
+    root: Path,
+    excludes: list[str],
+    max_size: int,
+    work_dir: Path,
+    *,
+    wrap: bool = True,
+    check: Callable[[frozenset[str]], None] | None = None,
 ) -> Package:
     """Collect, check the size limit, write the zip into `work_dir` and hash it.
 
     `wrap`: every entry under one top-level directory, for a bucket URI (Ray strips it from a
     remote zip). A package uploaded through the dashboard (`gcs://`) is unpacked as it is, so it
-    is written without one.
+    is written without one. `check`: called with the relative paths to be packed before any
+    byte is zipped (the caller's own refusals, e.g. an entrypoint script that is not shipped).
     """
     files = collect(root, excludes)
     check_size(root.resolve(), files, max_size)
+    if check is not None:
+        check(frozenset(rel for rel, _, _ in files))
     fd, tmp = tempfile.mkstemp(suffix=".zip", dir=work_dir)
     os.close(fd)
     path = Path(tmp)
@@ -180,9 +279,12 @@ def build(
             executable = os.access(src, os.X_OK)
             info.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16
             info.create_system = 3  # unix, so the modes above are read back
-            with open(src, "rb") as fin, zf.open(info, "w") as fout:
-                while chunk := fin.read(MIB):
-                    fout.write(chunk)
+            try:
+                with open(src, "rb") as fin, zf.open(info, "w") as fout:
+                    while chunk := fin.read(MIB):
+                        fout.write(chunk)
+            except OSError as e:  # e.g. a file without read permission
+                raise _refuse(root.resolve(), rel, f"cannot be read ({e.strerror})") from None
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(MIB):

@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shlex
 import sys
@@ -42,10 +43,14 @@ EPILOG = """\
 exit codes:
   0    the job SUCCEEDED (or --dry-run printed its plan)
   1    the job FAILED (including a runtime_env that could not be set up)
-  2    bad command line (also: --pip/--uv naming one of the stack's shared packages)
-  3    stack outputs missing or malformed (or no Pulumi CLI)
-  4    working directory over --max-size (or missing)
-  5    bucket unreachable, missing, or refused the upload
+  2    bad command line (also: --pip/--uv naming one of the stack's shared packages, or
+       an entrypoint script that is not in the working directory)
+  3    stack missing, or its outputs missing, malformed or not to be trusted (edited by
+       hand); or no Pulumi CLI
+  4    working directory not shippable: missing, empty, over --max-size, or holding a
+       link out of it, a socket/FIFO/device, a non-UTF-8 name or an unreadable entry
+  5    bucket unreachable, missing, or refused the upload (nothing is left under the
+       zip's name: run the same command again once it is back)
   6    dashboard unreachable (port-forward, head pod, Kubernetes API)
   7    Ray auth token missing, unreadable or refused
   8    refused in prod: pip/uv/conda in the runtime_env
@@ -182,10 +187,16 @@ def runtime_env_for(
 
 
 def _upload(bucket: buckets.Bucket, pkg: package.Package, key: str, uri: str) -> None:
-
-    if bucket.exists(key):
+    """Upload unless the object is there. Its name is the content's hash and uploads are atomic
+    (see buckets.Bucket), so an object of the zip's size under that name is this zip; one of
+    another size is not (put there by hand, or by a client that wrote objects piecemeal) and
+    is replaced rather than trusted."""
+    found = bucket.size(key)
+    if found == pkg.size:
         _say(f"{uri} is already in the bucket (same content): not uploading")
         return
+    if found is not None:
+        _say(f"{uri} is in the bucket with {found} bytes, not this zip's {pkg.size}: replacing it")
     _say(f"uploading {pkg.files} files ({package.human_size(pkg.size)}) to {uri}")
     with tqdm(
         total=pkg.size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=None
@@ -294,6 +305,57 @@ def _follow_hint(job_id: str, address: str, forwarded: bool, stack: outputs.Stac
     )
 
 
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+_SHELLS = ("bash", "sh")
+# Interpreter options that take the next word as their value (so it is not the script).
+_OPTION_VALUES = {"python": ("-W", "-X"), "shell": ("-o", "-O", "+O")}
+
+
+def entry_script(entrypoint: list[str]) -> str | None:
+    """The script an entrypoint runs from the working directory, when it names one: `python
+    [options] SCRIPT …`, `bash|sh [options] SCRIPT …` or `./SCRIPT …`. None when it runs none
+    that can be checked here (`python -m …`, `-c …`, a command on the image's PATH, an absolute
+    path: those live on the image, not in the zip)."""
+    head = entrypoint[0]
+    program = head.rsplit("/", 1)[-1]
+    if _PYTHON.fullmatch(program):
+        kind = "python"
+    elif program in _SHELLS:
+        kind = "shell"
+    else:
+        return head if "/" in head and not head.startswith("/") else None
+    words = iter(entrypoint[1:])
+    for word in words:
+        if word in ("-m", "-c", "-", "--"):
+            return None  # a module, a command string, stdin: no script file
+        if word in _OPTION_VALUES[kind]:
+            next(words, None)
+        elif not word.startswith(("-", "+")):
+            return None if word.startswith("/") else word
+    return None
+
+
+def check_entry_script(entrypoint: list[str], root: Path, shipped: frozenset[str]) -> None:
+    """Refuse, before anything is zipped or uploaded, an entrypoint whose script the job would
+    not find: not in the working directory, or left out of the zip by an exclude."""
+    script = entry_script(entrypoint)
+    if script is None:
+        return
+    rel = posixpath.normpath(script)
+    if rel in shipped:
+        return
+    where = root.resolve()
+    if not rel.startswith("../") and (where / rel).is_file():
+        why = f"is in {where} but excluded from the zip (.gitignore, --exclude, stack excludes)"
+    else:
+        why = f"is not in the working directory {where}"
+    raise SubmitError(
+        Exit.USAGE,
+        f"the entrypoint's script {package.shown(script)} {why}, so the job could not run it; "
+        "nothing was uploaded",
+    )
+
+
 def ray_package_uri(path: Path) -> str:
     """The `gcs://` URI Ray's Job Submission client gives a local zip it uploads (content
     addressed: ray/_private/runtime_env/packaging.py, get_uri_for_package)."""
@@ -320,7 +382,12 @@ def run(args: argparse.Namespace, entrypoint: list[str]) -> Exit:
             )
         excludes = [*map(str, stack_excludes), *args.exclude]
         pkg = package.build(
-            args.working_dir, excludes, args.max_size, Path(tmp), wrap=where is not None
+            args.working_dir,
+            excludes,
+            args.max_size,
+            Path(tmp),
+            wrap=where is not None,
+            check=lambda shipped: check_entry_script(entrypoint, args.working_dir, shipped),
         )
         source = (
             f"{pkg.files} files ({package.human_size(pkg.size)}) from {args.working_dir.resolve()}"

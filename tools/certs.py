@@ -57,6 +57,24 @@ class Pki:
     service_account_pub: Path
     """Public half, for verifying tokens."""
 
+    @classmethod
+    def of(cls, directory: Path) -> Pki:
+        """The paths `write_pki` wrote into `directory` (to restart a component later)."""
+
+        def pair(stem: str) -> tuple[Path, Path]:
+            return directory / f"{stem}.crt", directory / f"{stem}.key"
+
+        return cls(
+            directory / "ca.crt",
+            directory / "ca.key",
+            *pair("apiserver"),
+            *pair("controller-manager-serving"),
+            *pair("admin"),
+            *pair("controller-manager"),
+            directory / "sa.key",
+            directory / "sa.pub",
+        )
+
 
 def _base(
     subject: x509.Name,
@@ -251,6 +269,8 @@ NODE_CLIENTS = {
     # CoreDNS reads Services, EndpointSlices, Namespaces and Pods: the ClusterRole
     # `ray-platform:coredns` created when the node starts is bound to this user.
     "coredns": ("ray-platform:coredns", ()),
+    # kube-router (the NetworkPolicy engine): the ClusterRole `ray-platform:kube-router`.
+    "kube-router": ("ray-platform:kube-router", ()),
 }
 NODE_SERVERS = {
     # stem: (common name, IP addresses)

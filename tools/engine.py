@@ -74,13 +74,23 @@ def work_dir(
     wd = state_dir / "project"
     wd.mkdir(parents=True, exist_ok=True)
     # Everything but stack files is linked, so relative paths (a runtime_env working_dir) resolve.
+    # Links into another clone (the state outlives the clone that made it: a deleted temporary
+    # clone leaves them dangling) are pointed at this one; links to what this clone no longer
+    # has are dropped.
+    linked = set()
     for entry in ROOT.iterdir():
         link = wd / entry.name
         is_stack_file = entry.name.startswith("Pulumi.") and entry.name != "Pulumi.yaml"
         if is_stack_file or entry.name == ".git":
             continue
+        linked.add(link.name)
+        if link.is_symlink() and os.readlink(link) != str(entry):
+            link.unlink()
         if not link.is_symlink():
             link.symlink_to(entry)
+    for link in wd.iterdir():
+        if link.is_symlink() and link.name not in linked:
+            link.unlink()
     stack_file = wd / f"Pulumi.{stack}.yaml"
     previous = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}

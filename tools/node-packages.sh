@@ -1,6 +1,6 @@
 # Sourced by tools/up and tools/test --all: the Debian packages a local node needs (root only;
 # without root the node cannot run anyway and `tools/up` says so in one line).
-NODE_PACKAGES=(runc containernetworking-plugins iptables nftables conntrack iproute2 util-linux
+NODE_PACKAGES=(runc containernetworking-plugins iptables nftables conntrack ipset iproute2 util-linux
                debootstrap skopeo)
 if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
   missing=()

@@ -8,7 +8,8 @@ free port, with their data in a directory the caller owns, and stopped by their 
     with objectstore.fake_gcs(tmp / "gcs", bucket="ray") as gcs:
         os.environ.update(gcs.env())         # google-cloud-storage now reaches it
 
-`start_minio`/`start_fake_gcs` return a running server; `stop(server)` ends it. Each server also
+`start_minio`/`start_fake_gcs` return a running server; `stop(server)` ends it (`grace=0`: killed
+outright, as in a crash) and `restart_minio(server)` brings MinIO back as it was. Each server also
 writes `server.json` (pid, endpoint, credentials) into its directory, so a later process can stop
 it with `stop_dir(dir)`.
 
@@ -31,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,21 +233,26 @@ def _write_state(server: Server) -> None:
     path.chmod(0o600)  # it holds the credentials
 
 
-def start_minio(directory: Path, bucket: str = "ray") -> Server:
-    """Start MinIO on a free loopback port with fresh credentials and `bucket` created."""
+def _run_minio(directory: Path, port: int, credentials: S3Credentials) -> subprocess.Popen[bytes]:
+    """MinIO serving `directory`/data on `port`, answering once this returns."""
     binary = ensure([MINIO])[MINIO]
-    directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     data.mkdir(exist_ok=True)
-    port, console = _free_port(), _free_port()
+    proc = _spawn(minio_argv(binary, data, port, _free_port()), directory, minio_env(credentials))
+    _wait_http(proc, f"http://{LOOPBACK}:{port}{MINIO_READY_PATH}", MINIO, directory)
+    return proc
+
+
+def start_minio(directory: Path, bucket: str = "ray") -> Server:
+    """Start MinIO on a free loopback port with fresh credentials and `bucket` created."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
     credentials = S3Credentials.generate()
-    proc = _spawn(minio_argv(binary, data, port, console), directory, minio_env(credentials))
-    endpoint = f"http://{LOOPBACK}:{port}"
-    _wait_http(proc, f"{endpoint}{MINIO_READY_PATH}", MINIO, directory)
+    proc = _run_minio(directory, port, credentials)
     server = Server(
         kind=MINIO,
         pid=proc.pid,
-        endpoint=endpoint,
+        endpoint=f"http://{LOOPBACK}:{port}",
         bucket=bucket,
         directory=str(directory),
         access_key=credentials.access_key,
@@ -259,6 +265,18 @@ def start_minio(directory: Path, bucket: str = "ray") -> Server:
         stop(server)
         raise
     return server
+
+
+def restart_minio(server: Server) -> Server:
+    """Start a stopped MinIO again as it was: same port, credentials and data (its buckets and
+    objects), as a store comes back after an outage. Returns it with its new pid."""
+    if server.kind != MINIO:
+        raise ObjectStoreError(f"restart_minio: {server.kind} is not {MINIO}")
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    proc = _run_minio(Path(server.directory), port, server.credentials)
+    restarted = replace(server, pid=proc.pid)
+    _write_state(restarted)
+    return restarted
 
 
 def start_fake_gcs(directory: Path, bucket: str = "ray") -> Server:
@@ -339,9 +357,10 @@ def _kill(pid: int, grace: float = 10.0) -> None:
         os.waitpid(pid, 0)
 
 
-def stop(server: Server) -> None:
-    """Stop the server (its data directory stays)."""
-    _kill(server.pid)
+def stop(server: Server, grace: float = 10.0) -> None:
+    """Stop the server (its data directory stays); `grace=0` kills it outright, as a crash
+    would."""
+    _kill(server.pid, grace)
     with contextlib.suppress(FileNotFoundError):
         (Path(server.directory) / STATE_FILE).unlink()
 

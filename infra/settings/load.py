@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pulumi
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from infra.settings.errors import CONFIG_PREFIX, fail, fmt_value, pydantic_messages
 from infra.settings.models import CloudSettings, Settings
@@ -104,6 +104,24 @@ def _moved_key_errors(data: Mapping[str, Any], cloud: str, model: type[CloudSett
     return errors
 
 
+def _masked(model: type[BaseModel], raw: Any) -> Any:
+    """`raw` with the values of the model's secret fields (SecretStr, at any depth) replaced,
+    for error lines: a secret given with the wrong type must not be echoed."""
+    if not isinstance(raw, Mapping):
+        return raw
+    shown = dict(raw)
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        if alias not in shown:
+            continue
+        for kind in (field.annotation, *get_args(field.annotation)):
+            if kind is SecretStr:
+                shown[alias] = "<secret>"
+            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                shown[alias] = _masked(kind, shown[alias])
+    return shown
+
+
 def _cloud_block(
     cloud: str, model: type[CloudSettings], raw: Any, config: Mapping[str, str]
 ) -> tuple[CloudSettings | None, list[str]]:
@@ -129,7 +147,7 @@ def _cloud_block(
     try:
         return model.model_validate(block), []
     except ValidationError as err:
-        messages = pydantic_messages(err, block, prefix=(cloud,))
+        messages = pydantic_messages(err, _masked(model, block), prefix=(cloud,))
         # A provider key's bad value is reported under its own name.
         for field, provider_key in model.PROVIDER_KEYS.items():
             alias = model.model_fields[field].alias or field

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.settings import ray_start
 from infra.settings.errors import CONFIG_PREFIX, message
-from infra.settings.models import Settings
+from infra.settings.models import GroupSettings, Settings
 from infra.settings.values import (
     DIGEST,
     image_ray_version,
@@ -356,6 +357,48 @@ def runtime_env_valid(s: Settings, base_dir: Path) -> list[str]:
     return errors
 
 
+def _group_start_params(key: str, group: GroupSettings) -> list[str]:
+    params = group.ray_start_params
+    errors = [
+        message(f"{key}.rayStartParams.{name}", params[name], problem)
+        for name, problem in ray_start.problems(params)
+    ]
+    if errors:
+        return errors
+    # What the pod has, which Ray cannot see past: more GPUs than the container gets would be
+    # scheduled onto and fail; an object store as big as the container's memory cannot start.
+    gpus = params.get("num-gpus")
+    if gpus is not None and int(gpus) > group.gpu:
+        errors.append(
+            message(
+                f"{key}.rayStartParams.num-gpus",
+                gpus,
+                f"is more than the {group.gpu} GPU(s) the pod gets ({key}.gpu)",
+            )
+        )
+    store = params.get("object-store-memory")
+    if store is not None:
+        from components.sizing import memory_bytes
+
+        if int(store) >= memory_bytes(group.memory):
+            errors.append(
+                message(
+                    f"{key}.rayStartParams.object-store-memory",
+                    store,
+                    f"is not below the pod's memory ({key}.memory: {group.memory})",
+                )
+            )
+    return errors
+
+
+def ray_start_params_valid(s: Settings, _: Path) -> list[str]:
+    """Each group's rayStartParams as `ray start` takes them (see settings/ray_start.py)."""
+    errors = _group_start_params("ray.head", s.ray.head)
+    for i, group in enumerate(s.ray.worker_groups):
+        errors += _group_start_params(f"ray.workerGroups[{i}]", group)
+    return errors
+
+
 def cloud_block_rules(s: Settings, _: Path) -> list[str]:
     return s.cloud_settings.rules(s)
 
@@ -373,5 +416,6 @@ RULES: tuple[Rule, ...] = (
     runtime_env_valid,
     runtime_env_does_not_shadow_shared_packages,
     operator_has_own_namespace,
+    ray_start_params_valid,
     cloud_block_rules,
 )

@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,6 +234,23 @@ def write_outputs(path: Path, **overrides: object) -> Path:
             outputs[k] = v
     path.write_text(json.dumps(outputs), encoding="utf-8")
     return path
+
+
+def objects(server: objectstore.Server, prefix: str) -> dict[str, Any]:
+    """Key → last-modified time of the objects under `prefix` in the server's bucket."""
+    if server.kind == objectstore.MINIO:
+        client = objectstore.s3_client(server.endpoint, server.credentials, server.region)
+        listed = client.list_objects_v2(Bucket=server.bucket, Prefix=prefix).get("Contents", [])
+        return {o["Key"]: o["LastModified"] for o in listed}
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[import-untyped]
+
+    client = storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": server.endpoint},
+    )
+    return {b.name: b.updated for b in client.list_blobs(server.bucket, prefix=prefix)}
 
 
 def closed_port() -> int:

@@ -432,21 +432,20 @@ def test_no_running_head_is_one_line() -> None:
     )
 
 
-def test_links_out_of_the_directory_are_not_shipped(
+def test_links_inside_the_directory_are_packed_as_their_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`creds -> ~/.aws/credentials` must not land in a zip uploaded to a shared bucket."""
-    secret = tmp_path / "outside" / "credentials"
-    secret.parent.mkdir()
-    secret.write_text("aws_secret_access_key = nope")
+    """A link to a file inside is packed as that file; one to a directory inside is not
+    followed (its target ships under its own name), and says so."""
     work = tmp_path / "work"
-    work.mkdir()
+    (work / "lib").mkdir(parents=True)
     (work / "train.py").write_text("print('hi')")
-    (work / "creds").symlink_to(secret)
-    (work / "alias.py").symlink_to(work / "train.py")  # inside: packed as the file
+    (work / "lib" / "util.py").write_text("U = 1")
+    (work / "alias.py").symlink_to(work / "train.py")
+    (work / "lib-link").symlink_to(work / "lib")
     packed = [rel for rel, _, _ in package.collect(work, [])]
-    assert packed == ["alias.py", "train.py"]
-    assert "not packing creds: it links outside the working directory" in capsys.readouterr().err
+    assert packed == ["alias.py", "lib/util.py", "train.py"]
+    assert "not following lib-link: a link to a directory inside" in capsys.readouterr().err
 
 
 def test_relay_keeps_why_a_connection_could_not_be_opened() -> None:
@@ -519,19 +518,22 @@ FAKE_PULUMI = """#!{python}
 import json, os, sys
 with open({record!r}, "w") as f:
     json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}, f)
+if {error!r}:
+    sys.exit({error!r})  # to stderr, exit 1
 print(json.dumps({outputs}))
 """
 
 
-def _fake_pulumi(tmp_path: Path, outputs: dict[str, str]) -> tuple[Path, Path]:
-    """A `pulumi` on PATH that records how it was run and prints `outputs`."""
+def _fake_pulumi(tmp_path: Path, outputs: dict[str, str], error: str = "") -> tuple[Path, Path]:
+    """A `pulumi` on PATH that records how it was run and prints `outputs` (or fails with
+    `error` on stderr, as the CLI does)."""
     import sys
 
     bin_dir, record = tmp_path / "bin", tmp_path / "pulumi-run.json"
     bin_dir.mkdir()
     script = bin_dir / "pulumi"
     script.write_text(
-        FAKE_PULUMI.format(python=sys.executable, record=str(record), outputs=outputs)
+        FAKE_PULUMI.format(python=sys.executable, record=str(record), outputs=outputs, error=error)
     )
     script.chmod(0o755)
     return bin_dir, record
@@ -628,3 +630,24 @@ def test_the_stacks_object_store_endpoint_is_the_buckets(
     r = run_submit(argv, env)
     assert r.code == Exit.BUCKET
     assert len(r.error_lines) == 1 and endpoint in r.error_lines[0], r.err
+
+
+def test_a_stack_that_does_not_exist_is_one_line(
+    tmp_path: Path, run_submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Pulumi CLI (v3.274) prints for a stack its backend does not have, warnings
+    first: one line naming the stack and where it was looked for, exit 3."""
+    noise = "warning: A new version of Pulumi is available.\n"
+    bin_dir, record = _fake_pulumi(
+        tmp_path, _local_outputs(), error=noise + "error: no stack named 'nope' found"
+    )
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///srv/pulumi-state")
+    root = _project(tmp_path / "proj")
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    r = run_submit(["--stack", "nope", "--working-dir", str(root), "--", "python", "main.py"], env)
+    assert r.code == Exit.OUTPUTS
+    assert r.error_lines == [
+        "ray-platform submit: stack nope does not exist in file:///srv/pulumi-state "
+        "(`pulumi stack ls` lists the stacks there; check --stack, or PULUMI_BACKEND_URL)"
+    ], r.err
+    assert json.loads(record.read_text())["argv"][-2:] == ["--stack", "nope"]

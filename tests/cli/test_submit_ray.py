@@ -15,11 +15,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.cli.conftest import RayHead, Stores, Submit, write_outputs
+from tests.cli.conftest import RayHead, Stores, Submit, objects, write_outputs
 
 pytestmark = pytest.mark.e2e
 
@@ -44,33 +43,6 @@ def _env(stores: Stores, head: RayHead, **extra: str) -> dict[str, str]:
     return {**stores.env(), "RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN": head.token, **extra}
 
 
-def _s3_objects(stores: Stores, prefix: str) -> dict[str, Any]:
-    import boto3  # type: ignore[import-untyped]
-
-    s3 = stores.s3
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region_name=s3.region,
-    )
-    listed = client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"]: o["LastModified"] for o in listed}
-
-
-def _gcs_objects(stores: Stores, prefix: str) -> dict[str, Any]:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage  # type: ignore[import-untyped]
-
-    client = storage.Client(
-        project="test",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options={"api_endpoint": stores.gcs.endpoint},
-    )
-    return {b.name: b.updated for b in client.list_blobs(stores.gcs.bucket, prefix=prefix)}
-
-
 def _uploaded(err: str) -> str:
     line = next(ln for ln in err.splitlines() if "working_dirs/" in ln)
     return line.split("working_dirs/", 1)[1].split()[0]
@@ -85,7 +57,7 @@ def test_submit_ships_the_zip_through_the_bucket(
     root = _project(tmp_path / "proj", "v1")
     argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "main.py"]
     env = _env(stores, ray_head)
-    listing = _s3_objects if scheme == "s3" else _gcs_objects
+    store = stores.s3 if scheme == "s3" else stores.gcs
 
     first = run_submit(argv, env)
     assert first.code == 0, first.err
@@ -93,22 +65,22 @@ def test_submit_ships_the_zip_through_the_bucket(
     assert "stack says hello from the stack" in first.out
     assert "shipped ['.gitignore', 'main.py', 'message.txt']" in first.out  # no secret.env
     name = _uploaded(first.err)
-    objects = listing(stores, f"{prefix}/working_dirs/")
-    assert list(objects) == [f"{prefix}/working_dirs/{name}"]
+    shipped = objects(store, f"{prefix}/working_dirs/")
+    assert list(shipped) == [f"{prefix}/working_dirs/{name}"]
 
     again = run_submit(argv, env)
     assert again.code == 0, again.err
     assert "already in the bucket" in again.err
     assert not [ln for ln in again.err.splitlines() if ln.startswith("uploading")]
     assert "code says v1" in again.out
-    assert listing(stores, f"{prefix}/working_dirs/") == objects  # not rewritten
+    assert objects(store, f"{prefix}/working_dirs/") == shipped  # not rewritten
 
     (root / "message.txt").write_text("v2\n")
     changed = run_submit(argv, env)
     assert changed.code == 0, changed.err
     assert _uploaded(changed.err) != name
     assert "code says v2" in changed.out
-    assert len(listing(stores, f"{prefix}/working_dirs/")) == 2
+    assert len(objects(store, f"{prefix}/working_dirs/")) == 2
 
 
 def test_without_a_bucket_the_zip_goes_through_the_dashboard(
@@ -186,7 +158,7 @@ def test_dry_run_uploads_nothing(tmp_path: Path, stores: Stores, run_submit: Sub
     assert json.loads(r.out.rsplit("}\n", 1)[0] + "}")["working_dir"].startswith(
         "s3://ray/ray/dry-run/working_dirs/"
     )
-    assert _s3_objects(stores, "ray/dry-run/") == {}
+    assert objects(stores.s3, "ray/dry-run/") == {}
 
 
 def test_ctrl_c_detaches_and_says_how_to_follow(

@@ -23,162 +23,38 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.mainjob import ROOT, job, ok, printed_outputs
+from tests.e2e.mainjob import job, ok
+from tests.e2e.node_cluster import (
+    CLUSTER,
+    NS,
+    Deployment,
+    command,
+    deployed,
+    exec_in,
+    head,
+    in_head,
+    machine,
+    pods,
+    port_forward,
+    running,
+    submit,
+)
 from tools import engine, localcluster
-from tools.build import ensure
-from tools.kube import Kube
 from tools.localcluster import node
 
 pytestmark = pytest.mark.e2e
-
-NS = "ray"
-CLUSTER = "ray"
-
-
-@dataclass(frozen=True)
-class Deployment:
-    state: Path
-    cluster: Path
-    outputs: dict[str, Any]
-    kube: Kube
-    kubeconfig: Path
-    before: dict[str, Any]
-    """The machine before `up` (see `machine`)."""
-
-
-# ------------------------------------------------------------------------- the machine, measured
-
-VOLATILE_SYSCTLS = re.compile(
-    r"^(kernel\.(random|ns_last_pid|pty\.nr|tainted)|fs\.(dentry|file-nr|inode)|"
-    r"net\.netfilter\.nf_conntrack_count|vm\.stat|kernel\.sched_domain|fs\.quota|"
-    r"net\.ipv6\.conf\.|net\.ipv4\.conf\.(veth|rpbr)|kernel\.perf_event_max)"
-)
-
-
-def sysctls() -> dict[str, str]:
-    found = {}
-    for base in ("kernel", "vm", "net/ipv4", "net/bridge", "net/netfilter", "net/core"):
-        for path in Path("/proc/sys", base).rglob("*"):
-            name = ".".join(path.relative_to("/proc/sys").parts)
-            if VOLATILE_SYSCTLS.match(name) or not path.is_file():
-                continue
-            with contextlib.suppress(OSError):
-                found[name] = path.read_text().strip()
-    return found
-
-
-def command(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-
-
-def _rules(saved: str) -> list[str]:
-    """iptables-save without its comment lines (they carry the time) and counters."""
-    return [re.sub(r"\[\d+:\d+\]", "", ln) for ln in saved.splitlines() if not ln.startswith("#")]
-
-
-def machine() -> dict[str, Any]:
-    """Everything the node may change, in a comparable form."""
-    cache = str(localcluster.default_state_dir().parent)
-    processes = []
-    for entry in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            argv = entry.read_bytes().split(b"\0")
-            if argv and argv[0].decode(errors="replace").startswith(cache):
-                processes.append(argv[0].decode())
-    mounts = sorted(
-        line.split()[1]
-        for line in Path("/proc/self/mounts").read_text().splitlines()
-        if any(k in line for k in ("kubelet", "containerd", "netns", "ray-platform", "shm"))
-    )
-    return {
-        "sysctls": sysctls(),
-        "iptables": _rules(command("iptables-save")),
-        "ip6tables": _rules(command("ip6tables-save")),
-        "nft": command("nft", "list", "ruleset"),
-        "links": sorted(Path("/sys/class/net").iterdir()),
-        "netns": sorted(p.name for p in Path("/run/netns").glob("*")),
-        "mounts": mounts,
-        "processes": sorted(processes),
-        "paths": sorted(p for p in node.HOST_PATHS if os.path.lexists(p)),
-        "container_logs": sorted(
-            os.listdir("/var/log/containers") if os.path.isdir("/var/log/containers") else []
-        ),
-        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
-    }
-
-
-# -------------------------------------------------------------------------------- the deployment
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     assert os.geteuid() == 0, "the node tier needs root (CI runs as root)"
-    root = tmp_path_factory.mktemp("node")
-    state, cluster = root / "state", root / "cluster"
-    before = machine()
-    try:
-        run = ok(job("up", state, cluster))
-        kubeconfig = localcluster.kubeconfig(cluster)
-        yield Deployment(
-            state, cluster, printed_outputs(run.stdout), Kube(kubeconfig), kubeconfig, before
-        )
-    finally:
-        localcluster.down(cluster)
-
-
-def kubectl(d: Deployment, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    binary = ensure(["kubectl"])["kubectl"]
-    return subprocess.run(
-        [str(binary), f"--kubeconfig={d.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def pods(d: Deployment, kind: str) -> list[dict[str, Any]]:
-    selector = f"ray.io/cluster={CLUSTER},ray.io/node-type={kind}"
-    return d.kube.items(f"/api/v1/namespaces/{NS}/pods?labelSelector={selector}")
-
-
-def running(d: Deployment, kind: str) -> list[str]:
-    return [
-        p["metadata"]["name"]
-        for p in pods(d, kind)
-        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-    ]
-
-
-def head(d: Deployment) -> str:
-    names = running(d, "head")
-    assert names, "no running head pod"
-    return names[-1]
-
-
-def in_head(d: Deployment, script: str, container: str = "ray-head", timeout: float = 300) -> str:
-    run = kubectl(
-        d,
-        "-n",
-        NS,
-        "exec",
-        head(d),
-        "-c",
-        container,
-        "--",
-        "python",
-        "-c",
-        script,
-        timeout=timeout,
-    )
-    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}\n{run.stderr}"
-    return run.stdout
+    with deployed(tmp_path_factory.mktemp("node")) as d:
+        yield d
 
 
 # ----------------------------------------------------------------------------------------- tests
@@ -205,9 +81,9 @@ def test_the_printed_kubectl_commands_work_as_printed(deployment: Deployment) ->
     d = deployment
     env_line = ok(job("env", d.state, d.cluster)).stdout
     head_pod = d.outputs["headShellCommand"].split("exec -it ", 1)[1].split(" -c ray-head")[0]
-    for command in (d.outputs["authTokenCommand"], f"echo {head_pod}"):
+    for printed in (d.outputs["authTokenCommand"], f"echo {head_pod}"):
         run = subprocess.run(
-            ["bash", "-c", f"{env_line}\n{command}"],
+            ["bash", "-c", f"{env_line}\n{printed}"],
             env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
             capture_output=True,
             text=True,
@@ -424,36 +300,75 @@ def test_inside_the_ray_containers_pod_security_restricted_holds(deployment: Dep
         d.kube.apply(privileged)
 
 
-def _port_forward(d: Deployment, port: int) -> Iterator[int]:
-    binary = ensure(["kubectl"])["kubectl"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        local = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            f"--kubeconfig={d.kubeconfig}",
-            "-n",
-            NS,
-            "port-forward",
-            f"pod/{head(d)}",
-            f"{local}:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+PROBE_PORTS = """
+import socket, sys
+for port in (6379, 8265):
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", local), timeout=1).close()
-                break
-            time.sleep(0.5)
-        yield local
+        socket.create_connection((sys.argv[1], port), timeout=5).close()
+        print(port, "open")
+    except OSError as e:
+        print(port, "closed", type(e).__name__)
+"""
+
+
+def test_the_network_policy_is_enforced_outsiders_cannot_reach_gcs_or_the_dashboard(
+    deployment: Deployment,
+) -> None:
+    """kube-router enforces the RayCluster's NetworkPolicy on the node: a pod of another
+    namespace cannot open the GCS or dashboard port of the head, a worker of the cluster can
+    (and the rest of this module shows everything Ray needs still works with it on)."""
+    d = deployment
+    head_pod = d.kube.get(f"/api/v1/namespaces/{NS}/pods/{head(d)}") or {}
+    head_ip = head_pod["status"]["podIP"]
+    image = head_pod["spec"]["containers"][0]["image"]
+    assert "KUBE-ROUTER-FORWARD" in command("iptables", "-S")
+    worker = running(d, "worker")[0]
+    inside = exec_in(d, worker, "ray-worker", "python", "-c", PROBE_PORTS, head_ip)
+    assert "6379 open" in inside and "8265 open" in inside, inside
+
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rp-e2e-netpol"}}
+    outsider = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "outsider", "namespace": "rp-e2e-netpol"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "command": ["python", "-c", PROBE_PORTS, head_ip],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "128Mi"},
+                        "limits": {"cpu": "50m", "memory": "128Mi"},
+                    },
+                }
+            ],
+        },
+    }
+    d.kube.apply(namespace)
+    try:
+        d.kube.apply(outsider)
+
+        def finished() -> dict[str, Any] | None:
+            found = d.kube.get("/api/v1/namespaces/rp-e2e-netpol/pods/outsider") or {}
+            phase = found.get("status", {}).get("phase")
+            return found if phase in ("Succeeded", "Failed") else None
+
+        d.kube.wait("the outsider pod to finish", finished, timeout=180)
+        logs = d.kube.text("/api/v1/namespaces/rp-e2e-netpol/pods/outsider/log") or ""
+        assert "6379 closed" in logs and "8265 closed" in logs, logs
     finally:
-        proc.terminate()
-        proc.wait(10)
+        d.kube.delete(namespace)
 
 
 def test_jupyter_through_the_port_forward_wants_the_token_and_runs_ray(
@@ -461,7 +376,7 @@ def test_jupyter_through_the_port_forward_wants_the_token_and_runs_ray(
 ) -> None:
     d = deployment
     token = (d.state / engine.JUPYTER_TOKEN_FILE).read_text().strip()
-    for local in _port_forward(d, 8888):
+    with port_forward(d, 8888) as local:
         base = f"http://127.0.0.1:{local}"
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/api/kernels", timeout=30)
@@ -529,42 +444,13 @@ def _run_in_kernel(base: str, token: str, code: str) -> str:
     return str(ioloop.IOLoop.current().run_sync(run, timeout=300))
 
 
-def _exec(d: Deployment, pod: str, container: str, *argv: str) -> str:
-    run = kubectl(d, "-n", NS, "exec", pod, "-c", container, "--", *argv)
-    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}\n{run.stderr}"
-    return run.stdout
-
-
-def _submit(d: Deployment, workdir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    outputs = workdir.parent / f"{workdir.name}-outputs.json"
-    outputs.write_text(json.dumps(d.outputs))
-    env = {**os.environ, "KUBECONFIG": str(d.kubeconfig)}
-    env.update(localcluster.object_store(d.cluster).env())
-    return subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "ray-platform"),
-            "submit",
-            "--outputs",
-            str(outputs),
-            "--",
-            *argv,
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
 def test_submit_ships_a_directory_through_the_bucket_to_the_stacks_cluster(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     d = deployment
     # Another pod (a worker) writes onto the shared file system; the job reads it.
     worker = running(d, "worker")[0]
-    _exec(d, worker, "ray-worker", "sh", "-c", "echo from-the-worker > /mnt/shared/e2e-input.txt")
+    exec_in(d, worker, "ray-worker", "sh", "-c", "echo from-the-worker > /mnt/shared/e2e-input.txt")
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     (job_dir / "job.py").write_text(
@@ -586,7 +472,7 @@ def test_submit_ships_a_directory_through_the_bucket_to_the_stacks_cluster(
         )
     )
     (job_dir / "fail.py").write_text("raise SystemExit('this job fails')\n")
-    run = _submit(d, job_dir, "python", "job.py")
+    run = submit(d, job_dir, "python", "job.py")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "read: from-the-worker" in run.stdout
     host = run.stdout.split("uploaded from:", 1)[1].split()[0]
@@ -599,7 +485,7 @@ def test_submit_ships_a_directory_through_the_bucket_to_the_stacks_cluster(
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ray", Prefix="local/")["Contents"]]
     assert any(k.startswith("local/working_dirs/") and k.endswith(".zip") for k in keys), keys
     assert s3.get_object(Bucket="ray", Key="local/e2e-result.txt")["Body"].read().decode() == host
-    failed = _submit(d, job_dir, "python", "fail.py")
+    failed = submit(d, job_dir, "python", "fail.py")
     assert failed.returncode == 1, failed.stdout + failed.stderr
 
 
@@ -695,7 +581,7 @@ def test_jupyter_comes_back_after_it_stops(deployment: Deployment) -> None:
         return sum(int(s.get("restartCount", 0)) for s in statuses if s["name"] == "jupyter")
 
     before = jupyter_restarts()
-    stopped = _exec(d, pod, "jupyter", "python", "-c", KILL_JUPYTER)
+    stopped = exec_in(d, pod, "jupyter", "python", "-c", KILL_JUPYTER)
     assert "stopped" in stopped, "found no JupyterLab server process"
     deadline = time.monotonic() + 180
     while jupyter_restarts() == before and time.monotonic() < deadline:

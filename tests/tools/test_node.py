@@ -12,6 +12,7 @@ import yaml
 
 from tools import readiness
 from tools.localcluster import node
+from tools.localcluster.state import Layout
 
 
 def paths(tmp_path: Path) -> node.NodePaths:
@@ -306,3 +307,63 @@ def test_nothing_is_deleted_under_a_mount(monkeypatch: Any, tmp_path: Path) -> N
     with pytest.raises(LocalClusterError, match="still mounted"):
         node._remove_unmounted(tmp_path / "d")
     assert (tmp_path / "d").is_dir()
+
+
+# ------------------------------------------------------------------------- the policy engine
+
+
+def test_kube_router_runs_only_its_policy_controller_as_its_own_user(tmp_path: Path) -> None:
+    """kube-router's router (BGP, its own CNI config) and service proxy (IPVS) would fight the
+    CNI bridge and kube-proxy; its health port is the one the fence closes to other
+    interfaces."""
+    import dataclasses
+
+    from tools.certs import NODE_CLIENTS, Pki
+    from tools.localcluster import components
+    from tools.localcluster.components import Context
+
+    layout = Layout(tmp_path / "cluster")
+    pki = Pki(**{f.name: layout.pki / f"{f.name}.pem" for f in dataclasses.fields(Pki)})
+    wanted = components.components(with_operator=True, with_node=True)
+    ports = {name: 30000 + i for i, name in enumerate(components.port_names(wanted))}
+    binaries = {n: tmp_path / n for n in components.NODE_BINARIES}
+    ctx = Context(layout, pki, ports, binaries, node=node.NodePaths.of(layout))
+    argv = components.kube_router_argv(ctx)
+    flags = dict(a[2:].split("=", 1) for a in argv[1:])
+    assert flags["run-firewall"] == "true"
+    assert flags["run-router"] == flags["run-service-proxy"] == flags["enable-cni"] == "false"
+    assert flags["health-port"] == str(ports["kube-router-health"])
+    assert flags["metrics-port"] == "0"
+    assert flags["kubeconfig"].endswith("kube-router.kubeconfig")
+    assert flags["service-cluster-ip-range"] == components.SERVICE_CLUSTER_IP_RANGE
+    names = [c.name for c in wanted]
+    # After kube-proxy (which waits for the Node to be Ready: kube-router reads its IP).
+    assert names.index("kube-router") == names.index("kube-proxy") + 1
+    assert "kube-router" in NODE_CLIENTS
+    # What its informers list and watch, or it never syncs its caches and enforces nothing.
+    granted = {
+        (group, resource)
+        for rule in components.KUBE_ROUTER_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        if "watch" in rule["verbs"]
+    }
+    assert {("", "pods"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies")} <= granted
+
+
+def test_the_fence_closes_ports_listening_on_every_address_to_other_interfaces() -> None:
+    ingress = node.ingress_rules("10.96.0.0/16", closed_ports=[20244])
+    drop = ["-p", "tcp", "--dport", "20244", "-j", "DROP"]
+    assert drop in ingress
+    # ... after the bridge and loopback returned: pods and the host still reach it.
+    assert ingress.index(drop) > ingress.index(["-i", "lo", "-j", "RETURN"])
+
+
+def test_down_destroys_only_the_ip_sets_the_node_made(monkeypatch: Any) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        node, "ipsets", lambda: ["KUBE-DST-NEW", "KUBE-SRC-OLD", "TMP-ABC", "someone-elses"]
+    )
+    monkeypatch.setattr(node, "_run", lambda argv, check=True: calls.append(list(argv)))
+    node.remove_new_ipsets(node.HostRecord(ipsets=["KUBE-SRC-OLD"]))
+    assert calls == [["ipset", "destroy", "KUBE-DST-NEW"], ["ipset", "destroy", "TMP-ABC"]]

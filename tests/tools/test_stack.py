@@ -352,3 +352,20 @@ def test_rewriting_the_work_copy_keeps_the_secrets_the_engine_set(tmp_path: Path
     again = yaml.safe_load(stack_file.read_text())
     assert again["config"]["ray-platform:jupyterToken"] == {"secure": "v1:cipher"}
     assert again["encryptionsalt"] == "v1:salt"
+
+
+def test_the_work_copy_links_into_this_clone_even_when_another_clone_made_it(
+    tmp_path: Path,
+) -> None:
+    """The state outlives clones: a work copy made by a clone since deleted (a temporary one)
+    holds dangling links, and the engine would find no Pulumi.yaml ("no Pulumi.yaml project file
+    found"). Every link is pointed at this clone; links to what it does not have are dropped."""
+    wd = tmp_path / "project"
+    wd.mkdir()
+    gone = tmp_path / "deleted-clone"
+    (wd / "Pulumi.yaml").symlink_to(gone / "Pulumi.yaml")
+    (wd / "removed_module").symlink_to(gone / "removed_module")
+    engine.work_dir(tmp_path)
+    assert (wd / "Pulumi.yaml").resolve() == (engine.ROOT / "Pulumi.yaml").resolve()
+    assert (wd / "Pulumi.yaml").exists()
+    assert not (wd / "removed_module").is_symlink()

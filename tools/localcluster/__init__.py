@@ -1,7 +1,7 @@
 """A throwaway Kubernetes cluster on this machine, for the e2e tests and local development: a
 control plane on loopback, and with `--node` (root) one real node (see `node.py`).
 
-    python -m tools.localcluster up [--node]|down|status|kubeconfig [--dir DIR]
+    python -m tools.localcluster up [--node]|down|status|kubeconfig|restart NAME... [--dir DIR]
 
 `up` starts etcd, kube-apiserver, kube-controller-manager and (by default) the KubeRay operator and
 MinIO (an S3-compatible server with the bucket `ray`, credentials generated into the state
@@ -26,6 +26,7 @@ from tools.localcluster.cluster import (
     down,
     kubeconfig,
     object_store,
+    restart,
     shared_dir,
     status,
     up,
@@ -61,6 +62,7 @@ __all__ = [
     "kubeconfig",
     "main",
     "object_store",
+    "restart",
     "shared_dir",
     "status",
     "up",

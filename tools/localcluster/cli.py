@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from tools.localcluster import process
-from tools.localcluster.cluster import ClusterStatus, down, kubeconfig, status, up
+from tools.localcluster.cluster import ClusterStatus, down, kubeconfig, restart, status, up
 from tools.localcluster.process import READY_TIMEOUT, progress
 from tools.localcluster.state import Layout, LocalClusterError, default_state_dir
 
@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status", parents=[common], help="show the processes (exit 0 healthy, 1 not, 3 not running)"
     )
     commands.add_parser("kubeconfig", parents=[common], help="print the kubeconfig path")
+    again = commands.add_parser(
+        "restart", parents=[common], help="stop and start components of the running cluster"
+    )
+    again.add_argument("names", nargs="+", metavar="COMPONENT", help="e.g. kubelet containerd")
     args = parser.parse_args(args_list)
 
     try:
@@ -97,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             st = status(args.dir)
             print_status(st, sys.stdout)
             return 0 if st.healthy else (1 if st.recorded else 3)
+        elif args.command == "restart":
+            restart(args.names, args.dir)
         elif args.command == "kubeconfig":
             print(kubeconfig(args.dir))
     except LocalClusterError as err:

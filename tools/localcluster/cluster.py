@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.build import BuildError, ensure
-from tools.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, NODE_CLIENTS, write_pki
+from tools.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, NODE_CLIENTS, Pki, write_pki
 from tools.localcluster import node, process
 from tools.localcluster.components import (
     BUCKET,
@@ -187,6 +187,44 @@ def down(state_dir: Path | None = None) -> None:
         _teardown(where)
 
 
+def restart(names: list[str], state_dir: Path | None = None, timeout: float = 120.0) -> None:
+    """Stop the named components of the running cluster and start them again, one after the
+    other, on the same ports and files (a node's kubelet and containerd: their pods must keep
+    running; the operator: it must recreate nothing)."""
+    where = layout(state_dir)
+    with locked(where):
+        state = load_state(where)
+        if state is None:
+            raise LocalClusterError(f"no cluster recorded in {where.root}")
+        records = by_name(state.node)
+        unknown = [n for n in names if n not in records]
+        if unknown:
+            raise LocalClusterError(
+                f"unknown component(s) {', '.join(unknown)}; one of: {', '.join(records)}"
+            )
+        wanted = [records[n] for n in names]
+        # Every binary a command line or hook may name (the shim beside containerd, the pause
+        # binary behind the registry's image): all cached, so this only resolves paths.
+        built = [c.name for c in records.values() if c.built]
+        binaries = ensure(list(dict.fromkeys([*built, *(NODE_BINARIES if state.node else ())])))
+        store = load_object_store(where)
+        ctx = Context(
+            where,
+            Pki.of(where.pki),
+            state.ports,
+            binaries,
+            store.credentials if store is not None else None,
+            node=node.NodePaths.of(where) if state.node else None,
+        )
+        launcher = process.Launcher(where, state, timeout)
+        for component in wanted:
+            for record in [p for p in state.processes if p.name == component.name]:
+                progress(f"stopping {component.name} (pid {record.pid})")
+                process.stop(record)
+                state.processes.remove(record)
+            launcher.launch(component, ctx)
+
+
 def _teardown(where: Layout) -> None:
     state = load_state(where)
     if state is not None:
@@ -228,7 +266,9 @@ def _start(
                 "or use `tools/up --control-plane-only`"
             )
         # Records what it changes first: `down` undoes a failed start.
-        node.prepare_host(paths, SERVICE_CLUSTER_IP_RANGE)
+        node.prepare_host(
+            paths, SERVICE_CLUSTER_IP_RANGE, closed_ports=[ports["kube-router-health"]]
+        )
     pki = write_pki(where.pki, service_ip=SERVICE_IP, node_ip=node.NODE_IP if with_node else None)
     server = f"https://{host}:{ports['apiserver']}"
     write_private(

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from infra.cache import cache_root
 from tools import objectstore
-from tools.certs import NODE_NAME, Pki
+from tools.certs import NODE_CLIENTS, NODE_NAME, Pki
 from tools.localcluster import node
 from tools.localcluster.state import Layout, LocalClusterError
 
@@ -330,6 +330,7 @@ CONTAINERD = "containerd"
 SHIM = "containerd-shim-runc-v2"
 KUBELET = "kubelet"
 KUBE_PROXY = "kube-proxy"
+KUBE_ROUTER = "kube-router"
 KUBECTL = "kubectl"
 PAUSE = "pause"
 NODE_BINARIES = (
@@ -340,6 +341,7 @@ NODE_BINARIES = (
     SHIM,
     KUBELET,
     KUBE_PROXY,
+    KUBE_ROUTER,
     KUBECTL,
     PAUSE,
 )
@@ -468,6 +470,49 @@ def kube_proxy_argv(ctx: Context) -> list[str]:
     ]
 
 
+def kube_router_argv(ctx: Context) -> list[str]:
+    return [
+        str(ctx.binaries[KUBE_ROUTER]),
+        f"--kubeconfig={node_kubeconfig(ctx.layout, 'kube-router')}",
+        f"--hostname-override={NODE_NAME}",
+        # The NetworkPolicy controller only: the CNI bridge plugin is the pod network and
+        # kube-proxy the Service proxy (kube-router's router would run BGP, its proxy IPVS).
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        "--enable-cni=false",
+        "--enable-ipv6=false",
+        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        # It binds its health port on every address (":port"): node.ingress_rules drops what
+        # comes to it from other interfaces. No metrics port (0 = off).
+        f"--health-port={ctx.ports['kube-router-health']}",
+        "--metrics-port=0",
+        # Policies are applied on every change; the periodic full resync only repairs drift.
+        "--iptables-sync-period=1m",
+    ]
+
+
+KUBE_ROUTER_RULES = [
+    # kube-router starts informers for all of these whatever controllers run (v2.1.0,
+    # pkg/cmd/kube-router.go), and waits for their caches before it enforces anything.
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "namespaces", "nodes", "services", "endpoints"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["list", "watch"],
+    },
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["list", "watch"],
+    },
+]
+
+
 COREDNS_RULES = [
     {
         "apiGroups": [""],
@@ -482,36 +527,41 @@ COREDNS_RULES = [
 ]
 
 
-def coredns_rbac(ctx: Context) -> None:
-    """What CoreDNS's kubernetes plugin reads, for the user of its client certificate."""
+def _cluster_role(ctx: Context, user: str, rules: list[dict[str, list[str]]]) -> None:
+    """A ClusterRole named for `user` with `rules`, bound to that user (a node component's
+    client certificate names it)."""
     from tools.kube import Kube
 
     kube = Kube(ctx.layout.kubeconfig)
-    name = "ray-platform:coredns"
     rbac = "rbac.authorization.k8s.io/v1"
     kube.apply(
-        {
-            "apiVersion": rbac,
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": COREDNS_RULES,
-        },
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": user}, "rules": rules},
         manager="localcluster",
     )
     kube.apply(
         {
             "apiVersion": rbac,
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
+            "metadata": {"name": user},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": name,
+                "name": user,
             },
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
         },
         manager="localcluster",
     )
+
+
+def coredns_rbac(ctx: Context) -> None:
+    """What CoreDNS's kubernetes plugin reads."""
+    _cluster_role(ctx, NODE_CLIENTS["coredns"][0], COREDNS_RULES)
+
+
+def kube_router_rbac(ctx: Context) -> None:
+    """What kube-router's informers read."""
+    _cluster_role(ctx, NODE_CLIENTS["kube-router"][0], KUBE_ROUTER_RULES)
 
 
 def push_pause_image(ctx: Context) -> None:
@@ -610,6 +660,16 @@ KUBE_PROXY_COMPONENT = Component(
     after_ready=wait_node_ready,
 )
 
+KUBE_ROUTER_COMPONENT = Component(
+    name=KUBE_ROUTER,
+    ports=("kube-router-health",),
+    argv=kube_router_argv,
+    health=lambda ports: Probe(f"http://{LOOPBACK}:{ports['kube-router-health']}/healthz"),
+    before_start=kube_router_rbac,
+)
+"""The NetworkPolicy engine: iptables rules and ipsets for every pod a policy selects. After
+kube-proxy (it needs the Node object, Ready, for the node's IP), before any pod of the stack."""
+
 NODE_APISERVER_COMPONENT = replace(
     APISERVER_COMPONENT,
     health=lambda ports: Probe(
@@ -629,6 +689,7 @@ NODE = (
     CONTAINERD_COMPONENT,
     KUBELET_COMPONENT,
     KUBE_PROXY_COMPONENT,
+    KUBE_ROUTER_COMPONENT,
 )
 """In start order, after the control plane: the registry before containerd (the pause image is
 pushed once it is up), CoreDNS before kubelet (pods resolve through it from their first start)."""

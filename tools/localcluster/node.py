@@ -99,6 +99,10 @@ OWN_CHAIN_PREFIXES = ("KUBE-", FENCE_CHAIN, INGRESS_CHAIN)
 """(The bridge plugin without ipMasq creates no CNI-* chains: those would be someone else's.)"""
 """Chains the node creates (kubelet, kube-proxy, CNI plugins, our fence)."""
 
+OWN_IPSET_PREFIXES = ("KUBE-", "TMP-")
+"""IP sets of kube-router's policy controller (its sets, and the temporary ones it swaps in);
+only new ones with these names are destroyed, even from a host record that lists none."""
+
 REQUIRED_TOOLS = {
     "ip": "iproute2",
     "iptables": "iptables",
@@ -108,6 +112,7 @@ REQUIRED_TOOLS = {
     "mount": "mount",
     "nsenter": "util-linux",
     "conntrack": "conntrack",
+    "ipset": "ipset",
 }
 CNI_PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
@@ -465,6 +470,8 @@ class HostRecord:
     chains: dict[str, list[str]] = field(default_factory=dict)
     """`<iptables>/<table>` → chains that existed before."""
     nft_tables: list[str] = field(default_factory=list)
+    ipsets: list[str] = field(default_factory=list)
+    """IP sets that existed before (kube-router makes one per policy and pod selector)."""
     bridge_created: bool = False
 
 
@@ -502,6 +509,10 @@ def chains(tool: str, table: str) -> list[str]:
     return [ln.split()[1] for ln in result.stdout.splitlines() if ln.startswith(("-N ", "-P "))]
 
 
+def ipsets() -> list[str]:
+    return sorted(_run(["ipset", "list", "-n"], check=False).stdout.split())
+
+
 def nft_tables() -> list[str]:
     result = _run(["nft", "list", "tables"], check=False)
     return sorted(ln.strip() for ln in result.stdout.splitlines() if ln.startswith("table "))
@@ -529,8 +540,10 @@ def bridge_exists() -> bool:
 # ------------------------------------------------------------------------------ host: prepare
 
 
-def prepare_host(paths: NodePaths, service_cidr: str) -> None:
-    """Record what is there, then: the bridge with NODE_IP, forwarding on it only, the fence."""
+def prepare_host(paths: NodePaths, service_cidr: str, closed_ports: Sequence[int] = ()) -> None:
+    """Record what is there, then: the bridge with NODE_IP, forwarding on it only, the fence
+    (with `closed_ports`: TCP ports of node processes that listen on every address, closed to
+    other interfaces)."""
     if paths.host_record.exists():
         raise LocalClusterError(
             f"{paths.host_record} exists: a node was not taken down; run `tools/up down` first"
@@ -544,6 +557,7 @@ def prepare_host(paths: NodePaths, service_cidr: str) -> None:
         absent_paths=[p for p in HOST_PATHS if not os.path.lexists(p)],
         chains={f"{t}/{tb}": chains(t, tb) for t in IPTABLES for tb in TABLES},
         nft_tables=nft_tables(),
+        ipsets=ipsets(),
     )
     _save_record(paths, record)  # before any change: `down` can undo a half-done `up`
     _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
@@ -560,7 +574,9 @@ def prepare_host(paths: NodePaths, service_cidr: str) -> None:
     # connection bypass conntrack.
     write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
     _install_fence(
-        service_cidr, forwarding_was_off=record.sysctls.get("net.ipv4.ip_forward") == "0"
+        service_cidr,
+        closed_ports,
+        forwarding_was_off=record.sysctls.get("net.ipv4.ip_forward") == "0",
     )
     for directory in (paths.cni_conf, paths.cni_ipam, paths.kubelet_root, paths.registry_hosts):
         directory.mkdir(parents=True, exist_ok=True)
@@ -581,21 +597,25 @@ def fence_rules(*, forwarding_was_off: bool) -> list[list[str]]:
     return rules + ([routed_only] if forwarding_was_off else [])
 
 
-def ingress_rules(service_cidr: str) -> list[list[str]]:
+def ingress_rules(service_cidr: str, closed_ports: Sequence[int] = ()) -> list[list[str]]:
     """raw PREROUTING: packets from other interfaces to the pod network (and the bridge's own
-    address) or the Service range are dropped before routing or conntrack see them."""
+    address), the Service range or `closed_ports` (on any address) are dropped before routing
+    or conntrack see them."""
     return [
         ["-i", BRIDGE, "-j", "RETURN"],
         ["-i", "lo", "-j", "RETURN"],
         ["-d", POD_CIDR, "-j", "DROP"],
         ["-d", service_cidr, "-j", "DROP"],
+        *(["-p", "tcp", "--dport", str(port), "-j", "DROP"] for port in closed_ports),
     ]
 
 
-def _install_fence(service_cidr: str, *, forwarding_was_off: bool) -> None:
+def _install_fence(
+    service_cidr: str, closed_ports: Sequence[int], *, forwarding_was_off: bool
+) -> None:
     for table, hook, chain, rules in (
         ("mangle", "FORWARD", FENCE_CHAIN, fence_rules(forwarding_was_off=forwarding_was_off)),
-        ("raw", "PREROUTING", INGRESS_CHAIN, ingress_rules(service_cidr)),
+        ("raw", "PREROUTING", INGRESS_CHAIN, ingress_rules(service_cidr, closed_ports)),
     ):
         _run(["iptables", "-w", "5", "-t", table, "-N", chain])
         for rule in rules:
@@ -685,6 +705,14 @@ def _jumps_to(rule: list[str], targets: Sequence[str]) -> bool:
     return False
 
 
+def remove_new_ipsets(record: HostRecord) -> None:
+    """IP sets the node's policy engine made (after the rules that match them are gone: a set
+    still referenced cannot be destroyed)."""
+    for name in ipsets():
+        if name not in record.ipsets and name.startswith(OWN_IPSET_PREFIXES):
+            _run(["ipset", "destroy", name], check=False)
+
+
 def remove_new_nft_tables(record: HostRecord) -> None:
     """Tables iptables-nft created for the node's rules, once they hold no rule of anyone's."""
     for table in nft_tables():
@@ -729,6 +757,7 @@ def restore_host(paths: NodePaths) -> None:
     for name, value in record.sysctls.items():
         write_sysctl(name, value)
     remove_chains(record)
+    remove_new_ipsets(record)
     remove_new_nft_tables(record)
     if record.bridge_created and bridge_exists():
         _run(["ip", "link", "delete", BRIDGE], check=False)

@@ -1,0 +1,237 @@
+"""A real node for the e2e tests: the main job brings it up as a user does (`tools/up`), and
+what the tests use to look at it (kubectl, pods, exec, submit, port-forward) and at the machine
+(everything the node may change, to compare before `up` and after `down`).
+
+One node per machine (one bridge, kubelet's port): each test module that uses `deployed` holds
+the node for its whole run, and the modules run one after another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.mainjob import ROOT, job, ok, printed_outputs
+from tools import localcluster
+from tools.build import ensure
+from tools.kube import Kube
+from tools.localcluster import node
+
+NS = "ray"
+CLUSTER = "ray"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    state: Path
+    cluster: Path
+    outputs: dict[str, Any]
+    kube: Kube
+    kubeconfig: Path
+    before: dict[str, Any]
+    """The machine before `up` (see `machine`)."""
+
+
+# ------------------------------------------------------------------------- the machine, measured
+
+VOLATILE_SYSCTLS = re.compile(
+    r"^(kernel\.(random|ns_last_pid|pty\.nr|tainted)|fs\.(dentry|file-nr|inode)|"
+    r"net\.netfilter\.nf_conntrack_count|vm\.stat|kernel\.sched_domain|fs\.quota|"
+    r"net\.ipv6\.conf\.|net\.ipv4\.conf\.(veth|rpbr)|kernel\.perf_event_max)"
+)
+
+
+def sysctls() -> dict[str, str]:
+    found = {}
+    for base in ("kernel", "vm", "net/ipv4", "net/bridge", "net/netfilter", "net/core"):
+        for path in Path("/proc/sys", base).rglob("*"):
+            name = ".".join(path.relative_to("/proc/sys").parts)
+            if VOLATILE_SYSCTLS.match(name) or not path.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                found[name] = path.read_text().strip()
+    return found
+
+
+def command(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _rules(saved: str) -> list[str]:
+    """iptables-save without its comment lines (they carry the time) and counters."""
+    return [re.sub(r"\[\d+:\d+\]", "", ln) for ln in saved.splitlines() if not ln.startswith("#")]
+
+
+def machine() -> dict[str, Any]:
+    """Everything the node may change, in a comparable form."""
+    cache = str(localcluster.default_state_dir().parent)
+    processes = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = entry.read_bytes().split(b"\0")
+            if argv and argv[0].decode(errors="replace").startswith(cache):
+                processes.append(argv[0].decode())
+    mounts = sorted(
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if any(k in line for k in ("kubelet", "containerd", "netns", "ray-platform", "shm"))
+    )
+    return {
+        "sysctls": sysctls(),
+        "iptables": _rules(command("iptables-save")),
+        "ip6tables": _rules(command("ip6tables-save")),
+        "nft": command("nft", "list", "ruleset"),
+        "ipsets": command("ipset", "list", "-n"),
+        "links": sorted(Path("/sys/class/net").iterdir()),
+        "netns": sorted(p.name for p in Path("/run/netns").glob("*")),
+        "mounts": mounts,
+        "processes": sorted(processes),
+        "paths": sorted(p for p in node.HOST_PATHS if os.path.lexists(p)),
+        "container_logs": sorted(
+            os.listdir("/var/log/containers") if os.path.isdir("/var/log/containers") else []
+        ),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
+    }
+
+
+# -------------------------------------------------------------------------------- the deployment
+
+
+def kubectl(d: Deployment, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    binary = ensure(["kubectl"])["kubectl"]
+    return subprocess.run(
+        [str(binary), f"--kubeconfig={d.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def pods(d: Deployment, kind: str) -> list[dict[str, Any]]:
+    selector = f"ray.io/cluster={CLUSTER},ray.io/node-type={kind}"
+    return d.kube.items(f"/api/v1/namespaces/{NS}/pods?labelSelector={selector}")
+
+
+def running(d: Deployment, kind: str) -> list[str]:
+    return [
+        p["metadata"]["name"]
+        for p in pods(d, kind)
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def head(d: Deployment) -> str:
+    names = running(d, "head")
+    assert names, "no running head pod"
+    return names[-1]
+
+
+def in_head(d: Deployment, script: str, container: str = "ray-head", timeout: float = 300) -> str:
+    run = kubectl(
+        d,
+        "-n",
+        NS,
+        "exec",
+        head(d),
+        "-c",
+        container,
+        "--",
+        "python",
+        "-c",
+        script,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+@contextlib.contextmanager
+def deployed(root: Path) -> Iterator[Deployment]:
+    """`tools/up` from nothing into `root` (state and cluster directories); `down` after, always.
+    Needs root: the caller asserts it (a failure, never a skip)."""
+    state, cluster = root / "state", root / "cluster"
+    before = machine()
+    try:
+        run = ok(job("up", state, cluster))
+        kubeconfig = localcluster.kubeconfig(cluster)
+        yield Deployment(
+            state, cluster, printed_outputs(run.stdout), Kube(kubeconfig), kubeconfig, before
+        )
+    finally:
+        localcluster.down(cluster)
+
+
+@contextlib.contextmanager
+def port_forward(d: Deployment, port: int, pod: str | None = None) -> Iterator[int]:
+    """A kubectl port-forward to `port` of `pod` (default: the running head) on a free local
+    port, once it accepts connections."""
+    binary = ensure(["kubectl"])["kubectl"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            f"--kubeconfig={d.kubeconfig}",
+            "-n",
+            NS,
+            "port-forward",
+            f"pod/{pod or head(d)}",
+            f"{local}:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", local), timeout=1).close()
+                break
+            time.sleep(0.5)
+        yield local
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def exec_in(d: Deployment, pod: str, container: str, *argv: str) -> str:
+    run = kubectl(d, "-n", NS, "exec", pod, "-c", container, "--", *argv)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+def submit_command(d: Deployment, workdir: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
+    """`ray-platform submit --outputs <the stack's outputs> -- argv` and its environment, as a
+    user on this machine runs it (KUBECONFIG and the bucket's credentials set)."""
+    outputs = workdir.parent / f"{workdir.name}-outputs.json"
+    outputs.write_text(json.dumps(d.outputs))
+    env = {**os.environ, "KUBECONFIG": str(d.kubeconfig)}
+    env.update(localcluster.object_store(d.cluster).env())
+    command = [
+        str(ROOT / ".venv" / "bin" / "ray-platform"),
+        "submit",
+        "--outputs",
+        str(outputs),
+        "--",
+        *argv,
+    ]
+    return command, env
+
+
+def submit(d: Deployment, workdir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    command, env = submit_command(d, workdir, *argv)
+    return subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
