@@ -378,7 +378,7 @@ def _group_start_params(key: str, group: GroupSettings) -> list[str]:
         )
     store = params.get("object-store-memory")
     if store is not None:
-        from components.sizing import memory_bytes
+        from components.kuberay.sizing import memory_bytes
 
         if int(store) >= memory_bytes(group.memory):
             errors.append(
