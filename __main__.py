@@ -2,8 +2,8 @@
 
 import pulumi
 
+from infra.clouds import settings_from_pulumi
 from infra.platform import build
-from infra.settings import from_pulumi
 
-for key, value in build(from_pulumi()).items():
+for key, value in build(settings_from_pulumi()).items():
     pulumi.export(key, value)

@@ -24,7 +24,8 @@ from cli.errors import Exit, SubmitError
 
 MIB = 1024 * 1024
 DEFAULT_MAX_SIZE = 100 * MIB
-"""Ray's own limit for an uploaded working_dir package."""
+"""This platform's cap for a working_dir package (the settings' too), not Ray's: Ray 2.60 refuses
+a package of its gRPC message size, 512 MiB, and warns at half that."""
 
 # Every entry lives under this one top-level directory: Ray strips a single top-level directory
 # of a remote zip, so without it a project holding only `src/` would lose that level.

@@ -12,16 +12,12 @@ if TYPE_CHECKING:
     import pulumi
 
 SHARED_VOLUME = "shared"
+"""The shared file system's name wherever it is named: the pod volume Ray pods and the ownership
+Job mount, and the SharedVolume component each adapter registers (its Pulumi name: changing it
+would replace the volume)."""
 WORKING_DIRS = "working_dirs"
 """Where `ray-platform submit` puts working-directory zips under the stack's bucket prefix
 (cli/submit.py names it too: the CLI ships without this package)."""
-MANAGED_LABELS = {"app.kubernetes.io/managed-by": "pulumi"}
-"""Labels on every Kubernetes object this program creates."""
-
-
-def pod_security_labels(level: str) -> dict[str, str]:
-    """A namespace's Pod Security labels: enforced, and warned and audited at the same level."""
-    return {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")}
 
 
 @dataclass(frozen=True)

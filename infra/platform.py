@@ -12,18 +12,18 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.jupyter import token_digest
-from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
-from components.ray_cluster import RayCluster, RayClusterArgs
-from components.raycluster_inputs import (
+from components.kuberay.jupyter import token_digest
+from components.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
+from components.kuberay.ray_cluster import RayCluster, RayClusterArgs
+from components.kuberay.raycluster_inputs import (
     GroupResources,
     JupyterConfig,
     NetworkAccess,
     RayClusterConfig,
     WorkerGroup,
 )
-from components.raycluster_spec import DASHBOARD_PORT, runtime_env_json
-from components.wiring import MANAGED_LABELS, pod_security_labels
+from components.kuberay.raycluster_spec import DASHBOARD_PORT, runtime_env_json
+from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
@@ -181,7 +181,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
                 else None
             ),
         ),
-        opts=target.component_opts(*operator.ready, *storage.dependencies),
+        opts=target.component_opts(operator, *storage.dependencies),
     )
 
     outputs: dict[str, pulumi.Input[str]] = {

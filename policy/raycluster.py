@@ -376,7 +376,7 @@ POLICIES: list[Policy] = [
         "ray-jupyter-token",
         "Jupyter on the head requires a token from a Secret.",
         "Mount the token Secret into the jupyter container and point JUPYTER_TOKEN_FILE at it "
-        "(components/jupyter.py does).",
+        "(components/kuberay/jupyter.py does).",
         _jupyter_token,
     ),
 ]

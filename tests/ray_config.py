@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.raycluster_inputs import Mode, RayClusterConfig
+from components.kuberay.raycluster_inputs import Mode, RayClusterConfig
 from infra.platform import ray_cluster_config
 from infra.settings import RaySettings
 

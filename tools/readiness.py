@@ -33,9 +33,10 @@ after a backoff once the pods it waits for are gone."""
 RESTARTS_FATAL = 3
 """An init container (the shared-packages installer) failing this often will not succeed."""
 INSTALLER = "install-shared-packages"
-"""The head's init container that installs ray.sharedPackages (components/raycluster_spec.py).
-It retries in place with backoff instead of failing (a failed head is replaced at once by
-KubeRay), so its failure shows in its log, not in the pod's status."""
+"""The head's init container that installs ray.sharedPackages
+(components/kuberay/raycluster_spec.py). It retries in place with backoff instead of failing (a
+failed head is replaced at once by KubeRay), so its failure shows in its log, not in the pod's
+status."""
 INSTALLER_FAILED_ATTEMPTS = 2
 """`up` gives up once the installer has failed this often: a wrong package set does not heal."""
 

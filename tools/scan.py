@@ -2,13 +2,13 @@
 
     python -m tools.scan [--stack STACK ...] [--all] [--keep DIR]
 
-Each stack's real `__main__.py` runs under the project's Pulumi mocks (tests/conftest.py; GKE
-stacks with tests/gcp_mocks.py). Every `kubernetes:*` custom resource it registers becomes one
-manifest, and each RayCluster pod template (head and every worker group) also becomes a Pod the
-way KubeRay would create it — a scanner does not look inside custom resources. Checkov runs once
-per stack on those manifests, offline, from its own locked environment (tools/scanner/).
+Each stack's real `__main__.py` runs under the project's Pulumi mocks (tools/pulumi_mocks/, with
+the provider answers of the stack's `cloud`). Every `kubernetes:*` custom resource it registers
+becomes one manifest, and each RayCluster pod template (head and every worker group) also becomes
+a Pod the way KubeRay would create it — a scanner does not look inside custom resources. Checkov
+runs once per stack on those manifests, offline, from its own locked environment (tools/scanner/).
 
-Prints each failed check that tests/scan/waivers.py does not waive, one per line —
+Prints each failed check that tools/scan_waivers.py does not waive, one per line —
 `FAIL stack check-id resource: check name` — and exits 1 if there is any. `--all` also prints
 the waived ones with their reasons; `--keep DIR` leaves the manifests in DIR/<stack>/ (which
 must not hold any yet: checkov would scan those too).
@@ -31,6 +31,9 @@ from typing import Any
 
 import yaml
 from pulumi.runtime import rpc
+
+from tools.pulumi_mocks import Registration, cached_run
+from tools.scan_waivers import waiver_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNER_PROJECT = ROOT / "tools" / "scanner"
@@ -213,8 +216,8 @@ def ray_pods(raycluster: Manifest) -> list[Manifest]:
     return pods
 
 
-def manifests_of(registrations: Iterable[Any]) -> list[Manifest]:
-    """Every manifest a run registers (`tests.conftest.Registration`s), plus the RayCluster
+def manifests_of(registrations: Iterable[Registration]) -> list[Manifest]:
+    """Every manifest a run registers (`tools.pulumi_mocks.Registration`s), plus the RayCluster
     Pods; the CRDs and the Helm release are left out (see NOT_SCANNED)."""
     out: list[Manifest] = []
     for reg in registrations:
@@ -231,26 +234,9 @@ def manifests_of(registrations: Iterable[Any]) -> list[Manifest]:
     return out
 
 
-_GKE_RUNS: dict[str, Any] = {}
-
-
-def program_run(stack: str) -> Any:
-    """The stack's real program under the project's mocks (`tests.conftest.ProgramRun`), once
-    per process; GKE stacks answer with tests/gcp_mocks.py."""
-    # The mocks live with the tests; importing them here keeps one source of provider answers.
-    from tests.conftest import cached_run, run_program
-    from tests.gcp_mocks import GkeMocks
-
-    if not stack.startswith("gke-"):
-        return cached_run(stack)
-    if stack not in _GKE_RUNS:
-        _GKE_RUNS[stack] = run_program(stack, mocks=GkeMocks())
-    return _GKE_RUNS[stack]
-
-
 def render(stack: str) -> list[Manifest]:
     """Every manifest the stack's program registers, plus its RayCluster's Pods."""
-    return manifests_of(program_run(stack).registrations)
+    return manifests_of(cached_run(stack).registrations)
 
 
 def write(manifests: Sequence[Manifest], directory: Path) -> None:
@@ -408,8 +394,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="also print waived failures")
     parser.add_argument("--keep", type=Path, help="write the manifests under DIR/<stack>/")
     args = parser.parse_args(argv)
-    from tests.scan.waivers import waiver_for
-
     results = scan_stacks(args.stack or STACKS, args.keep)
     unwaived = 0
     for result in results.values():

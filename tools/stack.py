@@ -124,8 +124,8 @@ def check_fits(stack_config: Mapping[str, Any], stack: str, allocatable: Mapping
     """Raise DoesNotFit when the head and the minimum workers ask the scheduler for more than
     the node has (a worker would stay Pending; with a failing head the Pending worker can take
     the CPU a new head needs). Returns the one-line summary otherwise."""
-    from components.sizing import container_requests
-    from infra.settings.load import load
+    from components.kuberay.sizing import container_requests
+    from infra.clouds import load_settings
     from infra.sizing import minimum_requests
 
     config = json.loads(json.dumps(dict(stack_config)))  # a deep copy
@@ -136,7 +136,7 @@ def check_fits(stack_config: Mapping[str, Any], stack: str, allocatable: Mapping
     if isinstance(store, dict):
         store.setdefault("secretAccessKey", "x" * 32)
     raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-    settings = load(raw, project="ray-platform", stack=stack)
+    settings = load_settings(raw, project="ray-platform", stack=stack)
     wanted = minimum_requests(settings)
     node = container_requests({"resources": {"requests": dict(allocatable)}})
     if not wanted.total.fits(node):

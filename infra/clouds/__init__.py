@@ -7,18 +7,24 @@ local stack never loads `pulumi_aws`):
 - `adapter`: the `CloudAdapter` class (`infra/clouds/adapter.py`) that looks the cluster up and
   builds storage and identity with the cloud's SDK.
 
-Adding a cloud is a new package plus one line here.
+Adding a cloud is a new package plus one line here. The settings loader knows no cloud: it gets
+the blocks' models from here (`load_settings`, `settings_from_pulumi`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from infra.settings.load import CloudModels, from_pulumi, load
+from infra.settings.models import CloudSettings, Settings
 
 if TYPE_CHECKING:
     from infra.clouds.adapter import CloudAdapter
-    from infra.settings.models import CloudSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,22 @@ def _load(path: str) -> Any:
 def settings_model(cloud: str) -> type[CloudSettings]:
     model: type[CloudSettings] = _load(CLOUDS[cloud].settings)
     return model
+
+
+SETTINGS_MODELS: CloudModels = {name: functools.partial(settings_model, name) for name in CLOUDS}
+"""What the settings loader is given: each cloud's block model, imported when first asked for."""
+
+
+def load_settings(
+    config: Mapping[str, str], *, project: str, stack: str, base_dir: Path | None = None
+) -> Settings:
+    """`infra.settings.load` with every cloud of the table."""
+    return load(config, project=project, stack=stack, clouds=SETTINGS_MODELS, base_dir=base_dir)
+
+
+def settings_from_pulumi() -> Settings:
+    """The running program's settings (stack config + project dir), every cloud of the table."""
+    return from_pulumi(SETTINGS_MODELS)
 
 
 def adapter_for(settings: Settings) -> CloudAdapter:

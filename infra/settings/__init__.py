@@ -3,7 +3,8 @@
 Split by concern: `values` (quantities, names, images, requirements), `models` (the cloud-neutral
 models and the base of each cloud's block), `rules` (cross-field rules, one function each),
 `errors` (the one-line message shape), `load` (config → Settings). Each cloud's block is defined
-in its own package, `infra/clouds/<cloud>/settings.py`.
+in its own package, `infra/clouds/<cloud>/settings.py`; nothing here imports a cloud (the cloud
+table hands the loader the blocks' models: `infra.clouds.load_settings`).
 """
 
 from infra.settings.errors import CONFIG_PREFIX, SettingsError, setting_error

@@ -1,26 +1,31 @@
 """Stack config → `Settings`: parse once, validate everything, report every problem on one line.
 
-Nothing here talks to a cloud. The cloud's own block is validated with the model the cloud table
-names; the blocks of other clouds, and keys left in places they have moved from, are errors.
+Nothing here talks to a cloud, or knows one: the caller passes each cloud's block model
+(`CloudModels`; the cloud table in `infra/clouds/__init__.py` does, as `load_settings`). The
+stack's cloud's block is validated with its model; the blocks of other clouds, and keys left in
+places they have moved from, are errors.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, get_args
 
 import pulumi
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from infra import clouds
 from infra.settings.errors import CONFIG_PREFIX, fail, fmt_value, pydantic_messages
 from infra.settings.models import CloudSettings, Settings
 from infra.settings.rules import RULES
 
-NEUTRAL_KEYS = ("mode", "cloud", "kubernetes", "storage", "operator", "ray", "jupyterToken")
-_SCALARS = {"mode": ("dev", "prod"), "cloud": tuple(sorted(clouds.CLOUDS))}
+CloudModels = Mapping[str, Callable[[], type[CloudSettings]]]
+"""Each cloud's name → its block's model, loaded only when asked for (a local stack never loads
+another cloud's modules)."""
+
+NEUTRAL_KEYS = Settings.stack_file_keys()
+_MODES = ("dev", "prod")
 # Plain strings that are never echoed in an error (secrets).
 _SECRET_STRINGS = ("jupyterToken",)
 
@@ -35,17 +40,21 @@ MOVED: dict[tuple[str, ...], str] = {
 }
 
 
-def top_level_keys() -> tuple[str, ...]:
+def _scalars(clouds: CloudModels) -> dict[str, tuple[str, ...]]:
+    return {"mode": _MODES, "cloud": tuple(sorted(clouds))}
+
+
+def top_level_keys(clouds: CloudModels) -> tuple[str, ...]:
     """What a stack file may set under `ray-platform:`."""
-    return (*NEUTRAL_KEYS, *sorted(clouds.CLOUDS))
+    return (*NEUTRAL_KEYS, *sorted(clouds))
 
 
-def parse_raw_config(config: Mapping[str, str]) -> dict[str, Any]:
+def parse_raw_config(config: Mapping[str, str], clouds: CloudModels) -> dict[str, Any]:
     """Stack config (`ns:key` → string, structured values as JSON) into plain data.
 
     Only `ray-platform:*` keys are read; an unknown one is an error.
     """
-    known = top_level_keys()
+    known = top_level_keys(clouds)
     data: dict[str, Any] = {}
     errors = []
     for full_key in sorted(config):
@@ -56,7 +65,7 @@ def parse_raw_config(config: Mapping[str, str]) -> dict[str, Any]:
         if key not in known:
             errors.append(f"{full_key} is not a known setting (known: {', '.join(known)})")
             continue
-        if key in _SCALARS or key in _SECRET_STRINGS:
+        if key in ("mode", "cloud") or key in _SECRET_STRINGS:
             data[key] = value
             continue
         try:
@@ -72,8 +81,7 @@ def parse_raw_config(config: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
-def _moved_key_errors(data: Mapping[str, Any], cloud: str) -> list[str]:
-    model = clouds.settings_model(cloud)
+def _moved_key_errors(data: Mapping[str, Any], cloud: str, model: type[CloudSettings]) -> list[str]:
     aliases = sorted(f.alias or name for name, f in model.model_fields.items())
     errors = []
     for path, target in MOVED.items():
@@ -115,10 +123,9 @@ def _masked(model: type[BaseModel], raw: Any) -> Any:
 
 
 def _cloud_block(
-    cloud: str, raw: Any, config: Mapping[str, str]
+    cloud: str, model: type[CloudSettings], raw: Any, config: Mapping[str, str]
 ) -> tuple[CloudSettings | None, list[str]]:
     """The cloud's block, with the values it reads from the provider's own config keys."""
-    model = clouds.settings_model(cloud)
     block = dict(raw) if isinstance(raw, Mapping) else {}
     errors = []
     for field, provider_key in model.PROVIDER_KEYS.items():
@@ -156,28 +163,31 @@ def load(
     *,
     project: str,
     stack: str,
+    clouds: CloudModels,
     base_dir: Path | None = None,
 ) -> Settings:
     """Parse and validate the whole stack config. Raises `SettingsError` (one line) on any problem.
 
     `base_dir` is where relative paths (runtime_env.working_dir) are resolved: the project dir.
     """
-    data = parse_raw_config(config)
-    for scalar, allowed in _SCALARS.items():
+    data = parse_raw_config(config, clouds)
+    scalars = _scalars(clouds)
+    for scalar, allowed in scalars.items():
         if scalar not in data:
             raise fail(
                 [f"{CONFIG_PREFIX}:{scalar} is required but not set (one of {', '.join(allowed)})"]
             )
     cloud = data["cloud"]
-    if cloud not in clouds.CLOUDS:
+    if cloud not in clouds:
         raise fail(
             [
                 f"{CONFIG_PREFIX}:cloud ({fmt_value(cloud)}) is not one of "
-                f"{', '.join(_SCALARS['cloud'])}"
+                f"{', '.join(scalars['cloud'])}"
             ]
         )
-    errors = _moved_key_errors(data, cloud)
-    for other in sorted(set(clouds.CLOUDS) - {cloud}):
+    model = clouds[cloud]()
+    errors = _moved_key_errors(data, cloud, model)
+    for other in sorted(set(clouds) - {cloud}):
         if other in data:
             errors.append(
                 f"{CONFIG_PREFIX}:{other} is a setting of cloud {other}; this stack's cloud is "
@@ -185,7 +195,7 @@ def load(
             )
     if errors:
         raise fail(errors)
-    block, errors = _cloud_block(cloud, data.get(cloud), config)
+    block, errors = _cloud_block(cloud, model, data.get(cloud), config)
     neutral = {k: v for k, v in data.items() if k in NEUTRAL_KEYS}
     try:
         settings = Settings.model_validate(
@@ -209,9 +219,15 @@ def load(
     return settings
 
 
-def from_pulumi() -> Settings:
+def from_pulumi(clouds: CloudModels) -> Settings:
     """Load settings for the running Pulumi program (stack config + project dir)."""
     from pulumi.runtime import config as runtime_config
 
     raw: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return load(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), base_dir=Path.cwd())
+    return load(
+        raw,
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        clouds=clouds,
+        base_dir=Path.cwd(),
+    )

@@ -46,6 +46,9 @@ class CloudSettings(Model):
     """
 
     PROVIDER_KEYS: ClassVar[dict[str, str]] = {}
+    MANAGED_OPERATOR: ClassVar[str] = ""
+    """The cloud's own KubeRay that `operator.install: managed` uses, named for messages; empty
+    when the cloud has none (a neutral rule asks this instead of knowing clouds by name)."""
 
     def rules(self, settings: Settings) -> list[str]:
         """Cross-field problems between this block and the cloud-neutral settings."""
@@ -258,6 +261,16 @@ class Settings(Model):
     """A Pulumi secret (`pulumi config set --secret ray-platform:jupyterToken …`); never shown."""
     cloud_settings: InstanceOf[CloudSettings]
     """The cloud's own block, as its model (e.g. `AwsSettings`)."""
+
+    LOADER_FIELDS: ClassVar[tuple[str, ...]] = ("project", "stack", "cloud_settings")
+    """Filled in by the loader, not read from a cloud-neutral key of the stack file."""
+
+    @classmethod
+    def stack_file_keys(cls) -> tuple[str, ...]:
+        """The cloud-neutral keys a stack file sets under `ray-platform:` (the fields' aliases)."""
+        return tuple(
+            f.alias or name for name, f in cls.model_fields.items() if name not in cls.LOADER_FIELDS
+        )
 
     @property
     def bucket_prefix(self) -> str:

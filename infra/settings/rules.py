@@ -43,7 +43,9 @@ RUNTIME_ENV_KEYS = frozenset(
 )
 # runtime_env keys that install packages at run time: dev only (prod bakes them into the image).
 PACKAGE_INSTALL_KEYS = ("pip", "conda", "uv")
-# Ray's working_dir upload limit in practice (ray#55877).
+# This program's cap on a local working_dir, not Ray's: Ray 2.60 refuses a package of its gRPC
+# message size (512 MiB) and warns at half that; the cap keeps what is zipped and shipped with
+# every change small (ray#55877), and `ray-platform submit --max-size` defaults to the same.
 WORKING_DIR_LIMIT_BYTES = 100 * 1024 * 1024
 
 Rule = Callable[[Settings, Path], list[str]]
@@ -173,16 +175,16 @@ def jupyter_is_dev_only_and_tokened(s: Settings, _: Path) -> list[str]:
     return errors
 
 
-def managed_operator_only_on_gcp(s: Settings, _: Path) -> list[str]:
-    """`install: managed` means the cluster's provider runs KubeRay: only GKE's Ray add-on
-    does (checked against the cluster at lookup)."""
-    if s.operator.install == "managed" and s.cloud != "gcp":
+def managed_operator_needs_the_clouds(s: Settings, _: Path) -> list[str]:
+    """`install: managed` means the cluster's provider runs KubeRay: only a cloud whose block
+    names one (`CloudSettings.MANAGED_OPERATOR`; checked against the cluster at lookup)."""
+    if s.operator.install == "managed" and not s.cloud_settings.MANAGED_OPERATOR:
         return [
             message(
                 "operator.install",
                 "managed",
-                f"is for GKE's Ray operator add-on; cloud {s.cloud} has no provider-managed "
-                "KubeRay (use helm, or external for an operator you run)",
+                f"is for a provider-managed KubeRay; cloud {s.cloud} has none "
+                "(use helm, or external for an operator you run)",
             )
         ]
     return []
@@ -350,7 +352,7 @@ def runtime_env_valid(s: Settings, base_dir: Path) -> list[str]:
             err(
                 "working_dir",
                 working_dir,
-                "is over Ray's 100 MiB upload limit; zip it into the bucket instead",
+                "is over the platform's 100 MiB working_dir limit; zip it into the bucket instead",
             )
     return errors
 
@@ -376,7 +378,7 @@ def _group_start_params(key: str, group: GroupSettings) -> list[str]:
         )
     store = params.get("object-store-memory")
     if store is not None:
-        from components.sizing import memory_bytes
+        from components.kuberay.sizing import memory_bytes
 
         if int(store) >= memory_bytes(group.memory):
             errors.append(
@@ -408,7 +410,7 @@ RULES: tuple[Rule, ...] = (
     replica_bounds,
     token_auth_versions,
     operator_recreates_pods,
-    managed_operator_only_on_gcp,
+    managed_operator_needs_the_clouds,
     jupyter_is_dev_only_and_tokened,
     shared_packages_valid,
     runtime_env_valid,

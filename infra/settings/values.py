@@ -100,8 +100,9 @@ def _quantity(v: str, pattern: re.Pattern[str], what: str) -> str:
 
 def _memory(v: str) -> str:
     _quantity(v, _MEMORY, "a memory quantity such as 8Gi")
-    # One reading of quantities: the scheduler's, as components/sizing.py counts them (pure).
-    from components.sizing import memory_bytes
+    # One reading of quantities: the scheduler's, as components/kuberay/sizing.py counts them
+    # (pure).
+    from components.kuberay.sizing import memory_bytes
 
     if memory_bytes(v) < 256 * 2**20:
         raise ValueError("is below 256Mi, too little for a Ray process")

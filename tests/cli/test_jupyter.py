@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from components.jupyter import (
+from components.kuberay.jupyter import (
     NO_TOKEN_EXIT,
     PREFIX_ENV,
     TOKEN_ENV,
@@ -25,7 +25,7 @@ from components.jupyter import (
     jupyter_container,
     token_volume,
 )
-from components.raycluster_spec import PACKAGES_VENV
+from components.kuberay.raycluster_spec import PACKAGES_VENV
 from tests.cli.conftest import closed_port
 
 TOKEN = "t0ken-" + "a" * 40

@@ -12,9 +12,9 @@ import pytest
 from cli import outputs
 from cli.errors import Exit
 from tests.cli.conftest import Submit, write_outputs
-from tests.conftest import run_program
-from tests.gcp_mocks import GkeMocks
 from tests.unit.test_settings_fuzz import deployed_local
+from tools.pulumi_mocks import run_program
+from tools.pulumi_mocks.gcp import GkeMocks
 
 FORWARD = "kubectl -n ray port-forward svc/ray-head-svc 8265:8265"
 
@@ -151,6 +151,6 @@ def test_the_cli_reads_names_as_the_settings_do(sample: str) -> None:
 
 
 def test_the_cli_knows_the_programs_dashboard_port() -> None:
-    from components.raycluster_spec import DASHBOARD_PORT
+    from components.kuberay.raycluster_spec import DASHBOARD_PORT
 
     assert outputs.DASHBOARD_PORT == DASHBOARD_PORT

@@ -7,9 +7,9 @@ import copy
 import pytest
 
 from policy.pack import config_for
-from tests.conftest import cached_run, run_program, stack_config
-from tests.gcp_mocks import GkeMocks
 from tests.policy.harness import from_registrations, run
+from tools.pulumi_mocks import cached_run, run_program, stack_config
+from tools.pulumi_mocks.gcp import GkeMocks
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -1,5 +1,5 @@
 """Checkov's Kubernetes checks on every manifest each stack renders (tools/scan.py): nothing fails
-beyond tests/scan/waivers.py, every waiver is still needed, and the scanner really runs — a
+beyond tools/scan_waivers.py, every waiver is still needed, and the scanner really runs — a
 missing or broken scanner fails these tests, it never skips them."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.scan.waivers import WAIVERS, Waiver, waiver_for
 from tools import scan
+from tools.pulumi_mocks import cached_run
 from tools.scan import Failure, Manifest, ScannerError, ScanResult
+from tools.scan_waivers import WAIVERS, Waiver, waiver_for
 
 BAD = "deliberately-bad"
 """Not a stack: one privileged host-network Pod, scanned in the same checkov run."""
@@ -82,7 +83,7 @@ def test_every_kubernetes_resource_is_scanned(scans: dict[str, ScanResult]) -> N
     for stack in scan.STACKS:
         registered = {
             (r.type, r.name)
-            for r in scan.program_run(stack).registrations
+            for r in cached_run(stack).registrations
             if r.custom and r.type.startswith("kubernetes:") and r.type not in scan.NOT_SCANNED
         }
         scanned = {tuple(m.source.split(" ")[:2]) for m in scans[stack].manifests}

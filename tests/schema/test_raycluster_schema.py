@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from components.raycluster_spec import raycluster_manifest
+from components.kuberay.raycluster_spec import raycluster_manifest
 from components.wiring import StorageWiring
 from infra import kuberay_release
 from infra.settings import OperatorSettings
-from tests.conftest import cached_run
 from tests.ray_config import ray_config
 from tests.schema.crd_schema import pruned_fields, schema_errors
+from tools.pulumi_mocks import cached_run
 
 PINNED = OperatorSettings.model_validate({}).version
 

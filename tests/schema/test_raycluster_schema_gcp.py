@@ -11,9 +11,9 @@ import pytest
 
 from infra import kuberay_release
 from infra.settings import OperatorSettings
-from tests.conftest import run_program, stack_config
-from tests.gcp_mocks import GkeMocks
 from tests.schema.crd_schema import schema_errors
+from tools.pulumi_mocks import run_program, stack_config
+from tools.pulumi_mocks.gcp import GkeMocks
 
 PINNED = OperatorSettings.model_validate({}).version
 

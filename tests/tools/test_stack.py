@@ -17,8 +17,8 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from tests.conftest import run_program, stack_config
 from tools import engine, localcluster, stack
+from tools.pulumi_mocks import run_program, stack_config
 
 RESOURCES = [
     {"type": "pulumi:pulumi:Stack", "urn": "s"},

@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from tests.conftest import PlatformMocks, run_program
+from tools.pulumi_mocks import run_program
+from tools.pulumi_mocks.aws import PlatformMocks
 
 
 class EchoMocks(PlatformMocks):

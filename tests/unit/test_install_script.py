@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components.raycluster_spec import INSTALL_SCRIPT, PACKAGES_VENV
+from components.kuberay.raycluster_spec import INSTALL_SCRIPT, PACKAGES_VENV
 from tests.wheels import write_wheel
 
 

@@ -11,20 +11,22 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.settings import SettingsError
-from tests.conftest import (
-    CLUSTER_SG,
-    ISSUER,
-    SUBNETS,
+from tools.pulumi_mocks import (
     TEST_SECRETS,
-    VPC_CIDRS,
-    VPC_ONLY_SUBNETS,
-    PlatformMocks,
     ProgramRun,
     RecordingMonitor,
     Registration,
     cached_run,
     run_program,
     stack_config,
+)
+from tools.pulumi_mocks.aws import (
+    CLUSTER_SG,
+    ISSUER,
+    SUBNETS,
+    VPC_CIDRS,
+    VPC_ONLY_SUBNETS,
+    PlatformMocks,
 )
 
 STATEFUL = ("aws:efs/fileSystem:FileSystem", "aws:s3/bucket:Bucket")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_SECRETS, ProgramRun, cached_run, run_program, stack_config
-from tests.gcp_mocks import GkeMocks
+from tools.pulumi_mocks import TEST_SECRETS, ProgramRun, cached_run, run_program, stack_config
+from tools.pulumi_mocks.gcp import GkeMocks
 
 STACKS = ("dev", "prod", "local")
 

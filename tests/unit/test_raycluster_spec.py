@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.raycluster_inputs import Mode, RayClusterConfig
-from components.raycluster_spec import (
+from components.kuberay.raycluster_inputs import Mode, RayClusterConfig
+from components.kuberay.raycluster_spec import (
     raycluster_spec,
     runtime_env_json,
     shared_packages_dir,
@@ -26,7 +26,7 @@ def _ray(mode: Mode = "dev", **overrides: Any) -> RayClusterConfig:
 def test_builders_load_no_pulumi() -> None:
     """The builders are plain functions: importing them must not pull in Pulumi or infra/."""
     code = (
-        "import sys, components.raycluster_spec, components.raycluster_inputs\n"
+        "import sys, components.kuberay.raycluster_spec, components.kuberay.raycluster_inputs\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'infra'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)"

@@ -9,16 +9,11 @@ from typing import Any
 
 import pytest
 
+from infra.clouds import load_settings
 from infra.kuberay_release import ReleaseError
-from infra.settings import SettingsError, image_ray_version, load
-from tests.conftest import (
-    ROOT,
-    PlatformMocks,
-    RecordingMonitor,
-    flatten,
-    run_program,
-    stack_config,
-)
+from infra.settings import SettingsError, image_ray_version
+from tools.pulumi_mocks import ROOT, RecordingMonitor, flatten, run_program, stack_config
+from tools.pulumi_mocks.aws import PlatformMocks
 
 Mutation = Callable[[dict[str, Any]], None]
 DIGEST = "@sha256:" + "ab" * 32
@@ -28,7 +23,7 @@ def _load(stack: str, mutate: Mutation | None = None, base_dir: Path = ROOT) -> 
     config = copy.deepcopy(stack_config(stack))
     if mutate:
         mutate(config)
-    return load(flatten(config), project="ray-platform", stack=stack, base_dir=base_dir)
+    return load_settings(flatten(config), project="ray-platform", stack=stack, base_dir=base_dir)
 
 
 def _ray(c: dict[str, Any]) -> dict[str, Any]:
@@ -577,7 +572,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "dev",
         "provider-managed operator on EKS",
         _set("operator.install", "managed"),
-        'ray-platform:operator.install ("managed") is for GKE\'s Ray operator add-on; cloud aws',
+        'ray-platform:operator.install ("managed") is for a provider-managed KubeRay; cloud aws',
     ),
     (
         "dev",
@@ -816,7 +811,7 @@ def test_working_dir_over_ray_upload_limit(tmp_path: Path) -> None:
     code.mkdir()
     with (code / "blob.bin").open("wb") as f:
         f.truncate(101 * 1024 * 1024)  # sparse: no real disk used
-    with pytest.raises(SettingsError, match="over Ray's 100 MiB upload limit"):
+    with pytest.raises(SettingsError, match="over the platform's 100 MiB working_dir limit"):
         _load("dev", _set("ray.runtimeEnv.working_dir", "code"), base_dir=tmp_path)
 
 

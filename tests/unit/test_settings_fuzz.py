@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from infra.settings import SettingsError, load
-from tests.conftest import flatten, stack_config
+from infra.clouds import load_settings
+from infra.settings import SettingsError
 from tools.localcluster.state import ObjectStore
+from tools.pulumi_mocks import flatten, stack_config
 from tools.stack import JUPYTER_TOKEN_KEY, SECRET_KEY_PATH, bucket_overrides, node_overrides
 
 Path_ = tuple[str | int, ...]
@@ -116,7 +117,7 @@ LEAVES = sorted(leaves(BASE), key=setting_key)
 
 
 def test_the_deployed_local_stack_loads() -> None:
-    settings = load(flatten(BASE), project="ray-platform", stack="local")
+    settings = load_settings(flatten(BASE), project="ray-platform", stack="local")
     assert settings.ray.package_index == "http://10.88.0.1:3141/index/"
     assert settings.cloud_settings.host_path == "/var/lib/rp-node/shared"  # type: ignore[attr-defined]
     assert settings.storage.artifact_bucket.enabled
@@ -146,7 +147,7 @@ def test_junk_in_any_local_setting_is_one_line_naming_it(path: Path_) -> None:
         config = copy.deepcopy(BASE)
         _set(config, path, value)
         try:
-            load(flatten(config), project="ray-platform", stack="local")
+            load_settings(flatten(config), project="ray-platform", stack="local")
         except SettingsError as e:
             text = str(e)
         else:

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from components.sizing import (
+from components.kuberay.sizing import (
     Requests,
     cpu_millis,
     memory_bytes,
     pod_requests,
     raycluster_requests,
 )
-from infra.settings import load
+from infra.clouds import load_settings
 from infra.sizing import minimum_requests
-from tests.conftest import cached_run, flatten, stack_config
+from tools.pulumi_mocks import cached_run, flatten, stack_config
 
 GI = 2**30
 MI = 2**20
@@ -24,7 +24,7 @@ TWO_CPU_NODE = Requests(cpu_millis=2000, memory_bytes=8 * GI)
 
 
 def _settings(stack: str, config: dict[str, Any] | None = None) -> Any:
-    return load(
+    return load_settings(
         flatten(config if config is not None else stack_config(stack)),
         project="ray-platform",
         stack=stack,

@@ -8,14 +8,14 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.artifact_bucket import ArtifactBucket, ArtifactBucketArgs
-from components.aws_policy import policy_json
-from components.efs_file_system import EfsFileSystem, EfsFileSystemArgs
-from components.irsa_role import IrsaRole, IrsaRoleArgs
-from components.network_policy import egress_to
-from components.raycluster_spec import RAY_GID, RAY_UID
-from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import WORKING_DIRS, StorageWiring
+from components.aws.efs_file_system import EfsFileSystem, EfsFileSystemArgs
+from components.aws.irsa_role import IrsaRole, IrsaRoleArgs
+from components.aws.policy import policy_json
+from components.aws.s3_bucket import S3Bucket, S3BucketArgs
+from components.kuberay.image import RAY_GID, RAY_UID
+from components.kuberay.network_policy import egress_to
+from components.kubernetes.shared_volume import SharedVolume, SharedVolumeArgs
+from components.wiring import SHARED_VOLUME, WORKING_DIRS, StorageWiring
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
@@ -182,7 +182,7 @@ class AwsAdapter(CloudAdapter):
             if self.aws.efs_csi_driver == "install":
                 volume_deps.append(self._efs_csi_driver())
             volume = SharedVolume(
-                "shared",
+                SHARED_VOLUME,
                 SharedVolumeArgs(
                     namespace=target.namespace,
                     claim_name=SHARED_CLAIM,
@@ -203,9 +203,9 @@ class AwsAdapter(CloudAdapter):
         bucket_uri: pulumi.Output[str] | None = None
         policy: pulumi.Output[str] | None = None
         if storage.artifact_bucket.enabled:
-            bucket = ArtifactBucket(
+            bucket = S3Bucket(
                 "artifacts",
-                ArtifactBucketArgs(
+                S3BucketArgs(
                     kms=stateful.customer_managed_keys,
                     force_destroy=stateful.force_destroy,
                     protect=stateful.protect,

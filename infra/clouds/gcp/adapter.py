@@ -9,14 +9,18 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.filestore_share import FilestoreBackupArgs, FilestoreShare, FilestoreShareArgs
-from components.gcs_bucket import GcsBucket, GcsBucketArgs
-from components.network_policy import egress_to
-from components.raycluster_spec import RAY_GID, RAY_UID
-from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait_for_shared_dir
-from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import WORKING_DIRS, StorageWiring
-from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from components.gcp.filestore_share import FilestoreBackupArgs, FilestoreShare, FilestoreShareArgs
+from components.gcp.gcs_bucket import GcsBucket, GcsBucketArgs
+from components.gcp.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from components.kuberay.image import RAY_GID, RAY_UID
+from components.kuberay.network_policy import egress_to
+from components.kubernetes.shared_dir_owner import (
+    SharedDirOwner,
+    SharedDirOwnerArgs,
+    wait_for_shared_dir,
+)
+from components.kubernetes.shared_volume import SharedVolume, SharedVolumeArgs
+from components.wiring import SHARED_VOLUME, WORKING_DIRS, StorageWiring
 from infra import kuberay_release
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
@@ -300,7 +304,7 @@ class GcpAdapter(CloudAdapter):
             else:
                 source = {"nfs": {"server": share.ip_address, "path": path}}
             volume = SharedVolume(
-                "shared",
+                SHARED_VOLUME,
                 SharedVolumeArgs(
                     namespace=target.namespace,
                     claim_name=SHARED_CLAIM,

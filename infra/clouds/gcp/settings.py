@@ -146,6 +146,7 @@ class GcpSettings(CloudSettings):
     """`ray-platform:gcp`; the project is the GCP provider's own `gcp:project`."""
 
     PROVIDER_KEYS: ClassVar[dict[str, str]] = {"project": "gcp:project"}
+    MANAGED_OPERATOR: ClassVar[str] = "GKE's Ray operator add-on"
 
     project: str
     cluster_name: str = Field(alias="clusterName")

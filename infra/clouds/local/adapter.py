@@ -9,10 +9,15 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.raycluster_spec import RAY_GID, RAY_UID
-from components.shared_dir_owner import SharedDirOwner, SharedDirOwnerArgs, wait_for_shared_dir
-from components.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import MANAGED_LABELS, StorageWiring
+from components.kuberay.image import RAY_GID, RAY_UID
+from components.kubernetes.labels import MANAGED_LABELS
+from components.kubernetes.shared_dir_owner import (
+    SharedDirOwner,
+    SharedDirOwnerArgs,
+    wait_for_shared_dir,
+)
+from components.kubernetes.shared_volume import SharedVolume, SharedVolumeArgs
+from components.wiring import SHARED_VOLUME, StorageWiring
 from infra.clouds.adapter import (
     HEAD_SERVICE_ACCOUNT,
     SHARED_CLAIM,
@@ -121,7 +126,7 @@ class LocalAdapter(CloudAdapter):
             return CloudStorage(wiring, dependencies, outputs)
         host_dir = {"hostPath": {"path": self.local.host_path, "type": "DirectoryOrCreate"}}
         volume = SharedVolume(
-            "shared",
+            SHARED_VOLUME,
             SharedVolumeArgs(
                 namespace=target.namespace,
                 claim_name=SHARED_CLAIM,

@@ -74,7 +74,7 @@ class RayClusterConfig:
 
 @dataclass(frozen=True)
 class NetworkAccess:
-    """Who may reach the RayCluster's pods (see `components/network_policy.py`)."""
+    """Who may reach the RayCluster's pods (see `components/kuberay/network_policy.py`)."""
 
     allow_from_namespaces: tuple[str, ...] = ()
     """Namespaces whose pods may reach every Ray port (e.g. notebooks)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_policy import deny_insecure_transport, policy_json
+from components.aws.policy import deny_insecure_transport, policy_json
 
 
 @dataclass(frozen=True)
@@ -175,5 +175,6 @@ class EfsFileSystem(pulumi.ComponentResource):
                 "file_system_id": self.file_system_id,
                 "access_point_id": self.access_point_id,
                 "volume_handle": self.volume_handle,
+                "mount_target_ids": [m.id for m in self.mount_targets],
             }
         )

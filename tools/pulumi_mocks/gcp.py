@@ -10,7 +10,7 @@ from typing import Any
 
 import pulumi
 
-from tests.conftest import PlatformMocks
+from tools.pulumi_mocks.aws import PlatformMocks
 
 PROJECT_NUMBERS = {"ml-platform-dev": "412345678901", "ml-platform-prod": "598765432109"}
 REGION = "us-central1"

@@ -9,8 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.kubernetes.labels import MANAGED_LABELS
 from components.options import waiting_child
-from components.wiring import MANAGED_LABELS
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.raycluster_inputs import NetworkAccess
+from components.kuberay.raycluster_inputs import NetworkAccess
 
 CLUSTER_LABEL = "ray.io/cluster"
 """The label KubeRay puts on every pod of a RayCluster."""

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from components.jupyter import TOKEN_DIGEST_ANNOTATION, jupyter_container, token_volume
-from components.raycluster_inputs import (
+from components.kuberay.image import RAY_GID, RAY_UID
+from components.kuberay.jupyter import TOKEN_DIGEST_ANNOTATION, jupyter_container, token_volume
+from components.kuberay.raycluster_inputs import (
     GroupResources,
     JupyterConfig,
     RayClusterConfig,
@@ -20,11 +21,6 @@ from components.raycluster_inputs import (
 )
 from components.wiring import SHARED_VOLUME, StorageWiring
 
-RAY_UID = 1000
-# The rayproject/ray images create their `ray` user with uid 1000 and primary group 100
-# (`users`). One gid everywhere (pods, the EFS access point, GCS FUSE mounts) keeps files the
-# head writes readable by the workers and by the image's own user.
-RAY_GID = 100
 RUNTIME_ENV_DIR = "/etc/ray-platform"
 RUNTIME_ENV_FILE = "runtime_env.json"
 RAY_TMP_DIR = "/tmp/ray"
@@ -449,7 +445,7 @@ def raycluster_spec(
             "idleTimeoutSeconds": ray.idle_timeout_seconds,
             "upscalingMode": "Default",
             # Set, not left to KubeRay's default (the same 500m/512Mi): it counts against the
-            # head pod's requests, which a small node must fit (components/sizing.py).
+            # head pod's requests, which a small node must fit (components/kuberay/sizing.py).
             "resources": _resources(ray.autoscaler),
             "securityContext": container_security_context(),
         },

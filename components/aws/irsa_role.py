@@ -9,9 +9,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws_policy import policy_json
+from components.aws.policy import policy_json
+from components.kubernetes.labels import MANAGED_LABELS
 from components.options import waiting_child
-from components.wiring import MANAGED_LABELS
 
 
 @dataclass(frozen=True)
@@ -117,4 +117,6 @@ class IrsaRole(pulumi.ComponentResource):
                 )
         self.role_arn = role.arn
         self.service_accounts = tuple(args.service_accounts)
-        self.register_outputs({"role_arn": self.role_arn})
+        self.register_outputs(
+            {"role_arn": self.role_arn, "service_accounts": list(self.service_accounts)}
+        )

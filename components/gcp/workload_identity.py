@@ -11,8 +11,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.kubernetes.labels import MANAGED_LABELS
 from components.options import waiting_child
-from components.wiring import MANAGED_LABELS
 
 GSA_ANNOTATION = "iam.gke.io/gcp-service-account"
 

@@ -9,8 +9,8 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.kubernetes.labels import MANAGED_LABELS
 from components.options import waiting_child
-from components.wiring import MANAGED_LABELS
 
 # The token before it matched the class name; the alias keeps deployed stacks' resources.
 _OLD_TYPE = "ray-platform:kuberay:Operator"
@@ -66,9 +66,9 @@ class KubeRayOperator(pulumi.ComponentResource):
     """
 
     crds: k8s.yaml.v2.ConfigGroup | None
-    """The CRDs (none when the cluster's provider manages KubeRay); a RayCluster depends on them."""
-    ready: list[pulumi.Resource]
-    """What a RayCluster should depend on: the CRDs and, when installed, the operator release."""
+    """The CRDs (none when the cluster's provider manages KubeRay). A RayCluster depends on the
+    component itself: Pulumi expands a dependency on a component to all its children (the CRDs
+    and, when installed, the operator's namespace and release)."""
 
     def __init__(
         self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None
@@ -77,7 +77,6 @@ class KubeRayOperator(pulumi.ComponentResource):
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_OLD_TYPE)])
         )
         super().__init__("ray-platform:kuberay:KubeRayOperator", name, None, opts)
-        self.ready = []
         self.crds = None
         if args.install == "managed":
             # The provider's add-on owns the operator and the CRDs: applying ours would fight
@@ -91,7 +90,6 @@ class KubeRayOperator(pulumi.ComponentResource):
             yaml=args.crd_yaml,
             opts=waiting_child(self, opts, retain_on_delete=args.retain_crds),
         )
-        self.ready.append(self.crds)
         if args.install == "helm":
             ns = k8s.core.v1.Namespace(
                 f"{name}-ns",
@@ -101,7 +99,7 @@ class KubeRayOperator(pulumi.ComponentResource):
                 },
                 opts=waiting_child(self, opts),
             )
-            release = k8s.helm.v3.Release(
+            k8s.helm.v3.Release(
                 f"{name}-release",
                 name="kuberay-operator",
                 chart="kuberay-operator",
@@ -110,7 +108,6 @@ class KubeRayOperator(pulumi.ComponentResource):
                 namespace=ns.metadata.name,
                 skip_crds=True,
                 values=chart_values(args),
-                opts=waiting_child(self, opts, depends_on=self.ready),
+                opts=waiting_child(self, opts, depends_on=[self.crds]),
             )
-            self.ready.append(release)
         self.register_outputs({})

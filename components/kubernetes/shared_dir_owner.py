@@ -15,8 +15,9 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels
 from components.options import waiting_child
-from components.wiring import MANAGED_LABELS, pod_security_labels
+from components.wiring import SHARED_VOLUME
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ class SharedDirOwner(pulumi.ComponentResource):
                                     "add": ["CHOWN", "FOWNER", "FSETID"],
                                 },
                             },
-                            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+                            "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": "/shared"}],
                             "resources": {"requests": resources, "limits": resources},
                         }
                     ],
-                    "volumes": [{"name": "shared", **args.source}],
+                    "volumes": [{"name": SHARED_VOLUME, **args.source}],
                 }
             },
         }
@@ -115,7 +116,7 @@ def wait_for_shared_dir(image: str, mount_path: str) -> dict[str, object]:
             "-c",
             f"until [ -w {mount_path} ]; do echo waiting for {mount_path}; sleep 2; done",
         ],
-        "volumeMounts": [{"name": "shared", "mountPath": mount_path}],
+        "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": mount_path}],
         "resources": {
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"cpu": "50m", "memory": "64Mi"},

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.network_policy import network_policy_manifest
-from components.options import waiting_child
-from components.raycluster_inputs import NetworkAccess, RayClusterConfig
-from components.raycluster_spec import (
+from components.kuberay.network_policy import network_policy_manifest
+from components.kuberay.raycluster_inputs import NetworkAccess, RayClusterConfig
+from components.kuberay.raycluster_spec import (
     DASHBOARD_PORT,
     JUPYTER_TOKEN_KEY,
     RUNTIME_ENV_FILE,
@@ -19,7 +18,9 @@ from components.raycluster_spec import (
     raycluster_manifest,
     runtime_env_json,
 )
-from components.wiring import MANAGED_LABELS, StorageWiring
+from components.kubernetes.labels import MANAGED_LABELS
+from components.options import waiting_child
+from components.wiring import StorageWiring
 
 FORCE_APPLY = {"pulumi.com/patchForce": "true"}
 """The provider's server-side apply forces its field ownership on this object (on create, update
@@ -137,4 +138,11 @@ class RayCluster(pulumi.ComponentResource):
             f"kubectl -n {args.namespace} port-forward svc/{self.head_service} "
             f"{DASHBOARD_PORT}:{DASHBOARD_PORT}"
         )
-        self.register_outputs({"dashboard_port_forward": self.dashboard_port_forward})
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "head_service": self.head_service,
+                "runtime_env_config_map": self.runtime_env_config_map,
+                "dashboard_port_forward": self.dashboard_port_forward,
+            }
+        )

@@ -106,6 +106,8 @@ class FilestoreShare(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "instance_id": self.instance_id,
+                "instance_name": self.instance_name,
+                "share_name": self.share_name,
                 "ip_address": self.ip_address,
                 "backup_vault_id": self.backup_vault_id,
             }

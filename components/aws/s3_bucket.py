@@ -1,4 +1,4 @@
-"""ArtifactBucket: the S3 bucket for Ray artifacts and working_dir zips."""
+"""S3Bucket: the S3 bucket for Ray artifacts and working_dir zips."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_policy import deny_insecure_transport, policy_json
+from components.aws.policy import deny_insecure_transport, policy_json
 
 
 @dataclass(frozen=True)
-class ArtifactBucketArgs:
-    """Inputs of an ArtifactBucket."""
+class S3BucketArgs:
+    """Inputs of an S3Bucket."""
 
     kms: bool = False
     """SSE-KMS with a dedicated, rotating customer-managed key (prod); else SSE-S3."""
@@ -55,7 +55,7 @@ def _expiry_rules(prefixes: Mapping[str, int]) -> list[dict[str, Any]]:
     return rules
 
 
-class ArtifactBucket(pulumi.ComponentResource):
+class S3Bucket(pulumi.ComponentResource):
     """Private (all four public-access blocks, no ACLs), encrypted, versioned, TLS-only bucket."""
 
     bucket_name: pulumi.Output[str]
@@ -65,8 +65,10 @@ class ArtifactBucket(pulumi.ComponentResource):
     """The bucket's KMS key, when `kms` is on (readers need kms:Decrypt on it)."""
 
     def __init__(
-        self, name: str, args: ArtifactBucketArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: S3BucketArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        # The type token keeps the class's old name: it is part of every child's URN, so a new
+        # token would replace the stack's bucket (or need an alias on every child).
         super().__init__("ray-platform:aws:ArtifactBucket", name, None, opts)
         stateful = pulumi.ResourceOptions(
             parent=self, protect=args.protect, retain_on_delete=args.protect
