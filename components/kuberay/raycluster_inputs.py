@@ -43,8 +43,8 @@ class JupyterConfig:
     requirement: str
     """What the shared-packages installer adds when the image lacks JupyterLab."""
     token_digest: str | None = None
-    """A digest of the token (`components.jupyter.token_digest`), never the token: put on the
-    head's pod template so a new token makes a new pod."""
+    """A digest of the token (`components.kuberay.jupyter.token_digest`), never the token: put
+    on the head's pod template so a new token makes a new pod."""
 
 
 @dataclass(frozen=True)

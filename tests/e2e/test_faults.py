@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from components.raycluster_spec import PACKAGES_SUBDIR
+from components.kuberay.raycluster_spec import PACKAGES_SUBDIR
 from tests.e2e.mainjob import job, ok, start
 from tests.e2e.node_cluster import (
     CLUSTER,
