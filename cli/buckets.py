@@ -7,6 +7,9 @@ a MinIO (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, read by boto3 itself) or a 
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,8 +50,32 @@ def parse(uri: str) -> BucketUri:
     return BucketUri(parsed.scheme, parsed.netloc, parsed.path.strip("/"))
 
 
+PART = 8 * 1024 * 1024
+"""S3 multipart part size, and the size above which an upload goes multipart (boto3's defaults,
+which the CLI used before it drove the upload itself)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An object under a key: its size, and the version a write replacing it must name (S3's
+    ETag, GCS's generation) so that it replaces that object and nothing written since."""
+
+    size: int
+    version: str
+
+
+class Written(enum.Enum):
+    """How a conditional upload ended."""
+
+    STORED = "stored"
+    TAKEN = "taken"
+    """412: the key was no longer as expected (another submit stored its zip first)."""
+    CONFLICT = "conflict"
+    """S3's 409 ConditionalRequestConflict: another conditional write to the key was in flight."""
+
+
 class Bucket(Protocol):
-    """What `submit` does with a bucket: check for an object, upload one.
+    """What `submit` does with a bucket: look at an object, upload one exactly once.
 
     An upload is atomic: readers see the whole object under `key` or none. Both stores publish
     an object only when its last byte has arrived and been checked (S3: a single PUT, or a
@@ -56,13 +83,21 @@ class Bucket(Protocol):
     and the clients send a checksum the store verifies (boto3's CRC, google-cloud-storage's
     crc32c), so a torn or corrupted transfer is refused, never stored under the content-hash
     name. That is why no temporary key and copy are needed.
+
+    An upload is also conditional, checked by the store when it publishes the object: it writes
+    only if the key is still absent (`replacing` None; S3 `If-None-Match: *`, GCS
+    `ifGenerationMatch=0`) or still holds `replacing` (S3 `If-Match: <ETag>`, GCS
+    `ifGenerationMatch=<generation>`). Checking first and uploading after cannot give that:
+    concurrent submits of one directory all see the key absent and all upload.
     """
 
-    def size(self, key: str) -> int | None:
-        """The object's size in bytes; None when it is absent (a missing bucket is an error)."""
+    def stat(self, key: str) -> Stored | None:
+        """The object under `key`; None when it is absent (a missing bucket is an error)."""
         ...
 
-    def upload(self, path: Path, key: str, progress: Progress) -> None: ...
+    def upload(
+        self, path: Path, key: str, progress: Progress, replacing: Stored | None = None
+    ) -> Written: ...
 
 
 def _unreachable(where: BucketUri, e: BaseException) -> SubmitError:
@@ -87,12 +122,12 @@ class _S3:
             "s3", config=config, endpoint_url=None if named else endpoint
         )
 
-    def size(self, key: str) -> int | None:
+    def stat(self, key: str) -> Stored | None:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
         try:
             head = self._client.head_object(Bucket=self._where.bucket, Key=key)
-            return int(head["ContentLength"])
+            return Stored(int(head["ContentLength"]), str(head["ETag"]))
         except ClientError as e:
             code = str(e.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey", "NotFound"):
@@ -107,17 +142,73 @@ class _S3:
         except BotoCoreError as e:
             raise _unreachable(self._where, e) from None
 
-    def upload(self, path: Path, key: str, progress: Progress) -> None:
-        from boto3.exceptions import S3UploadFailedError  # type: ignore[import-untyped,unused-ignore]
+    def upload(
+        self, path: Path, key: str, progress: Progress, replacing: Stored | None = None
+    ) -> Written:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped,unused-ignore]
 
-        # Over the threshold boto3 goes multipart; a part that fails, or an interruption, makes
-        # it abort the upload (s3transfer's failure cleanup), and parts of an upload that is
-        # never completed are not an object: nothing shows under `key` either way.
+        # boto3's managed transfer (upload_file) refuses IfNoneMatch/IfMatch in ExtraArgs, so
+        # the upload is driven here: one PUT, or a multipart upload whose completion carries
+        # the condition (S3 evaluates it when it would publish the object).
+        condition = {"IfMatch": replacing.version} if replacing else {"IfNoneMatch": "*"}
+        size = path.stat().st_size
         try:
-            self._client.upload_file(str(path), self._where.bucket, key, Callback=progress)
-        except (ClientError, BotoCoreError, S3UploadFailedError) as e:
+            if size <= PART:
+                with open(path, "rb") as f:
+                    self._client.put_object(Bucket=self._where.bucket, Key=key, Body=f, **condition)
+                progress(size)
+            else:
+                self._multipart(path, key, progress, condition)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code == "PreconditionFailed":
+                return Written.TAKEN
+            if code == "ConditionalRequestConflict":
+                return Written.CONFLICT
             raise _unreachable(self._where, e) from None
+        except BotoCoreError as e:
+            raise _unreachable(self._where, e) from None
+        return Written.STORED
+
+    def _multipart(
+        self, path: Path, key: str, progress: Progress, condition: dict[str, str]
+    ) -> None:
+        target = {"Bucket": self._where.bucket, "Key": key}
+        # CRC32 per part, declared up front, as boto3's transfer does: the store checks each
+        # part, and the completion lists the parts' checksums.
+        upload_id = self._client.create_multipart_upload(**target, ChecksumAlgorithm="CRC32")[
+            "UploadId"
+        ]
+        try:
+            parts = []
+            with open(path, "rb") as f:
+                for number in itertools.count(1):
+                    chunk = f.read(PART)
+                    if not chunk:
+                        break
+                    sent = self._client.upload_part(
+                        **target,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                        ChecksumAlgorithm="CRC32",
+                    )
+                    part = {"PartNumber": number, "ETag": sent["ETag"]}
+                    if "ChecksumCRC32" in sent:
+                        part["ChecksumCRC32"] = sent["ChecksumCRC32"]
+                    parts.append(part)
+                    progress(len(chunk))
+            self._client.complete_multipart_upload(
+                **target, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition
+            )
+        except BaseException:
+            # Failed, refused (412/409) or interrupted (Ctrl-C): the parts are no object, but
+            # the store keeps (and bills) them until the upload is aborted. Best effort: the
+            # store may be what failed, and the original error is the one to report; the
+            # stack's lifecycle rule aborts what is left after a few days.
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(**target, UploadId=upload_id)
+            raise
 
 
 class _GCS:
@@ -142,7 +233,7 @@ class _GCS:
 
         return (GoogleAPIError, GoogleAuthError, requests.exceptions.RequestException)
 
-    def size(self, key: str) -> int | None:
+    def stat(self, key: str) -> Stored | None:
         from google.api_core.retry import Retry
 
         # Short retry deadline: an unreachable endpoint should fail in seconds.
@@ -150,14 +241,18 @@ class _GCS:
         try:
             blob = self._bucket.get_blob(key, timeout=10, retry=retry)
             if blob is not None:
-                return int(blob.size)
+                return Stored(int(blob.size), str(blob.generation))
             if not self._bucket.exists(timeout=10, retry=retry):
                 raise SubmitError(Exit.BUCKET, f"bucket gs://{self._where.bucket} does not exist")
             return None
         except self._errors() as e:
             raise _unreachable(self._where, e) from None
 
-    def upload(self, path: Path, key: str, progress: Progress) -> None:
+    def upload(
+        self, path: Path, key: str, progress: Progress, replacing: Stored | None = None
+    ) -> Written:
+        from google.api_core.exceptions import PreconditionFailed
+
         blob = self._bucket.blob(key)
         # Resumable uploads in chunks, so the progress bar moves for big zips. The object
         # appears only when the last chunk is accepted; an interrupted session leaves none.
@@ -176,11 +271,26 @@ class _GCS:
             def __getattr__(self, name: str) -> Any:
                 return getattr(self._f, name)
 
+        # Generation 0 means "no live object": GCS publishes the upload only if the key is
+        # still absent, or still holds the generation being replaced.
+        generation = int(replacing.version) if replacing else 0
         try:
             with open(path, "rb") as f:
-                blob.upload_from_file(_Counting(f), size=size, content_type="application/zip")
+                blob.upload_from_file(
+                    _Counting(f),
+                    size=size,
+                    content_type="application/zip",
+                    if_generation_match=generation,
+                    # No retries, as before the condition was added (the client retries only
+                    # conditional uploads by default): an unreachable store fails in seconds,
+                    # and a retried final request cannot meet its own write's 412.
+                    retry=None,
+                )
+        except PreconditionFailed:
+            return Written.TAKEN
         except self._errors() as e:
             raise _unreachable(self._where, e) from None
+        return Written.STORED
 
 
 def open_bucket(where: BucketUri, endpoint: str | None = None) -> Bucket:

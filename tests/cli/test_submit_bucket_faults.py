@@ -20,7 +20,7 @@ from cli.errors import Exit
 from tests.cli.conftest import Stores, Submit, closed_port, objects, write_outputs
 from tools import objectstore
 
-Upload = Callable[[object, Path, str, buckets.Progress], None]
+Upload = Callable[..., buckets.Written]
 
 
 def _project(root: Path) -> Path:
@@ -35,7 +35,9 @@ def _project(root: Path) -> Path:
 def _after(nbytes: int, upload: Upload, act: Callable[[], None]) -> Upload:
     """`upload` that calls `act` once, when `nbytes` have been sent."""
 
-    def cut(self: object, path: Path, key: str, progress: buckets.Progress) -> None:
+    def cut(
+        self: object, path: Path, key: str, progress: buckets.Progress, **kw: object
+    ) -> buckets.Written:
         sent = 0
 
         def counting(n: int) -> None:
@@ -45,7 +47,7 @@ def _after(nbytes: int, upload: Upload, act: Callable[[], None]) -> Upload:
                 act()
             progress(n)
 
-        upload(self, path, key, counting)
+        return upload(self, path, key, counting, **kw)
 
     return cut
 
@@ -92,7 +94,7 @@ def test_bucket_down_then_back(
     assert down.error_lines[0].startswith("ray-platform submit: bucket s3://ray is unreachable")
 
     minio.restart()
-    original: Upload = buckets._S3.upload  # type: ignore[assignment]
+    original: Upload = buckets._S3.upload
     monkeypatch.setattr(buckets._S3, "upload", _after(4 * package.MIB, original, minio.crash))
     torn = run_submit(argv, env)  # MinIO killed with a third of the zip sent
     assert torn.code == Exit.BUCKET, torn.err
@@ -128,7 +130,7 @@ def test_ctrl_c_mid_upload_leaves_no_object(
     outputs = write_outputs(tmp_path / "o.json", bucketUri=f"{scheme}://ray/{prefix}")
     env = {**stores.env(), "RAY_ADDRESS": f"http://127.0.0.1:{closed_port()}"}
     client_class = buckets._S3 if scheme == "s3" else buckets._GCS
-    original: Upload = client_class.upload  # type: ignore[assignment]
+    original: Upload = client_class.upload
 
     def ctrl_c() -> None:
         # To the main thread, as a terminal's Ctrl-C lands (raise_signal from one of boto3's
@@ -145,7 +147,7 @@ def test_ctrl_c_mid_upload_leaves_no_object(
     assert r.error_lines == ["ray-platform submit: interrupted before the job was submitted"]
     assert objects(server, prefix) == {}
     if scheme == "s3":
-        # boto3 aborted its multipart upload: no parts left behind either.
+        # The interrupted multipart upload was aborted: no parts left behind either.
         client = objectstore.s3_client(server.endpoint, server.credentials)
         assert client.list_multipart_uploads(Bucket="ray", Prefix=prefix).get("Uploads", []) == []
 
