@@ -52,7 +52,9 @@ class Submit:
 
     @property
     def uploaded(self) -> bool:
-        return any(line.startswith("uploading ") for line in self.stderr)
+        """This submit stored the zip (a racer that lost also says "uploading", then finds it
+        stored by another: only the winner says "stored")."""
+        return any(line.startswith("stored ") for line in self.stderr)
 
 
 def job_directories(base: Path, jobs: int, *, same: bool) -> list[Path]:

@@ -226,6 +226,9 @@ def _upload(bucket: buckets.Bucket, pkg: package.Package, key: str, uri: str) ->
         ) as bar:
             written = bucket.upload(pkg.path, key, bar.update, replacing=found)
         if written is buckets.Written.STORED:
+            # The one line that says this submit is the one that stored it (racers that lost
+            # said "uploading" too, then "already in the bucket").
+            _say(f"stored {uri}")
             return
         raced = True
         if written is buckets.Written.CONFLICT:

@@ -168,7 +168,14 @@ def installer_failure(log: str) -> str | None:
     if not attempts or attempts[-1] < INSTALLER_FAILED_ATTEMPTS:
         return None
     errors = [ln for ln in lines if ln.startswith("ERROR:")]
-    cause = errors[-1] if errors else f"attempt {attempts[-1]} failed"
+    # Without pip's ERROR line the failure came before pip ran (the directory could not be made:
+    # a read-only or full file system): the line the failing command printed last says why.
+    before = [
+        ln
+        for ln in lines[: max(i for i, ln in enumerate(lines) if ln.startswith("shared packages:"))]
+        if not ln.startswith("shared packages:")
+    ]
+    cause = errors[-1] if errors else (before[-1] if before else f"attempt {attempts[-1]} failed")
     return (
         f"the shared packages cannot be installed ({attempts[-1]} attempts): {cause} — fix "
         "ray.sharedPackages (or ray.packageIndex) and run up again"

@@ -106,7 +106,13 @@ def _outcomes(said: dict[str, list[str]], uri: str) -> list[str]:
     assert len(said) == RACERS
     for lines in said.values():
         assert lines[0].startswith("uploading 2 files") and lines[0].endswith(uri), lines
-    return sorted("already" if ALREADY in lines[-1] else "stored" for lines in said.values())
+
+    def outcome(last: str) -> str:
+        if ALREADY in last:
+            return "already"
+        return "stored" if last == f"stored {uri}" else f"unexpected: {last}"
+
+    return sorted(outcome(lines[-1]) for lines in said.values())
 
 
 @pytest.mark.parametrize("payload", [1024, 12 * package.MIB], ids=["put", "multipart"])

@@ -260,6 +260,41 @@ def test_twenty_concurrent_submits_all_finish_each_zip_uploaded_once(
     assert probe.ok > 0 and probe.failures == [], probe.failures[:5]
 
 
+SPILL = """
+import glob, os
+import numpy as np
+import ray
+
+ray.init()
+head = next(n for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"])
+capacity = head["Resources"]["object_store_memory"]
+chunk = 64 * 2**20
+count = int(capacity * 1.5 // chunk) + 1
+refs = [ray.put(np.full(chunk // 8, i, dtype=np.int64)) for i in range(count)]
+files = [p for p in glob.glob("/tmp/ray/**", recursive=True)
+         if "spill" in p and os.path.isfile(p)]
+print("object store", capacity // 2**20, "MiB; put", count * chunk // 2**20, "MiB", flush=True)
+print("spill files", len(files), sorted({os.path.dirname(p) for p in files})[:1], flush=True)
+print("read back", all(int(ray.get(r)[0]) == i for i, r in enumerate(refs)), flush=True)
+"""
+
+
+def test_a_job_that_overfills_the_object_store_spills_and_completes(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """1.5 times the head's object store put from the driver: Ray spills to disk under
+    /tmp/ray (the pod's ray-logs emptyDir, as the README says) and reads every object back."""
+    d = deployment
+    run = submit(d, job_dir(tmp_path, "spill", SPILL), "python", "job.py")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    print(run.stdout)
+    assert "read back True" in run.stdout
+    spilled = run.stdout.split("spill files ", 1)[1].splitlines()[0]
+    count, where = spilled.split(" ", 1)
+    assert int(count) > 0, run.stdout
+    assert "/tmp/ray/" in where, where
+
+
 def test_deleting_the_head_while_a_job_runs_fails_the_submit_clearly_and_loses_no_data(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -296,36 +331,26 @@ def test_deleting_the_head_while_a_job_runs_fails_the_submit_clearly_and_loses_n
     assert "after the fault" in after.stdout
 
 
-def test_a_full_shared_file_system_fails_the_install_clearly_and_the_head_does_not_spin(
-    deployment: Deployment,
-) -> None:
-    """The installer's packages directory on a full file system: pip's ENOSPC in one line,
-    retries in place with backoff, the same head pod throughout; back to ready once there is
-    room again."""
-    d = deployment
+def _installer_fault(d: Deployment, mount_options: str, reason: str) -> None:
+    """With the shared packages' directory replaced by an empty tmpfs mounted with
+    `mount_options`, a new head's installer fails with `reason` in one line, retries in place
+    with backoff (the same head pod throughout, no restart), and the cluster is ready again once
+    the directory is back."""
     shared = localcluster.shared_dir(d.cluster)
     packages, aside = shared / PACKAGES_SUBDIR, shared / f"{PACKAGES_SUBDIR}.aside"
     packages.rename(aside)
     packages.mkdir()
     subprocess.run(
-        [
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=1m,uid=1000,gid=100,mode=2775",
-            "tmpfs",
-            str(packages),
-        ],
-        check=True,
+        ["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(packages)], check=True
     )
     try:
         kubectl(d, "-n", NS, "delete", "pod", head(d), "--wait=true")
         with pytest.raises(readiness.NotReady) as failed:
             wait_ready(d, timeout=300)
         message = str(failed.value)
+        print(message)
         assert "\n" not in message
-        assert "No space left on device" in message, message
+        assert reason in message, message
         heads = pods(d, "head")
         assert len(heads) == 1, [p["metadata"]["name"] for p in heads]  # not replaced
         statuses = heads[0]["status"].get("initContainerStatuses") or []
@@ -336,6 +361,16 @@ def test_a_full_shared_file_system_fails_the_install_clearly_and_the_head_does_n
         aside.rename(packages)
     kubectl(d, "-n", NS, "delete", "pod", head(d), "--wait=false")
     wait_ready(d)
+
+
+def test_a_full_shared_file_system_fails_the_install_clearly_and_the_head_does_not_spin(
+    deployment: Deployment,
+) -> None:
+    _installer_fault(deployment, "size=1m,uid=1000,gid=100,mode=2775", "No space left on device")
+
+
+def test_a_read_only_shared_file_system_fails_the_install_clearly(deployment: Deployment) -> None:
+    _installer_fault(deployment, "ro,size=1m,uid=1000,gid=100,mode=2775", "Read-only file system")
 
 
 def _state_files(state: Path) -> list[Path]:

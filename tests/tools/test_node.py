@@ -239,6 +239,18 @@ def test_a_failing_shared_packages_install_is_read_from_the_installers_log() -> 
     assert "\n" not in found
 
 
+def test_an_install_failing_before_pip_says_what_failed() -> None:
+    """A read-only shared file system fails `mkdir` before pip runs: no ERROR line of pip's, the
+    command's own message is the reason."""
+    attempt = "shared packages: attempt {n} failed (exit 1), retrying in 10s;"
+    mkdir = (
+        "mkdir: cannot create directory '/mnt/shared/python-packages/x.tmp': Read-only file system"
+    )
+    log = "\n".join([mkdir, attempt.format(n=1), mkdir, attempt.format(n=2)])
+    found = readiness.installer_failure(log)
+    assert found is not None and "Read-only file system" in found
+
+
 def test_without_root_the_node_is_refused_in_one_line(monkeypatch: Any) -> None:
     import pytest
 
