@@ -13,9 +13,12 @@ file backend that the next run must deal with the supported way:
   on this machine from live ones (never cancelled: that would put two engines on one state);
 - pending operations in the checkpoint (creates, updates, deletes the engine started but never
   saw finish): `pulumi refresh --clear-pending-creates` reads every resource back from the
-  cluster and drops the creates it cannot know the outcome of; the objects such a create may
-  have made are adopted by the next `up` (the Kubernetes provider's server-side apply creates
-  over an existing object).
+  cluster and drops the creates it cannot know the outcome of. An object such a create made
+  would then be unknown to the state: adopted by the next `up` only where its name is fixed and
+  its fields unchanged (a new field manager co-owns them), and never for an auto-named one (the
+  next `up` names it anew: two PersistentVolumes). So the objects of unfinished creates are
+  deleted first (`unfinished_creates` names them from the checkpoint), then the state is
+  refreshed; the next `up` creates them again, owned by the state.
 
 The checkpoint itself is written by the engine with a rename (gocloud's file blob), so a kill
 never leaves a torn state file; the e2e faults tier checks that too.
@@ -27,7 +30,9 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +121,45 @@ def is_stale(lock: EngineLock) -> bool:
     return not _runs_pulumi(lock.pid)
 
 
+@dataclass(frozen=True)
+class UnfinishedCreate:
+    """A Kubernetes object a killed run was creating: it may exist in the cluster, unknown to
+    the state."""
+
+    type: str
+    name: str
+    namespace: str | None
+
+    @property
+    def kubectl_resource(self) -> str:
+        """`kind.version.group` as kubectl takes it (`namespace` for core kinds)."""
+        group_version, kind = self.type.split(":")[1:3]
+        group, _, version = group_version.rpartition("/")
+        return kind.lower() if group == "core" else f"{kind.lower()}.{version}.{group}"
+
+    def describe(self) -> str:
+        kind = self.type.rsplit(":", 1)[-1]
+        return f"{kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
+    """The Kubernetes objects of the checkpoint's pending creates, by the name the provider gave
+    them (an auto-named object's name is in its checked inputs, so it can be found again)."""
+    found = []
+    for op in deployment.get("pending_operations") or []:
+        resource = op.get("resource") or {}
+        kind = str(resource.get("type") or "")
+        if op.get("type") != "creating" or not kind.startswith("kubernetes:"):
+            continue
+        if kind.startswith(("kubernetes:helm.sh/", "kubernetes:yaml")):
+            continue  # not one object: a Helm release or a group of manifests
+        meta = (resource.get("inputs") or {}).get("metadata") or {}
+        if isinstance(meta.get("name"), str):
+            ns = meta.get("namespace")
+            found.append(UnfinishedCreate(kind, meta["name"], ns if isinstance(ns, str) else None))
+    return found
+
+
 def pending_operations(deployment: Mapping[str, Any]) -> list[str]:
     """`<type> <name>` of each operation a killed run left in flight (the checkpoint's
     `pending_operations`), e.g. `creating kubernetes:core/v1:Namespace ray`."""
@@ -127,3 +171,40 @@ def pending_operations(deployment: Mapping[str, Any]) -> list[str]:
         kind = str(resource.get("type") or "?")
         described.append(f"{op.get('type', '?')} {kind} {name}")
     return described
+
+
+class Interrupted(Exception):
+    """Ctrl-C reached the engine while it ran; it stopped after the operations in flight."""
+
+
+@contextlib.contextmanager
+def engine_owns_ctrl_c() -> Iterator[None]:
+    """While the engine runs, Ctrl-C is the engine's: it reaches `pulumi` too (same process
+    group) and pulumi stops after the operations in flight, saving the state. Were it to raise
+    KeyboardInterrupt here, the Automation API would close the engine's pipes and wait 0.25 s:
+    the engine, still cancelling, dies on its next write and leaves its lock and pending
+    operations behind. So the interrupt is only noted, and raised as Interrupted once the
+    engine has returned."""
+    seen: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        if not seen:
+            print(
+                "[stack] interrupted: pulumi stops after the operations in flight "
+                "(the state stays consistent)",
+                file=sys.stderr,
+                flush=True,
+            )
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    except Exception:
+        if seen:  # the engine's error is its cancellation: say that instead
+            raise Interrupted() from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        raise Interrupted()

@@ -381,11 +381,16 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 _say(
                     f"the last run was killed with {len(pending)} operation(s) in flight "
                     f"({'; '.join(pending[:3])}{'; …' if len(pending) > 3 else ''}): "
-                    "reading the cluster back into the state first "
-                    "(pulumi refresh --clear-pending-creates)"
+                    "removing what its unfinished creates made, then reading the cluster back "
+                    "into the state (pulumi refresh --clear-pending-creates)"
                 )
+                step = "cleanup"
+                unfinished = recovery.unfinished_creates(deployment or {})
+                if unfinished and kubeconfig is not None:
+                    delete_unfinished(kubeconfig, unfinished)
                 step = "refresh"
-                stack.refresh(on_output=out, color="never", clear_pending_creates=True)
+                with recovery.engine_owns_ctrl_c():
+                    stack.refresh(on_output=out, color="never", clear_pending_creates=True)
                 refresh = False
             if refresh:
                 if recorded is not None and current is not None:
@@ -394,25 +399,41 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 else:
                     _say("cannot tell which cluster the state was deployed to; refreshing it first")
             if args.action == "preview":
-                stack.preview(on_output=out, color="never", refresh=refresh)
+                with recovery.engine_owns_ctrl_c():
+                    stack.preview(on_output=out, color="never", refresh=refresh)
             elif args.action == "up":
-                if refresh:
-                    step = "refresh"
-                    stack.refresh(on_output=out, color="never")
-                    step = "up"
-                stack.up(on_output=out, color="never")
+                with recovery.engine_owns_ctrl_c():
+                    if refresh:
+                        step = "refresh"
+                        stack.refresh(on_output=out, color="never")
+                        step = "up"
+                    stack.up(on_output=out, color="never")
                 record_identity(state, args.stack, current)
                 if target.node is not None and kubeconfig is not None:
                     step = "readiness"
                     _wait_ready(stack, kubeconfig, args.stack, args.timeout)
             else:
-                if refresh:
-                    step = "refresh"
-                    stack.refresh(on_output=out, color="never")
-                    step = "destroy"
-                stack.destroy(on_output=out, color="never")
+                with recovery.engine_owns_ctrl_c():
+                    if refresh:
+                        step = "refresh"
+                        stack.refresh(on_output=out, color="never")
+                        step = "destroy"
+                    stack.destroy(on_output=out, color="never")
                 record_identity(state, args.stack, None)
                 return 0
+    except recovery.Interrupted:
+        print(
+            f"error: interrupted: pulumi {step} stopped after the operations in flight; "
+            "run the same command again to finish",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:  # outside the engine (e.g. waiting for readiness): nothing torn
+        print(f"error: interrupted during {step}", file=sys.stderr)
+        return 130
+    except localcluster.LocalClusterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except auto.CommandError as err:  # the engine already printed its diagnostics above
         print(f"error: pulumi {step} failed: {_reason(err)}", file=sys.stderr)
         return 1
@@ -427,6 +448,33 @@ def _run(args: argparse.Namespace, state: Path) -> int:
         _say("the kubectl commands above work with the project's kubectl; first run:")
         _say('  eval "$(tools/up env)"')
     return 0
+
+
+def delete_unfinished(kubeconfig: Path, unfinished: list[recovery.UnfinishedCreate]) -> None:
+    """Delete (and wait for) the objects a killed run's unfinished creates may have made."""
+    import subprocess
+
+    from tools.build import ensure
+
+    kubectl = ensure(["kubectl"])["kubectl"]
+    for obj in unfinished:
+        argv = [
+            str(kubectl),
+            f"--kubeconfig={kubeconfig}",
+            "delete",
+            obj.kubectl_resource,
+            obj.name,
+        ]
+        argv += ["-n", obj.namespace] if obj.namespace else []
+        argv += ["--ignore-not-found", "--wait=true", "--timeout=180s"]
+        run = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise localcluster.LocalClusterError(
+                f"cannot delete {obj.describe()} left by the killed run: "
+                + " ".join(run.stderr.split())[:200]
+            )
+        if run.stdout.strip():
+            _say(f"deleted {obj.describe()} (its create never finished)")
 
 
 def release_stale_locks(stack: auto.Stack, state: Path, stack_name: str) -> bool:

@@ -189,16 +189,18 @@ def port_forward(d: Deployment, port: int, pod: str | None = None) -> Iterator[i
             f"pod/{pod or head(d)}",
             f"{local}:{port}",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        # kubectl prints a line per connection: into a pipe nobody reads it would block once the
+        # pipe is full (a probe a second fills it in about half an hour).
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while True:
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", local), timeout=1).close()
                 break
+            assert time.monotonic() < deadline and proc.poll() is None, "port-forward never came up"
             time.sleep(0.5)
         yield local
     finally:

@@ -302,6 +302,9 @@ def test_inside_the_ray_containers_pod_security_restricted_holds(deployment: Dep
 
 PROBE_PORTS = """
 import socket, sys
+# The positive control: the pod's network works (the API server through its Service).
+socket.create_connection(("kubernetes.default.svc", 443), timeout=5).close()
+print("api open")
 for port in (6379, 8265):
     try:
         socket.create_connection((sys.argv[1], port), timeout=5).close()
@@ -366,6 +369,7 @@ def test_the_network_policy_is_enforced_outsiders_cannot_reach_gcs_or_the_dashbo
 
         d.kube.wait("the outsider pod to finish", finished, timeout=180)
         logs = d.kube.text("/api/v1/namespaces/rp-e2e-netpol/pods/outsider/log") or ""
+        assert "api open" in logs, logs  # its network works: the policy is what stops it
         assert "6379 closed" in logs and "8265 closed" in logs, logs
     finally:
         d.kube.delete(namespace)

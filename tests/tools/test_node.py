@@ -363,18 +363,31 @@ def test_kube_router_runs_only_its_policy_controller_as_its_own_user(tmp_path: P
     assert {("", "pods"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies")} <= granted
 
 
+def test_kube_router_is_ready_only_once_it_enforces_and_comes_back_if_it_exits() -> None:
+    from tools.localcluster import components
+
+    record = components.KUBE_ROUTER_COMPONENT
+    assert record.supervised
+    assert record.after_ready is components.wait_policy_engine
+
+
 def test_the_fence_closes_ports_listening_on_every_address_to_other_interfaces() -> None:
     ingress = node.ingress_rules("10.96.0.0/16", closed_ports=[20244])
     drop = ["-p", "tcp", "--dport", "20244", "-j", "DROP"]
     assert drop in ingress
     # ... after the bridge and loopback returned: pods and the host still reach it.
     assert ingress.index(drop) > ingress.index(["-i", "lo", "-j", "RETURN"])
+    # It listens on [::] too: closed to other interfaces over IPv6 as well.
+    ingress6 = node.ingress6_rules([20244])
+    assert ingress6 == [["-i", "lo", "-j", "RETURN"], drop]
 
 
 def test_down_destroys_only_the_ip_sets_the_node_made(monkeypatch: Any) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(
-        node, "ipsets", lambda: ["KUBE-DST-NEW", "KUBE-SRC-OLD", "TMP-ABC", "someone-elses"]
+        node,
+        "ipsets",
+        lambda: ["KUBE-DST-NEW", "KUBE-SRC-OLD", "TMP-ABC", "someone-elses", "KUBE-CLUSTER-IP"],
     )
     monkeypatch.setattr(node, "_run", lambda argv, check=True: calls.append(list(argv)))
     node.remove_new_ipsets(node.HostRecord(ipsets=["KUBE-SRC-OLD"]))

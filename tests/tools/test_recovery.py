@@ -131,3 +131,48 @@ def test_pending_operations_are_described_from_the_checkpoint() -> None:
     }
     assert recovery.pending_operations(deployment) == ["creating kubernetes:core/v1:Namespace ray"]
     assert recovery.pending_operations({}) == []
+
+
+def test_the_objects_of_unfinished_creates_are_named_from_the_checkpoint() -> None:
+    """Auto-named objects too: the name the provider gave is in the checked inputs (a dropped
+    create would otherwise leave e.g. `shared-pv-1a2b3c` behind and the next up make another)."""
+
+    def creating(kind: str, meta: dict[str, str]) -> dict[str, object]:
+        urn = f"urn:pulumi:local::ray-platform::{kind}::x"
+        return {
+            "type": "creating",
+            "resource": {"urn": urn, "type": kind, "inputs": {"metadata": meta}},
+        }
+
+    deployment = {
+        "pending_operations": [
+            creating("kubernetes:core/v1:PersistentVolume", {"name": "shared-pv-1a2b3c"}),
+            creating("kubernetes:ray.io/v1:RayCluster", {"name": "ray", "namespace": "ray"}),
+            creating("kubernetes:helm.sh/v3:Release", {"name": "kuberay"}),
+            {"type": "updating", "resource": {"type": "kubernetes:core/v1:ConfigMap"}},
+        ]
+    }
+    found = recovery.unfinished_creates(deployment)
+    assert [(o.kubectl_resource, o.name, o.namespace) for o in found] == [
+        ("persistentvolume", "shared-pv-1a2b3c", None),
+        ("raycluster.v1.ray.io", "ray", "ray"),
+    ]
+    assert found[1].describe() == "RayCluster ray/ray"
+
+
+def test_ctrl_c_while_the_engine_runs_waits_for_it_then_says_so() -> None:
+    import signal as sig
+
+    finished = []
+    with pytest.raises(recovery.Interrupted), recovery.engine_owns_ctrl_c():
+        os.kill(os.getpid(), sig.SIGINT)  # no KeyboardInterrupt here: the engine's turn
+        finished.append(True)
+    assert finished == [True]
+    # The engine's own error after a cancel is reported as the interrupt.
+    with pytest.raises(recovery.Interrupted), recovery.engine_owns_ctrl_c():
+        os.kill(os.getpid(), sig.SIGINT)
+        raise RuntimeError("pulumi exited 255")
+    # Without Ctrl-C nothing changes, and the default handler is back.
+    with recovery.engine_owns_ctrl_c():
+        pass
+    assert sig.getsignal(sig.SIGINT) is sig.default_int_handler

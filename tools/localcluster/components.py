@@ -660,12 +660,47 @@ KUBE_PROXY_COMPONENT = Component(
     after_ready=wait_node_ready,
 )
 
+POLICY_ENGINE_TIMEOUT = 120.0
+
+
+def wait_policy_engine(_ctx: Context) -> None:
+    """kube-router's /healthz answers 200 from its first moment (its health controller starts
+    healthy, before the informers sync or the policy controller exists): the node enforces
+    NetworkPolicies only once the policy controller has hooked its chain into FORWARD. No pod
+    of the stack starts before that."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + POLICY_ENGINE_TIMEOUT
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            ["iptables", "-w", "5", "-t", "filter", "-S", "FORWARD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        if any(KUBE_ROUTER_FORWARD in line.split() for line in listed.splitlines()):
+            return
+        time.sleep(0.5)
+    raise LocalClusterError(
+        f"kube-router did not install its {KUBE_ROUTER_FORWARD} chain within "
+        f"{POLICY_ENGINE_TIMEOUT:.0f}s: NetworkPolicies would not be enforced"
+    )
+
+
+KUBE_ROUTER_FORWARD = "KUBE-ROUTER-FORWARD"
+"""The filter chain kube-router's policy controller jumps to from FORWARD (pod traffic)."""
+
 KUBE_ROUTER_COMPONENT = Component(
     name=KUBE_ROUTER,
     ports=("kube-router-health",),
     argv=kube_router_argv,
     health=lambda ports: Probe(f"http://{LOOPBACK}:{ports['kube-router-health']}/healthz"),
     before_start=kube_router_rbac,
+    after_ready=wait_policy_engine,
+    # It exits (klog.Fatal) on iptables or API errors: pods started after that would run with
+    # no policy at all, so it comes back like the operator does.
+    supervised=True,
 )
 """The NetworkPolicy engine: iptables rules and ipsets for every pod a policy selects. After
 kube-proxy (it needs the Node object, Ready, for the node's IP), before any pod of the stack."""

@@ -99,9 +99,10 @@ OWN_CHAIN_PREFIXES = ("KUBE-", FENCE_CHAIN, INGRESS_CHAIN)
 """(The bridge plugin without ipMasq creates no CNI-* chains: those would be someone else's.)"""
 """Chains the node creates (kubelet, kube-proxy, CNI plugins, our fence)."""
 
-OWN_IPSET_PREFIXES = ("KUBE-", "TMP-")
+OWN_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "TMP-")
 """IP sets of kube-router's policy controller (its sets, and the temporary ones it swaps in);
-only new ones with these names are destroyed, even from a host record that lists none."""
+only new ones with these names are destroyed, even from a host record that lists none (not
+every KUBE-*: kube-proxy in IPVS mode names its sets KUBE-CLUSTER-IP and so on)."""
 
 REQUIRED_TOOLS = {
     "ip": "iproute2",
@@ -610,17 +611,37 @@ def ingress_rules(service_cidr: str, closed_ports: Sequence[int] = ()) -> list[l
     ]
 
 
+def ingress6_rules(closed_ports: Sequence[int]) -> list[list[str]]:
+    """raw PREROUTING for IPv6: the bridge has no IPv6, so only the ports of node processes that
+    listen on every address (`[::]` as well) need closing to other interfaces."""
+    return [
+        ["-i", "lo", "-j", "RETURN"],
+        *(["-p", "tcp", "--dport", str(port), "-j", "DROP"] for port in closed_ports),
+    ]
+
+
 def _install_fence(
     service_cidr: str, closed_ports: Sequence[int], *, forwarding_was_off: bool
 ) -> None:
-    for table, hook, chain, rules in (
-        ("mangle", "FORWARD", FENCE_CHAIN, fence_rules(forwarding_was_off=forwarding_was_off)),
-        ("raw", "PREROUTING", INGRESS_CHAIN, ingress_rules(service_cidr, closed_ports)),
-    ):
-        _run(["iptables", "-w", "5", "-t", table, "-N", chain])
+    chains_: list[tuple[str, str, str, str, list[list[str]]]] = [
+        (
+            "iptables",
+            "mangle",
+            "FORWARD",
+            FENCE_CHAIN,
+            fence_rules(forwarding_was_off=forwarding_was_off),
+        ),
+        ("iptables", "raw", "PREROUTING", INGRESS_CHAIN, ingress_rules(service_cidr, closed_ports)),
+    ]
+    if closed_ports:
+        chains_.append(
+            ("ip6tables", "raw", "PREROUTING", INGRESS_CHAIN, ingress6_rules(closed_ports))
+        )
+    for tool, table, hook, chain, rules in chains_:
+        _run([tool, "-w", "5", "-t", table, "-N", chain])
         for rule in rules:
-            _run(["iptables", "-w", "5", "-t", table, "-A", chain, *rule])
-        _run(["iptables", "-w", "5", "-t", table, "-I", hook, "1", "-j", chain])
+            _run([tool, "-w", "5", "-t", table, "-A", chain, *rule])
+        _run([tool, "-w", "5", "-t", table, "-I", hook, "1", "-j", chain])
 
 
 # ------------------------------------------------------------------------------ host: restore
