@@ -372,6 +372,7 @@ def _run(args: argparse.Namespace, state: Path) -> int:
             step = "cancel"
             if not release_stale_locks(stack, state, args.stack):
                 return 1
+            step = args.action
             current = cluster_identity(kubeconfig)
             recorded = recorded_identity(state, args.stack)
             deployment = stack.export_stack().deployment

@@ -270,8 +270,9 @@ def test_twenty_concurrent_submits_all_finish_each_zip_uploaded_once(
 
 
 SPILL = """
-import glob, os
+import glob, re, time
 import ray
+from ray._private.internal_api import memory_summary
 
 ray.init()
 head = next(n for n in ray.nodes() if n["Alive"] and "node:__internal_head__" in n["Resources"])
@@ -279,10 +280,16 @@ capacity = head["Resources"]["object_store_memory"]
 chunk = 64 * 2**20
 count = int(capacity * 1.5 // chunk) + 1
 refs = [ray.put(bytes([i % 256]) * chunk) for i in range(count)]
-files = [p for p in glob.glob("/tmp/ray/**", recursive=True)
-         if "spill" in p and os.path.isfile(p)]
 print("object store", capacity // 2**20, "MiB; put", count * chunk // 2**20, "MiB", flush=True)
-print("spill files", len(files), sorted({os.path.dirname(p) for p in files})[:1], flush=True)
+spilled = 0
+for _ in range(60):  # the raylet spills asynchronously
+    found = re.search(r"Spilled (\\d+) MiB", memory_summary(stats_only=True))
+    spilled = int(found.group(1)) if found else 0
+    if spilled:
+        break
+    time.sleep(1)
+dirs = sorted(glob.glob("/tmp/ray/session_*/ray_spilled_objects*"))
+print("spilled MiB", spilled, "into", dirs[:1], flush=True)
 print("read back", all(ray.get(r)[-1] == i % 256 for i, r in enumerate(refs)), flush=True)
 """
 
@@ -297,10 +304,10 @@ def test_a_job_that_overfills_the_object_store_spills_and_completes(
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     print(run.stdout)
     assert "read back True" in run.stdout
-    spilled = run.stdout.split("spill files ", 1)[1].splitlines()[0]
-    count, where = spilled.split(" ", 1)
-    assert int(count) > 0, run.stdout
-    assert "/tmp/ray/" in where, where
+    spilled = run.stdout.split("spilled MiB ", 1)[1].splitlines()[0]
+    mib, where = spilled.split(" into ", 1)
+    assert int(mib) > 0, run.stdout  # Ray itself reports the spill
+    assert "'/tmp/ray/session_" in where and "ray_spilled_objects" in where, where
 
 
 def test_deleting_the_head_while_a_job_runs_fails_the_submit_clearly_and_loses_no_data(
