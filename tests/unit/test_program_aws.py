@@ -519,7 +519,7 @@ def test_outputs(aws_run: ProgramRun) -> None:
 @pytest.mark.parametrize("disabled", ["sharedFilesystem", "artifactBucket"])
 def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
     config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:storage"][disabled]["enabled"] = False
+    config["ray-platform:storage"].setdefault(disabled, {})["enabled"] = False
     config["ray-platform:ray"].pop("sharedPackages")
     config["ray-platform:ray"].pop("jupyter")
     run = run_program("dev", config)
@@ -616,7 +616,7 @@ def test_subnet_preference_per_zone() -> None:
 
 def test_existing_namespace_is_used_not_managed() -> None:
     config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:kubernetes"]["createNamespace"] = False
+    config.setdefault("ray-platform:kubernetes", {})["createNamespace"] = False
     run = run_program("dev", config)
     names = [r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Namespace")]
     assert names == ["kuberay-system"]
@@ -711,7 +711,7 @@ def test_network_policy_admits_only_the_cluster_itself(aws_run: ProgramRun) -> N
 
 def test_network_policy_settings_open_namespaces_and_close_egress() -> None:
     config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:kubernetes"]["networkPolicy"] = {
+    config.setdefault("ray-platform:kubernetes", {})["networkPolicy"] = {
         "allowFromNamespaces": ["notebooks"],
         "restrictEgress": True,
     }

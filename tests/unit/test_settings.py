@@ -755,7 +755,7 @@ def test_runtime_env_packages_beside_the_shared_ones_are_fine() -> None:
 def test_all_errors_are_reported_together() -> None:
     def two_faults(c: dict[str, Any]) -> None:
         _ray(c)["head"]["cpu"] = "two"
-        c["ray-platform:kubernetes"]["namespace"] = "Bad_NS"
+        c.setdefault("ray-platform:kubernetes", {})["namespace"] = "Bad_NS"
 
     with pytest.raises(SettingsError) as info:
         _load("dev", two_faults)
