@@ -360,6 +360,7 @@ def test_every_resource_has_a_component_or_provider_parent(aws_run: ProgramRun) 
     top_level = {
         "kubernetes:core/v1:Namespace",
         "pulumi:providers:kubernetes",
+        "pulumi:providers:aws",
         "aws:eks/addon:Addon",
     }
     for reg in aws_run.registrations:
@@ -793,7 +794,7 @@ def test_a_key_rotation_outside_the_settings_never_replaces_the_file_system(
             run = run_program(stack, config, mocks=mocks, monitor=monitor)
         except SettingsError as err:
             assert "set the key ARN instead" in str(err) and "\n" not in str(err)
-            assert monitor.registrations == []
+            assert monitor.registered_resources == []
             continue
         inputs.append(run.one("aws:efs/fileSystem:FileSystem").inputs)
         assert not [c for c in run.calls if c[0] == "aws:kms/getAlias:getAlias"]

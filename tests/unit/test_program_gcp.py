@@ -483,7 +483,7 @@ def test_a_new_node_zone_never_moves_the_filestore_instance(stack: str, zone: st
                 f"zones: {', '.join(zones)}); it is used as is, and changing it replaces the "
                 "instance"
             )
-            assert monitor.registrations == []
+            assert monitor.registered_resources == []
     if zone is None:
         assert runs == []
         return
@@ -683,7 +683,7 @@ def test_gcp_bad_setting_stops_before_any_resource(
     message = str(info.value)
     assert message.startswith(expected), message
     assert "\n" not in message
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def _live_crd(monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | Exception) -> list[str]:
@@ -760,7 +760,7 @@ def test_managed_operator_refuses_an_addon_that_would_prune_the_raycluster(
         "them silently): upgrade the cluster (the add-on follows its GKE version), or disable "
         "the add-on and use operator.install: helm"
     )
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_managed_operator_without_token_auth_needs_no_auth_options(
@@ -790,7 +790,7 @@ def test_managed_operator_whose_crd_cannot_be_read_is_one_line(
         'ray-platform:operator.install ("managed") needs the RayCluster CRD of cluster ml-dev\'s '
         "Ray add-on, which could not be read: HTTP 403 Forbidden"
     )
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_the_crd_is_read_from_the_api_server_with_the_providers_kubeconfig() -> None:
@@ -893,4 +893,4 @@ def test_managed_operator_needs_the_ray_addon() -> None:
         SettingsError, match=r"needs the GKE Ray operator add-on.*RayOperator=ENABLED"
     ):
         run_program("gke-dev", config, mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []

@@ -847,7 +847,7 @@ def test_bad_setting_stops_program_before_any_resource() -> None:
     monitor = RecordingMonitor(mocks)
     with pytest.raises(SettingsError, match=r"workerGroups\[0\]\.maxReplicas"):
         run_program("dev", config, mocks=mocks, monitor=monitor)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_unfetchable_operator_version_is_a_settings_error(
@@ -861,7 +861,7 @@ def test_unfetchable_operator_version_is_a_settings_error(
     with pytest.raises(SettingsError) as info:
         run_program("dev", monitor=monitor)
     assert str(info.value).startswith('ray-platform:operator.version ("1.6.1") is not a KubeRay')
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 class _NoPrivateSubnets(PlatformMocks):
@@ -898,7 +898,7 @@ def test_cluster_problems_stop_before_any_resource(mocks: type, expected: str) -
         run_program("dev", mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 @pytest.mark.parametrize(
@@ -949,4 +949,4 @@ def test_efs_lookup_problems_stop_before_any_resource(efs: dict[str, Any], expec
     with pytest.raises(SettingsError) as info:
         run_program("dev", config, monitor=monitor)
     assert expected in str(info.value) and "\n" not in str(info.value)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
