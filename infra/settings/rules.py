@@ -157,7 +157,7 @@ def jupyter_is_dev_only_and_tokened(s: Settings, _: Path) -> list[str]:
     if s.mode == "prod":
         return [message("ray.jupyter.enabled", True, "is dev only; prod runs no notebook server")]
     errors = []
-    token = s.jupyter_token or ""
+    token = s.jupyter_token.get_secret_value() if s.jupyter_token else ""
     if len(token.strip()) < 16:
         errors.append(
             f"{CONFIG_PREFIX}:jupyterToken must be a secret of 16 or more characters when "

@@ -862,7 +862,7 @@ def test_runtime_env_packages_beside_the_shared_ones_are_fine() -> None:
 def test_all_errors_are_reported_together() -> None:
     def two_faults(c: dict[str, Any]) -> None:
         _ray(c)["head"]["cpu"] = "two"
-        c["ray-platform:kubernetes"]["namespace"] = "Bad_NS"
+        c.setdefault("ray-platform:kubernetes", {})["namespace"] = "Bad_NS"
 
     with pytest.raises(SettingsError) as info:
         _load("dev", two_faults)
@@ -967,7 +967,7 @@ def test_bad_setting_stops_program_before_any_resource() -> None:
     monitor = RecordingMonitor(mocks)
     with pytest.raises(SettingsError, match=r"workerGroups\[0\]\.maxReplicas"):
         run_program("dev", config, mocks=mocks, monitor=monitor)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_unfetchable_operator_version_is_a_settings_error(
@@ -981,7 +981,7 @@ def test_unfetchable_operator_version_is_a_settings_error(
     with pytest.raises(SettingsError) as info:
         run_program("dev", monitor=monitor)
     assert str(info.value).startswith('ray-platform:operator.version ("1.6.1") is not a KubeRay')
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 class _NoPrivateSubnets(PlatformMocks):
@@ -1018,7 +1018,7 @@ def test_cluster_problems_stop_before_any_resource(mocks: type, expected: str) -
         run_program("dev", mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 @pytest.mark.parametrize(
@@ -1069,4 +1069,4 @@ def test_efs_lookup_problems_stop_before_any_resource(efs: dict[str, Any], expec
     with pytest.raises(SettingsError) as info:
         run_program("dev", config, monitor=monitor)
     assert expected in str(info.value) and "\n" not in str(info.value)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
