@@ -3,6 +3,8 @@
 The port-forward is the API's own (`pods/portforward`, what `kubectl port-forward` uses), made
 with the `kubernetes` client, so no kubectl is needed. Each local connection gets its own
 forwarding stream: the client's PortForward carries one connection per port per websocket.
+The head pod is looked up behind the head Service at start, and again when a stream to it
+cannot be opened (the pod was replaced), so new connections reach a recreated head.
 """
 
 from __future__ import annotations
@@ -82,13 +84,18 @@ class LocalRelay:
                 continue
             except OSError:
                 return
-            try:
-                remote = self._connect()
-            except Exception as e:  # the client sees a closed connection; the cause is kept
-                self.last_error = " ".join(str(e).split())[:200] or type(e).__name__
-                local.close()
-                continue
-            threading.Thread(target=_pump, args=(local, remote, self._stop), daemon=True).start()
+            # Opened on the connection's own thread: a forward towards a vanished node can take
+            # long to fail, and must not hold up the connections behind it.
+            threading.Thread(target=self._relay, args=(local,), daemon=True).start()
+
+    def _relay(self, local: socket.socket) -> None:
+        try:
+            remote = self._connect()
+        except Exception as e:  # the client sees a closed connection; the cause is kept
+            self.last_error = " ".join(str(e).split())[:200] or type(e).__name__
+            local.close()
+            return
+        _pump(local, remote, self._stop)
 
     def close(self) -> None:
         """Stop listening and end every relayed connection."""
@@ -159,14 +166,26 @@ def port_forward(namespace: str, cluster: str) -> Iterator[str]:
     from kubernetes.stream import portforward
 
     core = _core_api()
-    pod, port = _head_pod(core, namespace, cluster)
+    head = [_head_pod(core, namespace, cluster)]
 
-    def connect() -> _Conn:
+    def open_stream(pod: str, port: int) -> _Conn:
         pf = portforward(
             core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
         )
         conn: _Conn = pf.socket(port)
         return conn
+
+    def connect() -> _Conn:
+        try:
+            return open_stream(*head[0])
+        except Exception:
+            # KubeRay replaces a deleted head pod with one of another name: ask the Service
+            # again, so that a follow that lost the old head reaches the new one.
+            fresh = _head_pod(core, namespace, cluster)
+            if fresh == head[0]:
+                raise
+            head[0] = fresh
+            return open_stream(*fresh)
 
     relay = LocalRelay(connect)
     try:
@@ -175,7 +194,8 @@ def port_forward(namespace: str, cluster: str) -> Iterator[str]:
         # "dashboard unreachable" alone hides the cause: say why the port-forward failed.
         if e.code == Exit.CLUSTER and relay.last_error:
             raise SubmitError(
-                e.code, f"{e}; the port-forward to {namespace}/{pod} failed: {relay.last_error}"
+                e.code,
+                f"{e}; the port-forward to {namespace}/{head[0][0]} failed: {relay.last_error}",
             ) from None
         raise
     finally:

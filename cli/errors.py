@@ -24,7 +24,9 @@ class Exit(IntEnum):
     BUCKET = 5
     """The bucket cannot be reached, or refused the check or the upload."""
     CLUSTER = 6
-    """The dashboard cannot be reached (no port-forward, no head pod, API down)."""
+    """The dashboard cannot be reached (no port-forward, no head pod, API down), or contact
+    with the Ray head was lost while following the job and not regained in time, or the head
+    came back without the job."""
     AUTH = 7
     """The Ray auth token is missing, unreadable or refused by the cluster."""
     POLICY = 8
@@ -38,7 +40,9 @@ class Exit(IntEnum):
 class SubmitError(Exception):
     """A failure the user can act on: one line of text and the exit code that goes with it."""
 
-    def __init__(self, code: Exit, message: str) -> None:
+    def __init__(self, code: Exit, message: str, hint: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.hint = hint
+        """Printed on the lines after the message: what to run next (not part of the error)."""

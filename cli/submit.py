@@ -12,7 +12,6 @@ status. Exit codes: see `cli.errors.Exit` (and `--help`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import copy
 import hashlib
@@ -30,10 +29,9 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from cli import buckets, outputs, package
+from cli import buckets, follow, outputs, package
 from cli.errors import Exit, SubmitError
 
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 WORKING_DIRS = "working_dirs"
 """Under the bucket prefix: the zips. The stack expires them (components/wiring.py's
 WORKING_DIRS, storage.artifactBucket.workingDirExpiryDays); a later submit uploads again."""
@@ -51,7 +49,10 @@ exit codes:
        link out of it, a socket/FIFO/device, a non-UTF-8 name or an unreadable entry
   5    bucket unreachable, missing, or refused the upload (nothing is left under the
        zip's name: run the same command again once it is back)
-  6    dashboard unreachable (port-forward, head pod, Kubernetes API)
+  6    dashboard unreachable (port-forward, head pod, Kubernetes API), or contact with the
+       Ray head lost while following the job: not regained within
+       $RAY_PLATFORM_RECONNECT_TIMEOUT seconds (120; the job's fate unknown), or the head
+       came back without the job (lost with the old head)
   7    Ray auth token missing, unreadable or refused
   8    refused in prod: pip/uv/conda in the runtime_env
   9    the job was STOPPED
@@ -266,18 +267,20 @@ def _token(stack: outputs.StackOutputs) -> str | None:
     return dashboard.cluster_token(stack.namespace, stack.cluster_name)
 
 
-def _client(address: str, token: str | None) -> Any:
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
-
+def _headers(token: str | None) -> dict[str, str]:
     # The header is set explicitly: Ray adds one by itself only when this process has
     # RAY_AUTH_MODE=token, and a user's shell may have neither that nor RAY_AUTH_TOKEN.
-    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _client(address: str, token: str | None, limits: follow.Limits) -> Any:
+    from ray.exceptions import AuthenticationError
+
     try:
-        return JobSubmissionClient(address, headers=headers)
+        return follow.client(address, _headers(token) or None, limits)
     except AuthenticationError as e:
         raise _auth_error(e, token) from None
-    except ConnectionError:
+    except follow.contact_errors():
         raise SubmitError(Exit.CLUSTER, f"cannot reach the Ray dashboard at {address}") from None
 
 
@@ -293,42 +296,19 @@ def _auth_error(e: Exception, token: str | None) -> SubmitError:
     )
 
 
-def _follow(client: Any, job_id: str) -> str:
-    """Wait out PENDING with a progress line, stream the logs, return the final status."""
-
-    status = str(client.get_job_status(job_id))
-    if status == "PENDING":
-        with tqdm(
-            desc=f"{job_id}: setting up the runtime_env (downloading the working_dir)",
-            bar_format="{desc} {elapsed}",
-            file=sys.stderr,
-            disable=None,
-        ) as bar:
-            while status == "PENDING":
-                time.sleep(0.5)
-                bar.refresh()
-                status = str(client.get_job_status(job_id))
-    if status not in TERMINAL:
-        _say(f"{job_id}: {status}; streaming its logs")
-
-        async def stream() -> None:
-            async for chunk in client.tail_job_logs(job_id):
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
-
-        # A loop of its own, closed after: asyncio.run would leave the thread without a current
-        # event loop, which breaks callers (and test runs) that expect one.
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(stream())
-        finally:
-            loop.close()
-        while (status := str(client.get_job_status(job_id))) not in TERMINAL:
-            time.sleep(0.3)
-    else:
-        sys.stdout.write(client.get_job_logs(job_id))
-        sys.stdout.flush()
-    return status
+def _lost(e: follow.JobLost, hint: str) -> SubmitError:
+    if e.gone:
+        return SubmitError(
+            Exit.CLUSTER,
+            f"job {e.job_id} was lost with the Ray head: {e.why} (the head was replaced and "
+            "keeps no job table across restarts); submit it again",
+        )
+    return SubmitError(
+        Exit.CLUSTER,
+        f"lost contact with the Ray head while following job {e.job_id}: {e.why}; its fate is "
+        "unknown (the head was restarted or is unreachable)",
+        hint=f"check later, {hint}",
+    )
 
 
 def _follow_hint(job_id: str, address: str, forwarded: bool, stack: outputs.StackOutputs) -> str:
@@ -471,8 +451,9 @@ def _submit(
     from ray.exceptions import AuthenticationError
 
     token = _token(stack)
+    limits = follow.Limits.from_env()
     with _dashboard(address, stack) as (addr, forwarded):
-        client = _client(addr, token)
+        client = _client(addr, token, limits)
         job_id: str | None = None
         try:
             job_id = str(client.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=env))
@@ -480,11 +461,20 @@ def _submit(
             if args.no_wait:
                 _say(_follow_hint(job_id, addr, forwarded, stack))
                 return Exit.SUCCEEDED
-            status = _follow(client, job_id)
+            status = follow.Follower(client, job_id, _headers(token), limits).run()
         except AuthenticationError as e:
             raise _auth_error(e, token) from None
-        except ConnectionError:
-            raise SubmitError(Exit.CLUSTER, f"lost the Ray dashboard at {addr}") from None
+        except follow.JobLost as e:
+            raise _lost(e, _follow_hint(e.job_id, addr, forwarded, stack)) from None
+        except follow.contact_errors() as e:
+            # Before the job was accepted (the follow handles its own): whether a submit cut
+            # mid-request reached Ray is unknown, so the line says where to look.
+            why = " ".join(str(e).split())[:160] or type(e).__name__
+            raise SubmitError(
+                Exit.CLUSTER,
+                f"lost the Ray dashboard at {addr} while submitting ({why}); if it comes back, "
+                "`ray job list` shows whether the job was accepted",
+            ) from None
         except RuntimeError as e:
             raise SubmitError(
                 Exit.CLUSTER, f"the Ray dashboard refused: {' '.join(str(e).split())[:200]}"
@@ -524,6 +514,8 @@ def main(argv: list[str]) -> int:
         return int(run(args, entrypoint))
     except SubmitError as e:
         print(f"ray-platform submit: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(e.hint, file=sys.stderr)
         return int(e.code)
     except KeyboardInterrupt:
         print("ray-platform submit: interrupted before the job was submitted", file=sys.stderr)

@@ -23,6 +23,13 @@ import yaml
 
 from infra.cache import cache_root
 
+PINNED_VERSION = "1.6.1"
+"""The KubeRay release this program pins, written once: the settings' default `operator.version`
+(so the chart's version and the CRDs fetched here), and the operator the local control plane runs
+(`tools/versions.json` `pairing.kuberay` and its `kuberay-operator` tool, a Go module the proxy
+must serve; tests/unit/test_kuberay_version.py ties them). 1.7.0's module zip is refused by the
+proxy reachable here (README, "Building the engine offline")."""
+
 MODULE = "github.com/ray-project/kuberay/ray-operator"
 CRD_DIR = "config/crd/bases/"
 # go.sum `h1:` hashes (sum.golang.org) of module zips we have checked; others are trusted over TLS.

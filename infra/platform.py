@@ -27,6 +27,7 @@ from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
+from infra.settings.secrets import secret_setting
 from infra.settings.values import index_host
 
 # Ray pods need nothing beyond Pod Security `restricted`; the API server enforces it when the
@@ -126,7 +127,10 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             f"is not a KubeRay release this program can fetch: {err}",
         ) from None
     adapter = clouds.adapter_for(settings)
-    config = ray_cluster_config(settings.ray, settings.mode, jupyter_token=settings.jupyter_token)
+    token = settings.jupyter_token
+    config = ray_cluster_config(
+        settings.ray, settings.mode, jupyter_token=token.get_secret_value() if token else None
+    )
 
     provider = adapter.kubernetes_provider()
     namespace_name = settings.kubernetes.namespace
@@ -174,9 +178,9 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
                 ),
             ),
             labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
-            # A Pulumi secret stays one: encrypted in state, masked in output.
+            # Read as Pulumi's config API marks it: a secret, encrypted in state, masked in output.
             jupyter_token=(
-                pulumi.Output.secret(settings.jupyter_token)
+                secret_setting("jupyterToken")
                 if config.jupyter and settings.jupyter_token
                 else None
             ),

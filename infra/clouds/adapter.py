@@ -1,8 +1,16 @@
 """The cloud-adapter interface: what every cloud does for the composition (`infra/platform.py`).
 
 An adapter is built from the settings; its constructor does every lookup the cloud needs and
-raises `SettingsError` (one line) on a problem, before any resource is registered. Then the
-composition asks it, in this order, for the Kubernetes provider and for storage and identity.
+raises `SettingsError` (one line) on a problem, before any resource is registered but its cloud
+provider. Then the composition asks it, in this order, for the Kubernetes provider and for storage
+and identity.
+
+A cloud adapter builds its own provider (`pulumi_aws.Provider`, `pulumi_gcp.Provider`) from the
+settings (region, project) and passes it to every resource and lookup it makes: the AWS and GCP
+stack files disable the default providers (`pulumi:disable-default-providers`), so nothing falls
+back to the ambient credentials' region or project. The provider is registered first, before the
+lookups, because an invoke names its provider by reference; it is configuration only (no cloud
+call), so a failed lookup leaves nothing in the cloud.
 """
 
 from __future__ import annotations
@@ -69,6 +77,14 @@ class CloudAdapter(abc.ABC):
     def __init__(self, settings: Settings) -> None:
         """Look up and check the cluster; every problem is a SettingsError raised here."""
         self.settings = settings
+
+    def with_provider(
+        self, provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions | None = None
+    ) -> pulumi.ResourceOptions:
+        """`opts` plus `provider` for a component's children (Pulumi passes a component's
+        `providers` on to its children by package, beside the Kubernetes one)."""
+        extra = pulumi.ResourceOptions(providers=[provider])
+        return extra if opts is None else pulumi.ResourceOptions.merge(opts, extra)
 
     def block(self, model: type[Block]) -> Block:
         """The stack's cloud block, as this adapter's own model."""

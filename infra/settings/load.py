@@ -26,8 +26,9 @@ another cloud's modules)."""
 
 NEUTRAL_KEYS = Settings.stack_file_keys()
 _MODES = ("dev", "prod")
-# Plain strings that are never echoed in an error (secrets).
-_SECRET_STRINGS = ("jupyterToken",)
+# Top-level keys whose value is a string, not a mapping. Which values are secret (never echoed)
+# the models say, with SecretStr (`_masked`).
+_STRING_KEYS = ("mode", "cloud", "jupyterToken")
 
 # Keys that lived in the cloud-neutral blocks before each cloud got its own: where they went.
 MOVED: dict[tuple[str, ...], str] = {
@@ -65,7 +66,7 @@ def parse_raw_config(config: Mapping[str, str], clouds: CloudModels) -> dict[str
         if key not in known:
             errors.append(f"{full_key} is not a known setting (known: {', '.join(known)})")
             continue
-        if key in ("mode", "cloud") or key in _SECRET_STRINGS:
+        if key in _STRING_KEYS:
             data[key] = value
             continue
         try:
@@ -208,8 +209,7 @@ def load(
             }
         )
     except ValidationError as err:
-        shown = {k: ("<secret>" if k in _SECRET_STRINGS else v) for k, v in neutral.items()}
-        raise fail(errors + pydantic_messages(err, shown)) from None
+        raise fail(errors + pydantic_messages(err, _masked(Settings, neutral))) from None
     if errors:
         raise fail(errors)
     base = base_dir or Path.cwd()

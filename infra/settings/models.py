@@ -2,6 +2,11 @@
 
 Each cloud's own keys live in its block (`ray-platform:aws`, `ray-platform:local`, ...), a model
 that the cloud's package defines (`infra/clouds/<cloud>/settings.py`) on `CloudSettings`.
+
+The docstring under each field is its documentation for users too: `use_attribute_docstrings`
+makes it the field's description, which the JSON Schema of the stack files carries
+(`schema/ray-platform.schema.json`, `python -m infra.clouds.schema --write`), so an editor shows
+it beside the key.
 """
 
 from __future__ import annotations
@@ -9,8 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from infra.kuberay_release import PINNED_VERSION
 from infra.settings.errors import KeyedError
 from infra.settings.values import (
     DNS1035_LABEL,
@@ -35,7 +49,9 @@ Mode = Literal["dev", "prod"]
 class Model(BaseModel):
     """Frozen, closed: an unknown key is an error, never ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=False, use_attribute_docstrings=True
+    )
 
 
 class CloudSettings(Model):
@@ -69,19 +85,23 @@ class KubernetesSettings(Model):
     """The namespace Ray runs in (the cluster itself is named in the cloud's block)."""
 
     namespace: NamespaceName = "ray"
+    """The namespace of the RayCluster, its ServiceAccounts and the shared volume's claim."""
     create_namespace: bool = Field(True, alias="createNamespace")
     """false: the namespace exists already (e.g. on a shared cluster) and is not managed here;
     it must then enforce Pod Security `restricted` itself."""
     network_policy: NetworkPolicySettings = Field(
         default_factory=lambda: NetworkPolicySettings.model_validate({}), alias="networkPolicy"
     )
+    """The NetworkPolicy in front of Ray pods."""
 
 
 class SharedFilesystemSettings(Model):
     """The shared POSIX file system mounted on every Ray pod (EFS, Filestore or a hostPath)."""
 
     enabled: bool = True
+    """false: no shared file system (then no shared packages and no Jupyter)."""
     mount_path: MountPath = Field("/mnt/shared", alias="mountPath")
+    """Where every Ray container sees it."""
     size: VolumeSize = "100Gi"
     """The PersistentVolume's nominal capacity (EFS is elastic; hostPath ignores it)."""
 
@@ -90,6 +110,7 @@ class ArtifactBucketSettings(Model):
     """The object-store bucket for artifacts and working_dir zips."""
 
     enabled: bool = True
+    """false: no bucket; `ray-platform submit` ships working directories through the dashboard."""
     prefix: KeyPrefix | None = None
     """Key prefix this stack may use; default: the stack name."""
     noncurrent_version_days: Days = Field(30, alias="noncurrentVersionDays")
@@ -102,28 +123,39 @@ class ArtifactBucketSettings(Model):
 
 
 class StorageSettings(Model):
+    """Where Ray pods keep data: a shared file system and a bucket."""
+
     shared_filesystem: SharedFilesystemSettings = Field(
         default_factory=lambda: SharedFilesystemSettings.model_validate({}),
         alias="sharedFilesystem",
     )
+    """Mounted on every Ray pod: datasets, checkpoints, notebooks, the shared packages."""
     artifact_bucket: ArtifactBucketSettings = Field(
         default_factory=lambda: ArtifactBucketSettings.model_validate({}), alias="artifactBucket"
     )
+    """What must outlive the cluster, and `ray-platform submit`'s working-directory zips."""
 
 
 class OperatorSettings(Model):
     """The KubeRay operator and its CRDs."""
 
-    version: SemVer = "1.6.1"
+    version: SemVer = PINNED_VERSION
+    """The KubeRay release: its CRDs (fetched and checked against their Go checksum) and the
+    chart's version. Default: the release this program pins (`infra/kuberay_release.py`), the
+    one the local control plane runs (`tools/versions.json`)."""
     namespace: NamespaceName = "kuberay-system"
+    """Where the chart installs the operator (install: helm)."""
     install: Literal["helm", "external", "managed"] = "helm"
     """helm: the program installs the kuberay-operator chart. external: an operator already runs
     (e.g. the local control plane's); the program still manages the CRDs. managed: the cluster's
     provider runs KubeRay and its CRDs (the GKE Ray operator add-on); the program touches
     neither."""
     chart_repo: str = Field("https://ray-project.github.io/kuberay-helm/", alias="chartRepo")
+    """The Helm repository of the kuberay-operator chart (an https:// URL; a mirror)."""
     cpu: CpuQuantity = "100m"
+    """The operator's CPU request and limit (install: helm)."""
     memory: MemoryQuantity = "512Mi"
+    """The operator's memory request and limit (install: helm)."""
 
     @field_validator("chart_repo")
     @classmethod
@@ -134,11 +166,16 @@ class OperatorSettings(Model):
 
 
 class GroupSettings(Model):
+    """A Ray pod's resources, given once: used as both request and limit."""
+
     cpu: CpuQuantity
+    """The Ray container's CPU (KubeRay rounds it up to Ray's logical CPUs)."""
     memory: MemoryQuantity
     """Given once: used as both request and limit (Ray sizes its object store from it)."""
     gpu: GpuCount = 0
+    """nvidia.com/gpu for the Ray container."""
     ray_start_params: dict[str, str] = Field(default_factory=dict, alias="rayStartParams")
+    """Options of `ray start` (Ray 2.60's, with values it takes), e.g. num-cpus: "0"."""
 
 
 class HeadSettings(GroupSettings):
@@ -149,9 +186,13 @@ class WorkerGroupSettings(GroupSettings):
     """One autoscaled worker group."""
 
     name: str
+    """The group's name (a DNS-1035 label, at most 40), unique in the cluster."""
     min_replicas: Count = Field(0, alias="minReplicas")
+    """Workers kept running even when idle."""
     max_replicas: Count = Field(alias="maxReplicas")
+    """The most workers the autoscaler adds."""
     node_selector: LabelMap = Field(default_factory=dict, alias="nodeSelector")
+    """Node labels the group's pods are scheduled by (e.g. a GPU node pool)."""
 
     @field_validator("name")
     @classmethod
@@ -168,9 +209,13 @@ class JupyterSettings(Model):
     """JupyterLab on the dev head (never in prod), reachable through `kubectl port-forward`."""
 
     enabled: bool = False
+    """true (dev only): JupyterLab beside Ray on the head; needs ray-platform:jupyterToken."""
     port: int = Field(8888, ge=1024, le=65535)
+    """The port it listens on, on the pod's loopback only (reached by a port-forward)."""
     cpu: CpuQuantity = "500m"
+    """The JupyterLab container's CPU (request = limit), on top of the head's."""
     memory: MemoryQuantity = "1Gi"
+    """The JupyterLab container's memory (request = limit), on top of the head's."""
     version: SemVer = "4.6.6"
     """The JupyterLab release installed onto the shared file system beside the shared packages,
     when the image lacks it (rayproject/ray images do)."""
@@ -180,6 +225,7 @@ class AutoscalerSettings(Model):
     """The in-tree autoscaler sidecar KubeRay adds to the head pod (request = limit)."""
 
     cpu: CpuQuantity = "500m"
+    """The sidecar's CPU; the default is KubeRay's own."""
     memory: MemoryQuantity = "512Mi"
     """KubeRay's own defaults; the sidecar counts against the head pod's requests."""
 
@@ -188,23 +234,31 @@ class RaySettings(Model):
     """The RayCluster and how code and dependencies reach it."""
 
     version: SemVer
+    """The Ray version; the image's tag must carry the same."""
     image: ImageRef
+    """The Ray image; prod: pinned by @sha256: digest."""
     cluster_name: str = Field("ray", alias="clusterName")
+    """The RayCluster's name (a DNS-1035 label, at most 50)."""
     head: HeadSettings
     worker_groups: tuple[WorkerGroupSettings, ...] = Field((), alias="workerGroups")
+    """Autoscaled worker groups."""
     runtime_env: dict[str, Any] = Field(default_factory=dict, alias="runtimeEnv")
+    """The stack's default runtime_env for jobs (prod: no pip, conda or uv)."""
     shared_packages: tuple[str, ...] = Field((), alias="sharedPackages")
     """dev: pip requirement strings installed onto the shared file system (on PYTHONPATH)."""
     package_index: PackageIndexUrl | None = Field(None, alias="packageIndex")
     """A PEP 503 simple index (a private index or PyPI mirror) for clusters without egress to
     PyPI: the shared-packages installer, JupyterLab's install and runtime_env pip/uv use it."""
     idle_timeout_seconds: int = Field(60, alias="idleTimeoutSeconds", ge=10, le=86_400)
+    """The autoscaler removes a worker idle this long."""
     auth: Literal["token", "disabled"] = "token"
     """token: the dashboard / Jobs API need the token KubeRay stores in a Secret (Ray ≥ 2.52)."""
     jupyter: JupyterSettings = Field(default_factory=lambda: JupyterSettings.model_validate({}))
+    """JupyterLab on the dev head."""
     autoscaler: AutoscalerSettings = Field(
         default_factory=lambda: AutoscalerSettings.model_validate({})
     )
+    """The autoscaler sidecar's resources."""
 
     @field_validator("cluster_name")
     @classmethod
@@ -249,16 +303,21 @@ class Settings(Model):
     project: str
     stack: str
     mode: Mode
+    """dev (generic Ray image, packages on the shared file system, Jupyter) or prod (image pinned
+    by digest, no pip at run time; stateful resources protected). Independent of the stack name."""
     cloud: str
-    """A key of the cloud table (`infra/clouds/__init__.py`)."""
+    """A key of the cloud table (`infra/clouds/__init__.py`): the block `ray-platform:<cloud>`
+    holds the cloud's own settings."""
     kubernetes: KubernetesSettings = Field(
         default_factory=lambda: KubernetesSettings.model_validate({})
     )
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings.model_validate({}))
     operator: OperatorSettings = Field(default_factory=lambda: OperatorSettings.model_validate({}))
     ray: RaySettings
-    jupyter_token: str | None = Field(None, alias="jupyterToken", repr=False)
-    """A Pulumi secret (`pulumi config set --secret ray-platform:jupyterToken …`); never shown."""
+    jupyter_token: SecretStr | None = Field(None, alias="jupyterToken")
+    """JupyterLab's token, a Pulumi secret (`pulumi config set --secret ray-platform:jupyterToken
+    …`, 16 or more characters); never shown. The program hands it to resources as Pulumi's config
+    API reads it (`infra.settings.secrets`), so it stays a secret."""
     cloud_settings: InstanceOf[CloudSettings]
     """The cloud's own block, as its model (e.g. `AwsSettings`)."""
 

@@ -157,7 +157,7 @@ def jupyter_is_dev_only_and_tokened(s: Settings, _: Path) -> list[str]:
     if s.mode == "prod":
         return [message("ray.jupyter.enabled", True, "is dev only; prod runs no notebook server")]
     errors = []
-    token = s.jupyter_token or ""
+    token = s.jupyter_token.get_secret_value() if s.jupyter_token else ""
     if len(token.strip()) < 16:
         errors.append(
             f"{CONFIG_PREFIX}:jupyterToken must be a secret of 16 or more characters when "
@@ -357,11 +357,11 @@ def runtime_env_valid(s: Settings, base_dir: Path) -> list[str]:
     return errors
 
 
-def _group_start_params(key: str, group: GroupSettings) -> list[str]:
+def _group_start_params(key: str, group: GroupSettings, *, head: bool) -> list[str]:
     params = group.ray_start_params
     errors = [
         message(f"{key}.rayStartParams.{name}", params[name], problem)
-        for name, problem in ray_start.problems(params)
+        for name, problem in ray_start.problems(params, head=head)
     ]
     if errors:
         return errors
@@ -393,9 +393,9 @@ def _group_start_params(key: str, group: GroupSettings) -> list[str]:
 
 def ray_start_params_valid(s: Settings, _: Path) -> list[str]:
     """Each group's rayStartParams as `ray start` takes them (see settings/ray_start.py)."""
-    errors = _group_start_params("ray.head", s.ray.head)
+    errors = _group_start_params("ray.head", s.ray.head, head=True)
     for i, group in enumerate(s.ray.worker_groups):
-        errors += _group_start_params(f"ray.workerGroups[{i}]", group)
+        errors += _group_start_params(f"ray.workerGroups[{i}]", group, head=False)
     return errors
 
 

@@ -244,22 +244,30 @@ def image_ray_version(image: str) -> str | None:
     return versions[0] if versions else None
 
 
+# The JSON Schema of the stack files (infra/settings/schema.py) shows what a stack file may write:
+# a quantity as a string or a YAML number (`json_schema_input_type`), a count's bounds (Field
+# before the BeforeValidator, so they land on the integer, as `minimum`/`maximum`).
+_QUANTITY_INPUT = str | int | float
 SemVer = Annotated[str, AfterValidator(_semver)]
 CpuQuantity = Annotated[
     str,
-    BeforeValidator(_number_to_str),
+    BeforeValidator(_number_to_str, json_schema_input_type=_QUANTITY_INPUT),
     AfterValidator(lambda v: _quantity(v, _CPU, "a CPU quantity such as 500m or 2")),
 ]
-MemoryQuantity = Annotated[str, BeforeValidator(_number_to_str), AfterValidator(_memory)]
+MemoryQuantity = Annotated[
+    str,
+    BeforeValidator(_number_to_str, json_schema_input_type=_QUANTITY_INPUT),
+    AfterValidator(_memory),
+]
 VolumeSize = Annotated[
     str,
-    BeforeValidator(_number_to_str),
+    BeforeValidator(_number_to_str, json_schema_input_type=_QUANTITY_INPUT),
     AfterValidator(lambda v: _quantity(v, _MEMORY, "a storage quantity such as 100Gi")),
 ]
 NamespaceName = Annotated[str, AfterValidator(_namespace)]
-Count = Annotated[int, BeforeValidator(_strict_int), Field(ge=0, le=10_000)]
-GpuCount = Annotated[int, BeforeValidator(_strict_int), Field(ge=0, le=64)]
-Days = Annotated[int, BeforeValidator(_strict_int), Field(ge=1, le=36_500)]
+Count = Annotated[int, Field(ge=0, le=10_000), BeforeValidator(_strict_int)]
+GpuCount = Annotated[int, Field(ge=0, le=64), BeforeValidator(_strict_int)]
+Days = Annotated[int, Field(ge=1, le=36_500), BeforeValidator(_strict_int)]
 LabelMap = Annotated[dict[str, str], AfterValidator(_label_map)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 MountPath = Annotated[str, AfterValidator(_mount_path)]

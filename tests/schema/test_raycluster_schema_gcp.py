@@ -32,7 +32,7 @@ def test_gke_rayclusters_are_valid_and_unpruned(
 ) -> None:
     config = copy.deepcopy(stack_config(stack))
     config["ray-platform:gcp"]["gcsFuse"]["enabled"] = fuse
-    config["ray-platform:storage"]["sharedFilesystem"]["enabled"] = filestore
+    config["ray-platform:storage"].setdefault("sharedFilesystem", {})["enabled"] = filestore
     if not filestore:
         # Shared packages live on the shared file system: without it, there are none.
         config["ray-platform:ray"].pop("sharedPackages", None)

@@ -96,7 +96,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
 def with_index() -> ProgramRun:
     config = copy.deepcopy(stack_config("dev"))
     config["ray-platform:ray"]["packageIndex"] = INDEX
-    config["ray-platform:kubernetes"]["networkPolicy"] = {"restrictEgress": True}
+    config.setdefault("ray-platform:kubernetes", {})["networkPolicy"] = {"restrictEgress": True}
     return run_program("dev", config)
 
 
@@ -157,7 +157,7 @@ def test_closed_egress_still_reaches_the_index(with_index: ProgramRun) -> None:
     assert {"ports": [{"protocol": "TCP", "port": 3141}]} in egress
     config = copy.deepcopy(stack_config("local"))
     config["ray-platform:ray"]["packageIndex"] = "http://10.88.0.1:3141/index/"
-    config["ray-platform:kubernetes"]["networkPolicy"] = {"restrictEgress": True}
+    config.setdefault("ray-platform:kubernetes", {})["networkPolicy"] = {"restrictEgress": True}
     egress = (
         run_program("local", config)
         .one("kubernetes:networking.k8s.io/v1:NetworkPolicy")

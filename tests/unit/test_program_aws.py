@@ -360,6 +360,7 @@ def test_every_resource_has_a_component_or_provider_parent(aws_run: ProgramRun) 
     top_level = {
         "kubernetes:core/v1:Namespace",
         "pulumi:providers:kubernetes",
+        "pulumi:providers:aws",
         "aws:eks/addon:Addon",
     }
     for reg in aws_run.registrations:
@@ -519,7 +520,7 @@ def test_outputs(aws_run: ProgramRun) -> None:
 @pytest.mark.parametrize("disabled", ["sharedFilesystem", "artifactBucket"])
 def test_storage_pieces_can_be_turned_off(disabled: str) -> None:
     config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:storage"][disabled]["enabled"] = False
+    config["ray-platform:storage"].setdefault(disabled, {})["enabled"] = False
     config["ray-platform:ray"].pop("sharedPackages")
     config["ray-platform:ray"].pop("jupyter")
     run = run_program("dev", config)
@@ -616,7 +617,7 @@ def test_subnet_preference_per_zone() -> None:
 
 def test_existing_namespace_is_used_not_managed() -> None:
     config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:kubernetes"]["createNamespace"] = False
+    config.setdefault("ray-platform:kubernetes", {})["createNamespace"] = False
     run = run_program("dev", config)
     names = [r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Namespace")]
     assert names == ["kuberay-system"]
@@ -711,7 +712,7 @@ def test_network_policy_admits_only_the_cluster_itself(aws_run: ProgramRun) -> N
 
 def test_network_policy_settings_open_namespaces_and_close_egress() -> None:
     config = copy.deepcopy(stack_config("dev"))
-    config["ray-platform:kubernetes"]["networkPolicy"] = {
+    config.setdefault("ray-platform:kubernetes", {})["networkPolicy"] = {
         "allowFromNamespaces": ["notebooks"],
         "restrictEgress": True,
     }
@@ -793,7 +794,7 @@ def test_a_key_rotation_outside_the_settings_never_replaces_the_file_system(
             run = run_program(stack, config, mocks=mocks, monitor=monitor)
         except SettingsError as err:
             assert "set the key ARN instead" in str(err) and "\n" not in str(err)
-            assert monitor.registrations == []
+            assert monitor.registered_resources == []
             continue
         inputs.append(run.one("aws:efs/fileSystem:FileSystem").inputs)
         assert not [c for c in run.calls if c[0] == "aws:kms/getAlias:getAlias"]

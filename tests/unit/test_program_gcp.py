@@ -483,7 +483,7 @@ def test_a_new_node_zone_never_moves_the_filestore_instance(stack: str, zone: st
                 f"zones: {', '.join(zones)}); it is used as is, and changing it replaces the "
                 "instance"
             )
-            assert monitor.registrations == []
+            assert monitor.registered_resources == []
     if zone is None:
         assert runs == []
         return
@@ -582,7 +582,7 @@ def _small_hdd(c: dict[str, Any]) -> None:
 
 
 def _helm(c: dict[str, Any]) -> None:
-    c["ray-platform:operator"]["install"] = "helm"
+    c.setdefault("ray-platform:operator", {})["install"] = "helm"
 
 
 def _ray_addon() -> dict[str, Any]:
@@ -683,7 +683,7 @@ def test_gcp_bad_setting_stops_before_any_resource(
     message = str(info.value)
     assert message.startswith(expected), message
     assert "\n" not in message
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def _live_crd(monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | Exception) -> list[str]:
@@ -702,7 +702,7 @@ def _live_crd(monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | Exceptio
 
 
 def _managed(c: dict[str, Any]) -> None:
-    c["ray-platform:operator"].update(install="managed")
+    c.setdefault("ray-platform:operator", {}).update(install="managed")
 
 
 def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds(
@@ -760,7 +760,7 @@ def test_managed_operator_refuses_an_addon_that_would_prune_the_raycluster(
         "them silently): upgrade the cluster (the add-on follows its GKE version), or disable "
         "the add-on and use operator.install: helm"
     )
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_managed_operator_without_token_auth_needs_no_auth_options(
@@ -790,7 +790,7 @@ def test_managed_operator_whose_crd_cannot_be_read_is_one_line(
         'ray-platform:operator.install ("managed") needs the RayCluster CRD of cluster ml-dev\'s '
         "Ray add-on, which could not be read: HTTP 403 Forbidden"
     )
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_the_crd_is_read_from_the_api_server_with_the_providers_kubeconfig() -> None:
@@ -843,7 +843,9 @@ def test_the_crd_is_read_from_the_api_server_with_the_providers_kubeconfig() -> 
 
 
 def test_external_operator_is_refused_on_a_ray_addon_cluster() -> None:
-    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="external"))
+    config = _config(
+        "gke-dev", lambda c: c.setdefault("ray-platform:operator", {}).update(install="external")
+    )
     with pytest.raises(SettingsError, match=r"set operator\.install: managed"):
         run_program("gke-dev", config, mocks=GkeMocks(**_ray_addon()))
 
@@ -871,7 +873,9 @@ def test_closed_egress_still_reaches_the_gke_metadata_server() -> None:
     Ray (and the FUSE sidecar) off from it."""
     config = _config(
         "gke-dev",
-        lambda c: c["ray-platform:kubernetes"].update(networkPolicy={"restrictEgress": True}),
+        lambda c: c.setdefault("ray-platform:kubernetes", {}).update(
+            networkPolicy={"restrictEgress": True}
+        ),
     )
     run = run_program("gke-dev", config, mocks=GkeMocks())
     egress = run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]["egress"]
@@ -881,10 +885,12 @@ def test_closed_egress_still_reaches_the_gke_metadata_server() -> None:
 
 def test_managed_operator_needs_the_ray_addon() -> None:
     """Nothing would install KubeRay or its CRDs: the RayCluster would never be reconciled."""
-    config = _config("gke-dev", lambda c: c["ray-platform:operator"].update(install="managed"))
+    config = _config(
+        "gke-dev", lambda c: c.setdefault("ray-platform:operator", {}).update(install="managed")
+    )
     monitor = RecordingMonitor(GkeMocks())
     with pytest.raises(
         SettingsError, match=r"needs the GKE Ray operator add-on.*RayOperator=ENABLED"
     ):
         run_program("gke-dev", config, mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []

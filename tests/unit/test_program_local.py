@@ -145,7 +145,7 @@ def test_local_bucket_without_a_server_is_a_settings_error() -> None:
 
 def test_closed_egress_still_reaches_the_local_object_store() -> None:
     config = _with_object_store()
-    config["ray-platform:kubernetes"]["networkPolicy"] = {"restrictEgress": True}
+    config.setdefault("ray-platform:kubernetes", {})["networkPolicy"] = {"restrictEgress": True}
     egress = (
         run_program("local", config)
         .one("kubernetes:networking.k8s.io/v1:NetworkPolicy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,11 @@ def _set(path: str, value: Any) -> Mutation:
 def _delete(top: str) -> Mutation:
     return lambda c: c.pop(f"ray-platform:{top}")
 
+
+# Valid JSON in double quotes that bash would still change: `$(id)` runs, and `\\"` is a
+# backslash followed by the quote that closes the string.
+_SUBSTITUTED = '"{\\"$(id)\\": 1}"'
+_UNQUOTED = '"{\\\\"a\\": 1}"'
 
 BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
     (
@@ -679,7 +685,7 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "resources as bare JSON the shell would mangle",
         _set("ray.head.rayStartParams.resources", '{"custom": 1}'),
         'ray-platform:ray.head.rayStartParams.resources ("{\\"custom\\": 1}") must be a JSON '
-        "object in double quotes with its quotes escaped",
+        "object quoted for the shell",
     ),
     (
         "local",
@@ -691,8 +697,109 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str]] = [
         "local",
         "switch given as yes",
         _set("ray.head.rayStartParams.disable-usage-stats", "yes"),
-        'ray-platform:ray.head.rayStartParams.disable-usage-stats ("yes") must be "true" or '
-        '"false"',
+        'ray-platform:ray.head.rayStartParams.disable-usage-stats ("yes") is a switch: only '
+        '"true" works',
+    ),
+    (
+        "local",
+        "switch given false, which KubeRay just leaves out",
+        _set("ray.head.rayStartParams.disable-usage-stats", "false"),
+        'ray-platform:ray.head.rayStartParams.disable-usage-stats ("false") is a switch KubeRay '
+        'leaves out for "false", the same as not setting it: remove the key',
+    ),
+    (
+        "local",
+        "boolean option given true, which KubeRay passes as a bare option",
+        _set("ray.workerGroups.0.rayStartParams.include-log-monitor", "true"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.include-log-monitor ("true") needs a '
+        'value: KubeRay passes "true" as a bare --include-log-monitor',
+    ),
+    (
+        "local",
+        "boolean option given false, which KubeRay drops",
+        _set("ray.head.rayStartParams.include-log-monitor", "FALSE"),
+        'ray-platform:ray.head.rayStartParams.include-log-monitor ("FALSE") is left out by '
+        'KubeRay (it drops any option given "false" except log-color and include-dashboard), so '
+        'it changes nothing; write "1" or "0"',
+    ),
+    (
+        "local",
+        "an option that needs a value given true",
+        _set("ray.head.rayStartParams.node-name", "true"),
+        'ray-platform:ray.head.rayStartParams.node-name ("true") needs a value',
+    ),
+    (
+        "local",
+        "log-color in a case its choices do not have",
+        _set("ray.head.rayStartParams.log-color", "True"),
+        'ray-platform:ray.head.rayStartParams.log-color ("True") must be one of auto, false, true',
+    ),
+    (
+        "local",
+        "head on a worker group",
+        _set("ray.workerGroups.0.rayStartParams.head", "true"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.head ("true") would start a second head',
+    ),
+    (
+        "local",
+        "head on the head group",
+        _set("ray.head.rayStartParams.head", "true"),
+        'ray-platform:ray.head.rayStartParams.head ("true") is KubeRay\'s to set',
+    ),
+    (
+        "local",
+        "address on a worker group",
+        _set("ray.workerGroups.0.rayStartParams.address", "10.0.0.5:6379"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.address ("10.0.0.5:6379") would replace '
+        "the head's GCS address KubeRay gives each worker",
+    ),
+    (
+        "local",
+        "address on the head group",
+        _set("ray.head.rayStartParams.address", "redis:6379"),
+        'ray-platform:ray.head.rayStartParams.address ("redis:6379") on the head names an external '
+        "Redis",
+    ),
+    (
+        "local",
+        "GCS port on a worker group",
+        _set("ray.workerGroups.0.rayStartParams.port", "6380"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.port ("6380") is for the head only: '
+        "`ray start` without --head refuses it, so the worker crash-loops",
+    ),
+    (
+        "local",
+        "include-dashboard on a worker group",
+        _set("ray.workerGroups.0.rayStartParams.include-dashboard", "false"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.include-dashboard ("false") is for the '
+        "head only",
+    ),
+    (
+        "local",
+        "dashboard port on a worker group",
+        _set("ray.workerGroups.0.rayStartParams.dashboard-port", "8266"),
+        'ray-platform:ray.workerGroups[0].rayStartParams.dashboard-port ("8266") only the head '
+        "runs the dashboard; a worker ignores it",
+    ),
+    (
+        "local",
+        "glob characters in a path",
+        _set("ray.head.rayStartParams.temp-dir", "/tmp/ray[0-9]"),
+        'ray-platform:ray.head.rayStartParams.temp-dir ("/tmp/ray[0-9]") has characters the shell',
+    ),
+    (
+        "local",
+        "command substitution inside double-quoted resources",
+        _set("ray.head.rayStartParams.resources", _SUBSTITUTED),
+        f"ray-platform:ray.head.rayStartParams.resources ({json.dumps(_SUBSTITUTED)}) must be a "
+        "JSON object quoted for the shell",
+    ),
+    (
+        "local",
+        "a backslash that ends the double quotes early",
+        _set("ray.head.rayStartParams.system-config", _UNQUOTED),
+        f"ray-platform:ray.head.rayStartParams.system-config ({json.dumps(_UNQUOTED)}) must be a "
+        "JSON object quoted for the shell",
     ),
     (
         "local",
@@ -755,7 +862,7 @@ def test_runtime_env_packages_beside_the_shared_ones_are_fine() -> None:
 def test_all_errors_are_reported_together() -> None:
     def two_faults(c: dict[str, Any]) -> None:
         _ray(c)["head"]["cpu"] = "two"
-        c["ray-platform:kubernetes"]["namespace"] = "Bad_NS"
+        c.setdefault("ray-platform:kubernetes", {})["namespace"] = "Bad_NS"
 
     with pytest.raises(SettingsError) as info:
         _load("dev", two_faults)
@@ -777,11 +884,23 @@ def test_all_errors_are_reported_together() -> None:
         _set("ray.packageIndex", "http://10.88.0.1:3141/index/"),
         _set("ray.packageIndex", "https://pypi.example.com/simple"),
         _set("ray.packageIndex", "http://[fd00::1]:3141/root/pypi/+simple/"),
+        _set("ray.workerGroups.0.rayStartParams.resources", "'{\"accelerator_a\": 1}'"),
         _set("ray.workerGroups.0.nodeSelector", {"karpenter.sh/capacity-type": "spot"}),
         _set("storage.artifactBucket.prefix", "team-a/ray/dev"),
         _set("storage.sharedFilesystem.size", "100Mi"),
         _set("kubernetes.namespace", "kube-ray"),
-        _set("ray.head.rayStartParams", {"num-cpus": "0", "dashboard-host": "0.0.0.0"}),
+        _set(
+            "ray.head.rayStartParams",
+            {
+                "num-cpus": "0",
+                "dashboard-host": "0.0.0.0",
+                "include-dashboard": "true",
+                "include-log-monitor": "0",
+                "log-color": "false",
+                "disable-usage-stats": "TRUE",
+                "system-config": "'{\"object_spilling_threshold\": 0.9}'",
+            },
+        ),
         _set(
             "ray.workerGroups.0.rayStartParams",
             {
@@ -789,8 +908,9 @@ def test_all_errors_are_reported_together() -> None:
                 "object-store-memory": "4000000000",
                 "resources": '"{\\"accelerator_a\\": 1, \\"slots\\": 0.5}"',
                 "worker-port-list": "10002,10003",
-                "include-dashboard": "false",
+                "include-log-monitor": "no",
                 "block": "true",
+                "verbose": "true",
                 "temp-dir": "/tmp/ray",
                 "labels": "zone=a,tier=spot",
             },
@@ -847,7 +967,7 @@ def test_bad_setting_stops_program_before_any_resource() -> None:
     monitor = RecordingMonitor(mocks)
     with pytest.raises(SettingsError, match=r"workerGroups\[0\]\.maxReplicas"):
         run_program("dev", config, mocks=mocks, monitor=monitor)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 def test_unfetchable_operator_version_is_a_settings_error(
@@ -861,7 +981,7 @@ def test_unfetchable_operator_version_is_a_settings_error(
     with pytest.raises(SettingsError) as info:
         run_program("dev", monitor=monitor)
     assert str(info.value).startswith('ray-platform:operator.version ("1.6.1") is not a KubeRay')
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 class _NoPrivateSubnets(PlatformMocks):
@@ -898,7 +1018,7 @@ def test_cluster_problems_stop_before_any_resource(mocks: type, expected: str) -
         run_program("dev", mocks=monitor.mocks, monitor=monitor)  # type: ignore[arg-type]
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []
 
 
 @pytest.mark.parametrize(
@@ -949,4 +1069,4 @@ def test_efs_lookup_problems_stop_before_any_resource(efs: dict[str, Any], expec
     with pytest.raises(SettingsError) as info:
         run_program("dev", config, monitor=monitor)
     assert expected in str(info.value) and "\n" not in str(info.value)
-    assert monitor.registrations == []
+    assert monitor.registered_resources == []

@@ -7,7 +7,9 @@ not under tests/, because tools import it and tools never import tests.
 The mocks stand in for the cloud and Kubernetes providers (which cannot run here): `aws.py`
 answers AWS data sources and creates Kubernetes objects, `gcp.py` adds GKE's. Which of them a
 stack gets follows its `ray-platform:cloud` setting (`mocks_for`). A recording monitor keeps every
-registration with its options (parent, protect, retain_on_delete, dependencies, provider).
+registration with its options (parent, protect, retain_on_delete, dependencies, provider), and the
+provider each invoke (data-source lookup) names, so a test can hold every AWS and GCP resource and
+lookup to the adapter's explicit provider.
 """
 
 from __future__ import annotations
@@ -67,12 +69,33 @@ class Registration:
     version: str = ""
 
 
+@dataclass(frozen=True)
+class Invoke:
+    """One data-source call, as the engine would see it."""
+
+    token: str
+    provider: str
+    """The provider reference (`<urn>::<id>`); empty when the call would use the default one."""
+
+
 class RecordingMonitor(pmocks.MockMonitor):
     """A mock monitor that also keeps the options of every registration."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self.invokes: list[Invoke] = []
+
+    @property
+    def registered_resources(self) -> list[Registration]:
+        """The registrations other than providers: what a failed lookup must leave unregistered.
+        A cloud adapter registers its provider before its lookups (an invoke names its provider
+        by reference); a provider is configuration, no cloud call."""
+        return [r for r in self.registrations if not r.type.startswith("pulumi:providers:")]
+
+    def Invoke(self, request: Any) -> Any:
+        self.invokes.append(Invoke(token=request.tok, provider=request.provider))
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -110,6 +133,7 @@ class ProgramRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     calls: list[tuple[str, dict[str, Any]]]
+    invokes: list[Invoke] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -191,7 +215,7 @@ def run_program(
         raise
     finally:
         pulumi.export = original_export
-    return ProgramRun(monitor.registrations, outputs, mocks.calls)
+    return ProgramRun(monitor.registrations, outputs, mocks.calls, monitor.invokes)
 
 
 _CACHE: dict[str, ProgramRun] = {}

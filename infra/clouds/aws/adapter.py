@@ -76,7 +76,7 @@ def bucket_access_statements(
     return statements
 
 
-def efs_kms_key(key: str | None) -> str | None:
+def efs_kms_key(key: str | None, provider: aws.Provider) -> str | None:
     """The EFS key as the setting names it: a key ARN, used as is.
 
     An EFS file system's key is fixed at creation (`kms_key_id` replaces the file system), and
@@ -88,7 +88,7 @@ def efs_kms_key(key: str | None) -> str | None:
     """
     if key is None or ":alias/" not in key:
         return key
-    target = alias_target(key)
+    target = alias_target(key, provider)
     alias = "alias/" + key.split(":alias/", 1)[1]
     now = (
         f"it names {target} now"
@@ -109,8 +109,9 @@ class AwsAdapter(CloudAdapter):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.aws = block = self.block(AwsSettings)
-        self.cluster: EksCluster = lookup_cluster(block.cluster_name)
-        self.efs_kms_key = efs_kms_key(block.efs.kms_key_arn)
+        self.provider = aws.Provider("aws", region=block.region)
+        self.cluster: EksCluster = lookup_cluster(block.cluster_name, self.provider)
+        self.efs_kms_key = efs_kms_key(block.efs.kms_key_arn, self.provider)
         self.mount_subnets: Mapping[str, str] = {}
         if settings.storage.shared_filesystem.enabled:
             self.mount_subnets = self._mount_subnets()
@@ -177,6 +178,7 @@ class AwsAdapter(CloudAdapter):
                     posix_gid=RAY_GID,
                     tags=tags,
                 ),
+                opts=self.with_provider(self.provider),
             )
             volume_deps: list[pulumi.Resource] = list(efs.mount_targets)
             if self.aws.efs_csi_driver == "install":
@@ -217,6 +219,7 @@ class AwsAdapter(CloudAdapter):
                     },
                     tags=tags,
                 ),
+                opts=self.with_provider(self.provider),
             )
             prefix = settings.bucket_prefix
             bucket_uri = bucket.bucket_name.apply(lambda name: f"s3://{name}/{prefix}")
@@ -237,7 +240,7 @@ class AwsAdapter(CloudAdapter):
                 policy_json=policy,
                 tags=tags,
             ),
-            opts=target.component_opts(),
+            opts=self.with_provider(self.provider, target.component_opts()),
         )
         outputs["irsaRoleArn"] = irsa.role_arn
         dependencies.append(irsa)
@@ -272,6 +275,7 @@ class AwsAdapter(CloudAdapter):
                 retain=True,
                 tags=tags,
             ),
+            opts=self.with_provider(self.provider),
         )
         return aws.eks.Addon(
             "efs-csi-driver",
@@ -283,7 +287,7 @@ class AwsAdapter(CloudAdapter):
             resolve_conflicts_on_update="PRESERVE",
             tags=dict(tags),
             # A cluster-wide driver other workloads may mount with: `destroy` leaves it.
-            opts=pulumi.ResourceOptions(retain_on_delete=True),
+            opts=pulumi.ResourceOptions(retain_on_delete=True, provider=self.provider),
         )
 
     def _nfs_sources(self) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import pulumi
 import pulumi_aws as aws
 
 from infra.clouds.lookup import exec_kubeconfig, provider_reason
@@ -71,10 +72,12 @@ def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
     return dict(sorted(chosen.items()))
 
 
-def lookup_cluster(name: str) -> EksCluster:
-    """Data-source lookups from the cluster's name: VPC, subnets, security group, OIDC issuer."""
+def lookup_cluster(name: str, provider: aws.Provider) -> EksCluster:
+    """Data-source lookups from the cluster's name: VPC, subnets, security group, OIDC issuer,
+    each through the stack's own provider (its region, never the ambient one)."""
+    opts = pulumi.InvokeOptions(provider=provider)
     try:
-        cluster = aws.eks.get_cluster(name=name)
+        cluster = aws.eks.get_cluster(name=name, opts=opts)
     except Exception as err:
         raise setting_error(
             "aws.clusterName", name, f"could not be looked up: {provider_reason(err)}"
@@ -83,7 +86,7 @@ def lookup_cluster(name: str) -> EksCluster:
     issuer_url = cluster.identities[0].oidcs[0].issuer
     issuer = issuer_url.removeprefix("https://")
     try:
-        oidc = aws.iam.get_open_id_connect_provider(url=issuer_url)
+        oidc = aws.iam.get_open_id_connect_provider(url=issuer_url, opts=opts)
     except Exception as err:
         reason = provider_reason(err)
         if "not found" in reason.lower() or "nosuchentity" in reason.lower():
@@ -98,11 +101,13 @@ def lookup_cluster(name: str) -> EksCluster:
             name,
             f"has an IAM OIDC provider for {issuer} that could not be looked up: {reason}",
         ) from None
-    network = aws.ec2.get_vpc(id=vpc.vpc_id)
+    network = aws.ec2.get_vpc(id=vpc.vpc_id, opts=opts)
     cidrs = [network.cidr_block] + [
         a.cidr_block for a in network.cidr_block_associations or [] if a.state == "associated"
     ]
-    vpc_subnet_ids = aws.ec2.get_subnets(filters=[{"name": "vpc-id", "values": [vpc.vpc_id]}]).ids
+    vpc_subnet_ids = aws.ec2.get_subnets(
+        filters=[{"name": "vpc-id", "values": [vpc.vpc_id]}], opts=opts
+    ).ids
     subnets = tuple(
         Subnet(
             id=s.id,
@@ -110,7 +115,9 @@ def lookup_cluster(name: str) -> EksCluster:
             map_public_ip_on_launch=s.map_public_ip_on_launch,
             tags=dict(s.tags or {}),
         )
-        for s in (aws.ec2.get_subnet(id=subnet_id) for subnet_id in sorted(set(vpc_subnet_ids)))
+        for s in (
+            aws.ec2.get_subnet(id=subnet_id, opts=opts) for subnet_id in sorted(set(vpc_subnet_ids))
+        )
         # EFS mount targets exist only in Availability Zones, on IPv4: not in Local Zones or
         # Wavelength (zone names with a location suffix), on Outposts, or in IPv6-only subnets.
         if _STANDARD_ZONE.match(s.availability_zone) and not s.outpost_arn and not s.ipv6_native
@@ -126,7 +133,7 @@ def lookup_cluster(name: str) -> EksCluster:
         subnets=subnets,
         oidc_issuer=issuer,
         oidc_provider_arn=oidc.arn,
-        partition=aws.get_partition().partition,
+        partition=aws.get_partition(opts=opts).partition,
     )
 
 
@@ -143,11 +150,13 @@ def kubeconfig(cluster: EksCluster, region: str) -> str:
     )
 
 
-def alias_target(alias_arn: str) -> str | None:
+def alias_target(alias_arn: str, provider: aws.Provider) -> str | None:
     """The key ARN a KMS alias ARN names now, or None when it cannot be resolved."""
     name = "alias/" + alias_arn.split(":alias/", 1)[1]
     try:
-        target: str = aws.kms.get_alias(name=name).target_key_arn
+        target: str = aws.kms.get_alias(
+            name=name, opts=pulumi.InvokeOptions(provider=provider)
+        ).target_key_arn
     except Exception:
         return None
     return target

@@ -68,6 +68,7 @@ class AwsSettings(CloudSettings):
     cluster_name: str = Field(alias="clusterName")
     """The EKS cluster; its VPC, subnets, security group and OIDC issuer are looked up from it."""
     region: str
+    """The cluster's AWS region: the explicit AWS provider's, and `aws eks get-token`'s."""
     efs_csi_driver: Literal["install", "preinstalled"] = Field("preinstalled", alias="efsCsiDriver")
     """install: the program adds the aws-efs-csi-driver EKS add-on (with its own IRSA role)."""
     efs_csi_driver_version: str | None = Field(None, alias="efsCsiDriverVersion")

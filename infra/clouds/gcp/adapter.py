@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.gcp.filestore_share import FilestoreBackupArgs, FilestoreShare, FilestoreShareArgs
@@ -108,12 +109,14 @@ class GcpAdapter(CloudAdapter):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.gcp = block = self.block(GcpSettings)
+        self.provider = gcp.Provider("gcp", project=block.project, region=region_of(block.location))
         bucket_on = settings.storage.artifact_bucket.enabled
         self.cluster: GkeCluster = lookup_cluster(
             block.cluster_name,
             block.location,
             block.project,
             need_agent=bucket_on and settings.stateful.customer_managed_keys,
+            provider=self.provider,
         )
         cluster = self.cluster
         if cluster.workload_pool is None:
@@ -271,6 +274,7 @@ class GcpAdapter(CloudAdapter):
                         else None
                     ),
                 ),
+                opts=self.with_provider(self.provider),
             )
             if share.backup_vault_id is not None:
                 outputs["fileSystemBackupVault"] = share.backup_vault_id
@@ -341,6 +345,7 @@ class GcpAdapter(CloudAdapter):
                     protect=stateful.protect,
                     labels=labels,
                 ),
+                opts=self.with_provider(self.provider),
             )
             bucket_name = bucket.bucket_name
             bucket_uri = bucket_name.apply(lambda name: f"gs://{name}/{prefix}")
@@ -365,7 +370,7 @@ class GcpAdapter(CloudAdapter):
                     else None
                 ),
             ),
-            opts=target.component_opts(),
+            opts=self.with_provider(self.provider, target.component_opts()),
         )
         dependencies.append(identity)
         outputs["workloadIdentityMembers"] = pulumi.Output.json_dumps(identity.members)

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
 import pulumi_gcp as gcp
 
 from infra.clouds.lookup import exec_kubeconfig, provider_reason
@@ -71,11 +72,16 @@ def _enabled(addons: Any, key: str) -> bool:
     return bool(configs and configs[0].enabled)
 
 
-def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) -> GkeCluster:
+def lookup_cluster(
+    name: str, location: str, project: str, *, need_agent: bool, provider: gcp.Provider
+) -> GkeCluster:
     """Data-source lookups: the cluster, the project's number and (for a customer-managed key)
-    the GCS service agent."""
+    the GCS service agent, each through the stack's own provider."""
+    opts = pulumi.InvokeOptions(provider=provider)
     try:
-        cluster = gcp.container.get_cluster(name=name, location=location, project=project)
+        cluster = gcp.container.get_cluster(
+            name=name, location=location, project=project, opts=opts
+        )
     except Exception as err:
         raise setting_error(
             "gcp.clusterName",
@@ -83,7 +89,7 @@ def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) 
             f"could not be looked up in {location} of project {project}: {provider_reason(err)}",
         ) from None
     try:
-        number = gcp.organizations.get_project(project_id=project).number
+        number = gcp.organizations.get_project(project_id=project, opts=opts).number
     except Exception as err:
         raise SettingsError(
             f"gcp:project ({fmt_value(project)}) could not be looked up: {provider_reason(err)}"
@@ -91,7 +97,9 @@ def lookup_cluster(name: str, location: str, project: str, *, need_agent: bool) 
     agent = None
     if need_agent:
         try:
-            agent = gcp.storage.get_project_service_account(project=project).email_address
+            agent = gcp.storage.get_project_service_account(
+                project=project, opts=opts
+            ).email_address
         except Exception as err:
             raise SettingsError(
                 f"gcp:project ({fmt_value(project)}) has no GCS service agent to grant the "

@@ -52,6 +52,7 @@ class BucketSettings(Model):
     soft_delete_days: int = Field(7, alias="softDeleteDays", ge=7, le=90)
     """Deleted objects stay restorable this long (GCS allows 7 to 90; 0, off, is not offered)."""
     abort_multipart_days: Days = Field(7, alias="abortIncompleteMultipartUploadDays")
+    """Incomplete multipart uploads are deleted this long after they started."""
 
 
 class WorkloadIdentitySettings(Model):
@@ -78,19 +79,26 @@ class SidecarSettings(Model):
     GKE's defaults. "0" means no limit."""
 
     cpu_limit: CpuQuantity | None = Field(None, alias="cpuLimit")
+    """gke-gcsfuse/cpu-limit."""
     cpu_request: CpuQuantity | None = Field(None, alias="cpuRequest")
+    """gke-gcsfuse/cpu-request."""
     memory_limit: MemoryQuantity | None = Field(None, alias="memoryLimit")
+    """gke-gcsfuse/memory-limit."""
     memory_request: MemoryQuantity | None = Field(None, alias="memoryRequest")
+    """gke-gcsfuse/memory-request."""
     ephemeral_storage_limit: VolumeSize | None = Field(None, alias="ephemeralStorageLimit")
     """Also bounds the file cache, which lives on the sidecar's ephemeral storage."""
     ephemeral_storage_request: VolumeSize | None = Field(None, alias="ephemeralStorageRequest")
+    """gke-gcsfuse/ephemeral-storage-request."""
 
 
 class GcsFuseSettings(Model):
     """The bucket (the stack's prefix only) mounted on every Ray pod by the GCS FUSE CSI driver."""
 
     enabled: bool = False
+    """true: mount the bucket's prefix (needs the cluster's GcsFuseCsiDriver add-on)."""
     mount_path: MountPath = Field("/mnt/bucket", alias="mountPath")
+    """Where every Ray container sees the prefix."""
     file_cache_capacity: CacheSize | None = Field(None, alias="fileCacheCapacity")
     """For read-heavy data (e.g. training sets read every epoch); unset: no file cache."""
     metadata_cache_ttl_seconds: int | None = Field(
@@ -98,7 +106,9 @@ class GcsFuseSettings(Model):
     )
     """-1: never expire (data that does not change under the mount)."""
     metadata_stat_cache_capacity: CacheSize | None = Field(None, alias="metadataStatCacheCapacity")
+    """The stat cache's size (-1: unlimited); unset: the driver's default."""
     metadata_type_cache_capacity: CacheSize | None = Field(None, alias="metadataTypeCacheCapacity")
+    """The type cache's size (-1: unlimited); unset: the driver's default."""
     sidecar: SidecarSettings = Field(default_factory=lambda: SidecarSettings.model_validate({}))
 
 
@@ -118,6 +128,7 @@ class FilestoreSettings(Model):
     """The Filestore instance behind the shared file system."""
 
     tier: FilestoreTier = "BASIC_HDD"
+    """The service tier; each has its own minimum capacity (BASIC_HDD 1 TiB, BASIC_SSD 2.5 TiB)."""
     capacity_gib: int | None = Field(None, alias="capacityGiB", ge=1, le=102_400)
     # Basic tiers end at 63.9 TiB; zonal and regional at 100 TiB (checked in rules()).
     """Default: the tier's minimum. Filestore bills provisioned capacity, used or not."""
@@ -149,6 +160,8 @@ class GcpSettings(CloudSettings):
     MANAGED_OPERATOR: ClassVar[str] = "GKE's Ray operator add-on"
 
     project: str
+    """The project of the cluster and of everything the program creates (the explicit GCP
+    provider's)."""
     cluster_name: str = Field(alias="clusterName")
     """The GKE cluster; its network, location, add-ons and workload pool are looked up."""
     location: str

@@ -28,6 +28,7 @@ from infra.clouds.adapter import (
 )
 from infra.clouds.local.settings import LocalSettings
 from infra.settings import Settings
+from infra.settings.secrets import secret_setting
 
 OBJECT_STORE_SECRET = "ray-object-store"
 """The Secret with the S3-compatible server's credentials, read by every Ray container."""
@@ -102,8 +103,9 @@ class LocalAdapter(CloudAdapter):
                 },
                 string_data={
                     "AWS_ACCESS_KEY_ID": store.access_key_id,
-                    "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(
-                        store.secret_access_key.get_secret_value()
+                    # Read as Pulumi's config API marks it: a secret in state and output.
+                    "AWS_SECRET_ACCESS_KEY": secret_setting(
+                        "local", "objectStore", "secretAccessKey"
                     ),
                 },
                 opts=target.resource_opts(),

@@ -20,7 +20,9 @@ class ObjectStoreSettings(Model):
     endpoint: str
     """Its URL as Ray pods (and `ray-platform submit`) reach it, e.g. http://minio.minio:9000."""
     bucket: str
+    """The bucket the stack's prefix lives in (it must exist)."""
     access_key_id: str = Field(alias="accessKeyId")
+    """The access key's id (not a secret; the secret key is `secretAccessKey`)."""
     secret_access_key: SecretStr = Field(alias="secretAccessKey")
     """Set it as a secret: pulumi config set --path --secret
     'ray-platform:local.objectStore.secretAccessKey' …"""
@@ -47,6 +49,7 @@ class LocalSettings(CloudSettings):
     """A kubeconfig path, stored in the provider's state as is (a later run needs the file
     there); default: $KUBECONFIG or ~/.kube/config of each run, nothing stored."""
     context: str | None = None
+    """A context of that kubeconfig; default: its current context."""
     host_path: MountPath = Field("/var/lib/ray-platform/shared", alias="hostPath")
     """The node directory that backs the shared volume."""
     object_store: ObjectStoreSettings | None = Field(None, alias="objectStore")
