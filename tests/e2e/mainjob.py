@@ -13,30 +13,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _command(
+    action: str, state: Path, cluster: Path, extra: tuple[str, ...]
+) -> tuple[list[str], dict[str, str]]:
+    """`tools/up ACTION` with its file backend in `state` and its cluster in `cluster`, and the
+    environment it runs in (no KUBECONFIG: the job starts or reuses its own cluster)."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    return [*argv, "--cluster-dir", str(cluster), *extra], env
+
+
 def job(
     action: str, state: Path, cluster: Path, *extra: str, timeout: float = 3000
 ) -> subprocess.CompletedProcess[str]:
-    """One run of the main job with its file backend in `state` and its cluster in `cluster`."""
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    """One run of the main job, to its end."""
+    argv, env = _command(action, state, cluster, extra)
     return subprocess.run(
-        [*argv, "--cluster-dir", str(cluster), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
 def start(action: str, state: Path, cluster: Path, *extra: str) -> subprocess.Popen[str]:
     """`job` in the background, in a session of its own (so a test can signal the whole run,
     the engine included, as a terminal's Ctrl-C or a CI timeout would)."""
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    argv, env = _command(action, state, cluster, extra)
     return subprocess.Popen(
-        [*argv, "--cluster-dir", str(cluster), *extra],
+        argv,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

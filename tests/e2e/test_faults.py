@@ -413,7 +413,9 @@ def test_a_read_only_shared_file_system_fails_the_install_clearly(deployment: De
 
 
 def _state_files(state: Path) -> list[Path]:
-    return sorted((state / ".pulumi" / "stacks").glob("*/local.json*"))
+    """The stack's checkpoint and its backup (not gocloud's `.attrs` sidecars)."""
+    stacks = state / ".pulumi" / "stacks"
+    return sorted([*stacks.glob("*/local.json"), *stacks.glob("*/local.json.bak")])
 
 
 def _managed_objects(d: Deployment) -> set[str]:
@@ -480,9 +482,9 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
     _interrupt(d, signal.SIGKILL)
     checkpoints = [json.loads(p.read_text()) for p in _state_files(d.state)]  # never torn
     assert recovery.engine_locks(d.state, "local"), "the hard kill left no lock to recover"
-    pending = [
-        op for c in checkpoints for op in c["checkpoint"]["latest"].get("pending_operations") or []
-    ]
+    assert checkpoints, "no checkpoint found"
+    latest = checkpoints[0]["checkpoint"].get("latest") or {}  # local.json sorts before .bak
+    pending = latest.get("pending_operations") or []
     assert pending, "the hard kill left no operation in flight: the test proved nothing"
 
     run = ok(job("up", d.state, d.cluster))
