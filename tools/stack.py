@@ -402,26 +402,22 @@ def _run(args: argparse.Namespace, state: Path) -> int:
             if args.action == "preview":
                 with recovery.engine_owns_ctrl_c():
                     stack.preview(on_output=out, color="never", refresh=refresh)
-            elif args.action == "up":
+            else:
+                # up and destroy: the state first read back from the cluster when it may be stale
+                # (see needs_refresh), then the operation; the engine owns Ctrl-C throughout.
+                operation = stack.up if args.action == "up" else stack.destroy
                 with recovery.engine_owns_ctrl_c():
                     if refresh:
                         step = "refresh"
                         stack.refresh(on_output=out, color="never")
-                        step = "up"
-                    stack.up(on_output=out, color="never")
-                record_identity(state, args.stack, current)
+                    step = args.action
+                    operation(on_output=out, color="never")
+                record_identity(state, args.stack, current if args.action == "up" else None)
+                if args.action == "destroy":
+                    return 0
                 if target.node is not None and kubeconfig is not None:
                     step = "readiness"
                     _wait_ready(stack, kubeconfig, args.stack, args.timeout)
-            else:
-                with recovery.engine_owns_ctrl_c():
-                    if refresh:
-                        step = "refresh"
-                        stack.refresh(on_output=out, color="never")
-                        step = "destroy"
-                    stack.destroy(on_output=out, color="never")
-                record_identity(state, args.stack, None)
-                return 0
     except recovery.Interrupted:
         print(
             f"error: interrupted: pulumi {step} stopped after the operations in flight; "
