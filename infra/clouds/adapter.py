@@ -5,6 +5,12 @@ raises `SettingsError` (one line) on a problem, before any resource is registere
 provider. Then the composition asks it, in this order, for the Kubernetes provider and for storage
 and identity.
 
+An adapter is a composition of concerns, one module each in its cloud's package (the shared file
+system, the bucket, the identity Ray runs as, GCS FUSE): each builds its resources and returns its
+`WiringPart`, and the adapter joins the parts (`compose`) into the one `StorageWiring` the
+RayCluster builder gets. The checks of the looked-up cluster are a pure function in the cloud's
+`checks.py` that lists every problem; the adapter raises them together, like the settings loader.
+
 A cloud adapter builds its own provider (`pulumi_aws.Provider`, `pulumi_gcp.Provider`) from the
 settings (region, project) and passes it to every resource and lookup it makes: the AWS and GCP
 stack files disable the default providers (`pulumi:disable-default-providers`), so nothing falls
@@ -16,15 +22,17 @@ call), so a failed lookup leaves nothing in the cloud.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.wiring import StorageWiring
 from infra.settings import CloudSettings, Settings
+from infra.settings.errors import fail
 
 Block = TypeVar("Block", bound=CloudSettings)
 
@@ -39,7 +47,7 @@ WORKER_SERVICE_ACCOUNT = "ray-worker"
 
 @dataclass
 class CloudStorage:
-    """Storage + identity built by a cloud adapter."""
+    """Storage + identity built by a cloud adapter (its concerns' parts, composed)."""
 
     wiring: StorageWiring
     """Handed to the RayCluster builder."""
@@ -47,6 +55,83 @@ class CloudStorage:
     """What Ray pods need to exist first (claim, ServiceAccount)."""
     outputs: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     """Stack outputs this adapter contributes (bucket URI, file system id, role ARN...)."""
+
+
+_WIRING_FIELDS = frozenset(f.name for f in dataclasses.fields(StorageWiring))
+
+
+@dataclass(frozen=True)
+class WiringPart:
+    """One concern's share of the storage and identity: its `StorageWiring` fields, the resources
+    Ray pods wait for, the stack outputs it contributes.
+
+    The fields are named as `StorageWiring` names them (checked here), so the wiring's fields are
+    written once, in components/wiring.py; `compose` joins the parts.
+    """
+
+    wiring: Mapping[str, Any] = field(default_factory=dict)
+    """`StorageWiring` fields by name, e.g. `{"shared_claim_name": ..., "volumes": (...)}`."""
+    dependencies: tuple[pulumi.Resource, ...] = ()
+    outputs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.wiring) - _WIRING_FIELDS
+        if unknown:
+            raise TypeError(f"StorageWiring has no field {', '.join(sorted(unknown))}")
+
+
+def _join(name: str, values: list[Any]) -> Any:
+    """The values several parts give one field: sequences in part order, mappings merged, any
+    other value from one part only (two concerns setting the same claim or ServiceAccount is a
+    bug in the adapter, not something to settle by order)."""
+    if all(isinstance(v, tuple) for v in values):
+        return tuple(item for v in values for item in v)
+    if all(isinstance(v, Mapping) for v in values):
+        return _merged(name, values)
+    if len(values) > 1:
+        raise ValueError(f"two concerns set StorageWiring.{name}")
+    return values[0]
+
+
+def _merged(name: str, mappings: list[Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mapping in mappings:
+        for key, value in mapping.items():
+            if key in out:
+                raise ValueError(f"two concerns set {name}[{key!r}]")
+            out[key] = value
+    return out
+
+
+def compose(*parts: WiringPart) -> CloudStorage:
+    """The adapter's storage and identity from its concerns' parts (in the order given: it is
+    the order of the dependencies, the outputs and each sequence field)."""
+    by_field: dict[str, list[Any]] = {}
+    for part in parts:
+        for name, value in part.wiring.items():
+            by_field.setdefault(name, []).append(value)
+    wiring = StorageWiring(**{name: _join(name, values) for name, values in by_field.items()})
+    return CloudStorage(
+        wiring,
+        [d for part in parts for d in part.dependencies],
+        _merged("outputs", [part.outputs for part in parts]),
+    )
+
+
+def raise_problems(problems: list[str]) -> None:
+    """Every problem a cloud's checks found, in one SettingsError, as the settings loader reports
+    its own: the user fixes them in one round, not one per `pulumi up`."""
+    if problems:
+        raise fail(problems)
+
+
+def with_provider(
+    provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions | None = None
+) -> pulumi.ResourceOptions:
+    """`opts` plus `provider` for a component's children (Pulumi passes a component's
+    `providers` on to its children by package, beside the Kubernetes one)."""
+    extra = pulumi.ResourceOptions(providers=[provider])
+    return extra if opts is None else pulumi.ResourceOptions.merge(opts, extra)
 
 
 @dataclass(frozen=True)
@@ -77,14 +162,6 @@ class CloudAdapter(abc.ABC):
     def __init__(self, settings: Settings) -> None:
         """Look up and check the cluster; every problem is a SettingsError raised here."""
         self.settings = settings
-
-    def with_provider(
-        self, provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions | None = None
-    ) -> pulumi.ResourceOptions:
-        """`opts` plus `provider` for a component's children (Pulumi passes a component's
-        `providers` on to its children by package, beside the Kubernetes one)."""
-        extra = pulumi.ResourceOptions(providers=[provider])
-        return extra if opts is None else pulumi.ResourceOptions.merge(opts, extra)
 
     def block(self, model: type[Block]) -> Block:
         """The stack's cloud block, as this adapter's own model."""

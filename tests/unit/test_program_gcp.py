@@ -686,6 +686,20 @@ def test_gcp_bad_setting_stops_before_any_resource(
     assert monitor.registered_resources == []
 
 
+def test_a_cluster_lacking_two_things_says_both_in_one_run() -> None:
+    """The adapter raises every problem gke_problems finds, before any resource, not the first."""
+    mocks = GkeMocks(workloadIdentityConfigs=[], **_no_fuse_driver())
+    monitor = RecordingMonitor(mocks)
+    with pytest.raises(SettingsError) as info:
+        run_program("gke-dev", mocks=mocks, monitor=monitor)
+    # Joined on one line as the settings loader joins its problems.
+    message = str(info.value)
+    assert message.startswith('ray-platform:gcp.clusterName ("ml-dev") has Workload Identity off')
+    assert "; ray-platform:gcp.gcsFuse.enabled (true) needs the GCS FUSE CSI driver" in message
+    assert "\n" not in message
+    assert monitor.registered_resources == []
+
+
 def _live_crd(monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | Exception) -> list[str]:
     """The cluster's API server, as the managed-operator check reads it: `answer` is the
     RayCluster CRD it serves (or the error reading it raises). Returns the clusters read."""

@@ -1,1 +1,2 @@
-"""AWS: EKS lookups, EFS + S3 + IRSA (`adapter.py`), the `ray-platform:aws` block (`settings`)."""
+"""AWS: EKS lookups (`lookup`) and checks (`checks`), one module per concern (EFS `shared_fs`, S3
+`bucket`, IRSA `identity`) composed by `adapter`, the `ray-platform:aws` block (`settings`)."""

@@ -47,8 +47,16 @@ class EksCluster:
     other node groups) may run in any of them."""
     oidc_issuer: str
     """Issuer without https://."""
-    oidc_provider_arn: str
+    oidc_provider_arn: str | None
+    """None when the account has no IAM OIDC provider for the issuer (`eks_problems` refuses)."""
     partition: str
+
+    @property
+    def irsa_provider_arn(self) -> str:
+        """The IAM OIDC provider IRSA roles trust: there is one once `eks_problems` passed."""
+        if self.oidc_provider_arn is None:
+            raise ValueError(f"cluster {self.name} has no IAM OIDC provider")
+        return self.oidc_provider_arn
 
 
 def one_private_subnet_per_zone(subnets: Iterable[Subnet]) -> dict[str, str]:
@@ -85,22 +93,19 @@ def lookup_cluster(name: str, provider: aws.Provider) -> EksCluster:
     vpc = cluster.vpc_config
     issuer_url = cluster.identities[0].oidcs[0].issuer
     issuer = issuer_url.removeprefix("https://")
+    oidc_provider_arn: str | None = None
     try:
-        oidc = aws.iam.get_open_id_connect_provider(url=issuer_url, opts=opts)
+        oidc_provider_arn = aws.iam.get_open_id_connect_provider(url=issuer_url, opts=opts).arn
     except Exception as err:
         reason = provider_reason(err)
-        if "not found" in reason.lower() or "nosuchentity" in reason.lower():
+        # A missing provider is a fact about the cluster, for the checks to report beside the
+        # others; any other failure leaves nothing to check.
+        if "not found" not in reason.lower() and "nosuchentity" not in reason.lower():
             raise setting_error(
                 "aws.clusterName",
                 name,
-                f"has no IAM OIDC provider for {issuer}; IRSA needs one "
-                f"(eksctl utils associate-iam-oidc-provider --cluster {name} --approve)",
+                f"has an IAM OIDC provider for {issuer} that could not be looked up: {reason}",
             ) from None
-        raise setting_error(
-            "aws.clusterName",
-            name,
-            f"has an IAM OIDC provider for {issuer} that could not be looked up: {reason}",
-        ) from None
     network = aws.ec2.get_vpc(id=vpc.vpc_id, opts=opts)
     cidrs = [network.cidr_block] + [
         a.cidr_block for a in network.cidr_block_associations or [] if a.state == "associated"
@@ -132,7 +137,7 @@ def lookup_cluster(name: str, provider: aws.Provider) -> EksCluster:
         cluster_security_group_id=vpc.cluster_security_group_id,
         subnets=subnets,
         oidc_issuer=issuer,
-        oidc_provider_arn=oidc.arn,
+        oidc_provider_arn=oidc_provider_arn,
         partition=aws.get_partition(opts=opts).partition,
     )
 

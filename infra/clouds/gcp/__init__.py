@@ -1,2 +1,2 @@
-"""GCP: GKE lookups, GCS + Filestore + Workload Identity (`adapter.py`), the `ray-platform:gcp`
-block (`settings`)."""
+"""GCP: GKE lookups (`lookup`) and checks (`checks`), one module per concern (`filestore`, `gcs`,
+`workload_identity`, `fuse`) composed by `adapter`, the `ray-platform:gcp` block (`settings`)."""

@@ -193,6 +193,22 @@ def raycluster_crd(cluster: GkeCluster) -> dict[str, Any]:
     return read_crd(kubeconfig(cluster), RAYCLUSTER_CRD)
 
 
+@dataclass(frozen=True)
+class LiveCrd:
+    """The RayCluster CRD the cluster serves, or why it could not be read: data for the checks
+    (`checks.gke_problems`), which report an unreadable CRD beside the cluster's other problems."""
+
+    crd: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def live_raycluster_crd(cluster: GkeCluster) -> LiveCrd:
+    try:
+        return LiveCrd(crd=raycluster_crd(cluster))
+    except Exception as err:
+        return LiveCrd(error=api_reason(err))
+
+
 def api_reason(err: Exception) -> str:
     """One line for a failed Kubernetes API call: the status, or the client's own words."""
     status = getattr(err, "status", None)

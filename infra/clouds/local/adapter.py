@@ -1,37 +1,19 @@
-"""Local adapter: any kind/minikube cluster, or the project's own control plane (tools/)."""
+"""Local adapter: any kind/minikube cluster, or the project's own control plane (tools/). Its
+concerns, composed into the StorageWiring: the ServiceAccounts (`identity.py`), the S3-compatible
+object store (`bucket.py`), the hostPath shared directory (`shared_fs.py`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
-import pulumi
 import pulumi_kubernetes as k8s
 
-from components.kuberay.image import RAY_GID, RAY_UID
-from components.kubernetes.labels import MANAGED_LABELS
-from components.kubernetes.shared_dir_owner import (
-    SharedDirOwner,
-    SharedDirOwnerArgs,
-    wait_for_shared_dir,
-)
-from components.kubernetes.shared_volume import SharedVolume, SharedVolumeArgs
-from components.wiring import SHARED_VOLUME, StorageWiring
-from infra.clouds.adapter import (
-    HEAD_SERVICE_ACCOUNT,
-    SHARED_CLAIM,
-    WORKER_SERVICE_ACCOUNT,
-    CloudAdapter,
-    CloudStorage,
-    KubernetesTarget,
-)
+from infra.clouds.adapter import CloudAdapter, CloudStorage, KubernetesTarget, compose
+from infra.clouds.local.bucket import object_store, object_store_egress
+from infra.clouds.local.identity import service_accounts
 from infra.clouds.local.settings import LocalSettings
+from infra.clouds.local.shared_fs import host_path_volume
 from infra.settings import Settings
-from infra.settings.secrets import secret_setting
-
-OBJECT_STORE_SECRET = "ray-object-store"
-"""The Secret with the S3-compatible server's credentials, read by every Ray container."""
 
 
 class LocalAdapter(CloudAdapter):
@@ -47,11 +29,7 @@ class LocalAdapter(CloudAdapter):
         rules: list[Mapping[str, object]] = [{"ports": [{"protocol": "TCP", "port": 6443}]}]
         store = self.local.object_store
         if store is not None and self.settings.storage.artifact_bucket.enabled:
-            # The S3-compatible server is not on 443: Ray must still reach the bucket.
-            port = urlsplit(store.endpoint).port or (
-                443 if store.endpoint.startswith("https") else 80
-            )
-            rules.append({"ports": [{"protocol": "TCP", "port": port}]})
+            rules.append(object_store_egress(store))
         return tuple(rules)
 
     def kubernetes_provider(self) -> k8s.Provider:
@@ -70,92 +48,12 @@ class LocalAdapter(CloudAdapter):
         )
 
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
-        settings = self.settings
-        fs = settings.storage.shared_filesystem
-        accounts = [
-            k8s.core.v1.ServiceAccount(
-                f"ray-sa-{account}",
-                metadata={
-                    "name": account,
-                    "namespace": target.namespace,
-                    "labels": dict(MANAGED_LABELS),
-                },
-                # Only the head's autoscaler calls the Kubernetes API.
-                automount_service_account_token=account == HEAD_SERVICE_ACCOUNT,
-                opts=target.resource_opts(),
-            )
-            for account in (HEAD_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT)
-        ]
-        dependencies: list[pulumi.Resource] = list(accounts)
-        outputs: dict[str, pulumi.Input[str]] = {}
-        wiring = StorageWiring(
-            service_account_name=HEAD_SERVICE_ACCOUNT,
-            worker_service_account_name=WORKER_SERVICE_ACCOUNT,
-        )
-        store = self.local.object_store
+        """The ServiceAccounts, the object store's credentials, the shared directory: in this
+        order (the stack's outputs and Ray's dependencies keep it)."""
+        settings, store = self.settings, self.local.object_store
+        parts = [service_accounts(target)]
         if settings.storage.artifact_bucket.enabled and store is not None:
-            secret = k8s.core.v1.Secret(
-                "object-store-credentials",
-                metadata={
-                    "name": OBJECT_STORE_SECRET,
-                    "namespace": target.namespace,
-                    "labels": dict(MANAGED_LABELS),
-                },
-                string_data={
-                    "AWS_ACCESS_KEY_ID": store.access_key_id,
-                    # Read as Pulumi's config API marks it: a secret in state and output.
-                    "AWS_SECRET_ACCESS_KEY": secret_setting(
-                        "local", "objectStore", "secretAccessKey"
-                    ),
-                },
-                opts=target.resource_opts(),
-            )
-            dependencies.append(secret)
-            bucket_uri = f"s3://{store.bucket}/{settings.bucket_prefix}"
-            wiring = dataclasses.replace(
-                wiring,
-                bucket_uri=bucket_uri,
-                # boto3 (and so Ray's s3:// working_dir download) reads these.
-                env=(("AWS_ENDPOINT_URL_S3", store.endpoint), ("AWS_REGION", "us-east-1")),
-                secret_env=tuple(
-                    (name, OBJECT_STORE_SECRET, name)
-                    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-                ),
-            )
-            outputs["bucketUri"] = bucket_uri
-            outputs["objectStoreEndpoint"] = store.endpoint
-        if not fs.enabled:
-            return CloudStorage(wiring, dependencies, outputs)
-        host_dir = {"hostPath": {"path": self.local.host_path, "type": "DirectoryOrCreate"}}
-        volume = SharedVolume(
-            SHARED_VOLUME,
-            SharedVolumeArgs(
-                namespace=target.namespace,
-                claim_name=SHARED_CLAIM,
-                source=host_dir,
-                capacity=fs.size,
-            ),
-            opts=target.component_opts(),
-        )
-        SharedDirOwner(
-            "shared-owner",
-            SharedDirOwnerArgs(
-                namespace=f"{target.namespace}-prep",
-                # hostPath volumes need `privileged`; only this one-shot Job runs there.
-                pod_security="privileged",
-                image=settings.ray.image,
-                source=host_dir,
-                uid=RAY_UID,
-                gid=RAY_GID,
-            ),
-            opts=pulumi.ResourceOptions(providers=[target.provider]),
-        )
-        wiring = dataclasses.replace(
-            wiring,
-            shared_claim_name=SHARED_CLAIM,
-            shared_mount_path=fs.mount_path,
-            init_containers=(wait_for_shared_dir(settings.ray.image, fs.mount_path),),
-        )
-        outputs["sharedMountPath"] = fs.mount_path
-        outputs["sharedHostPath"] = self.local.host_path
-        return CloudStorage(wiring, [*dependencies, volume], outputs)
+            parts.append(object_store(settings, store, target))
+        if settings.storage.shared_filesystem.enabled:
+            parts.append(host_path_volume(settings, self.local, target))
+        return compose(*parts)
