@@ -225,6 +225,7 @@ def write_outputs(path: Path, **overrides: object) -> Path:
         "namespace": "ray",
         "rayClusterName": "ray",
         "rayAddress": "http://127.0.0.1:8265",
+        "rayAuthMode": "token",
         "authTokenCommand": "kubectl -n ray get secret ray -o jsonpath='{.data.auth_token}'",
     }
     for k, v in overrides.items():
