@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import contract.outputs as out
-from cli.errors import Exit, SubmitError
+from cli.errors import CliError, Exit
 from contract.outputs import MODES
 
 LOCAL_STACK = "local"
@@ -79,7 +79,7 @@ def _pulumi() -> str:
     built = cache_root() / "bin" / "current" / "pulumi"
     if built.is_file() and os.access(built, os.X_OK):
         return str(built)
-    raise SubmitError(
+    raise CliError(
         Exit.OUTPUTS,
         "the Pulumi CLI is not on PATH (install it, or pass --outputs FILE.json from "
         "`pulumi stack output --json --show-secrets`)",
@@ -95,7 +95,7 @@ def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
     state = cache_root() / "state"
     project = state / "project"
     if not (state / ".pulumi").is_dir() or not (project / "Pulumi.yaml").exists():
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS,
             f"stack local has no state in {state}, where tools/up keeps it: run tools/up first "
             "(or set PULUMI_BACKEND_URL to the backend you deployed it to)",
@@ -125,7 +125,7 @@ def _from_pulumi(stack: str) -> dict[str, Any]:
             cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS, f"cannot run `pulumi stack output` for stack {stack}: {e}"
         ) from None
     if proc.returncode != 0:
@@ -133,13 +133,13 @@ def _from_pulumi(stack: str) -> dict[str, Any]:
         if any("no stack named" in ln for ln in lines):
             # The usual cause (a typo, or another backend): say so, not the engine's wording.
             backend = (env or os.environ).get("PULUMI_BACKEND_URL") or "your Pulumi login"
-            raise SubmitError(
+            raise CliError(
                 Exit.OUTPUTS,
                 f"stack {stack} does not exist in {backend} (`pulumi stack ls` lists the "
                 "stacks there; check --stack, or PULUMI_BACKEND_URL)",
             )
         why = lines[-1] if lines else f"exit {proc.returncode}"
-        raise SubmitError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
+        raise CliError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
     return _parse(proc.stdout, f"stack {stack}")
 
 
@@ -147,7 +147,7 @@ def _from_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise SubmitError(Exit.OUTPUTS, f"cannot read outputs file {path}: {e.strerror}") from None
+        raise CliError(Exit.OUTPUTS, f"cannot read outputs file {path}: {e.strerror}") from None
     return _parse(text, str(path))
 
 
@@ -155,9 +155,9 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError as e:
-        raise SubmitError(Exit.OUTPUTS, f"outputs of {source} are not JSON: {e}") from None
+        raise CliError(Exit.OUTPUTS, f"outputs of {source} are not JSON: {e}") from None
     if not isinstance(data, dict):
-        raise SubmitError(Exit.OUTPUTS, f"outputs of {source} are not a JSON object")
+        raise CliError(Exit.OUTPUTS, f"outputs of {source} are not a JSON object")
     return data
 
 
@@ -165,10 +165,10 @@ def _text(raw: dict[str, Any], key: str, source: str, *, required: bool) -> str 
     value = raw.get(key)
     if value is None or value == "":
         if required:
-            raise SubmitError(Exit.OUTPUTS, f"{source} has no output {key!r}")
+            raise CliError(Exit.OUTPUTS, f"{source} has no output {key!r}")
         return None
     if not isinstance(value, str):
-        raise SubmitError(Exit.OUTPUTS, f"output {key!r} of {source} is not a string")
+        raise CliError(Exit.OUTPUTS, f"output {key!r} of {source} is not a string")
     return value
 
 
@@ -184,8 +184,8 @@ DASHBOARD_PORT = 8265
 READ = out.READ
 
 
-def _untrusted(source: str, key: str, value: object, why: str) -> SubmitError:
-    return SubmitError(
+def _untrusted(source: str, key: str, value: object, why: str) -> CliError:
+    return CliError(
         Exit.OUTPUTS,
         f"output {key!r} of {source} ({json.dumps(value)[:120]}) {why}: the outputs look edited "
         "by hand, so they are not used (redeploy the stack, or fix the outputs file)",
@@ -298,7 +298,7 @@ def load(
     elif stack is not None:
         raw, source = _from_pulumi(stack), f"stack {stack}"
     else:
-        raise SubmitError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
+        raise CliError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
 
     for key in READ:
         # The program exports strings only (JSON inside a string where structured).
@@ -307,7 +307,7 @@ def load(
     check_trusted(raw, source, bucket_given=bucket is not None)
     mode = _text(raw, out.MODE, source, required=True)
     if mode not in MODES:
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS, f"output {out.MODE!r} of {source} is {mode!r}, not dev or prod"
         )
     bucket_uri = bucket or _text(raw, out.BUCKET_URI, source, required=False)
@@ -316,13 +316,11 @@ def load(
     try:
         runtime_env = json.loads(env_text)
     except ValueError as e:
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS, f"output {out.RUNTIME_ENV!r} of {source} is not JSON: {e}"
         ) from None
     if not isinstance(runtime_env, dict):
-        raise SubmitError(
-            Exit.OUTPUTS, f"output {out.RUNTIME_ENV!r} of {source} is not a JSON object"
-        )
+        raise CliError(Exit.OUTPUTS, f"output {out.RUNTIME_ENV!r} of {source} is not a JSON object")
     need_cluster = address is None
     shared_text = _text(raw, out.SHARED_PACKAGES, source, required=False) or "[]"
     try:
@@ -330,7 +328,7 @@ def load(
     except ValueError:
         shared = None
     if not isinstance(shared, list) or not all(isinstance(p, str) for p in shared):
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS, f"output {out.SHARED_PACKAGES!r} of {source} is not a JSON list"
         )
     return StackOutputs(
