@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from cli.errors import Exit, SubmitError
+from cli.errors import CliError, Exit
 
 Progress = Callable[[int], None]
 """Called with the number of bytes sent since the last call."""
@@ -44,7 +44,7 @@ def parse(uri: str) -> BucketUri:
     """Split a bucket URI; anything but `s3://bucket[/prefix]` or `gs://…` is an error."""
     parsed = urlparse(uri)
     if parsed.scheme not in ("s3", "gs") or not parsed.netloc:
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS, f"bucket URI {uri!r} is not s3://bucket/prefix or gs://bucket/prefix"
         )
     return BucketUri(parsed.scheme, parsed.netloc, parsed.path.strip("/"))
@@ -100,9 +100,9 @@ class Bucket(Protocol):
     ) -> Written: ...
 
 
-def _unreachable(where: BucketUri, e: BaseException) -> SubmitError:
+def _unreachable(where: BucketUri, e: BaseException) -> CliError:
     detail = " ".join(str(e).split()) or type(e).__name__
-    return SubmitError(
+    return CliError(
         Exit.BUCKET, f"bucket {where.scheme}://{where.bucket} is unreachable or refused: {detail}"
     )
 
@@ -220,7 +220,7 @@ class _GCS:
         try:
             self._bucket: Any = storage.Client().bucket(where.bucket)
         except DefaultCredentialsError as e:
-            raise SubmitError(
+            raise CliError(
                 Exit.BUCKET,
                 f"no Google credentials for gs://{where.bucket}: run "
                 f"`gcloud auth application-default login` ({' '.join(str(e).split())[:120]})",
@@ -243,7 +243,7 @@ class _GCS:
             if blob is not None:
                 return Stored(int(blob.size), str(blob.generation))
             if not self._bucket.exists(timeout=10, retry=retry):
-                raise SubmitError(Exit.BUCKET, f"bucket gs://{self._where.bucket} does not exist")
+                raise CliError(Exit.BUCKET, f"bucket gs://{self._where.bucket} does not exist")
             return None
         except self._errors() as e:
             raise _unreachable(self._where, e) from None

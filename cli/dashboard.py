@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from cli.errors import Exit, SubmitError
+from cli.errors import CliError, Exit
 
 DASHBOARD_PORT = 8265
 TOKEN_KEY = "auth_token"
@@ -114,7 +114,7 @@ def _core_api(code: Exit = Exit.CLUSTER) -> Any:
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except Exception:
-            raise SubmitError(
+            raise CliError(
                 code,
                 "no Kubernetes credentials (KUBECONFIG or ~/.kube/config) to reach the cluster; "
                 "or set RAY_ADDRESS (and RAY_AUTH_TOKEN) to a dashboard you already forward",
@@ -122,10 +122,10 @@ def _core_api(code: Exit = Exit.CLUSTER) -> Any:
     return client.CoreV1Api()
 
 
-def _api_error(e: Exception, what: str, code: Exit) -> SubmitError:
+def _api_error(e: Exception, what: str, code: Exit) -> CliError:
     status = getattr(e, "status", None)
     reason = getattr(e, "reason", None) or " ".join(str(e).split())[:160]
-    return SubmitError(code, f"cannot {what}: {f'HTTP {status} ' if status else ''}{reason}")
+    return CliError(code, f"cannot {what}: {f'HTTP {status} ' if status else ''}{reason}")
 
 
 def _head_pod(core: Any, namespace: str, cluster: str) -> tuple[str, int]:
@@ -153,7 +153,7 @@ def _head_pod(core: Any, namespace: str, cluster: str) -> tuple[str, int]:
             for cp in c.ports or []:
                 if cp.name == target:
                     return pod.metadata.name, int(cp.container_port)
-    raise SubmitError(
+    raise CliError(
         Exit.CLUSTER,
         f"no running head pod behind Service {namespace}/{svc_name} "
         f"(check `kubectl -n {namespace} get pods`)",
@@ -190,10 +190,10 @@ def port_forward(namespace: str, cluster: str) -> Iterator[str]:
     relay = LocalRelay(connect)
     try:
         yield relay.address
-    except SubmitError as e:
+    except CliError as e:
         # "dashboard unreachable" alone hides the cause: say why the port-forward failed.
         if e.code == Exit.CLUSTER and relay.last_error:
-            raise SubmitError(
+            raise CliError(
                 e.code,
                 f"{e}; the port-forward to {namespace}/{head[0][0]} failed: {relay.last_error}",
             ) from None
@@ -208,7 +208,7 @@ def cluster_token(namespace: str | None, cluster: str | None) -> str:
     from urllib3.exceptions import HTTPError
 
     if not namespace or not cluster:
-        raise SubmitError(
+        raise CliError(
             Exit.AUTH,
             "token auth is on but the outputs name no namespace/rayClusterName to read the "
             "token from; set RAY_AUTH_TOKEN",
@@ -224,5 +224,5 @@ def cluster_token(namespace: str | None, cluster: str | None) -> str:
         ) from None
     raw = (secret.data or {}).get(TOKEN_KEY)
     if not raw:
-        raise SubmitError(Exit.AUTH, f"Secret {namespace}/{cluster} has no key {TOKEN_KEY!r}")
+        raise CliError(Exit.AUTH, f"Secret {namespace}/{cluster} has no key {TOKEN_KEY!r}")
     return base64.b64decode(raw).decode().strip()

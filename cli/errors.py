@@ -1,4 +1,8 @@
-"""Exit codes of `ray-platform submit` and the one error type that carries them."""
+"""Exit codes of the `ray-platform` commands and the one error type that carries them.
+
+Raised by the shared modules (outputs, package, buckets, dashboard) as well as by the commands;
+cli/main.py prints it as one line, `ray-platform <command>: <message>`, and exits with its code.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from enum import IntEnum
 
 
 class Exit(IntEnum):
-    """Process exit codes; scripts (CI, schedulers) branch on them, so they are stable."""
+    """Process exit codes; scripts (CI, schedulers) branch on them, so they are stable. Each
+    command's `--help` lists those it uses (`submit`: all of them)."""
 
     SUCCEEDED = 0
     """The job finished with status SUCCEEDED (or `--dry-run` printed its plan)."""
@@ -37,8 +42,9 @@ class Exit(IntEnum):
     """Ctrl-C: the command detached; the job keeps running on the cluster."""
 
 
-class SubmitError(Exception):
-    """A failure the user can act on: one line of text and the exit code that goes with it."""
+class CliError(Exception):
+    """A failure the user can act on: one line of text and the exit code that goes with it.
+    (It was `SubmitError` while `submit` was the only command.)"""
 
     def __init__(self, code: Exit, message: str, hint: str = "") -> None:
         super().__init__(message)

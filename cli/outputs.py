@@ -1,5 +1,8 @@
 """The stack outputs `submit` needs, read from Pulumi or from a JSON file of the same shape.
 
+Their names and meaning are the output contract's (contract/outputs.py), which the program
+exports by; this module adds how much of them to trust.
+
 The `local` stack lives where `tools/up` keeps it: a file backend under the project's cache
 (`<cache>/state/`, the engine's working copy of the project in `<cache>/state/project/`). With no
 `PULUMI_BACKEND_URL` of the user's, `--stack local` reads it there, so it needs no Pulumi login.
@@ -16,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.errors import Exit, SubmitError
+import contract.outputs as out
+from cli.errors import CliError, Exit
+from contract.outputs import MODES
 
-MODES = ("dev", "prod")
 LOCAL_STACK = "local"
 """The stack `tools/up` deploys, into its own file backend."""
 LOCAL_PASSPHRASE = "ray-platform-local"
@@ -28,7 +32,7 @@ same value as tools/engine.py's LOCAL_PASSPHRASE: the CLI ships without tools/).
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """What one stack tells `submit` about its cluster; see the README's "Stack outputs"."""
+    """What one stack tells `submit` about its cluster (contract/outputs.py names each)."""
 
     source: str
     """Where the values came from (`stack dev`, `outputs.json`), for error messages."""
@@ -46,7 +50,8 @@ class StackOutputs:
     ray_address: str | None
     """The address the stack's own port-forward command serves (informational)."""
     token_auth: bool
-    """True when the stack exports `authTokenCommand`, i.e. the cluster wants a token."""
+    """True when the cluster wants a token: `rayAuthMode` is `token` (a stack from before that
+    output: it exports `authTokenCommand`)."""
     port_forward_command: str | None
     """The stack's `dashboardPortForward`, quoted in "how to follow the job" hints."""
     object_store_endpoint: str | None = None
@@ -74,7 +79,7 @@ def _pulumi() -> str:
     built = cache_root() / "bin" / "current" / "pulumi"
     if built.is_file() and os.access(built, os.X_OK):
         return str(built)
-    raise SubmitError(
+    raise CliError(
         Exit.OUTPUTS,
         "the Pulumi CLI is not on PATH (install it, or pass --outputs FILE.json from "
         "`pulumi stack output --json --show-secrets`)",
@@ -90,7 +95,7 @@ def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
     state = cache_root() / "state"
     project = state / "project"
     if not (state / ".pulumi").is_dir() or not (project / "Pulumi.yaml").exists():
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS,
             f"stack local has no state in {state}, where tools/up keeps it: run tools/up first "
             "(or set PULUMI_BACKEND_URL to the backend you deployed it to)",
@@ -120,7 +125,7 @@ def _from_pulumi(stack: str) -> dict[str, Any]:
             cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise SubmitError(
+        raise CliError(
             Exit.OUTPUTS, f"cannot run `pulumi stack output` for stack {stack}: {e}"
         ) from None
     if proc.returncode != 0:
@@ -128,13 +133,13 @@ def _from_pulumi(stack: str) -> dict[str, Any]:
         if any("no stack named" in ln for ln in lines):
             # The usual cause (a typo, or another backend): say so, not the engine's wording.
             backend = (env or os.environ).get("PULUMI_BACKEND_URL") or "your Pulumi login"
-            raise SubmitError(
+            raise CliError(
                 Exit.OUTPUTS,
                 f"stack {stack} does not exist in {backend} (`pulumi stack ls` lists the "
                 "stacks there; check --stack, or PULUMI_BACKEND_URL)",
             )
         why = lines[-1] if lines else f"exit {proc.returncode}"
-        raise SubmitError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
+        raise CliError(Exit.OUTPUTS, f"cannot read the outputs of stack {stack}: {why}")
     return _parse(proc.stdout, f"stack {stack}")
 
 
@@ -142,7 +147,7 @@ def _from_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise SubmitError(Exit.OUTPUTS, f"cannot read outputs file {path}: {e.strerror}") from None
+        raise CliError(Exit.OUTPUTS, f"cannot read outputs file {path}: {e.strerror}") from None
     return _parse(text, str(path))
 
 
@@ -150,9 +155,9 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError as e:
-        raise SubmitError(Exit.OUTPUTS, f"outputs of {source} are not JSON: {e}") from None
+        raise CliError(Exit.OUTPUTS, f"outputs of {source} are not JSON: {e}") from None
     if not isinstance(data, dict):
-        raise SubmitError(Exit.OUTPUTS, f"outputs of {source} are not a JSON object")
+        raise CliError(Exit.OUTPUTS, f"outputs of {source} are not a JSON object")
     return data
 
 
@@ -160,10 +165,10 @@ def _text(raw: dict[str, Any], key: str, source: str, *, required: bool) -> str 
     value = raw.get(key)
     if value is None or value == "":
         if required:
-            raise SubmitError(Exit.OUTPUTS, f"{source} has no output {key!r}")
+            raise CliError(Exit.OUTPUTS, f"{source} has no output {key!r}")
         return None
     if not isinstance(value, str):
-        raise SubmitError(Exit.OUTPUTS, f"output {key!r} of {source} is not a string")
+        raise CliError(Exit.OUTPUTS, f"output {key!r} of {source} is not a string")
     return value
 
 
@@ -176,24 +181,11 @@ _LOOPBACK = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}/?$"
 SCHEMES = {"aws": "s3", "local": "s3", "gcp": "gs"}
 """The bucket scheme of each cloud (infra/clouds/<cloud>/adapter.py's bucketUri)."""
 DASHBOARD_PORT = 8265
-READ = (
-    "mode",
-    "cloud",
-    "bucketUri",
-    "runtimeEnv",
-    "namespace",
-    "rayClusterName",
-    "rayAddress",
-    "authTokenCommand",
-    "dashboardPortForward",
-    "objectStoreEndpoint",
-    "sharedPackages",
-)
-"""The outputs `submit` reads; the others are for people."""
+READ = out.READ
 
 
-def _untrusted(source: str, key: str, value: object, why: str) -> SubmitError:
-    return SubmitError(
+def _untrusted(source: str, key: str, value: object, why: str) -> CliError:
+    return CliError(
         Exit.OUTPUTS,
         f"output {key!r} of {source} ({json.dumps(value)[:120]}) {why}: the outputs look edited "
         "by hand, so they are not used (redeploy the stack, or fix the outputs file)",
@@ -201,7 +193,8 @@ def _untrusted(source: str, key: str, value: object, why: str) -> SubmitError:
 
 
 def port_forward_command(namespace: str, cluster: str) -> str:
-    """The `dashboardPortForward` the program exports (components/ray_cluster.py)."""
+    """The `dashboardPortForward` the program exports (components/kuberay/raycluster_spec.py
+    kubectl_commands): rebuilt here from the outputs, to refuse any other command."""
     return (
         f"kubectl -n {namespace} port-forward svc/{cluster}-head-svc "
         f"{DASHBOARD_PORT}:{DASHBOARD_PORT}"
@@ -215,44 +208,49 @@ def check_trusted(raw: dict[str, Any], source: str, *, bucket_given: bool) -> No
     program exports (infra/platform.py, the clouds' adapters), read from the outputs alone.
     `raw`'s values read here are strings (checked before); an empty one counts as absent."""
     raw = {k: v for k, v in raw.items() if v not in (None, "")}
-    cloud = raw.get("cloud")
+    cloud = raw.get(out.CLOUD)
     if cloud is not None and cloud not in SCHEMES:
-        raise _untrusted(source, "cloud", cloud, f"is not one of {', '.join(sorted(SCHEMES))}")
-    namespace, cluster = raw.get("namespace"), raw.get("rayClusterName")
+        raise _untrusted(source, out.CLOUD, cloud, f"is not one of {', '.join(sorted(SCHEMES))}")
+    auth = raw.get(out.RAY_AUTH_MODE)
+    if auth is not None and auth not in out.AUTH_MODES:
+        raise _untrusted(
+            source, out.RAY_AUTH_MODE, auth, f"is not one of {', '.join(out.AUTH_MODES)}"
+        )
+    namespace, cluster = raw.get(out.NAMESPACE), raw.get(out.RAY_CLUSTER_NAME)
     if namespace is not None and not (len(namespace) <= 63 and _DNS1123.match(namespace)):
-        raise _untrusted(source, "namespace", namespace, "is not a Kubernetes namespace name")
+        raise _untrusted(source, out.NAMESPACE, namespace, "is not a Kubernetes namespace name")
     if cluster is not None and not (len(cluster) <= 50 and _DNS1035.match(cluster)):
-        raise _untrusted(source, "rayClusterName", cluster, "is not a RayCluster name")
-    address = raw.get("rayAddress")
+        raise _untrusted(source, out.RAY_CLUSTER_NAME, cluster, "is not a RayCluster name")
+    address = raw.get(out.RAY_ADDRESS)
     if address is not None and not _LOOPBACK.match(address):
         raise _untrusted(
-            source, "rayAddress", address, "is not a loopback address (the port-forward's)"
+            source, out.RAY_ADDRESS, address, "is not a loopback address (the port-forward's)"
         )
-    forward = raw.get("dashboardPortForward")
+    forward = raw.get(out.DASHBOARD_PORT_FORWARD)
     if forward is not None and (
         namespace is None or cluster is None or forward != port_forward_command(namespace, cluster)
     ):
         raise _untrusted(
             source,
-            "dashboardPortForward",
+            out.DASHBOARD_PORT_FORWARD,
             forward,
             "is not the port-forward to the cluster's dashboard Service "
             f"({port_forward_command(namespace or '<namespace>', cluster or '<cluster>')})",
         )
-    endpoint = raw.get("objectStoreEndpoint")
+    endpoint = raw.get(out.OBJECT_STORE_ENDPOINT)
     if endpoint is not None:
         if cloud is not None and cloud != "local":
             raise _untrusted(
                 source,
-                "objectStoreEndpoint",
+                out.OBJECT_STORE_ENDPOINT,
                 endpoint,
                 f"is set on a stack of cloud {cloud} (only cloud local has one)",
             )
         if not _ENDPOINT.match(endpoint):
             raise _untrusted(
-                source, "objectStoreEndpoint", endpoint, "is not an http(s)://host[:port] URL"
+                source, out.OBJECT_STORE_ENDPOINT, endpoint, "is not an http(s)://host[:port] URL"
             )
-    uri = raw.get("bucketUri")
+    uri = raw.get(out.BUCKET_URI)
     if uri is None or bucket_given:
         return  # --bucket is the user's own choice
     scheme, _, rest = uri.partition("://")
@@ -260,20 +258,31 @@ def check_trusted(raw: dict[str, Any], source: str, *, bucket_given: bool) -> No
     if cloud is not None and scheme != SCHEMES[cloud]:
         raise _untrusted(
             source,
-            "bucketUri",
+            out.BUCKET_URI,
             uri,
             f"is not an {SCHEMES[cloud]}:// bucket, which cloud {cloud} uses",
         )
     if not _BUCKET.match(name):
-        raise _untrusted(source, "bucketUri", uri, "does not name a bucket")
+        raise _untrusted(source, out.BUCKET_URI, uri, "does not name a bucket")
     if not all(_PREFIX_SEGMENT.match(part) for part in prefix.split("/")):
         raise _untrusted(
             source,
-            "bucketUri",
+            out.BUCKET_URI,
             uri,
             "has a prefix that is not the stack's key prefix (segments of letters, digits, "
             "'.', '_', '-'; no '..', no empty segment)",
         )
+
+
+def _token_auth(raw: dict[str, Any], source: str) -> bool:
+    """Whether the cluster wants a Ray auth token, as the stack says (`rayAuthMode`, checked in
+    check_trusted). A stack deployed before that output says it only by exporting
+    `authTokenCommand` (a command for people, exported with token auth alone), so without the
+    mode that output's presence decides, as it did before the mode existed."""
+    mode = _text(raw, out.RAY_AUTH_MODE, source, required=False)
+    if mode is not None:
+        return mode == out.AUTH_TOKEN
+    return _text(raw, out.AUTH_TOKEN_COMMAND, source, required=False) is not None
 
 
 def load(
@@ -289,45 +298,49 @@ def load(
     elif stack is not None:
         raw, source = _from_pulumi(stack), f"stack {stack}"
     else:
-        raise SubmitError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
+        raise CliError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
 
     for key in READ:
         # The program exports strings only (JSON inside a string where structured).
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise _untrusted(source, key, raw[key], "is not a string")
     check_trusted(raw, source, bucket_given=bucket is not None)
-    mode = _text(raw, "mode", source, required=True)
+    mode = _text(raw, out.MODE, source, required=True)
     if mode not in MODES:
-        raise SubmitError(Exit.OUTPUTS, f"output 'mode' of {source} is {mode!r}, not dev or prod")
-    bucket_uri = bucket or _text(raw, "bucketUri", source, required=False)
-    env_text = _text(raw, "runtimeEnv", source, required=True)
+        raise CliError(
+            Exit.OUTPUTS, f"output {out.MODE!r} of {source} is {mode!r}, not dev or prod"
+        )
+    bucket_uri = bucket or _text(raw, out.BUCKET_URI, source, required=False)
+    env_text = _text(raw, out.RUNTIME_ENV, source, required=True)
     assert env_text is not None
     try:
         runtime_env = json.loads(env_text)
     except ValueError as e:
-        raise SubmitError(
-            Exit.OUTPUTS, f"output 'runtimeEnv' of {source} is not JSON: {e}"
+        raise CliError(
+            Exit.OUTPUTS, f"output {out.RUNTIME_ENV!r} of {source} is not JSON: {e}"
         ) from None
     if not isinstance(runtime_env, dict):
-        raise SubmitError(Exit.OUTPUTS, f"output 'runtimeEnv' of {source} is not a JSON object")
+        raise CliError(Exit.OUTPUTS, f"output {out.RUNTIME_ENV!r} of {source} is not a JSON object")
     need_cluster = address is None
-    shared_text = _text(raw, "sharedPackages", source, required=False) or "[]"
+    shared_text = _text(raw, out.SHARED_PACKAGES, source, required=False) or "[]"
     try:
         shared = json.loads(shared_text)
     except ValueError:
         shared = None
     if not isinstance(shared, list) or not all(isinstance(p, str) for p in shared):
-        raise SubmitError(Exit.OUTPUTS, f"output 'sharedPackages' of {source} is not a JSON list")
+        raise CliError(
+            Exit.OUTPUTS, f"output {out.SHARED_PACKAGES!r} of {source} is not a JSON list"
+        )
     return StackOutputs(
         source=source,
         mode=mode,
         bucket_uri=bucket_uri,
         runtime_env=runtime_env,
-        namespace=_text(raw, "namespace", source, required=need_cluster),
-        cluster_name=_text(raw, "rayClusterName", source, required=need_cluster),
-        ray_address=_text(raw, "rayAddress", source, required=False),
-        token_auth=_text(raw, "authTokenCommand", source, required=False) is not None,
-        port_forward_command=_text(raw, "dashboardPortForward", source, required=False),
-        object_store_endpoint=_text(raw, "objectStoreEndpoint", source, required=False),
+        namespace=_text(raw, out.NAMESPACE, source, required=need_cluster),
+        cluster_name=_text(raw, out.RAY_CLUSTER_NAME, source, required=need_cluster),
+        ray_address=_text(raw, out.RAY_ADDRESS, source, required=False),
+        token_auth=_token_auth(raw, source),
+        port_forward_command=_text(raw, out.DASHBOARD_PORT_FORWARD, source, required=False),
+        object_store_endpoint=_text(raw, out.OBJECT_STORE_ENDPOINT, source, required=False),
         shared_packages=tuple(shared),
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pathspec
 
-from cli.errors import Exit, SubmitError
+from cli.errors import CliError, Exit
 
 MIB = 1024 * 1024
 DEFAULT_MAX_SIZE = 100 * MIB
@@ -82,8 +82,8 @@ def _has_surrogates(name: str) -> bool:
     return False
 
 
-def _refuse(root: Path, rel: str, problem: str) -> SubmitError:
-    return SubmitError(
+def _refuse(root: Path, rel: str, problem: str) -> CliError:
+    return CliError(
         Exit.WORKING_DIR,
         f"working directory {root}: {shown(rel)} {problem}: remove it, or leave it out with "
         f"--exclude (or .gitignore); nothing was uploaded",
@@ -122,9 +122,9 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
     """
     root = root.resolve()
     if not root.exists():
-        raise SubmitError(Exit.WORKING_DIR, f"working directory {root} does not exist")
+        raise CliError(Exit.WORKING_DIR, f"working directory {root} does not exist")
     if not root.is_dir():
-        raise SubmitError(Exit.WORKING_DIR, f"working directory {root} is not a directory")
+        raise CliError(Exit.WORKING_DIR, f"working directory {root} is not a directory")
     specs: dict[str, pathspec.GitIgnoreSpec] = {}
     out: list[tuple[str, Path, int]] = []
 
@@ -207,7 +207,7 @@ def collect(root: Path, excludes: list[str]) -> list[tuple[str, Path, int]]:
             out.append((rel, path, st.st_size))
     out.sort(key=lambda entry: entry[0])
     if not out:
-        raise SubmitError(
+        raise CliError(
             Exit.WORKING_DIR,
             f"working directory {root} has no files to ship (it is empty, or .gitignore, "
             "--exclude and the stack's excludes leave nothing); nothing was uploaded",
@@ -240,7 +240,7 @@ def check_size(root: Path, files: list[tuple[str, Path, int]], max_size: int) ->
         by_top[top] = by_top.get(top, 0) + size
     biggest = sorted(by_top.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     named = ", ".join(f"{shown(name)} ({human_size(size)})" for name, size in biggest)
-    raise SubmitError(
+    raise CliError(
         Exit.WORKING_DIR,
         f"{root} holds {human_size(total)}, over the {human_size(max_size)} limit of "
         f"ray-platform submit (--max-size; the default is Ray's own upload limit); biggest: "

@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+# Where `ray-platform submit` puts working-directory zips under the stack's bucket prefix, which
+# each adapter's bucket expires: part of the contract with the command, so defined there once.
+from contract.outputs import WORKING_DIRS as WORKING_DIRS
+
 if TYPE_CHECKING:
     # Only for the annotation: the builders never read a bucket URI, so this module (and the pure
     # builders that import it) load no Pulumi at run time.
@@ -15,9 +19,6 @@ SHARED_VOLUME = "shared"
 """The shared file system's name wherever it is named: the pod volume Ray pods and the ownership
 Job mount, and the SharedVolume component each adapter registers (its Pulumi name: changing it
 would replace the volume)."""
-WORKING_DIRS = "working_dirs"
-"""Where `ray-platform submit` puts working-directory zips under the stack's bucket prefix
-(cli/submit.py names it too: the CLI ships without this package)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
+import contract.outputs as out
 from components.kuberay.jupyter import token_digest
 from components.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
 from components.kuberay.ray_cluster import RayCluster, RayClusterArgs
@@ -188,40 +189,27 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         opts=target.component_opts(operator, *storage.dependencies),
     )
 
+    # The names are the output contract's (contract/outputs.py): cli/outputs.py reads them.
     outputs: dict[str, pulumi.Input[str]] = {
-        "mode": settings.mode,
-        "cloud": settings.cloud,
-        "namespace": namespace_name,
-        "rayClusterName": cluster.cluster_name,
-        "image": settings.ray.image,
-        "dashboardPortForward": cluster.dashboard_port_forward,
-        "rayAddress": f"http://127.0.0.1:{DASHBOARD_PORT}",
-        "runtimeEnv": runtime_env_json(config.runtime_env),
+        out.MODE: settings.mode,
+        out.CLOUD: settings.cloud,
+        out.NAMESPACE: namespace_name,
+        out.RAY_CLUSTER_NAME: cluster.cluster_name,
+        out.IMAGE: settings.ray.image,
+        out.DASHBOARD_PORT_FORWARD: cluster.dashboard_port_forward,
+        out.RAY_ADDRESS: f"http://127.0.0.1:{DASHBOARD_PORT}",
+        out.RUNTIME_ENV: runtime_env_json(config.runtime_env),
         # `ray-platform submit` refuses --pip/--uv for these (they would never load).
-        "sharedPackages": json.dumps(list(config.shared_packages)),
+        out.SHARED_PACKAGES: json.dumps(list(config.shared_packages)),
+        # Said outright, so the command need not infer it from the human-readable command below.
+        out.RAY_AUTH_MODE: settings.ray.auth,
         **storage.outputs,
+        out.HEAD_SHELL_COMMAND: cluster.head_shell_command,
     }
-    head_pod = (
-        f"$(kubectl -n {namespace_name} get pod -o name "
-        f"-l ray.io/cluster={cluster.cluster_name},ray.io/node-type=head "
-        # During a pod recreation the old head may still be listed (a terminating pod stays
-        # Running): the newest running one.
-        "--field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp | tail -n 1)"
-    )
-    # The guide's "SSH onto the head node".
-    outputs["headShellCommand"] = (
-        f"kubectl -n {namespace_name} exec -it {head_pod} -c ray-head -- bash"
-    )
+    if cluster.jupyter_port_forward is not None:
+        outputs[out.JUPYTER_PORT_FORWARD] = cluster.jupyter_port_forward
     if config.jupyter is not None:
-        port = config.jupyter.port
-        # To the pod, not the Service: JupyterLab listens on the pod's loopback only.
-        outputs["jupyterPortForward"] = (
-            f"kubectl -n {namespace_name} port-forward {head_pod} {port}:{port}"
-        )
-        outputs["jupyterUrl"] = f"http://127.0.0.1:{port}/lab"
-    if settings.ray.auth == "token":
-        outputs["authTokenCommand"] = (
-            f"kubectl -n {namespace_name} get secret {cluster.cluster_name} "
-            "-o jsonpath='{.data.auth_token}' | base64 -d"
-        )
+        outputs[out.JUPYTER_URL] = f"http://127.0.0.1:{config.jupyter.port}/lab"
+    if cluster.auth_token_command is not None:
+        outputs[out.AUTH_TOKEN_COMMAND] = cluster.auth_token_command
     return outputs

@@ -11,10 +11,10 @@ import pulumi_kubernetes as k8s
 from components.kuberay.network_policy import network_policy_manifest
 from components.kuberay.raycluster_inputs import NetworkAccess, RayClusterConfig
 from components.kuberay.raycluster_spec import (
-    DASHBOARD_PORT,
     JUPYTER_TOKEN_KEY,
     RUNTIME_ENV_FILE,
     head_service_name,
+    kubectl_commands,
     raycluster_manifest,
     runtime_env_json,
 )
@@ -61,6 +61,12 @@ class RayCluster(pulumi.ComponentResource):
     """ConfigMap holding the stack's default runtime_env, mounted on the head."""
     dashboard_port_forward: pulumi.Output[str]
     """`kubectl port-forward` command that makes the dashboard / Jobs API local."""
+    head_shell_command: pulumi.Output[str]
+    """`kubectl exec` into the head's Ray container."""
+    jupyter_port_forward: pulumi.Output[str] | None
+    """With Jupyter: `kubectl port-forward` to JupyterLab on the head pod."""
+    auth_token_command: pulumi.Output[str] | None
+    """With token auth: the kubectl command that prints the Ray auth token."""
 
     def __init__(
         self, name: str, args: RayClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -134,15 +140,25 @@ class RayCluster(pulumi.ComponentResource):
             spec=policy["spec"],
             opts=waiting_child(self, opts),
         )
-        self.dashboard_port_forward = pulumi.Output.from_input(
-            f"kubectl -n {args.namespace} port-forward svc/{self.head_service} "
-            f"{DASHBOARD_PORT}:{DASHBOARD_PORT}"
-        )
-        self.register_outputs(
-            {
-                "cluster_name": self.cluster_name,
-                "head_service": self.head_service,
-                "runtime_env_config_map": self.runtime_env_config_map,
-                "dashboard_port_forward": self.dashboard_port_forward,
-            }
-        )
+        # The commands people run against this cluster, from the names given above.
+        commands = kubectl_commands(args.namespace, ray)
+        self.dashboard_port_forward = pulumi.Output.from_input(commands.dashboard_port_forward)
+        self.head_shell_command = pulumi.Output.from_input(commands.head_shell)
+        self.jupyter_port_forward = _optional(commands.jupyter_port_forward)
+        self.auth_token_command = _optional(commands.auth_token)
+        outputs: dict[str, pulumi.Output[str] | str] = {
+            "cluster_name": self.cluster_name,
+            "head_service": self.head_service,
+            "runtime_env_config_map": self.runtime_env_config_map,
+            "dashboard_port_forward": self.dashboard_port_forward,
+            "head_shell_command": self.head_shell_command,
+        }
+        if self.jupyter_port_forward is not None:
+            outputs["jupyter_port_forward"] = self.jupyter_port_forward
+        if self.auth_token_command is not None:
+            outputs["auth_token_command"] = self.auth_token_command
+        self.register_outputs(outputs)
+
+
+def _optional(command: str | None) -> pulumi.Output[str] | None:
+    return None if command is None else pulumi.Output.from_input(command)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,7 @@ PACKAGES_VENV = "venv"
 """The installer's virtualenv inside a packages directory; `site-packages` beside it is a symlink
 into it (`venv/lib/python3.X/site-packages`), so PYTHONPATH needs no Python version."""
 DASHBOARD_PORT = 8265
+HEAD_CONTAINER = "ray-head"
 CLIENT_PORT = 10001
 GCS_PORT = 6379
 JUPYTER_TOKEN_KEY = "token"
@@ -104,6 +106,56 @@ def runtime_env_json(runtime_env: Mapping[str, Any]) -> str:
 def head_service_name(cluster_name: str) -> str:
     """The ClusterIP Service KubeRay creates for the head (dashboard, Jobs API, client)."""
     return f"{cluster_name}-head-svc"
+
+
+def auth_token_secret_name(cluster_name: str) -> str:
+    """KubeRay (token auth) keeps the cluster's token in a Secret named like the RayCluster."""
+    return cluster_name
+
+
+@dataclass(frozen=True)
+class KubectlCommands:
+    """The kubectl commands a stack prints for people, built here beside the names they use (the
+    head Service, the head container, the token Secret, the pod labels KubeRay sets)."""
+
+    dashboard_port_forward: str
+    """Makes the dashboard / Jobs API local (`ray-platform` checks the stack's against this)."""
+    head_shell: str
+    """A shell in the head's Ray container: the guide's "SSH onto the head node"."""
+    jupyter_port_forward: str | None
+    """With Jupyter: a port-forward to the head pod (JupyterLab listens on its loopback only)."""
+    auth_token: str | None
+    """With token auth: prints the cluster's Ray auth token."""
+
+
+def kubectl_commands(namespace: str, ray: RayClusterConfig) -> KubectlCommands:
+    head_pod = (
+        f"$(kubectl -n {namespace} get pod -o name "
+        f"-l ray.io/cluster={ray.name},ray.io/node-type=head "
+        # During a pod recreation the old head may still be listed (a terminating pod stays
+        # Running): the newest running one.
+        "--field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp | tail -n 1)"
+    )
+    jupyter = None
+    if ray.jupyter is not None:
+        port = ray.jupyter.port
+        # To the pod, not the Service: JupyterLab listens on the pod's loopback only.
+        jupyter = f"kubectl -n {namespace} port-forward {head_pod} {port}:{port}"
+    token = None
+    if ray.auth == "token":
+        token = (
+            f"kubectl -n {namespace} get secret {auth_token_secret_name(ray.name)} "
+            f"-o jsonpath='{{.data.{RAY_AUTH_KEY}}}' | base64 -d"
+        )
+    return KubectlCommands(
+        dashboard_port_forward=(
+            f"kubectl -n {namespace} port-forward svc/{head_service_name(ray.name)} "
+            f"{DASHBOARD_PORT}:{DASHBOARD_PORT}"
+        ),
+        head_shell=f"kubectl -n {namespace} exec -it {head_pod} -c {HEAD_CONTAINER} -- bash",
+        jupyter_port_forward=jupyter,
+        auth_token=token,
+    )
 
 
 def shared_packages_dir(ray: RayClusterConfig, mount_path: str) -> str:
@@ -321,7 +373,7 @@ def _jupyter_volumes(ray: RayClusterConfig) -> list[dict[str, Any]]:
             {
                 "name": RAY_AUTH_VOLUME,
                 "secret": {
-                    "secretName": ray.name,
+                    "secretName": auth_token_secret_name(ray.name),
                     "items": [{"key": RAY_AUTH_KEY, "path": RAY_AUTH_KEY}],
                     "defaultMode": 0o440,
                 },
@@ -339,7 +391,7 @@ def head_group(
         {"name": "RAY_PLATFORM_RUNTIME_ENV", "value": f"{RUNTIME_ENV_DIR}/{RUNTIME_ENV_FILE}"}
     )
     container = {
-        "name": "ray-head",
+        "name": HEAD_CONTAINER,
         "image": ray.image,
         "resources": _resources(ray.head),
         "env": env,

@@ -182,14 +182,15 @@ class Result:
 
 
 class Submit:
-    """Runs `cli.submit.main` in this process with a clean environment for the command."""
+    """Runs `ray-platform submit …` (cli.main.main) in this process with a clean environment for
+    the command."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
         self._mp = monkeypatch
         self._capsys = capsys
 
     def __call__(self, argv: list[str], env: dict[str, str] | None = None) -> Result:
-        from cli import submit
+        from cli.main import main
 
         for var in (
             "RAY_ADDRESS",
@@ -204,7 +205,7 @@ class Submit:
         for k, v in (env or {}).items():
             self._mp.setenv(k, v)
         self._capsys.readouterr()
-        code = submit.main(["submit", *argv])
+        code = main(["submit", *argv])
         captured = self._capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
@@ -225,6 +226,7 @@ def write_outputs(path: Path, **overrides: object) -> Path:
         "namespace": "ray",
         "rayClusterName": "ray",
         "rayAddress": "http://127.0.0.1:8265",
+        "rayAuthMode": "token",
         "authTokenCommand": "kubectl -n ray get secret ray -o jsonpath='{.data.auth_token}'",
     }
     for k, v in overrides.items():

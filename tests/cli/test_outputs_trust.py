@@ -1,9 +1,9 @@
 """Stack outputs edited by hand: `ray-platform submit` refuses what it cannot trust, in one line
-naming the output (exit 3), and takes what the program itself exports."""
+naming the output (exit 3). That it takes what the program itself exports, for every stack, is
+tests/cli/test_outputs_contract.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,37 +12,8 @@ import pytest
 from cli import outputs
 from cli.errors import Exit
 from tests.cli.conftest import Submit, write_outputs
-from tests.unit.test_settings_fuzz import deployed_local
-from tools.pulumi_mocks import run_program
-from tools.pulumi_mocks.gcp import GkeMocks
 
 FORWARD = "kubectl -n ray port-forward svc/ray-head-svc 8265:8265"
-
-
-@pytest.mark.parametrize("stack", ["dev", "gke-dev", "local-with-bucket"])
-def test_what_the_program_exports_is_trusted(stack: str) -> None:
-    """The checks are against what the program writes: its own outputs pass them (and the
-    cloud's bucket scheme, the port-forward command and the address are all present)."""
-    if stack == "local-with-bucket":
-        run = run_program("local", deployed_local())
-    elif stack == "gke-dev":
-        run = run_program(stack, mocks=GkeMocks())
-    else:
-        run = run_program(stack)
-    raw = {k: v for k, v in run.outputs.items() if isinstance(v, str)}
-    assert {"cloud", "bucketUri", "dashboardPortForward", "rayAddress"} <= set(raw)
-    outputs.check_trusted(raw, f"stack {stack}", bucket_given=False)
-    loaded = outputs.load(stack=None, outputs_file=_file(raw), bucket=None, address=None)
-    assert loaded.bucket_uri == raw["bucketUri"]
-
-
-def _file(raw: dict[str, Any]) -> Path:
-    import tempfile
-
-    fd, name = tempfile.mkstemp(suffix=".json")
-    with open(fd, "w") as f:
-        json.dump(raw, f)
-    return Path(name)
 
 
 TAMPERED: list[tuple[str, dict[str, Any], str]] = [
@@ -66,6 +37,7 @@ TAMPERED: list[tuple[str, dict[str, Any], str]] = [
     ("namespace with shell text", {"namespace": "ray; id"}, "is not a Kubernetes namespace name"),
     ("cluster not a name", {"rayClusterName": "Ray_Cluster"}, "is not a RayCluster name"),
     ("cloud unknown", {"cloud": "azure"}, "'cloud'"),
+    ("auth mode unknown", {"rayAuthMode": "none"}, "is not one of token, disabled"),
     (
         "bucket scheme not the cloud's",
         {"cloud": "aws", "bucketUri": "gs://ray/ray/test"},
@@ -150,7 +122,9 @@ def test_the_cli_reads_names_as_the_settings_do(sample: str) -> None:
     assert prefix_ok == bool(_KEY_PREFIX.match(sample))
 
 
-def test_the_cli_knows_the_programs_dashboard_port() -> None:
-    from components.kuberay.raycluster_spec import DASHBOARD_PORT
+def test_the_cli_knows_the_programs_dashboard_port_and_token_key() -> None:
+    from cli import dashboard
+    from components.kuberay.raycluster_spec import DASHBOARD_PORT, RAY_AUTH_KEY
 
-    assert outputs.DASHBOARD_PORT == DASHBOARD_PORT
+    assert outputs.DASHBOARD_PORT == dashboard.DASHBOARD_PORT == DASHBOARD_PORT
+    assert dashboard.TOKEN_KEY == RAY_AUTH_KEY

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from cli import dashboard, package
-from cli.errors import Exit, SubmitError
-from cli.submit import _size
+from cli.commands.submit import _size
+from cli.errors import CliError, Exit
 from tests.cli.conftest import Submit, closed_port, write_outputs
 from tools.build import bin_dir
 
@@ -424,7 +424,7 @@ def test_port_forward_targets_the_running_head_behind_the_service() -> None:
 
 
 def test_no_running_head_is_one_line() -> None:
-    with pytest.raises(SubmitError) as e:
+    with pytest.raises(CliError) as e:
         dashboard._head_pod(_FakeCore(8265, [_pod("h", "Pending")]), "ray", "ray")
     assert e.value.code == Exit.CLUSTER
     assert e.value.message == (
@@ -508,7 +508,7 @@ def test_a_stack_without_the_shared_packages_output_is_not_checked(
 )  # fmt: skip
 def test_the_cli_names_requirements_as_the_settings_do(req: str) -> None:
     """Two copies (the CLI ships without infra/): they must agree on every spelling."""
-    from cli.submit import requirement_name as cli_name
+    from cli.plan import requirement_name as cli_name
     from infra.settings.values import requirement_name
 
     assert cli_name(req) == requirement_name(req)

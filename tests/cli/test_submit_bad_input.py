@@ -14,7 +14,7 @@ import pytest
 
 from cli import package
 from cli.errors import Exit
-from cli.submit import entry_script
+from cli.plan import entry_script
 from tests.cli.conftest import Stores, Submit, closed_port, objects, write_outputs
 
 ENTRY = ["python", "main.py"]

@@ -1,7 +1,7 @@
 """Issue 15: concurrent `ray-platform submit`s of one directory store its zip exactly once.
 
 Against the session's real MinIO and fake-gcs-server. The uploads race through the CLI's own
-upload path (`submit._upload`, one client per thread), held at a barrier after their look at the
+upload path (`upload.upload`, one client per thread), held at a barrier after their look at the
 key so that all of them find it absent, as truly concurrent submits do. The proof is the store's:
 a MinIO bucket with versioning on keeps every write, so one version under the key means one
 write. (Checking first and uploading after, as the CLI did before, stores one version per
@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from cli import buckets, package, submit
-from cli.errors import Exit, SubmitError
+from cli import buckets, package, upload
+from cli.errors import CliError, Exit
+from contract.outputs import WORKING_DIRS
 from tests.cli.conftest import Stores
 from tools import objectstore
 
@@ -65,7 +66,7 @@ def _zip(tmp_path: Path, payload: int) -> package.Package:
 
 @pytest.fixture
 def said(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
-    """What each thread's `_upload` said, by thread name."""
+    """What each thread's `upload.upload` said, by thread name."""
     lines: dict[str, list[str]] = {}
     lock = threading.Lock()
 
@@ -73,14 +74,14 @@ def said(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
         with lock:
             lines.setdefault(threading.current_thread().name, []).append(msg)
 
-    monkeypatch.setattr(submit, "_say", say)
+    monkeypatch.setattr(upload, "say", say)
     yield lines
 
 
 def _race(
     monkeypatch: pytest.MonkeyPatch, where: buckets.BucketUri, pkg: package.Package, key: str
 ) -> None:
-    """RACERS concurrent `_upload`s of `pkg`, each of which finds `key` absent."""
+    """RACERS concurrent `upload.upload`s of `pkg`, each of which finds `key` absent."""
     client_class = buckets._S3 if where.scheme == "s3" else buckets._GCS
     looked: Any = client_class.stat
     barrier = threading.Barrier(RACERS, timeout=60)
@@ -96,7 +97,7 @@ def _race(
     monkeypatch.setattr(client_class, "stat", stat)
 
     def one(_: int) -> None:
-        submit._upload(buckets.open_bucket(where), pkg, key, where.uri(key))
+        upload.upload(buckets.open_bucket(where), pkg, key, where.uri(key))
 
     with ThreadPoolExecutor(RACERS, thread_name_prefix="submit") as pool:
         list(pool.map(one, range(RACERS)))
@@ -126,7 +127,7 @@ def test_concurrent_submits_store_the_zip_once_s3(
     pkg = _zip(tmp_path, payload)
     assert (pkg.size > buckets.PART) == (payload > buckets.PART)
     where = buckets.BucketUri("s3", VERSIONED, f"race-{payload}")
-    key = where.key(submit.WORKING_DIRS, pkg.name)
+    key = where.key(WORKING_DIRS, pkg.name)
     _race(monkeypatch, where, pkg, key)
 
     assert _outcomes(said, where.uri(key)) == ["already"] * (RACERS - 1) + ["stored"]
@@ -145,7 +146,7 @@ def test_concurrent_submits_store_the_zip_once_gcs(
 ) -> None:
     pkg = _zip(tmp_path, 1024)
     where = buckets.BucketUri("gs", store_env.gcs.bucket, "race")
-    key = where.key(submit.WORKING_DIRS, pkg.name)
+    key = where.key(WORKING_DIRS, pkg.name)
     _race(monkeypatch, where, pkg, key)
     # fake-gcs-server keeps no versions: the refusals are the proof (every racer past the
     # look wrote, and reported nothing but its upload, before the condition).
@@ -165,7 +166,7 @@ def test_the_store_refuses_a_second_write_and_a_stale_replace(
     pkg = _zip(tmp_path, payload)
     bucket_name = VERSIONED if scheme == "s3" else store_env.gcs.bucket
     where = buckets.BucketUri(scheme, bucket_name, f"cond-{payload}")
-    key = where.key(submit.WORKING_DIRS, pkg.name)
+    key = where.key(WORKING_DIRS, pkg.name)
     bucket = buckets.open_bucket(where)
     sent: list[int] = []
     assert bucket.stat(key) is None
@@ -217,21 +218,21 @@ class _Scripted:
 def test_a_conflict_is_looked_at_again_and_retried(
     tmp_path: Path, said: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("cli.submit.time.sleep", lambda _: None)
+    monkeypatch.setattr("cli.upload.time.sleep", lambda _: None)
     pkg = _zip(tmp_path, 16)
     conflict, stored = buckets.Written.CONFLICT, buckets.Written.STORED
     # 409, then the other write landed: the zip is there, no second upload.
     landed = _Scripted(pkg, [(conflict, True)])
-    submit._upload(landed, pkg, "k", "s3://b/k")
+    upload.upload(landed, pkg, "k", "s3://b/k")
     assert landed.uploads == 1
     assert said.pop(threading.current_thread().name)[-1] == f"s3://b/k {ALREADY}"
     # 409, then the other write failed: this one goes again, and stores it.
     failed = _Scripted(pkg, [(conflict, False), (stored, False)])
-    submit._upload(failed, pkg, "k", "s3://b/k")
+    upload.upload(failed, pkg, "k", "s3://b/k")
     assert failed.uploads == 2
     # Never let through: exit 5, after a bounded number of tries.
-    stuck = _Scripted(pkg, [(conflict, False)] * submit.CONDITIONAL_ATTEMPTS)
-    with pytest.raises(SubmitError) as refused:
-        submit._upload(stuck, pkg, "k", "s3://b/k")
+    stuck = _Scripted(pkg, [(conflict, False)] * upload.CONDITIONAL_ATTEMPTS)
+    with pytest.raises(CliError) as refused:
+        upload.upload(stuck, pkg, "k", "s3://b/k")
     assert refused.value.code == Exit.BUCKET
     assert "kept changing under concurrent writes" in refused.value.message

@@ -134,8 +134,8 @@ def test_wrong_token_exits_7(tmp_path: Path, stores: Stores, ray_head: RayHead,
 
 def test_missing_token_exits_7(tmp_path: Path, stores: Stores, ray_head: RayHead,
                                run_submit: Submit) -> None:  # fmt: skip
-    # A stack that does not announce token auth, against a cluster that wants it.
-    outputs = write_outputs(tmp_path / "o.json", authTokenCommand=None)
+    # A stack that says it has no token auth, against a cluster that wants it.
+    outputs = write_outputs(tmp_path / "o.json", rayAuthMode="disabled", authTokenCommand=None)
     root = _project(tmp_path / "proj", "nope")
     env = _env(stores, ray_head)
     del env["RAY_AUTH_TOKEN"]

@@ -1,7 +1,9 @@
 """The project's layers, read from the source (AST; nothing is imported, no Pulumi needed).
 
 Dependencies run one way: tools and tests build on the program, the program on its components,
-and the command users install (cli/) stands alone. Each rule names the import that breaks it as
+and the command users install (cli/) stands alone but for the contract (contract/: what the
+program promises it, e.g. the stack outputs), which sits beneath everything and imports nothing
+but the standard library. Each rule names the import that breaks it as
 file:line; any cycle among the project's modules fails too, because a cycle is two layers that
 cannot be understood (or moved) apart.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("bench", "cli", "components", "infra", "policy", "tests", "tools")
+PACKAGES = ("bench", "cli", "components", "contract", "infra", "policy", "tests", "tools")
 # Not Python of this project: Go wrapper modules and the scanner's own environment.
 SKIPPED = {ROOT / "tools" / "go", ROOT / "tools" / "scanner"}
 
@@ -27,8 +29,18 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("infra.settings", "infra.clouds", "each cloud extends the settings, not the other way"),
     ("cli", "infra", "the installed command reads stack outputs, not the program"),
     ("cli", "components", "the installed command reads stack outputs, not the program"),
-    ("cli", "tools", "the installed command ships alone (the wheel holds cli/ only)"),
+    ("cli", "tools", "the installed command ships alone (the wheel holds cli/ and contract/ only)"),
     ("tools", "tests", "tests use tools; shared helpers live in tools/ (e.g. pulumi_mocks)"),
+    *(
+        (
+            "contract",
+            layer,
+            "the contract is the bottom layer: the program and the command both import "
+            "it, and the command's wheel ships it without the rest of the project",
+        )
+        for layer in PACKAGES
+        if layer != "contract"
+    ),
 )
 """(importer, imported, why): a module in or under the first may not import the second."""
 
@@ -153,3 +165,43 @@ def test_no_import_cycles(graph: list[Import]) -> None:
     if cycle:
         steps = [f"{edges[a][b]}: {a} imports {b}" for a, b in itertools.pairwise(cycle)]
         pytest.fail("import cycle:\n" + "\n".join(steps), False)
+
+
+def test_the_contract_needs_only_the_standard_library() -> None:
+    """The command imports the contract, so a third-party import there (Pulumi, pydantic) would
+    become the command's, unseen by the rules above (which know only the project's modules)."""
+    import sys
+
+    bad = []
+    for path in sorted((ROOT / "contract").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                if top not in sys.stdlib_module_names and top != "contract":
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert not bad, "contract/ imports beyond the standard library:\n" + "\n".join(bad)
+
+
+def test_the_wheel_holds_what_the_command_imports(graph: list[Import]) -> None:
+    """The wheel ships only the packages pyproject.toml lists: every project package cli/ needs,
+    directly or through them, must be one of them, or the installed command fails to import."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    needed, todo = set(), ["cli"]
+    while todo:
+        layer = todo.pop()
+        for i in graph:
+            top = i.imported.partition(".")[0]
+            if _within(i.importer, layer) and top not in needed:
+                needed.add(top)
+                todo.append(top)
+    assert "contract" in needed  # the walk sees the command's imports
+    assert needed <= shipped, f"cli/ needs {sorted(needed - shipped)}, not in the wheel"

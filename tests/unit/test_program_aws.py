@@ -824,7 +824,7 @@ def test_working_dir_zips_expire_under_the_stacks_prefix(aws_run: ProgramRun) ->
     """`ray-platform submit` uploads a zip per code change and never deletes one: they expire
     (storage.artifactBucket.workingDirExpiryDays, default 30), only under the stack's
     working_dirs/ prefix, and the delete markers versioning leaves behind go too."""
-    from cli.submit import WORKING_DIRS
+    from contract.outputs import WORKING_DIRS
 
     rules = aws_run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
         "rules"

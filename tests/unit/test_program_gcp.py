@@ -146,7 +146,7 @@ def test_working_dir_zips_expire_under_the_stacks_prefix(gke_run: ProgramRun) ->
     """GCS's side: live zips under <prefix>/working_dirs/ are deleted after
     workingDirExpiryDays (default 30); versioning keeps them noncurrent, which the noncurrent
     rule then removes."""
-    from cli.submit import WORKING_DIRS
+    from contract.outputs import WORKING_DIRS
 
     rules = gke_run.one(BUCKET).inputs["lifecycleRules"]
     prefix = f"{'ray/prod' if _prod(gke_run) else 'ray/dev'}/{WORKING_DIRS}/"

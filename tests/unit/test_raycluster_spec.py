@@ -6,6 +6,8 @@ from typing import Any
 
 from components.kuberay.raycluster_inputs import Mode, RayClusterConfig
 from components.kuberay.raycluster_spec import (
+    RAY_AUTH_VOLUME,
+    kubectl_commands,
     raycluster_spec,
     runtime_env_json,
     shared_packages_dir,
@@ -65,6 +67,28 @@ def test_no_shared_fs_means_no_shared_volume_or_pythonpath() -> None:
 
 def test_auth_disabled_leaves_auth_options_out() -> None:
     assert "authOptions" not in raycluster_spec(_ray(auth="disabled"), WIRING, "cm")
+
+
+def test_kubectl_commands_name_what_the_spec_creates() -> None:
+    """The commands a stack prints are built beside the spec, from the same names: `-c` is the
+    head's Ray container, the Secret the one the token volume reads, the port Jupyter's."""
+    ray = _ray(jupyter={"enabled": True, "port": 8890})
+    head = raycluster_spec(ray, WIRING, "cm")["headGroupSpec"]["template"]["spec"]
+    commands = kubectl_commands("team", ray)
+    assert commands.head_shell.startswith("kubectl -n team exec -it $(kubectl -n team get pod")
+    assert commands.head_shell.endswith(f" -c {head['containers'][0]['name']} -- bash")
+    token = next(v["secret"] for v in head["volumes"] if v["name"] == RAY_AUTH_VOLUME)
+    assert commands.auth_token == (
+        f"kubectl -n team get secret {token['secretName']} "
+        f"-o jsonpath='{{.data.{token['items'][0]['key']}}}' | base64 -d"
+    )
+    assert commands.jupyter_port_forward is not None
+    assert commands.jupyter_port_forward.endswith(" 8890:8890")
+    assert (
+        commands.dashboard_port_forward == "kubectl -n team port-forward svc/ray-head-svc 8265:8265"
+    )
+    plain = kubectl_commands("team", _ray(auth="disabled"))
+    assert plain.jupyter_port_forward is None and plain.auth_token is None
 
 
 def test_runtime_env_json_is_sorted_and_compact() -> None:
