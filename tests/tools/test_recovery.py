@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,6 +164,16 @@ def test_the_objects_of_unfinished_creates_are_named_from_the_checkpoint() -> No
 def test_ctrl_c_while_the_engine_runs_waits_for_it_then_says_so() -> None:
     import signal as sig
 
+    # Python's own Ctrl-C handler, whatever this run inherited (a shell starting it in the
+    # background leaves SIGINT ignored).
+    inherited = sig.signal(sig.SIGINT, sig.default_int_handler)
+    try:
+        _ctrl_c_cases(sig)
+    finally:
+        sig.signal(sig.SIGINT, inherited)
+
+
+def _ctrl_c_cases(sig: Any) -> None:
     finished = []
     with pytest.raises(recovery.Interrupted), recovery.engine_owns_ctrl_c():
         os.kill(os.getpid(), sig.SIGINT)  # no KeyboardInterrupt here: the engine's turn
