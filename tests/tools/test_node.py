@@ -392,3 +392,18 @@ def test_down_destroys_only_the_ip_sets_the_node_made(monkeypatch: Any) -> None:
     monkeypatch.setattr(node, "_run", lambda argv, check=True: calls.append(list(argv)))
     node.remove_new_ipsets(node.HostRecord(ipsets=["KUBE-SRC-OLD"]))
     assert calls == [["ipset", "destroy", "KUBE-DST-NEW"], ["ipset", "destroy", "TMP-ABC"]]
+
+
+def test_a_chain_counts_as_hooked_only_when_the_hook_jumps_to_it(monkeypatch: Any) -> None:
+    import subprocess
+
+    listed = (
+        "-P FORWARD ACCEPT\n"
+        '-A FORWARD -m comment --comment "kube-router netpol - TEMCG2JMHZYE7H7T" '
+        "-j KUBE-ROUTER-FORWARD\n"
+    )
+    monkeypatch.setattr(
+        node, "_run", lambda argv, check=True: subprocess.CompletedProcess(argv, 0, listed, "")
+    )
+    assert node.hooked("KUBE-ROUTER-FORWARD")
+    assert not node.hooked("KUBE-ROUTER-INPUT")

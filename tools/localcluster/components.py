@@ -578,25 +578,41 @@ def push_pause_image(ctx: Context) -> None:
 NODE_READY_TIMEOUT = 120.0
 
 
-def wait_node_ready(ctx: Context) -> None:
-    """The node reports Ready (its network plugin is up): Pods can be scheduled and started."""
+def _poll(check: Callable[[], str | None], timeout: float, failure: Callable[[str], str]) -> None:
+    """Call `check` every half second until it returns None (done); past `timeout`, raise with
+    `failure(last reason check gave)`."""
     import time
 
+    deadline = time.monotonic() + timeout
+    reason = "no answer yet"
+    while time.monotonic() < deadline:
+        why = check()
+        if why is None:
+            return
+        reason = why
+        time.sleep(0.5)
+    raise LocalClusterError(failure(reason))
+
+
+def wait_node_ready(ctx: Context) -> None:
+    """The node reports Ready (its network plugin is up): Pods can be scheduled and started."""
     from tools.kube import Kube
 
     kube = Kube(ctx.layout.kubeconfig)
-    deadline = time.monotonic() + NODE_READY_TIMEOUT
-    reason = "no status yet"
-    while time.monotonic() < deadline:
+
+    def not_ready() -> str | None:
         found = kube.get(f"/api/v1/nodes/{NODE_NAME}") or {}
         for cond in found.get("status", {}).get("conditions", []):
             if cond.get("type") == "Ready":
                 if cond.get("status") == "True":
-                    return
-                reason = f"{cond.get('reason')}: {cond.get('message')}"
-        time.sleep(0.5)
-    raise LocalClusterError(
-        f"node {NODE_NAME} not Ready after {NODE_READY_TIMEOUT:.0f}s ({reason})"
+                    return None
+                return f"{cond.get('reason')}: {cond.get('message')}"
+        return "no status yet"
+
+    _poll(
+        not_ready,
+        NODE_READY_TIMEOUT,
+        lambda reason: f"node {NODE_NAME} not Ready after {NODE_READY_TIMEOUT:.0f}s ({reason})",
     )
 
 
@@ -668,23 +684,13 @@ def wait_policy_engine(_ctx: Context) -> None:
     healthy, before the informers sync or the policy controller exists): the node enforces
     NetworkPolicies only once the policy controller has hooked its chain into FORWARD. No pod
     of the stack starts before that."""
-    import subprocess
-    import time
-
-    deadline = time.monotonic() + POLICY_ENGINE_TIMEOUT
-    while time.monotonic() < deadline:
-        listed = subprocess.run(
-            ["iptables", "-w", "5", "-t", "filter", "-S", "FORWARD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        if any(KUBE_ROUTER_FORWARD in line.split() for line in listed.splitlines()):
-            return
-        time.sleep(0.5)
-    raise LocalClusterError(
-        f"kube-router did not install its {KUBE_ROUTER_FORWARD} chain within "
-        f"{POLICY_ENGINE_TIMEOUT:.0f}s: NetworkPolicies would not be enforced"
+    _poll(
+        lambda: None if node.hooked(KUBE_ROUTER_FORWARD) else "not hooked",
+        POLICY_ENGINE_TIMEOUT,
+        lambda _reason: (
+            f"kube-router did not install its {KUBE_ROUTER_FORWARD} chain within "
+            f"{POLICY_ENGINE_TIMEOUT:.0f}s: NetworkPolicies would not be enforced"
+        ),
     )
 
 

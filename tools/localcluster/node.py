@@ -717,6 +717,12 @@ def remove_chains(record: HostRecord) -> None:
                 _run([tool, "-w", "5", "-t", table, "-X", chain], check=False)
 
 
+def hooked(chain: str, table: str = "filter", hook: str = "FORWARD") -> bool:
+    """Whether a rule of `hook` jumps to `chain` (e.g. kube-router's policy chain installed)."""
+    listed = _run(["iptables", "-w", "5", "-t", table, "-S", hook], check=False).stdout
+    return any(_jumps_to(shlex.split(line), [chain]) for line in listed.splitlines())
+
+
 def _jumps_to(rule: list[str], targets: Sequence[str]) -> bool:
     for flag in ("-j", "-g"):
         if flag in rule:
