@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(stack: str, env: dict[str, str]) -> float:
-    code = f"from tools.pulumi_mocks import run_program; run_program({stack!r})"
+    code = f"from tools.testing.pulumi_mocks import run_program; run_program({stack!r})"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
     return time.perf_counter() - start

@@ -1,5 +1,5 @@
 """Shared fixtures and options. The harness that runs `__main__.py` under Pulumi mocks is
-`tools.pulumi_mocks` (the scanner and the benchmark use it too)."""
+`tools.testing.pulumi_mocks` (the scanner and the benchmark use it too)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.pulumi_mocks import ProgramRun, cached_run
+from tools.testing.pulumi_mocks import ProgramRun, cached_run
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

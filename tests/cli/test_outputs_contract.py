@@ -15,7 +15,7 @@ import pytest
 import contract.outputs as out
 from cli import outputs
 from tests.unit.test_settings_fuzz import deployed_local
-from tools.pulumi_mocks import ROOT, cached_run, run_program, stack_config
+from tools.testing.pulumi_mocks import ROOT, cached_run, run_program, stack_config
 
 STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.pulumi_mocks import ROOT, cached_run
-from tools.pulumi_mocks.golden import render
+from tools.testing.pulumi_mocks import ROOT, cached_run
+from tools.testing.pulumi_mocks.golden import render
 
 GOLDEN = Path(__file__).resolve().parent
 STACKS = sorted(

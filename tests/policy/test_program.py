@@ -8,8 +8,8 @@ import pytest
 
 from policy.pack import config_for
 from tests.policy.harness import from_registrations, run
-from tools.pulumi_mocks import cached_run, run_program, stack_config
-from tools.pulumi_mocks.gcp import GkeMocks
+from tools.testing.pulumi_mocks import cached_run, run_program, stack_config
+from tools.testing.pulumi_mocks.gcp import GkeMocks
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -1,6 +1,6 @@
-"""Checkov's Kubernetes checks on every manifest each stack renders (tools/scan.py): nothing fails
-beyond tools/scan_waivers.py, every waiver is still needed, and the scanner really runs — a
-missing or broken scanner fails these tests, it never skips them."""
+"""Checkov's Kubernetes checks on every manifest each stack renders (tools/testing/scan.py):
+nothing fails beyond tools/testing/scan_waivers.py, every waiver is still needed, and the scanner
+really runs — a missing or broken scanner fails these tests, it never skips them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tools import scan
-from tools.pulumi_mocks import cached_run
-from tools.scan import Failure, Manifest, ScannerError, ScanResult
-from tools.scan_waivers import WAIVERS, Waiver, waiver_for
+from tools.testing import scan
+from tools.testing.pulumi_mocks import cached_run
+from tools.testing.scan import Failure, Manifest, ScannerError, ScanResult
+from tools.testing.scan_waivers import WAIVERS, Waiver, waiver_for
 
 BAD = "deliberately-bad"
 """Not a stack: one privileged host-network Pod, scanned in the same checkov run."""

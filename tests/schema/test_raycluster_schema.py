@@ -18,7 +18,7 @@ from infra import kuberay_release
 from infra.settings import OperatorSettings
 from tests.ray_config import ray_config
 from tests.schema.crd_schema import pruned_fields, schema_errors
-from tools.pulumi_mocks import cached_run
+from tools.testing.pulumi_mocks import cached_run
 
 PINNED = OperatorSettings.model_validate({}).version
 

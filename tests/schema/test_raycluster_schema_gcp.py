@@ -12,8 +12,8 @@ import pytest
 from infra import kuberay_release
 from infra.settings import OperatorSettings
 from tests.schema.crd_schema import schema_errors
-from tools.pulumi_mocks import run_program, stack_config
-from tools.pulumi_mocks.gcp import GkeMocks
+from tools.testing.pulumi_mocks import run_program, stack_config
+from tools.testing.pulumi_mocks.gcp import GkeMocks
 
 PINNED = OperatorSettings.model_validate({}).version
 

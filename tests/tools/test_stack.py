@@ -18,7 +18,7 @@ import yaml
 from pulumi import automation as auto
 
 from tools import engine, localcluster, stack
-from tools.pulumi_mocks import run_program, stack_config
+from tools.testing.pulumi_mocks import run_program, stack_config
 
 RESOURCES = [
     {"type": "pulumi:pulumi:Stack", "urn": "s"},

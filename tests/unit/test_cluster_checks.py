@@ -19,7 +19,7 @@ from infra.clouds.aws.lookup import EksCluster, Subnet
 from infra.clouds.gcp.checks import gke_problems
 from infra.clouds.gcp.lookup import GkeCluster, LiveCrd
 from infra.settings import Settings, SettingsError
-from tools.pulumi_mocks import flatten, stack_config
+from tools.testing.pulumi_mocks import flatten, stack_config
 
 GCLOUD = "gcloud container clusters update ml-dev --location us-central1"
 

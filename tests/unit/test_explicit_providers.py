@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.pulumi_mocks import ROOT, ProgramRun, cached_run
+from tools.testing.pulumi_mocks import ROOT, ProgramRun, cached_run
 
 CLOUD_PACKAGES = ("aws", "gcp")
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))

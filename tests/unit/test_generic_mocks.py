@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from tools.pulumi_mocks import run_program
-from tools.pulumi_mocks.aws import PlatformMocks
+from tools.testing.pulumi_mocks import run_program
+from tools.testing.pulumi_mocks.aws import PlatformMocks
 
 
 class EchoMocks(PlatformMocks):

@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bench", "cli", "components", "contract", "infra", "policy", "tests", "tools")
 # Not Python of this project: Go wrapper modules and the scanner's own environment.
-SKIPPED = {ROOT / "tools" / "go", ROOT / "tools" / "scanner"}
+SKIPPED = {ROOT / "tools" / "go", ROOT / "tools" / "testing" / "scanner"}
 
 FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("components", "infra", "components are built from plain inputs; the program composes them"),

@@ -13,7 +13,7 @@ import yaml
 from infra import kuberay_release
 from infra.kuberay_release import PINNED_VERSION
 from infra.settings.models import OperatorSettings
-from tools.pulumi_mocks import ROOT, cached_run
+from tools.testing.pulumi_mocks import ROOT, cached_run
 
 VERSIONS = json.loads((ROOT / "tools" / "versions.json").read_text())
 STACKS = sorted(

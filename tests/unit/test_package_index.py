@@ -28,7 +28,7 @@ import pytest
 
 from components.kuberay.raycluster_spec import INSTALL_SCRIPT
 from tests.wheels import write_wheel
-from tools.pulumi_mocks import ProgramRun, run_program, stack_config
+from tools.testing.pulumi_mocks import ProgramRun, run_program, stack_config
 
 INDEX = "http://ray-index.invalid:3141/index/"
 INDEX_VARS = ("PIP_INDEX_URL", "PIP_TRUSTED_HOST", "UV_DEFAULT_INDEX", "UV_INDEX_URL")

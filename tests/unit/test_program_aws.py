@@ -11,7 +11,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.settings import SettingsError
-from tools.pulumi_mocks import (
+from tools.testing.pulumi_mocks import (
     TEST_SECRETS,
     ProgramRun,
     RecordingMonitor,
@@ -20,7 +20,7 @@ from tools.pulumi_mocks import (
     run_program,
     stack_config,
 )
-from tools.pulumi_mocks.aws import (
+from tools.testing.pulumi_mocks.aws import (
     CLUSTER_SG,
     ISSUER,
     SUBNETS,

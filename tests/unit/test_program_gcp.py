@@ -15,8 +15,20 @@ from infra import kuberay_release
 from infra.clouds.gcp import lookup
 from infra.settings import SettingsError
 from tests.conftest import fresh_interpreter
-from tools.pulumi_mocks import ProgramRun, RecordingMonitor, Registration, run_program, stack_config
-from tools.pulumi_mocks.gcp import FILESTORE_IP, PROJECT_NUMBERS, GkeMocks, autoname, gke_cluster
+from tools.testing.pulumi_mocks import (
+    ProgramRun,
+    RecordingMonitor,
+    Registration,
+    run_program,
+    stack_config,
+)
+from tools.testing.pulumi_mocks.gcp import (
+    FILESTORE_IP,
+    PROJECT_NUMBERS,
+    GkeMocks,
+    autoname,
+    gke_cluster,
+)
 
 BUCKET = "gcp:storage/bucket:Bucket"
 FILESTORE = "gcp:filestore/instance:Instance"
@@ -870,11 +882,11 @@ def test_external_operator_is_refused_on_a_ray_addon_cluster() -> None:
 def test_aws_and_local_stacks_never_load_pulumi_gcp() -> None:
     code = (
         "import sys\n"
-        "from tools.pulumi_mocks import run_program\n"
+        "from tools.testing.pulumi_mocks import run_program\n"
         "for stack in ('dev', 'local'):\n"
         "    run_program(stack)\n"
         "    assert 'pulumi_gcp' not in sys.modules, stack\n"
-        "from tools.pulumi_mocks.gcp import GkeMocks\n"
+        "from tools.testing.pulumi_mocks.gcp import GkeMocks\n"
         "run_program('gke-dev', mocks=GkeMocks())\n"
         "assert 'pulumi_gcp' in sys.modules\n"
     )

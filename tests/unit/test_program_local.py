@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.settings import SettingsError
-from tools.pulumi_mocks import cached_run, run_program, stack_config
+from tools.testing.pulumi_mocks import cached_run, run_program, stack_config
 
 
 def test_local_uses_no_cloud_and_the_ambient_kubeconfig() -> None:

@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 
-from tools.pulumi_mocks import TEST_SECRETS, ProgramRun, cached_run, run_program, stack_config
-from tools.pulumi_mocks.gcp import GkeMocks
+from tools.testing.pulumi_mocks import (
+    TEST_SECRETS,
+    ProgramRun,
+    cached_run,
+    run_program,
+    stack_config,
+)
+from tools.testing.pulumi_mocks.gcp import GkeMocks
 
 STACKS = ("dev", "prod", "local")
 

@@ -13,8 +13,8 @@ import pytest
 from infra.clouds import load_settings
 from infra.kuberay_release import ReleaseError
 from infra.settings import SettingsError, image_ray_version
-from tools.pulumi_mocks import ROOT, RecordingMonitor, flatten, run_program, stack_config
-from tools.pulumi_mocks.aws import PlatformMocks
+from tools.testing.pulumi_mocks import ROOT, RecordingMonitor, flatten, run_program, stack_config
+from tools.testing.pulumi_mocks.aws import PlatformMocks
 
 Mutation = Callable[[dict[str, Any]], None]
 DIGEST = "@sha256:" + "ab" * 32

@@ -19,8 +19,8 @@ import pytest
 from infra.clouds import load_settings
 from infra.settings import SettingsError
 from tools.localcluster.state import ObjectStore
-from tools.pulumi_mocks import flatten, stack_config
 from tools.stack import JUPYTER_TOKEN_KEY, SECRET_KEY_PATH, bucket_overrides, node_overrides
+from tools.testing.pulumi_mocks import flatten, stack_config
 
 Path_ = tuple[str | int, ...]
 

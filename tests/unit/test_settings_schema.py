@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from infra.clouds import SETTINGS_MODELS
 from infra.clouds.schema import SCHEMA_FILE, main, rendered
 from infra.settings.models import Settings
-from tools.pulumi_mocks import ROOT
+from tools.testing.pulumi_mocks import ROOT
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 SECURE = {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBBBBBB"}

@@ -16,7 +16,7 @@ from components.kuberay.sizing import (
 )
 from infra.clouds import load_settings
 from infra.sizing import minimum_requests
-from tools.pulumi_mocks import cached_run, flatten, stack_config
+from tools.testing.pulumi_mocks import cached_run, flatten, stack_config
 
 GI = 2**30
 MI = 2**20

@@ -1,8 +1,9 @@
 """Run the real `__main__.py` for a stack under Pulumi mocks, and record what it registers.
 
-The harness of the unit, schema, policy and scan tiers, the scanner (`python -m tools.scan`),
-the golden registrations (`tools.pulumi_mocks.golden`) and the startup benchmark. It lives here,
-not under tests/, because tools import it and tools never import tests.
+The harness of the unit, schema, policy and scan tiers, the scanner
+(`python -m tools.testing.scan`), the golden registrations (`tools.testing.pulumi_mocks.golden`)
+and the startup benchmark. It lives here, not under tests/, because tools import it and tools
+never import tests.
 
 The mocks stand in for the cloud and Kubernetes providers (which cannot run here): `aws.py`
 answers AWS data sources and creates Kubernetes objects, `gcp.py` adds GKE's. Which of them a
@@ -29,10 +30,10 @@ from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
 from tools.engine import stack_file_config
-from tools.pulumi_mocks.aws import PlatformMocks
-from tools.pulumi_mocks.gcp import GkeMocks
+from tools.testing.pulumi_mocks.aws import PlatformMocks
+from tools.testing.pulumi_mocks.gcp import GkeMocks
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _optional_bool(request: Any, name: str) -> bool | None:

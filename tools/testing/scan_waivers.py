@@ -1,11 +1,11 @@
 """The Checkov failures the platform accepts, each with its reason.
 
 Resources are Checkov's ids, `Kind.namespace.name`: the RayCluster's Pods are `Pod.ray.ray-head`
-and `Pod.ray.ray-<group>-worker` (tools/scan.py builds them from the pod templates). Keep the
-list short and true: tests/scan/test_manifests.py fails on a waiver that no longer matches.
+and `Pod.ray.ray-<group>-worker` (tools/testing/scan.py builds them from the pod templates). Keep
+the list short and true: tests/scan/test_manifests.py fails on a waiver that no longer matches.
 
-It names no type of tools/scan.py (which imports it): a waiver matches anything with a check id,
-a resource and a stack, so the two modules do not import each other.
+It names no type of tools/testing/scan.py (which imports it): a waiver matches anything with a
+check id, a resource and a stack, so the two modules do not import each other.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Protocol
 
 
 class Finding(Protocol):
-    """What a waiver is matched on (tools.scan.Failure)."""
+    """What a waiver is matched on (tools.testing.scan.Failure)."""
 
     @property
     def stack(self) -> str: ...

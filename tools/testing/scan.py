@@ -1,14 +1,15 @@
 """Checkov's Kubernetes checks on every manifest each stack renders.
 
-    python -m tools.scan [--stack STACK ...] [--all] [--keep DIR]
+    python -m tools.testing.scan [--stack STACK ...] [--all] [--keep DIR]
 
-Each stack's real `__main__.py` runs under the project's Pulumi mocks (tools/pulumi_mocks/, with
-the provider answers of the stack's `cloud`). Every `kubernetes:*` custom resource it registers
-becomes one manifest, and each RayCluster pod template (head and every worker group) also becomes
-a Pod the way KubeRay would create it — a scanner does not look inside custom resources. Checkov
-runs once per stack on those manifests, offline, from its own locked environment (tools/scanner/).
+Each stack's real `__main__.py` runs under the project's Pulumi mocks
+(tools/testing/pulumi_mocks/, with the provider answers of the stack's `cloud`). Every
+`kubernetes:*` custom resource it registers becomes one manifest, and each RayCluster pod template
+(head and every worker group) also becomes a Pod the way KubeRay would create it — a scanner does
+not look inside custom resources. Checkov runs once per stack on those manifests, offline, from its
+own locked environment (tools/testing/scanner/).
 
-Prints each failed check that tools/scan_waivers.py does not waive, one per line —
+Prints each failed check that tools/testing/scan_waivers.py does not waive, one per line —
 `FAIL stack check-id resource: check name` — and exits 1 if there is any. `--all` also prints
 the waived ones with their reasons; `--keep DIR` leaves the manifests in DIR/<stack>/ (which
 must not hold any yet: checkov would scan those too).
@@ -32,11 +33,11 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
-from tools.pulumi_mocks import Registration, cached_run
-from tools.scan_waivers import waiver_for
+from tools.testing.pulumi_mocks import Registration, cached_run
+from tools.testing.scan_waivers import waiver_for
 
-ROOT = Path(__file__).resolve().parent.parent
-SCANNER_PROJECT = ROOT / "tools" / "scanner"
+ROOT = Path(__file__).resolve().parents[2]
+SCANNER_PROJECT = ROOT / "tools" / "testing" / "scanner"
 STACKS = ("dev", "prod", "local", "gke-dev", "gke-prod")
 RAYCLUSTER = "kubernetes:ray.io/v1:RayCluster"
 NOT_SCANNED = {
@@ -217,8 +218,8 @@ def ray_pods(raycluster: Manifest) -> list[Manifest]:
 
 
 def manifests_of(registrations: Iterable[Registration]) -> list[Manifest]:
-    """Every manifest a run registers (`tools.pulumi_mocks.Registration`s), plus the RayCluster
-    Pods; the CRDs and the Helm release are left out (see NOT_SCANNED)."""
+    """Every manifest a run registers (`tools.testing.pulumi_mocks.Registration`s), plus the
+    RayCluster Pods; the CRDs and the Helm release are left out (see NOT_SCANNED)."""
     out: list[Manifest] = []
     for reg in registrations:
         if not (reg.custom and reg.type.startswith("kubernetes:")) or reg.type in NOT_SCANNED:
@@ -285,7 +286,7 @@ CHECKOV_ARGS = ("--framework", "kubernetes", "--output", "json", "--compact", "-
 def checkov_command(jobs: Mapping[Path, Path]) -> list[str]:
     """Checkov from its locked environment on each directory (→ its JSON report file):
     Kubernetes checks only, offline. For one directory by hand, the same is
-    `uv run --frozen --project tools/scanner checkov --directory DIR ` + CHECKOV_ARGS."""
+    `uv run --frozen --project tools/testing/scanner checkov --directory DIR ` + CHECKOV_ARGS."""
     uv = shutil.which("uv")
     if uv is None:
         raise ScannerError("uv not found on PATH: the scanner runs as `uv run --project ...`")
@@ -388,7 +389,7 @@ def scan_stacks(stacks: Sequence[str] = STACKS, keep: Path | None = None) -> dic
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.scan", description=__doc__.split("\n")[0]
+        prog="python -m tools.testing.scan", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stack", action="append", choices=STACKS, help="default: every stack")
     parser.add_argument("--all", action="store_true", help="also print waived failures")

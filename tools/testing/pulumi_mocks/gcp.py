@@ -10,7 +10,7 @@ from typing import Any
 
 import pulumi
 
-from tools.pulumi_mocks.aws import PlatformMocks
+from tools.testing.pulumi_mocks.aws import PlatformMocks
 
 PROJECT_NUMBERS = {"ml-platform-dev": "412345678901", "ml-platform-prod": "598765432109"}
 REGION = "us-central1"

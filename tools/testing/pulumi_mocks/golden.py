@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
-from tools.pulumi_mocks import ROOT, Registration
+from tools.testing.pulumi_mocks import ROOT, Registration
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
