@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from tools import objectstore
+from tools.testing import bucket_servers
 
 RAY_START_TIMEOUT = 180.0  # generous: a loaded 2-core CI box takes ~20-30 s
 
@@ -37,8 +38,8 @@ RAY_START_TIMEOUT = 180.0  # generous: a loaded 2-core CI box takes ~20-30 s
 class Stores:
     """The two object stores and the environment that points clients at both."""
 
-    s3: objectstore.Server
-    gcs: objectstore.Server
+    s3: bucket_servers.Server
+    gcs: bucket_servers.Server
 
     def env(self) -> dict[str, str]:
         return {**self.s3.env(), **self.gcs.env()}
@@ -58,8 +59,8 @@ class RayHead:
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
     root = tmp_path_factory.mktemp("objectstores")
     with (
-        objectstore.minio(root / "s3", bucket="ray") as s3,
-        objectstore.fake_gcs(root / "gcs", bucket="ray") as gcs,
+        bucket_servers.minio(root / "s3", bucket="ray") as s3,
+        bucket_servers.fake_gcs(root / "gcs", bucket="ray") as gcs,
     ):
         yield Stores(s3, gcs)
 
@@ -238,7 +239,7 @@ def write_outputs(path: Path, **overrides: object) -> Path:
     return path
 
 
-def objects(server: objectstore.Server, prefix: str) -> dict[str, Any]:
+def objects(server: bucket_servers.Server, prefix: str) -> dict[str, Any]:
     """Key → last-modified time of the objects under `prefix` in the server's bucket."""
     if server.kind == objectstore.MINIO:
         client = objectstore.s3_client(server.endpoint, server.credentials, server.region)

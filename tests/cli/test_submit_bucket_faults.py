@@ -19,6 +19,7 @@ from cli import buckets, package
 from cli.errors import Exit
 from tests.cli.conftest import Stores, Submit, closed_port, objects, write_outputs
 from tools import objectstore
+from tools.testing import bucket_servers
 
 Upload = Callable[..., buckets.Written]
 
@@ -56,13 +57,13 @@ class _MinIO:
     """A MinIO of this test's own (the session's is shared): stopped and restarted in place."""
 
     def __init__(self, directory: Path) -> None:
-        self.server = objectstore.start_minio(directory)
+        self.server = bucket_servers.start_minio(directory)
 
     def crash(self) -> None:
-        objectstore.stop(self.server, grace=0)
+        bucket_servers.stop(self.server, grace=0)
 
     def restart(self) -> None:
-        self.server = objectstore.restart_minio(self.server)
+        self.server = bucket_servers.restart_minio(self.server)
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def minio(tmp_path: Path) -> Iterator[_MinIO]:
     try:
         yield store
     finally:
-        objectstore.stop(store.server, grace=0)
+        bucket_servers.stop(store.server, grace=0)
 
 
 def test_bucket_down_then_back(

@@ -182,7 +182,7 @@ def test_minio_serves_the_clusters_data_dir_on_its_loopback_ports(ctx: Context) 
     got = flags(argv)
     assert got["address"] == f"{LOOPBACK}:{ctx.ports['minio']}"
     assert got["console-address"] == f"{LOOPBACK}:{ctx.ports['minio-console']}"
-    # One implementation: the standalone server of tools/objectstore.py runs the same line.
+    # One implementation: the submit tests' servers (tools/testing/bucket_servers.py) run it too.
     same = objectstore.minio_argv(
         ctx.binaries[MINIO], ctx.layout.minio_data, ctx.ports["minio"], ctx.ports["minio-console"]
     )

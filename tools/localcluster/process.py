@@ -1,5 +1,6 @@
 """The one piece of process code: spawn any component detached, supervise the ones that must be
 restarted, probe their health, and stop them (by recorded PID and command line, never by name).
+The submit tests' standalone object stores (tools/testing/bucket_servers.py) run through it too.
 
 Linux only: processes are identified through /proc.
 """
@@ -20,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from tools.localcluster.components import LOOPBACK, Component, Context, Probe, api_probe
 from tools.localcluster.state import Layout, LocalClusterError, ProcessRecord, State, save_state
@@ -118,24 +120,27 @@ def group_members(record: ProcessRecord) -> list[int]:
 
 
 def stop(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the process (it forwards to its children), then SIGKILL whatever is left."""
+    """SIGTERM the process (it forwards to its children), then SIGKILL whatever is left after
+    `timeout` seconds; `timeout=0` sends SIGKILL at once, as a crash would (the fault tests)."""
     members = group_members(record)
     if not members:
         return
     progress(f"stopping {record.name} (pid {record.pid})")
-    # Signal the leader only: the supervisor forwards SIGTERM to the operator, and a Go program
-    # using controller-runtime exits abruptly on a second signal.
-    first = [record.pid] if record.pid in members else members
-    for pid in first:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(alive(pid) for pid in members):
-            return
-        time.sleep(0.1)
-    survivors = [pid for pid in group_members(record) if alive(pid)]
-    progress(f"{record.name} did not exit within {timeout:.0f}s; killing {survivors}")
+    survivors = members
+    if timeout > 0:
+        # Signal the leader only: the supervisor forwards SIGTERM to the operator, and a Go
+        # program using controller-runtime exits abruptly on a second signal.
+        first = [record.pid] if record.pid in members else members
+        for pid in first:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(alive(pid) for pid in members):
+                return
+            time.sleep(0.1)
+        survivors = [pid for pid in group_members(record) if alive(pid)]
+        progress(f"{record.name} did not exit within {timeout:.0f}s; killing {survivors}")
     for pid in survivors:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -317,21 +322,37 @@ class Launcher:
                 self.fail(component.name, str(err))
 
     def wait(self, name: str, what: str, check: Callable[[], bool]) -> None:
-        """Wait until `check()` holds; fail early if any started process exits."""
-        begin = time.monotonic()
-        while not check():
-            for started_name, child in self.started:
-                code = child.poll()
-                if code is not None:
-                    self.fail(started_name, f"{started_name} exited with code {code}")
-            if time.monotonic() - begin > self.timeout:
-                self.fail(name, f"{what} not ready after {self.timeout:.0f}s")
-            time.sleep(0.25)
-        progress(f"{what} ready ({time.monotonic() - begin:.1f}s)")
+        await_ready(self.layout, name, what, check, self.started, self.timeout)
 
-    def fail(self, name: str, message: str) -> None:
-        log = self.layout.log(name)
-        print(f"--- last {LOG_TAIL_LINES} lines of {log} ---", file=sys.stderr)
-        print(tail(log), file=sys.stderr)
-        print("---", file=sys.stderr, flush=True)
-        raise LocalClusterError(f"{message}; see {log}")
+    def fail(self, name: str, message: str) -> NoReturn:
+        fail(self.layout, name, message)
+
+
+def await_ready(
+    layout: Layout,
+    name: str,
+    what: str,
+    check: Callable[[], bool],
+    started: Sequence[tuple[str, subprocess.Popen[bytes]]],
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    """Wait until `check()` holds; fail early (with its log's tail) if any of `started` exits."""
+    begin = time.monotonic()
+    while not check():
+        for started_name, child in started:
+            code = child.poll()
+            if code is not None:
+                fail(layout, started_name, f"{started_name} exited with code {code}")
+        if time.monotonic() - begin > timeout:
+            fail(layout, name, f"{what} not ready after {timeout:.0f}s")
+        time.sleep(0.25)
+    progress(f"{what} ready ({time.monotonic() - begin:.1f}s)")
+
+
+def fail(layout: Layout, name: str, message: str) -> NoReturn:
+    """Raise LocalClusterError for `name`, printing the tail of its log first."""
+    log = layout.log(name)
+    print(f"--- last {LOG_TAIL_LINES} lines of {log} ---", file=sys.stderr)
+    print(tail(log), file=sys.stderr)
+    print("---", file=sys.stderr, flush=True)
+    raise LocalClusterError(f"{message}; see {log}")
