@@ -187,7 +187,7 @@ def summary(results: Sequence[Submit]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools import localcluster
+    from tools.devcluster import localcluster
 
     parser = argparse.ArgumentParser(prog="python -m bench.load")
     parser.add_argument("--jobs", type=int, default=20)

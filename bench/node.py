@@ -6,7 +6,8 @@ first log line and to its exit, and the node's memory.
 Cases, each in its own fresh state and cluster directories (the binaries and the images are
 cached, so this is the *warm cache* figure; the cold one is the build, see tools/README.md):
 
-- **up, fresh cluster**: `python -m tools.stack up` from nothing to head and minimum workers Ready.
+- **up, fresh cluster**: `python -m tools.devcluster.stack up` from nothing to head and minimum
+  workers Ready.
 - **up, cluster already up**: the same command again (nothing to change).
 - **submit**: `ray-platform submit` of a small directory (its zip not yet in the bucket): seconds
   to the first line the job prints, and to its exit.
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools import localcluster
+from tools.devcluster import localcluster
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_PROCESSES = (
@@ -41,7 +42,7 @@ NODE_PROCESSES = (
 
 def _job(action: str, state: Path, cluster: Path) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    argv = [sys.executable, "-m", "tools.devcluster.stack", action, "--state", str(state)]
     start = time.perf_counter()
     run = subprocess.run(
         [*argv, "--cluster-dir", str(cluster)],

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools import engine, localcluster
-from tools.kube import Kube
+from tools.devcluster import engine, localcluster
+from tools.devcluster.kube import Kube
 
 ORDER = [
     "Namespace",

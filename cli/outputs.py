@@ -27,7 +27,7 @@ LOCAL_STACK = "local"
 """The stack `tools/up` deploys, into its own file backend."""
 LOCAL_PASSPHRASE = "ray-platform-local"
 """The passphrase `tools/up` gives that backend unless PULUMI_CONFIG_PASSPHRASE is set (the
-same value as tools/engine.py's LOCAL_PASSPHRASE: the CLI ships without tools/)."""
+same value as tools/devcluster/engine.py's LOCAL_PASSPHRASE: the CLI ships without tools/)."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def _pulumi() -> str:
 
 def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
     """For `local` with no backend of the user's: the environment and directory that read the
-    file backend `tools/up` keeps (as tools/engine.py sets them for the engine). None otherwise:
-    the user's own Pulumi login or PULUMI_BACKEND_URL decides."""
+    file backend `tools/up` keeps (as tools/devcluster/engine.py sets them for the engine). None
+    otherwise: the user's own Pulumi login or PULUMI_BACKEND_URL decides."""
     if stack != LOCAL_STACK or os.environ.get("PULUMI_BACKEND_URL"):
         return None
     state = cache_root() / "state"

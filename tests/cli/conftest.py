@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tools import objectstore
+from tools.devcluster import objectstore
 from tools.testing import bucket_servers
 
 RAY_START_TIMEOUT = 180.0  # generous: a loaded 2-core CI box takes ~20-30 s

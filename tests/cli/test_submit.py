@@ -165,7 +165,7 @@ def test_stack_local_works_from_a_shell_without_a_pulumi_login(
     no passphrase and a HOME Pulumi never saw: the outputs are read, nothing is written home."""
     import subprocess
 
-    from tools.engine import LOCAL_PASSPHRASE
+    from tools.devcluster.engine import LOCAL_PASSPHRASE
 
     # Taken before HOME moves below: the built CLI lives in the real cache.
     built_bin = bin_dir()
@@ -555,7 +555,7 @@ def test_stack_local_reads_the_file_backend_tools_up_keeps(
     stack where tools/up deployed it: the file backend under the project's cache, from the
     engine's working copy of the project, with the passphrase tools/up uses."""
     from cli.outputs import LOCAL_PASSPHRASE
-    from tools.engine import LOCAL_PASSPHRASE as ENGINE_PASSPHRASE
+    from tools.devcluster.engine import LOCAL_PASSPHRASE as ENGINE_PASSPHRASE
 
     assert LOCAL_PASSPHRASE == ENGINE_PASSPHRASE
     cache = tmp_path / "cache"

@@ -18,7 +18,7 @@ import pytest
 from cli import buckets, package
 from cli.errors import Exit
 from tests.cli.conftest import Stores, Submit, closed_port, objects, write_outputs
-from tools import objectstore
+from tools.devcluster import objectstore
 from tools.testing import bucket_servers
 
 Upload = Callable[..., buckets.Written]

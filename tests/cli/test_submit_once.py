@@ -29,7 +29,7 @@ from cli import buckets, package, upload
 from cli.errors import CliError, Exit
 from contract.outputs import WORKING_DIRS
 from tests.cli.conftest import Stores
-from tools import objectstore
+from tools.devcluster import objectstore
 
 VERSIONED = "once"
 """A bucket of these tests' own in the session's MinIO, with versioning on."""

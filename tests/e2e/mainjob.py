@@ -1,5 +1,5 @@
-"""The main job run as a user runs it (`tools/up ACTION`: `python -m tools.stack`, its own
-process, no KUBECONFIG), for the e2e tests of the control plane and of the node."""
+"""The main job run as a user runs it (`tools/up ACTION`: `python -m tools.devcluster.stack`, its
+own process, no KUBECONFIG), for the e2e tests of the control plane and of the node."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _command(
     """`tools/up ACTION` with its file backend in `state` and its cluster in `cluster`, and the
     environment it runs in (no KUBECONFIG: the job starts or reuses its own cluster)."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    argv = [sys.executable, "-m", "tools.stack", action, "--state", str(state)]
+    argv = [sys.executable, "-m", "tools.devcluster.stack", action, "--state", str(state)]
     return [*argv, "--cluster-dir", str(cluster), *extra], env
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.mainjob import ROOT, job, ok, printed_outputs
-from tools import localcluster
 from tools.build import ensure
-from tools.kube import Kube
-from tools.localcluster import node
+from tools.devcluster import localcluster
+from tools.devcluster.kube import Kube
+from tools.devcluster.localcluster import node
 
 NS = "ray"
 CLUSTER = "ray"

@@ -43,7 +43,7 @@ from tests.e2e.node_cluster import (
     submit,
     submit_command,
 )
-from tools import localcluster, objectstore, readiness, recovery
+from tools.devcluster import localcluster, objectstore, readiness, recovery
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -512,7 +512,7 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
 
 
 def _engine_env(d: Deployment) -> dict[str, str]:
-    from tools import engine
+    from tools.devcluster import engine
 
     eng = engine.engine(d.state, d.kubeconfig)
     return dict(eng.env)

@@ -2,8 +2,8 @@
 
 Real: the Pulumi CLI, the Python language host, the Kubernetes provider, etcd, kube-apiserver,
 kube-controller-manager and the KubeRay operator, all built from Go modules by tools/build.py and
-started on loopback by tools/localcluster/. Missing here: a scheduler and kubelets, so Pods
-stay Pending; everything up to the operator creating the head Pod is checked for real.
+started on loopback by tools/devcluster/localcluster/. Missing here: a scheduler and kubelets, so
+Pods stay Pending; everything up to the operator creating the head Pod is checked for real.
 
 The tests run in file order against one fresh cluster: preview, up, no-op up, a bad setting,
 destroy.
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
-from tools import engine, localcluster
-from tools.kube import Kube
+from tools.devcluster import engine, localcluster
+from tools.devcluster.kube import Kube
 
 pytestmark = pytest.mark.e2e
 

@@ -1,5 +1,6 @@
-"""End to end: the main job (`tools/up`, i.e. `python -m tools.stack`) keeps the stack's state in
-step with the cluster, and gives the local stack a real bucket on the control plane's MinIO.
+"""End to end: the main job (`tools/up`, i.e. `python -m tools.devcluster.stack`) keeps the stack's
+state in step with the cluster, and gives the local stack a real bucket on the control plane's
+MinIO.
 
 `down` throws the local control plane away, so the next `up` starts an empty one while the file
 backend still lists every object. Run exactly as a user would — up, down, up, each its own
@@ -20,8 +21,8 @@ import pytest
 
 from tests.e2e import mainjob
 from tests.e2e.mainjob import ok, printed_outputs
-from tools import localcluster, objectstore
-from tools.kube import Kube
+from tools.devcluster import localcluster, objectstore
+from tools.devcluster.kube import Kube
 
 pytestmark = pytest.mark.e2e
 

@@ -5,8 +5,8 @@ Needs root (kubelet, containerd, a bridge, iptables): CI runs as root. Not root 
 never a skip: this tier is the proof that the platform runs at all.
 
 One node per machine (one bridge, kubelet's port), so the whole module shares one deployment,
-made by the main job exactly as a user runs it (`python -m tools.stack up`, its own process, no
-KUBECONFIG). The last test takes it down and checks that nothing is left.
+made by the main job exactly as a user runs it (`python -m tools.devcluster.stack up`, its own
+process, no KUBECONFIG). The last test takes it down and checks that nothing is left.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from tests.e2e.node_cluster import (
     running,
     submit,
 )
-from tools import engine, localcluster
-from tools.localcluster import node
+from tools.devcluster import engine, localcluster
+from tools.devcluster.localcluster import node
 
 pytestmark = pytest.mark.e2e
 
@@ -483,7 +483,7 @@ def test_submit_ships_a_directory_through_the_bucket_to_the_stacks_cluster(
     assert host.startswith("ray-cpu-worker-")
     # The zip went to the stack's bucket under its content hash, and the object is there.
     store = localcluster.object_store(d.cluster)
-    from tools import objectstore
+    from tools.devcluster import objectstore
 
     s3 = objectstore.s3_client(store.endpoint, store.credentials, store.region)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ray", Prefix="local/")["Contents"]]
@@ -551,7 +551,7 @@ def test_autoscaling_scales_up_and_down_and_a_later_up_still_applies(
     changed = d.kube.get(f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/{CLUSTER}")
     assert changed is not None
     assert changed["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] == idle + 30
-    from tools import readiness
+    from tools.devcluster import readiness
 
     # The change replaces the pods (KubeRay's Recreate): the next tests want them back.
     readiness.wait(d.kubeconfig, NS, CLUSTER, {"cpu": 1}, timeout=600, say=lambda _m: None)
@@ -610,7 +610,7 @@ def test_a_failing_install_fails_up_with_pips_reason_and_the_head_is_not_recreat
     every few seconds) and `up` says why in one line; the fixed set deploys again."""
     from pulumi import automation as auto
 
-    from tools import readiness
+    from tools.devcluster import readiness
 
     d = deployment
     eng = engine.engine(d.state, d.kubeconfig)

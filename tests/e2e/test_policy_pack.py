@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from tools import engine, localcluster
+from tools.devcluster import engine, localcluster
 
 pytestmark = pytest.mark.e2e
 

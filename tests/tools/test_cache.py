@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from infra.cache import cache_root
-from tools import build, localcluster
+from tools import build
+from tools.devcluster import localcluster
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tools import objectstore
-from tools.certs import Pki
-from tools.localcluster import cli, components, process
-from tools.localcluster.cluster import ClusterStatus, ComponentStatus
-from tools.localcluster.components import (
+from tools.devcluster import objectstore
+from tools.devcluster.certs import Pki
+from tools.devcluster.localcluster import cli, components, process
+from tools.devcluster.localcluster.cluster import ClusterStatus, ComponentStatus
+from tools.devcluster.localcluster.components import (
     APISERVER,
     CONTROLLER_MANAGER,
     ETCD,
@@ -27,7 +27,7 @@ from tools.localcluster.components import (
     OPERATOR,
     Context,
 )
-from tools.localcluster.state import Layout, LocalClusterError, ObjectStore
+from tools.devcluster.localcluster.state import Layout, LocalClusterError, ObjectStore
 
 ALL = components.components(with_operator=True)
 
@@ -241,7 +241,7 @@ def test_status_prints_the_bucket(tmp_path: Path) -> None:
 def test_supervisor_command_line_round_trips_through_the_cli() -> None:
     operator = ["/bin/kuberay-operator", "--kubeconfig=/x", "--", "-v"]
     argv = process.supervisor_argv(operator)
-    assert argv[1:4] == ["-m", "tools.localcluster", cli.SUPERVISE]
+    assert argv[1:4] == ["-m", "tools.devcluster.localcluster", cli.SUPERVISE]
     assert cli.supervised_argv(argv[3:]) == operator
     assert cli.supervised_argv(["up", "--dir", "x"]) is None
 

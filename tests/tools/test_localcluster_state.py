@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.localcluster import state as st
+from tools.devcluster.localcluster import state as st
 
 
 def test_state_round_trips_and_is_written_atomically(tmp_path: Path) -> None:

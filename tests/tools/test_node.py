@@ -1,5 +1,6 @@
-"""The node's pure parts (tools/localcluster/node.py, tools/readiness.py): what the configs say,
-how readiness is decided. The node itself runs in the e2e tier (tests/e2e/test_node.py)."""
+"""The node's pure parts (tools/devcluster/localcluster/node.py, tools/devcluster/readiness.py):
+what the configs say, how readiness is decided. The node itself runs in the e2e tier
+(tests/e2e/test_node.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from tools import readiness
-from tools.localcluster import node
-from tools.localcluster.state import Layout
+from tools.devcluster import readiness
+from tools.devcluster.localcluster import node
+from tools.devcluster.localcluster.state import Layout
 
 
 def paths(tmp_path: Path) -> node.NodePaths:
@@ -314,7 +315,7 @@ def test_nothing_is_deleted_under_a_mount(monkeypatch: Any, tmp_path: Path) -> N
 
     (tmp_path / "d").mkdir()
     monkeypatch.setattr(node, "_mounts_under", lambda _p: [str(tmp_path / "d" / "m")])
-    from tools.localcluster.state import LocalClusterError
+    from tools.devcluster.localcluster.state import LocalClusterError
 
     with pytest.raises(LocalClusterError, match="still mounted"):
         node._remove_unmounted(tmp_path / "d")
@@ -330,9 +331,9 @@ def test_kube_router_runs_only_its_policy_controller_as_its_own_user(tmp_path: P
     interfaces."""
     import dataclasses
 
-    from tools.certs import NODE_CLIENTS, Pki
-    from tools.localcluster import components
-    from tools.localcluster.components import Context
+    from tools.devcluster.certs import NODE_CLIENTS, Pki
+    from tools.devcluster.localcluster import components
+    from tools.devcluster.localcluster.components import Context
 
     layout = Layout(tmp_path / "cluster")
     pki = Pki(**{f.name: layout.pki / f"{f.name}.pem" for f in dataclasses.fields(Pki)})
@@ -364,7 +365,7 @@ def test_kube_router_runs_only_its_policy_controller_as_its_own_user(tmp_path: P
 
 
 def test_kube_router_is_ready_only_once_it_enforces_and_comes_back_if_it_exits() -> None:
-    from tools.localcluster import components
+    from tools.devcluster.localcluster import components
 
     record = components.KUBE_ROUTER_COMPONENT
     assert record.supervised

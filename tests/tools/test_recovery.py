@@ -1,5 +1,5 @@
-"""One main job at a time, and what a killed run leaves (tools/recovery.py). The engine side
-(a `pulumi up` killed mid-run, then `tools/up`) is proven in tests/e2e/test_faults.py."""
+"""One main job at a time, and what a killed run leaves (tools/devcluster/recovery.py). The engine
+side (a `pulumi up` killed mid-run, then `tools/up`) is proven in tests/e2e/test_faults.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tools import recovery, stack
+from tools.devcluster import recovery, stack
 
 
 def _hold(
@@ -64,7 +64,8 @@ def test_the_main_job_refuses_while_another_runs(
 
 def test_a_killed_holder_releases_the_state(tmp_path: Path) -> None:
     code = (
-        "import sys, os, time; from pathlib import Path; from tools import recovery\n"
+        "import sys, os, time; from pathlib import Path\n"
+        "from tools.devcluster import recovery\n"
         "with recovery.one_run(Path(sys.argv[1]), 'up'):\n"
         "    print('held', flush=True); time.sleep(60)\n"
     )

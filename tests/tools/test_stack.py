@@ -1,6 +1,6 @@
-"""The main job keeps the state in step with the cluster (tools/stack.py), decided without an
-engine: when to refresh, what is recorded, how the cluster is identified; and the bucket config
-it sets when it uses the project's own control plane (and leaves alone when it does not)."""
+"""The main job keeps the state in step with the cluster (tools/devcluster/stack.py), decided
+without an engine: when to refresh, what is recorded, how the cluster is identified; and the bucket
+config it sets when it uses the project's own control plane (and leaves alone when it does not)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from tools import engine, localcluster, stack
+from tools.devcluster import engine, localcluster, stack
 from tools.testing.pulumi_mocks import run_program, stack_config
 
 RESOURCES = [
@@ -330,7 +330,7 @@ def test_the_projects_own_kubeconfig_in_the_shell_is_still_the_local_cluster(
     fake_job: _FakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After `eval "$(tools/up env)"` the next tools/up must keep the local cluster's overrides."""
-    from tools.localcluster import state
+    from tools.devcluster.localcluster import state
 
     cluster = tmp_path / "cluster"
     monkeypatch.setenv("KUBECONFIG", str(state.layout(cluster).kubeconfig))

@@ -1,8 +1,8 @@
 """Settings fuzz over the local stack as tools/up deploys it onto its node: Pulumi.local.yaml plus
-tools/stack.py's overrides (the node's package index and shared directory, the MinIO bucket) and
-the secrets tools/up sets. Every leaf of that config is given junk of every shape; the load must
-accept it or fail with one SettingsError line that names that key — never another exception,
-never a secret's value echoed."""
+tools/devcluster/stack.py's overrides (the node's package index and shared directory, the MinIO
+bucket) and the secrets tools/up sets. Every leaf of that config is given junk of every shape; the
+load must accept it or fail with one SettingsError line that names that key — never another
+exception, never a secret's value echoed."""
 
 from __future__ import annotations
 
@@ -18,8 +18,13 @@ import pytest
 
 from infra.clouds import load_settings
 from infra.settings import SettingsError
-from tools.localcluster.state import ObjectStore
-from tools.stack import JUPYTER_TOKEN_KEY, SECRET_KEY_PATH, bucket_overrides, node_overrides
+from tools.devcluster.localcluster.state import ObjectStore
+from tools.devcluster.stack import (
+    JUPYTER_TOKEN_KEY,
+    SECRET_KEY_PATH,
+    bucket_overrides,
+    node_overrides,
+)
 from tools.testing.pulumi_mocks import flatten, stack_config
 
 Path_ = tuple[str | int, ...]
@@ -121,7 +126,8 @@ def test_the_deployed_local_stack_loads() -> None:
     assert settings.ray.package_index == "http://10.88.0.1:3141/index/"
     assert settings.cloud_settings.host_path == "/var/lib/rp-node/shared"  # type: ignore[attr-defined]
     assert settings.storage.artifact_bucket.enabled
-    # The fuzz covers the node's settings: those tools/stack.py's overrides set, and sizing.
+    # The fuzz covers the node's settings: those tools/devcluster/stack.py's overrides set, and
+    # sizing.
     keys = {setting_key(p) for p in LEAVES}
     for expected in (
         "ray-platform:ray.packageIndex",

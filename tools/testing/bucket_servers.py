@@ -7,7 +7,7 @@ in a directory the caller owns::
     with bucket_servers.fake_gcs(tmp / "gcs", bucket="ray") as gcs:
         os.environ.update(gcs.env())         # google-cloud-storage now reaches it
 
-They run through the local cluster's process code (tools/localcluster/process.py: spawned
+They run through the local cluster's process code (tools/devcluster/localcluster/process.py: spawned
 detached with a log, probed until ready, stopped by recorded PID and command line), so there is
 one process runner in tools/. `start_minio`/`start_fake_gcs` return a running server; `stop(server,
 grace=0)` kills it outright, as a crash would, and `restart_minio(server)` brings MinIO back as it
@@ -23,11 +23,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tools import objectstore
 from tools.build import ensure
-from tools.localcluster import process
-from tools.localcluster.state import Layout, LocalClusterError, ProcessRecord
-from tools.objectstore import DEFAULT_REGION, LOOPBACK, MINIO, ObjectStoreError, S3Credentials
+from tools.devcluster import objectstore
+from tools.devcluster.localcluster import process
+from tools.devcluster.localcluster.state import Layout, LocalClusterError, ProcessRecord
+from tools.devcluster.objectstore import (
+    DEFAULT_REGION,
+    LOOPBACK,
+    MINIO,
+    ObjectStoreError,
+    S3Credentials,
+)
 
 FAKE_GCS = "fake-gcs-server"
 """fake-gcs-server's tools.build name."""

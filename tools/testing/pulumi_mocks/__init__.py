@@ -29,7 +29,7 @@ from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
-from tools.engine import stack_file_config
+from tools.devcluster.engine import stack_file_config
 from tools.testing.pulumi_mocks.aws import PlatformMocks
 from tools.testing.pulumi_mocks.gcp import GkeMocks
 

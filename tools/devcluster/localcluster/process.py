@@ -23,9 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from tools.localcluster.components import LOOPBACK, Component, Context, Probe, api_probe
-from tools.localcluster.state import Layout, LocalClusterError, ProcessRecord, State, save_state
-from tools.objectstore import ObjectStoreError
+from tools.devcluster.localcluster.components import LOOPBACK, Component, Context, Probe, api_probe
+from tools.devcluster.localcluster.state import (
+    Layout,
+    LocalClusterError,
+    ProcessRecord,
+    State,
+    save_state,
+)
+from tools.devcluster.objectstore import ObjectStoreError
 
 READY_TIMEOUT = 180.0
 """Seconds each component gets to become ready (generous: CI runners can have 2 slow cores)."""
@@ -36,7 +42,7 @@ RESTART_BACKOFF_MAX = 30.0
 RESTART_BACKOFF_RESET = 60.0
 """A run longer than this was a healthy one: the next restart waits 1s again."""
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]  # tools/devcluster/localcluster/process.py
 
 # Popen objects of the processes this Python process started: keeping them referenced avoids
 # "subprocess is still running" ResourceWarnings and lets `down` reap them in the same process.
@@ -181,8 +187,9 @@ def spawn(
 
 
 def supervisor_argv(argv: Sequence[str]) -> list[str]:
-    """The command line that runs `argv` under `supervise` (see `python -m tools.localcluster`)."""
-    return [sys.executable, "-m", "tools.localcluster", "_supervise", "--", *argv]
+    """The command line that runs `argv` under `supervise` (see
+    `python -m tools.devcluster.localcluster`)."""
+    return [sys.executable, "-m", "tools.devcluster.localcluster", "_supervise", "--", *argv]
 
 
 def supervise(argv: Sequence[str]) -> int:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.build import BuildError, ensure
-from tools.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, NODE_CLIENTS, Pki, write_pki
-from tools.localcluster import node, process
-from tools.localcluster.components import (
+from tools.devcluster.certs import ADMIN_USER, CONTROLLER_MANAGER_USER, NODE_CLIENTS, Pki, write_pki
+from tools.devcluster.localcluster import node, process
+from tools.devcluster.localcluster.components import (
     BUCKET,
     LOOPBACK,
     MINIO,
@@ -28,8 +28,8 @@ from tools.localcluster.components import (
     registry_address,
     registry_config_file,
 )
-from tools.localcluster.process import READY_TIMEOUT, progress
-from tools.localcluster.state import (
+from tools.devcluster.localcluster.process import READY_TIMEOUT, progress
+from tools.devcluster.localcluster.state import (
     Layout,
     LocalClusterError,
     ObjectStore,
@@ -43,7 +43,7 @@ from tools.localcluster.state import (
     save_state,
     write_private,
 )
-from tools.objectstore import S3Credentials
+from tools.devcluster.objectstore import S3Credentials
 
 
 @dataclass(frozen=True)
@@ -319,7 +319,7 @@ def _start(
 
 def _write_node_files(ctx: Context, paths: node.NodePaths) -> None:
     """The node's configuration files, rendered by node.py from this cluster's ports and PKI."""
-    from tools.localcluster.components import package_mirror_cache, registry_storage
+    from tools.devcluster.localcluster.components import package_mirror_cache, registry_storage
 
     # cgroupfs on v1 and v2 alike: the systemd driver needs systemd as PID 1 and leaves
     # kubepods*.slice units behind (only cgroup v1 has been run here).

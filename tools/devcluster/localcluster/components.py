@@ -19,10 +19,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from infra.cache import cache_root
-from tools import objectstore
-from tools.certs import NODE_CLIENTS, NODE_NAME, Pki
-from tools.localcluster import node
-from tools.localcluster.state import Layout, LocalClusterError
+from tools.devcluster import objectstore
+from tools.devcluster.certs import NODE_CLIENTS, NODE_NAME, Pki
+from tools.devcluster.localcluster import node
+from tools.devcluster.localcluster.state import Layout, LocalClusterError
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -314,7 +314,8 @@ MINIO_COMPONENT = Component(
     env=minio_env,
     after_ready=create_bucket,
 )
-"""The S3-compatible server behind the local stack's artifact bucket (tools/stack.py wires it)."""
+"""The S3-compatible server behind the local stack's artifact bucket (tools/devcluster/stack.py
+wires it)."""
 
 CONTROL_PLANE = (ETCD_COMPONENT, APISERVER_COMPONENT, CONTROLLER_MANAGER_COMPONENT)
 """In start order: each needs the ones before it (`down` stops them in reverse)."""
@@ -530,7 +531,7 @@ COREDNS_RULES = [
 def _cluster_role(ctx: Context, user: str, rules: list[dict[str, list[str]]]) -> None:
     """A ClusterRole named for `user` with `rules`, bound to that user (a node component's
     client certificate names it)."""
-    from tools.kube import Kube
+    from tools.devcluster.kube import Kube
 
     kube = Kube(ctx.layout.kubeconfig)
     rbac = "rbac.authorization.k8s.io/v1"
@@ -596,7 +597,7 @@ def _poll(check: Callable[[], str | None], timeout: float, failure: Callable[[st
 
 def wait_node_ready(ctx: Context) -> None:
     """The node reports Ready (its network plugin is up): Pods can be scheduled and started."""
-    from tools.kube import Kube
+    from tools.devcluster.kube import Kube
 
     kube = Kube(ctx.layout.kubeconfig)
 

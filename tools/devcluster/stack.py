@@ -1,6 +1,6 @@
 """The main job: `pulumi up --stack local` with the real engine, offline.
 
-    python -m tools.stack [up|preview|destroy|outputs|down] [--stack local] [--state DIR]
+    python -m tools.devcluster.stack [up|preview|destroy|outputs|down] [--stack local] [--state DIR]
                           [--cluster-dir DIR]
 
 With no $KUBECONFIG it first starts the project's local control plane (etcd, kube-apiserver,
@@ -32,9 +32,9 @@ from typing import Any
 from pulumi import automation as auto
 
 from infra.cache import cache_root
-from tools import engine, localcluster, readiness, recovery
 from tools.build import BuildError
-from tools.kube import Kube
+from tools.devcluster import engine, localcluster, readiness, recovery
+from tools.devcluster.kube import Kube
 
 READY_TIMEOUT = 900.0
 """Seconds `up` waits for the RayCluster (head and minimum workers Running and Ready); a cold
@@ -281,7 +281,7 @@ def _reason(err: auto.CommandError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.stack", description=(__doc__ or "").split("\n")[0]
+        prog="python -m tools.devcluster.stack", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
         "action",
@@ -532,7 +532,7 @@ def env_exports(kubeconfig: Path) -> str:
     """Shell exports: the project's kubectl first on PATH, the local cluster's kubeconfig."""
     import shlex
 
-    bin_dir = Path(__file__).resolve().parent / "bin"
+    bin_dir = Path(__file__).resolve().parents[1] / "bin"  # tools/bin, beside tools/up
     return (
         f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"\n'
         f"export KUBECONFIG={shlex.quote(str(kubeconfig))}"

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.localcluster.state import Layout, LocalClusterError
+from tools.devcluster.localcluster.state import Layout, LocalClusterError
 
 BRIDGE = "rpbr0"
 POD_CIDR = "10.244.0.0/24"

@@ -1,8 +1,8 @@
 """Run this program with the real Pulumi engine, offline: the CLI, Python host and Kubernetes
 provider built by tools/build.py, a file backend, no plugin downloads.
 
-Used by the main job (`python -m tools.stack`), the e2e tests, the unit tests' stack files and
-the benchmark.
+Used by the main job (`python -m tools.devcluster.stack`), the e2e tests, the unit tests' stack
+files and the benchmark.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 from pulumi import automation as auto
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tools/devcluster/engine.py -> the repository
 ENGINE_BINARIES = ["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]
 # The local stack's only secret is the throwaway MinIO key of the local control plane (set by
-# tools/stack.py into the work dir's stack file); the passphrase mainly satisfies the backend.
+# tools/devcluster/stack.py into the work dir's stack file); the passphrase mainly satisfies the
+# backend.
 LOCAL_PASSPHRASE = "ray-platform-local"
 
 

@@ -219,7 +219,7 @@ def wait(
     say: Any = print,
 ) -> float:
     """Poll until `verdict` is ready (returns seconds waited) or raise NotReady."""
-    from tools.kube import Kube
+    from tools.devcluster.kube import Kube
 
     kube = Kube(kubeconfig)
     selector = f"ray.io/cluster={cluster}"

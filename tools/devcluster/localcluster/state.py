@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from infra.cache import cache_root
-from tools.objectstore import DEFAULT_REGION, S3Credentials, s3_client_env
+from tools.devcluster.objectstore import DEFAULT_REGION, S3Credentials, s3_client_env
 
 STATE_VERSION = 1
 """Bump when state.json changes shape: an older `down` must not misread a newer record."""
@@ -67,7 +67,7 @@ class Layout:
 
     @property
     def object_store(self) -> Path:
-        """MinIO's endpoint, bucket and credentials (0600), read by tools/stack.py."""
+        """MinIO's endpoint, bucket and credentials (0600), read by tools/devcluster/stack.py."""
         return self.root / "objectstore.json"
 
     @property

@@ -1,4 +1,4 @@
-"""`python -m tools.localcluster up|down|status|kubeconfig [--dir DIR]`."""
+"""`python -m tools.devcluster.localcluster up|down|status|kubeconfig [--dir DIR]`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from tools.localcluster import process
-from tools.localcluster.cluster import ClusterStatus, down, kubeconfig, restart, status, up
-from tools.localcluster.process import READY_TIMEOUT, progress
-from tools.localcluster.state import Layout, LocalClusterError, default_state_dir
+from tools.devcluster.localcluster import process
+from tools.devcluster.localcluster.cluster import (
+    ClusterStatus,
+    down,
+    kubeconfig,
+    restart,
+    status,
+    up,
+)
+from tools.devcluster.localcluster.process import READY_TIMEOUT, progress
+from tools.devcluster.localcluster.state import Layout, LocalClusterError, default_state_dir
 
 SUPERVISE = "_supervise"
 """Hidden command: the supervisor process of a supervised component (see `process.supervise`)."""
@@ -55,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"state directory (default: {default_state_dir()})",
     )
     parser = argparse.ArgumentParser(
-        prog="python -m tools.localcluster",
+        prog="python -m tools.devcluster.localcluster",
         description="A throwaway Kubernetes control plane (with the KubeRay operator) on loopback.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -1,7 +1,8 @@
 """A throwaway Kubernetes cluster on this machine, for the e2e tests and local development: a
 control plane on loopback, and with `--node` (root) one real node (see `node.py`).
 
-    python -m tools.localcluster up [--node]|down|status|kubeconfig|restart NAME... [--dir DIR]
+    python -m tools.devcluster.localcluster up [--node]|down|status|kubeconfig|restart NAME...
+                                            [--dir DIR]
 
 `up` starts etcd, kube-apiserver, kube-controller-manager and (by default) the KubeRay operator and
 MinIO (an S3-compatible server with the bucket `ray`, credentials generated into the state
@@ -19,8 +20,8 @@ Layout: `components.py` (one record per component: binary, ports, argv, health, 
 Go modules). Linux only: `down` and `status` identify processes through /proc.
 """
 
-from tools.localcluster.cli import main
-from tools.localcluster.cluster import (
+from tools.devcluster.localcluster.cli import main
+from tools.devcluster.localcluster.cluster import (
     ClusterStatus,
     ComponentStatus,
     down,
@@ -31,7 +32,7 @@ from tools.localcluster.cluster import (
     status,
     up,
 )
-from tools.localcluster.components import (
+from tools.devcluster.localcluster.components import (
     APISERVER,
     BUCKET,
     CONTROLLER_MANAGER,
@@ -40,8 +41,8 @@ from tools.localcluster.components import (
     MINIO,
     OPERATOR,
 )
-from tools.localcluster.process import READY_TIMEOUT, STOP_TIMEOUT
-from tools.localcluster.state import LocalClusterError, ObjectStore, default_state_dir
+from tools.devcluster.localcluster.process import READY_TIMEOUT, STOP_TIMEOUT
+from tools.devcluster.localcluster.state import LocalClusterError, ObjectStore, default_state_dir
 
 __all__ = [
     "APISERVER",

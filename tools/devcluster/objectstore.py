@@ -3,10 +3,10 @@ readiness path and bucket creation (`minio_argv`, `minio_env`, `S3Credentials`,
 `MINIO_READY_PATH`, `create_s3_bucket`), and the S3 client settings that point boto3 (and Ray
 inside) at it (`s3_client_env`, `s3_client`).
 
-The local control plane's `minio` component (tools/localcluster/components.py) and the submit
-tests' standalone servers (tools/testing/bucket_servers.py) both build on these, and both run
-MinIO through the one process code, tools/localcluster/process.py. The binary is built from a Go
-module by tools/build.py.
+The local control plane's `minio` component (tools/devcluster/localcluster/components.py) and the
+submit tests' standalone servers (tools/testing/bucket_servers.py) both build on these, and both
+run MinIO through the one process code, tools/devcluster/localcluster/process.py. The binary is
+built from a Go module by tools/build.py.
 """
 
 from __future__ import annotations

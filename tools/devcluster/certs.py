@@ -1,4 +1,4 @@
-"""Throwaway PKI for the local control plane (see tools/localcluster/).
+"""Throwaway PKI for the local control plane (see tools/devcluster/localcluster/).
 
 Everything here is generated fresh for each cluster and never leaves the machine: a CA, serving
 certificates for kube-apiserver and kube-controller-manager, client certificates for the admin and

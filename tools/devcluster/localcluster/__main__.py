@@ -1,0 +1,5 @@
+import sys
+
+from tools.devcluster.localcluster.cli import main
+
+sys.exit(main())

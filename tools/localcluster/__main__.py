@@ -1,5 +1,0 @@
-import sys
-
-from tools.localcluster.cli import main
-
-sys.exit(main())
