@@ -3,9 +3,10 @@
 Dependencies run one way: tools and tests build on the program, the program on its components,
 and the command users install (cli/) stands alone but for the contract (contract/: what the
 program promises it, e.g. the stack outputs), which sits beneath everything and imports nothing
-but the standard library. Each rule names the import that breaks it as
-file:line; any cycle among the project's modules fails too, because a cycle is two layers that
-cannot be understood (or moved) apart.
+but the standard library. Within tools/, the build inputs (build.py, image/) sit beneath the
+dev-cluster runtime (devcluster/), which sits beneath the test helpers (testing/). Each rule names
+the import that breaks it as file:line; any cycle among the project's modules fails too, because a
+cycle is two layers that cannot be understood (or moved) apart.
 """
 
 from __future__ import annotations
@@ -30,7 +31,22 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("cli", "infra", "the installed command reads stack outputs, not the program"),
     ("cli", "components", "the installed command reads stack outputs, not the program"),
     ("cli", "tools", "the installed command ships alone (the wheel holds cli/ and contract/ only)"),
-    ("tools", "tests", "tests use tools; shared helpers live in tools/ (e.g. pulumi_mocks)"),
+    ("tools", "tests", "tests use tools; the tiers' shared helpers live in tools/testing/"),
+    (
+        "tools.devcluster",
+        "tools.testing",
+        "the dev-cluster runtime (tools/up) runs without the test helpers; they build on it",
+    ),
+    *(
+        (
+            build_input,
+            layer,
+            "the build inputs make binaries and images before any cluster or test runs; the "
+            "dev-cluster runtime and the test helpers use them, never the other way",
+        )
+        for build_input in ("tools.build", "tools.image")
+        for layer in ("tools.devcluster", "tools.testing")
+    ),
     *(
         (
             "contract",
@@ -121,6 +137,20 @@ def test_the_graph_sees_the_program(graph: list[Import]) -> None:
     pairs = {(i.importer, i.imported) for i in graph}
     assert ("__main__", "infra.platform") in pairs
     assert any(_within(i.importer, "infra") and _within(i.imported, "components") for i in graph)
+
+
+def test_every_rule_names_modules_that_exist() -> None:
+    """A guard on the rules: one naming a package that was moved or renamed would pass forever."""
+    modules = {_module_name(f) for f in project_files()}
+    missing = sorted(
+        {
+            layer
+            for importer, imported, _ in FORBIDDEN
+            for layer in (importer, imported)
+            if not any(_within(m, layer) for m in modules)
+        }
+    )
+    assert not missing, f"rules name no module of the project: {missing}"
 
 
 @pytest.mark.parametrize(("importer", "imported", "why"), FORBIDDEN)
