@@ -38,6 +38,12 @@ class Exit(IntEnum):
     """Refused by the stack's mode: `pip`/`uv` in a prod submit."""
     JOB_STOPPED = 9
     """The job was stopped (`ray job stop`) before it finished."""
+    REGISTRY = 10
+    """`image build`: a registry cannot be reached, refused a read or the push, or served
+    something other than the digest asked for."""
+    REQUIREMENTS = 11
+    """`image build`: the requirements conflict with what the base image pins, or cannot be
+    resolved (or downloaded) for its Python and platform."""
     DETACHED = 130
     """Ctrl-C: the command detached; the job keeps running on the cluster."""
 

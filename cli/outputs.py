@@ -70,7 +70,7 @@ def cache_root() -> Path:
     return Path(root).expanduser()
 
 
-def _pulumi() -> str:
+def pulumi_binary() -> str:
     found = shutil.which("pulumi")
     if found:
         return found
@@ -111,7 +111,7 @@ def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
 
 
 def _from_pulumi(stack: str) -> dict[str, Any]:
-    cmd = [_pulumi(), "stack", "output", "--json", "--show-secrets", "--stack", stack]
+    cmd = [pulumi_binary(), "stack", "output", "--json", "--show-secrets", "--stack", stack]
     # The engine's working copy holds Pulumi.yaml and the stack file (its secrets' salt).
     env, cwd = local_backend(stack) or (None, None)
     try:
@@ -159,6 +159,21 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CliError(Exit.OUTPUTS, f"outputs of {source} are not a JSON object")
     return data
+
+
+def read_raw(*, stack: str | None, outputs_file: Path | None) -> tuple[dict[str, Any], str]:
+    """(outputs as Pulumi prints them, where they came from): for a command that reads only a
+    few of them (`image build`) and checks those itself."""
+    if outputs_file is not None:
+        return _from_file(outputs_file), str(outputs_file)
+    if stack is not None:
+        return _from_pulumi(stack), f"stack {stack}"
+    raise CliError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
+
+
+def text(raw: dict[str, Any], key: str, source: str, *, required: bool) -> str | None:
+    """One output, which must be a string when present (the program exports only strings)."""
+    return _text(raw, key, source, required=required)
 
 
 def _text(raw: dict[str, Any], key: str, source: str, *, required: bool) -> str | None:
@@ -293,12 +308,7 @@ def load(
     With an address given, the port-forward is not needed, so neither are `namespace` and
     `rayClusterName` (unless token auth asks for the Secret, which is checked where it is read).
     """
-    if outputs_file is not None:
-        raw, source = _from_file(outputs_file), str(outputs_file)
-    elif stack is not None:
-        raw, source = _from_pulumi(stack), f"stack {stack}"
-    else:
-        raise CliError(Exit.OUTPUTS, "say which stack: --stack NAME or --outputs FILE.json")
+    raw, source = read_raw(stack=stack, outputs_file=outputs_file)
 
     for key in READ:
         # The program exports strings only (JSON inside a string where structured).

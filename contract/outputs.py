@@ -38,6 +38,12 @@ AUTH_TOKEN_COMMAND, the only sign those stacks give."""
 AUTH_TOKEN_COMMAND: Final = "authTokenCommand"
 """The kubectl command that prints the Ray auth token (for people; token auth only)."""
 
+IMAGE_REPOSITORY: Final = "imageRepository"
+"""Where `ray-platform image build` pushes the application image: `host[:port]/path`, no tag
+(prod stacks: the ECR repository / Artifact Registry path the stack made)."""
+BASE_IMAGE: Final = "baseImage"
+"""The image the application image is built on, `name:tag@sha256:…` (`ray.baseImage`)."""
+
 HEAD_SHELL_COMMAND: Final = "headShellCommand"
 JUPYTER_PORT_FORWARD: Final = "jupyterPortForward"
 JUPYTER_URL: Final = "jupyterUrl"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Protocol
 
-from cli.commands import submit
+from cli.commands import image, submit
 from cli.errors import Exit
 
 
@@ -23,4 +23,4 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> Exit: ...
 
 
-COMMANDS: dict[str, Command] = {"submit": submit}
+COMMANDS: dict[str, Command] = {"submit": submit, "image": image}

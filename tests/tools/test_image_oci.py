@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.image import oci
+from cli.image import oci
 
 LONG_NAME = "d/" + "x" * 120 + ".py"  # beyond ustar's 100-byte name field
 

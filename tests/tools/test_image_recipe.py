@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tools.image import __main__ as cli
-from tools.image import common, oci, pause, ray, registry, rootfs
+from cli.image import oci
+from tools.image import common, pause, ray, registry, rootfs
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.cache import cache_root
-from tools.image import oci
+from cli.image import oci
 
 RECORD = "image.json"
 

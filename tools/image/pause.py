@@ -10,7 +10,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from tools.image import oci
+from cli.image import oci
 from tools.image.common import (
     Image,
     ImageError,

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.image import oci, rootfs
+from cli.image import oci
+from tools.image import rootfs
 from tools.image.common import (
     Image,
     ImageError,

@@ -1,15 +1,5 @@
-"""Push a built image to the local registry with skopeo.
-
-Why a tool rather than a registry client of our own: pushing is the registry API's stateful
-part — a HEAD per blob, an upload session per missing blob (POST, then PATCH/PUT against the
-`Location` the registry hands back, which may be relative or carry its own query), the digest
-check on completion, the manifest PUT with its exact media type, and, on real registries, the
-token-auth dance and retries of half-done uploads. skopeo (containers/image, Debian's `skopeo`
-package) is the maintained implementation of exactly that, and it is a second, independent
-reader of the layouts `oci.py` writes: a mistake there (a wrong size, digest or media type)
-fails loudly at push time instead of inside containerd on a node. `--preserve-digests` forbids
-it to rewrite anything (it would otherwise gzip our uncompressed layers for a registry), so the
-pushed manifest is byte for byte the one in the layout and keeps its digest.
+"""Push a built image to the local registry: skopeo's command line is the one the installed
+command uses (cli/image/registry.py says why skopeo), over plain HTTP, the layout untouched.
 """
 
 from __future__ import annotations
@@ -18,28 +8,22 @@ import re
 import tempfile
 from pathlib import Path
 
+from cli.image.registry import push_argv as _push_argv
 from tools.image.common import Image, ImageError, images_root, log, require_tool, run
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$")
 
 
 def push_argv(skopeo: str, image: Image, registry: str, digestfile: Path) -> list[str]:
-    """skopeo's command line: plain HTTP to the registry (`--dest-tls-verify=false`), the layout
-    untouched (`--preserve-digests`), the pushed manifest's digest written to `digestfile`."""
-    return [
+    """To `<registry>/<repo>:<tag>` over plain HTTP (the node's registry has no TLS)."""
+    return _push_argv(
         skopeo,
-        "--insecure-policy",  # our own layout: no signature policy to consult
-        "copy",
-        "--quiet",
-        "--retry-times",
-        "3",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        "--digestfile",
-        str(digestfile),
-        f"oci:{image.layout}:{image.tag}",
-        f"docker://{registry}/{image.repo}:{image.tag}",
-    ]
+        image.layout,
+        image.tag,
+        f"{registry}/{image.repo}:{image.tag}",
+        digestfile,
+        tls_verify=False,
+    )
 
 
 def push(image: Image, registry: str) -> str:

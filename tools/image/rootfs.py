@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.image import oci
+from cli.image import oci
 from tools.image.common import ImageError, log, require_tool, run
 
 SUITE = "bookworm"

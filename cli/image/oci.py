@@ -40,6 +40,17 @@ MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+# A base image pulled from Docker Hub is usually a Docker schema 2 manifest; its layers are the
+# same bytes under Docker's media types, so an OCI manifest can name them with OCI's.
+LAYER_MEDIA_TYPES = {
+    MEDIA_LAYER: MEDIA_LAYER,
+    MEDIA_LAYER_GZIP: MEDIA_LAYER_GZIP,
+    MEDIA_LAYER_ZSTD: MEDIA_LAYER_ZSTD,
+    "application/vnd.docker.image.rootfs.diff.tar": MEDIA_LAYER,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": MEDIA_LAYER_GZIP,
+}
 REF_NAME = "org.opencontainers.image.ref.name"
 
 Owner = Callable[[str, os.stat_result], tuple[int, int]]
@@ -78,6 +89,14 @@ class Blob:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
+Mode = Callable[[str, os.stat_result], int]
+"""(path inside the layer, lstat of the file on disk) -> permission bits written to the tar."""
+
+
+def mode_from_disk(_: str, st: os.stat_result) -> int:
+    return stat.S_IMODE(st.st_mode)
+
+
 @dataclass(frozen=True)
 class TreeLayer:
     """One layer: the tree under `root` (paths below are relative to it). `exclude` drops an entry
@@ -88,6 +107,19 @@ class TreeLayer:
     owner: Owner = owner_from_disk
     exclude_contents: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
+    mode: Mode = mode_from_disk
+    """A rootfs keeps the modes dpkg gave; an application layer normalises them (a umask must
+    not change the digest)."""
+
+
+@dataclass(frozen=True)
+class BaseLayers:
+    """Layers taken unchanged from another image (the one an application image is built on):
+    their blobs in `blob_dir`, each file named by its digest's hex part (skopeo's `dir:`
+    layout), with the descriptors the base's manifest gives them."""
+
+    blob_dir: Path
+    layers: tuple[Blob, ...]
 
 
 @dataclass(frozen=True)
@@ -192,7 +224,7 @@ def write_layer_tar(layer: TreeLayer, out: BinaryIO) -> tuple[str, int, LayerSta
         for name, path, st in walk(layer):
             info = tarfile.TarInfo(name)
             info.mtime = SOURCE_DATE_EPOCH
-            info.mode = stat.S_IMODE(st.st_mode)
+            info.mode = layer.mode(name, st)
             info.uid, info.gid = layer.owner(name, st)
             info.uname = info.gname = ""
             if stat.S_ISDIR(st.st_mode):
@@ -243,6 +275,22 @@ class _Layout:
             tmp.replace(target)
         return Blob("sha256:" + hexdigest, len(data), media_type)
 
+    def put_existing(self, source: Path, blob: Blob) -> Blob:
+        """A blob of another layout or `dir:` copy, linked in (copied across file systems);
+        its digest is checked on the way, so a corrupt cache is never pushed."""
+        target = self.blobs / blob.digest.removeprefix("sha256:")
+        if not target.exists():
+            tmp = target.with_name(f".{target.name}.tmp")
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            tmp.replace(target)
+        if _file_digest(target) != blob.digest:
+            target.unlink()
+            raise ValueError(f"{source} does not match its digest {blob.digest}")
+        return blob
+
     def put_layer(self, layer: TreeLayer) -> tuple[Blob, LayerStats]:
         fd, tmp_name = tempfile.mkstemp(dir=self.blobs, prefix=".layer-", suffix=".tmp")
         tmp = Path(tmp_name)
@@ -274,22 +322,34 @@ class LayoutResult:
         return self.manifest.size + self.config.size + sum(b.size for b in self.layers)
 
 
+ConfigJson = Callable[[Sequence[str]], dict[str, Any]]
+"""The diff_ids of the layers written here -> the image config (an application image's: the
+base's config with those appended)."""
+
+
 def write_layout(
     dest: Path,
     layers: Sequence[TreeLayer],
-    config: ImageConfig,
+    config: ImageConfig | ConfigJson,
     tag: str,
     annotations: Mapping[str, str] | None = None,
+    base: BaseLayers | None = None,
 ) -> LayoutResult:
     """Write an OCI image layout at `dest` (replaced if it exists; written beside it first and
     renamed, so `dest` is always either absent, the old layout or the complete new one) holding
     one image tagged `tag` (the index entry's `org.opencontainers.image.ref.name`, which
-    `skopeo ... oci:<dest>:<tag>` selects)."""
+    `skopeo ... oci:<dest>:<tag>` selects). `base`'s layers come first, as they are."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
         layout = _Layout(work)
+        inherited = []
+        for b in base.layers if base else ():
+            assert base is not None
+            inherited.append(
+                layout.put_existing(base.blob_dir / b.digest.removeprefix("sha256:"), b)
+            )
         blobs: list[Blob] = []
         stats: list[LayerStats] = []
         for layer in layers:
@@ -297,14 +357,16 @@ def write_layout(
             blobs.append(blob)
             stats.append(layer_stats)
         # Uncompressed layers: each layer's digest is also its diff_id.
-        config_blob = layout.put_bytes(
-            canonical_json(config.to_json([b.digest for b in blobs])), MEDIA_CONFIG
+        diff_ids = [b.digest for b in blobs]
+        config_json = (
+            config.to_json(diff_ids) if isinstance(config, ImageConfig) else config(diff_ids)
         )
+        config_blob = layout.put_bytes(canonical_json(config_json), MEDIA_CONFIG)
         manifest: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
             "config": config_blob.descriptor(),
-            "layers": [b.descriptor() for b in blobs],
+            "layers": [b.descriptor() for b in (*inherited, *blobs)],
         }
         if annotations:
             manifest["annotations"] = dict(annotations)
@@ -315,7 +377,10 @@ def write_layout(
             "manifests": [
                 {
                     **manifest_blob.descriptor(),
-                    "platform": {"architecture": config.architecture, "os": config.os},
+                    "platform": {
+                        "architecture": config_json.get("architecture", "amd64"),
+                        "os": config_json.get("os", "linux"),
+                    },
                     "annotations": {REF_NAME: tag},
                 }
             ],
@@ -332,7 +397,7 @@ def write_layout(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return LayoutResult(manifest_blob, config_blob, tuple(blobs), tuple(stats))
+    return LayoutResult(manifest_blob, config_blob, (*inherited, *blobs), tuple(stats))
 
 
 def read_layout(layout: Path, tag: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -346,6 +411,14 @@ def read_layout(layout: Path, tag: str) -> tuple[str, dict[str, Any], dict[str, 
             config = json.loads(_read_blob(layout, manifest["config"]["digest"]))
             return entry["digest"], manifest, config
     raise ValueError(f"{layout} holds no image tagged {tag!r}")
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def _read_blob(layout: Path, digest: str) -> bytes:

@@ -1,0 +1,207 @@
+"""The application's requirements, resolved against the base image and installed into a layer.
+
+No interpreter of the base runs: uv resolves for the base's Python version and manylinux
+platform (`--python-version`, `--python-platform`), with every package the base has pinned to the
+version it has (a constraints file), wheels only (a build would run the host's compiler for the
+host's platform). What the base already has is not installed again; the rest is installed by
+uv into a staging tree at the base's site-packages path, `--no-deps` from the resolved list.
+
+Two things uv's `--target` gets wrong for an image are mended here: console scripts carry the
+host interpreter's shebang and sit in `<target>/bin`; they move to the base's scripts directory,
+name the base's interpreter, and the RECORD lines that list them are rewritten to match (path,
+hash, size), so `pip uninstall` and `pip check` inside the image see a consistent install.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from cli.errors import CliError, Exit
+from cli.image import tools
+from cli.image.base import BaseImage, canonical_name
+
+
+@dataclass(frozen=True)
+class Resolution:
+    pinned: dict[str, str]
+    """Canonical name -> version: everything the application needs, base packages included."""
+    to_install: dict[str, str]
+    """The part of `pinned` the base does not have."""
+
+
+def base_pins(base: BaseImage) -> dict[str, str]:
+    """What the base has, by version: pip-freeze.txt, with the dist-info version standing in for
+    a package frozen as a URL."""
+    pins = {name: v for name, v in base.freeze.items() if v is not None}
+    for name, version in base.freeze.items():
+        if version is None and name in base.installed:
+            pins[name] = base.installed[name]
+    return pins
+
+
+def read_requirements(path: Path) -> list[Requirement]:
+    """The requirement lines of a requirements file (continuations joined; `--hash` and other
+    options dropped: uv reads the file itself for the resolution)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(Exit.USAGE, f"cannot read the requirements file {path}: {e}") from None
+    reqs: list[Requirement] = []
+    joined = re.sub(r"\\\r?\n", " ", text)
+    for number, raw in enumerate(joined.splitlines(), 1):
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        line = re.sub(r"\s--hash[=\s]\S+", "", line).strip()
+        if not line:
+            continue
+        if line.startswith("-"):
+            raise CliError(
+                Exit.USAGE,
+                f"{path}:{number}: option {line.split()[0]!r} is not supported here (give the "
+                "index with --index-url; no -r/-c/-e: one locked file)",
+            )
+        try:
+            reqs.append(Requirement(line))
+        except InvalidRequirement as e:
+            raise CliError(Exit.USAGE, f"{path}:{number}: not a requirement: {e}") from None
+    return reqs
+
+
+def check_conflicts(reqs: list[Requirement], pins: dict[str, str], path: Path) -> None:
+    """A requirement the base's version does not satisfy: one line naming both versions."""
+    for req in reqs:
+        have = pins.get(canonical_name(req.name))
+        if (
+            have is not None
+            and req.specifier
+            and not req.specifier.contains(have, prereleases=True)
+        ):
+            raise CliError(
+                Exit.REQUIREMENTS,
+                f"{path}: {req} conflicts with the base image's {req.name}=={have} "
+                "(/home/ray/pip-freeze.txt); the image cannot hold both",
+            )
+        if req.url:
+            raise CliError(
+                Exit.USAGE, f"{path}: {req.name} comes from a URL; lock it to a version instead"
+            )
+
+
+def _uv_common(base: BaseImage, index_url: str | None) -> list[str]:
+    argv = [
+        "--python-version",
+        base.python_version,
+        "--python-platform",
+        base.python_platform,
+        "--only-binary",
+        ":all:",
+        "--no-config",  # a uv.toml of the machine must not change the image
+    ]
+    if index_url:
+        argv += ["--index-url", index_url]
+    return argv
+
+
+def resolve(
+    base: BaseImage, requirements: Path, work: Path, index_url: str | None, log: tools.Log
+) -> Resolution:
+    reqs = read_requirements(requirements)
+    pins = base_pins(base)
+    check_conflicts(reqs, pins, requirements)
+    work.mkdir(parents=True, exist_ok=True)
+    constraints = work / "base-constraints.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
+    uv = tools.require("uv", "it resolves and installs the requirements")
+    log(
+        f"resolving {requirements.name} for Python {base.python_version} on "
+        f"{base.python_platform}, held to the base's {len(pins)} pins"
+    )
+    proc = tools.run(
+        [uv, "pip", "compile", str(requirements), "--constraint", str(constraints),
+         "--no-header", "--no-annotate", "--quiet", *_uv_common(base, index_url)],
+        what=f"resolving {requirements}",
+        code=Exit.REQUIREMENTS,
+        explain=lambda out: (
+            f"{requirements} cannot be resolved against the base image's pins: "
+            f"{tools.key_line(out)}"
+        ),
+    )  # fmt: skip
+    pinned: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", line.strip())
+        if m:
+            pinned[canonical_name(m[1])] = m[2]
+    to_install = {n: v for n, v in pinned.items() if n not in pins}
+    return Resolution(pinned, to_install)
+
+
+def install(
+    base: BaseImage, resolution: Resolution, stage: Path, work: Path, index_url: str | None,
+    log: tools.Log,
+) -> int:  # fmt: skip
+    """Install `resolution.to_install` under `stage` (the layer's root) at the base's paths;
+    returns how many distributions went in."""
+    if not resolution.to_install:
+        return 0
+    site = stage / base.site_packages
+    site.mkdir(parents=True, exist_ok=True)
+    wanted = work / "install.txt"
+    wanted.write_text("".join(f"{n}=={v}\n" for n, v in sorted(resolution.to_install.items())))
+    uv = tools.require("uv", "it resolves and installs the requirements")
+    log(f"installing {len(resolution.to_install)} distributions into /{base.site_packages}")
+    tools.run(
+        [uv, "pip", "install", "--target", str(site), "--no-deps", "--link-mode", "copy",
+         "--quiet", "--requirements", str(wanted), *_uv_common(base, index_url)],
+        what="installing the requirements",
+        code=Exit.REQUIREMENTS,
+    )  # fmt: skip
+    _move_scripts(base, stage, site)
+    return len(resolution.to_install)
+
+
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _move_scripts(base: BaseImage, stage: Path, site: Path) -> None:
+    scripts = site / "bin"
+    if not scripts.is_dir():
+        return
+    dest = stage / base.scripts_dir
+    dest.mkdir(parents=True, exist_ok=True)
+    rel_from_site = os.path.relpath(dest, site)
+    moved: dict[str, tuple[str, str, int]] = {}  # old RECORD path -> (new path, hash, size)
+    for script in sorted(scripts.iterdir()):
+        data = script.read_bytes()
+        if data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
+            data = b"#!" + base.interpreter.encode() + b"\n" + data.split(b"\n", 1)[1]
+        target = dest / script.name
+        target.write_bytes(data)
+        target.chmod(0o755)
+        script.unlink()
+        moved[f"bin/{script.name}"] = (
+            f"{rel_from_site}/{script.name}",
+            _record_hash(data),
+            len(data),
+        )
+    scripts.rmdir()
+    for record in sorted(site.glob("*.dist-info/RECORD")):
+        rows = list(csv.reader(io.StringIO(record.read_text(encoding="utf-8"))))
+        changed = False
+        for row in rows:
+            if row and row[0] in moved:
+                row[:3] = [moved[row[0]][0], moved[row[0]][1], str(moved[row[0]][2])]
+                changed = True
+        if changed:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(rows)
+            record.write_text(out.getvalue(), encoding="utf-8")
