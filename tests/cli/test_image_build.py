@@ -123,14 +123,16 @@ def _record_line(path: str, data: bytes) -> list[str]:
 
 
 def make_wheel(
-    where: Path, name: str, version: str, requires: list[str] = (), script: str | None = None
-) -> None:  # type: ignore[assignment]
+    where: Path, name: str, version: str, requires: tuple[str, ...] = (), script: str | None = None
+) -> None:
     dist = f"{name}-{version}.dist-info"
     files: dict[str, bytes] = {f"{name}/__init__.py": f"VERSION = {version!r}\n".encode()}
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
     files[f"{dist}/METADATA"] = meta.encode()
-    files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     if script:
         files[f"{dist}/entry_points.txt"] = f"[console_scripts]\n{script} = {name}:main\n".encode()
     out = io.StringIO()
@@ -151,8 +153,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path | str
     wheels.mkdir()
     make_wheel(wheels, "basedep", "1.0")
     make_wheel(wheels, "basedep", "2.0")
-    make_wheel(wheels, "appdep", "1.0", ["basedep>=1.0"], script="appdep-cli")
-    make_wheel(wheels, "needsnew", "1.0", ["basedep>=2.0"])
+    make_wheel(wheels, "appdep", "1.0", ("basedep>=1.0",), script="appdep-cli")
+    make_wheel(wheels, "needsnew", "1.0", ("basedep>=2.0",))
     monkeypatch.setenv("RAY_PLATFORM_CACHE", str(cache))
     monkeypatch.setenv("UV_NO_INDEX", "1")
     monkeypatch.setenv("UV_FIND_LINKS", str(wheels))
@@ -196,9 +198,8 @@ def test_build_layers_config_and_paths(env: dict[str, Path | str]) -> None:
     manifest = json.loads(
         (built.layout / "blobs/sha256" / built.digest.removeprefix("sha256:")).read_bytes()
     )
-    base_manifest = json.loads(
-        (Path(env["cache"]) / "image-build/bases" / str(env["base"]).split("sha256:")[1] / "manifest.json").read_bytes()
-    )
+    copy_dir = Path(env["cache"]) / "image-build/bases" / str(env["base"]).split("sha256:")[1]
+    base_manifest = json.loads((copy_dir / "manifest.json").read_bytes())
     # The base's layers first, unchanged (same digests), then packages and code.
     assert [lay["digest"] for lay in manifest["layers"][:2]] == [
         lay["digest"] for lay in base_manifest["layers"]
@@ -264,7 +265,9 @@ def test_cli_prints_the_reference_last(
     assert "@sha256:" in last
 
 
-def _fails(env: dict[str, Path | str], capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+def _fails(
+    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, str]:
     code = main(_cli(env, *extra))
     err = capsys.readouterr().err.strip().splitlines()
     return code, err[-1] if err else ""
@@ -299,9 +302,7 @@ def test_push_to_no_registry_is_one_line(
     assert err[-1].startswith("ray-platform image: no registry answers for 127.0.0.1:9/")
 
 
-def test_unreachable_base(
-    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unreachable_base(env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]) -> None:
     args = _cli(env, "--no-push", "--plain-http")
     args[args.index("--base") + 1] = "127.0.0.1:9/rayproject/ray:2.60.0-py311@sha256:" + "1" * 64
     code = main(args)

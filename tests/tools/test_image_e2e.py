@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tools.build import ensure
 from cli.image import oci
+from tools.build import ensure
 from tools.image import check_ray, ensure_pause, ensure_ray, push
 from tools.image.ray import DEFAULT_RAY_VERSION, PREFIX, SITE_PACKAGES, ray_layer
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.image import __main__ as cli
 from cli.image import oci
+from tools.image import __main__ as cli
 from tools.image import common, pause, ray, registry, rootfs
 
 ROOT = Path(__file__).resolve().parents[2]

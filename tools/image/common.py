@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.cache import cache_root
 from cli.image import oci
+from infra.cache import cache_root
 
 RECORD = "image.json"
 
