@@ -23,8 +23,8 @@ import contract.outputs as out
 from cli.errors import CliError, Exit
 from contract.outputs import MODES
 
-LOCAL_STACK = "local"
-"""The stack `tools/up` deploys, into its own file backend."""
+LOCAL_STACKS = ("local", "local-prod")
+"""The stacks `tools/up` deploys (`--stack`), into its own file backend."""
 LOCAL_PASSPHRASE = "ray-platform-local"
 """The passphrase `tools/up` gives that backend unless PULUMI_CONFIG_PASSPHRASE is set (the
 same value as tools/devcluster/engine.py's LOCAL_PASSPHRASE: the CLI ships without tools/)."""
@@ -90,14 +90,14 @@ def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
     """For `local` with no backend of the user's: the environment and directory that read the
     file backend `tools/up` keeps (as tools/devcluster/engine.py sets them for the engine). None
     otherwise: the user's own Pulumi login or PULUMI_BACKEND_URL decides."""
-    if stack != LOCAL_STACK or os.environ.get("PULUMI_BACKEND_URL"):
+    if stack not in LOCAL_STACKS or os.environ.get("PULUMI_BACKEND_URL"):
         return None
     state = cache_root() / "state"
     project = state / "project"
     if not (state / ".pulumi").is_dir() or not (project / "Pulumi.yaml").exists():
         raise CliError(
             Exit.OUTPUTS,
-            f"stack local has no state in {state}, where tools/up keeps it: run tools/up first "
+            f"stack {stack} has no state in {state}, where tools/up keeps it: run tools/up first "
             "(or set PULUMI_BACKEND_URL to the backend you deployed it to)",
         )
     env = {

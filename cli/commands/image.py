@@ -115,6 +115,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _set_config(stack: str, project_dir: Path, reference: str, log: tools.Log) -> None:
+    if outputs.local_backend(stack) is not None:
+        # tools/up rewrites its working copy of the stack file on every run.
+        raise CliError(
+            Exit.USAGE,
+            f"--set-config: stack {stack} is deployed by tools/up from a working copy it "
+            f"rewrites on every run; pass the reference instead: "
+            f"tools/up --stack {stack} --image {reference}",
+        )
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         raise CliError(Exit.USAGE, f"--set-config: {stack_file} does not exist (see --project-dir)")

@@ -103,6 +103,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def assert_unchanged(before: dict[str, Any]) -> None:
+    """The machine as `before` found it (sysctls compared one by one, to name the changed)."""
+    after = machine()
+    for key, value in before.items():
+        if key == "sysctls":
+            changed = {
+                k: (v, after["sysctls"].get(k))
+                for k, v in value.items()
+                if after["sysctls"].get(k) != v
+            }
+            assert changed == {}, changed
+        else:
+            assert after[key] == value, key
+
+
 # -------------------------------------------------------------------------------- the deployment
 
 
@@ -156,13 +171,13 @@ def in_head(d: Deployment, script: str, container: str = "ray-head", timeout: fl
 
 
 @contextlib.contextmanager
-def deployed(root: Path) -> Iterator[Deployment]:
-    """`tools/up` from nothing into `root` (state and cluster directories); `down` after, always.
-    Needs root: the caller asserts it (a failure, never a skip)."""
+def deployed(root: Path, *up_args: str) -> Iterator[Deployment]:
+    """`tools/up [up_args]` from nothing into `root` (state and cluster directories); `down`
+    after, always. Needs root: the caller asserts it (a failure, never a skip)."""
     state, cluster = root / "state", root / "cluster"
     before = machine()
     try:
-        run = ok(job("up", state, cluster))
+        run = ok(job("up", state, cluster, *up_args))
         kubeconfig = localcluster.kubeconfig(cluster)
         yield Deployment(
             state, cluster, printed_outputs(run.stdout), Kube(kubeconfig), kubeconfig, before

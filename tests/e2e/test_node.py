@@ -33,12 +33,12 @@ from tests.e2e.node_cluster import (
     CLUSTER,
     NS,
     Deployment,
+    assert_unchanged,
     command,
     deployed,
     exec_in,
     head,
     in_head,
-    machine,
     pods,
     port_forward,
     running,
@@ -633,14 +633,4 @@ def test_zz_destroy_and_down_leave_the_machine_as_it_was(deployment: Deployment)
     d = deployment
     ok(job("destroy", d.state, d.cluster))
     ok(job("down", d.state, d.cluster))
-    after = machine()
-    for key, value in d.before.items():
-        if key == "sysctls":
-            changed = {
-                k: (v, after["sysctls"].get(k))
-                for k, v in value.items()
-                if after["sysctls"].get(k) != v
-            }
-            assert changed == {}, changed
-        else:
-            assert after[key] == value, key
+    assert_unchanged(d.before)

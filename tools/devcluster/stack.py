@@ -46,6 +46,10 @@ IDENTITY_FILE = "clusters.json"
 _BOOKKEEPING_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
 STORAGE_KEY = "ray-platform:storage"
 LOCAL_KEY = "ray-platform:local"
+MODE_KEY = "ray-platform:mode"
+APP_REPOSITORY = "ray-platform/app"
+"""On the node's registry: where a prod stack's application image is pushed
+(`local.imageRepository`, exported as `imageRepository` for `ray-platform image build`)."""
 SECRET_KEY_PATH = "ray-platform:local.objectStore.secretAccessKey"
 """Set with `path=True` as a secret: encrypted in the work directory's stack file."""
 
@@ -101,15 +105,20 @@ def _is_local_cluster(kubeconfig: Path, cluster_dir: Path | None) -> bool:
 # ------------------------------------------------------------------------------------ the node
 
 
+def is_prod(stack_config: Mapping[str, Any]) -> bool:
+    return stack_config.get(MODE_KEY) == "prod"
+
+
 def node_overrides(
     stack_config: Mapping[str, Any], package_index: str | None, shared_dir: Path
 ) -> dict[str, Any]:
     """Top-level stack-file keys for a stack deployed onto the project's own node: the pods'
-    package index (the node's mirror of PyPI: pods have no route off the machine), the shared
-    file system inside the cluster's state directory (so `down` leaves nothing behind), and
-    JupyterLab on (its token is set as a secret by `configure`)."""
+    package index (the node's mirror of PyPI: pods have no route off the machine; not for a
+    prod stack, which installs nothing and whose closed egress must not open to the mirror),
+    the shared file system inside the cluster's state directory (so `down` leaves nothing
+    behind), and JupyterLab on (its token is set as a secret by `configure`)."""
     ray = dict(stack_config.get(RAY_KEY) or {})
-    if package_index:
+    if package_index and not is_prod(stack_config):
         ray["packageIndex"] = package_index
     local = dict(stack_config.get(LOCAL_KEY) or {})
     local["hostPath"] = str(shared_dir)
@@ -155,19 +164,37 @@ def node_allocatable(kubeconfig: Path) -> dict[str, str]:
     return {k: str(allocatable[k]) for k in ("cpu", "memory") if k in allocatable}
 
 
-def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> None:
+def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> str | None:
     """Build (or reuse) the stand-in for the stack's Ray image and push it to the node's
-    registry under the stack file's image name, which containerd resolves there."""
+    registry under the stack file's image name, which containerd resolves there. Returns
+    `rayproject/ray:<tag>@<digest>` as pushed, or None when the stack names another image.
+    A prod stack always gets the stand-in of its ray.version: it is the base its application
+    image is built on (`prod_image_overrides`)."""
     from tools import image
 
     ray = stack_config.get(RAY_KEY) or {}
     version, name = str(ray.get("version", "")), str(ray.get("image", ""))
     expected = f"{image.RAY_REPO}:{image.tag_for(version)}"
-    if name not in (expected, f"docker.io/{expected}"):
+    if name not in (expected, f"docker.io/{expected}") and not is_prod(stack_config):
         _say(f"ray.image is {name}: not built here (only {expected} has a local stand-in)")
-        return
+        return None
     built = image.ensure_ray(version)
-    image.push(built, registry)
+    return f"{expected}@{image.push(built, registry)}"
+
+
+def prod_image_overrides(
+    stack_config: Mapping[str, Any], base: str, registry: str, app_image: str | None
+) -> dict[str, Any]:
+    """A prod stack on the node: its base image is the stand-in by the digest it was pushed
+    with, its registry the node's, and it runs `app_image` (`tools/up --image`, what
+    `ray-platform image build` printed) — or, before there is one, the base itself, so a first
+    `up` exports what the build reads."""
+    ray = dict(stack_config.get(RAY_KEY) or {})
+    ray["baseImage"] = base
+    ray["image"] = app_image or base
+    local = dict(stack_config.get(LOCAL_KEY) or {})
+    local["imageRepository"] = f"{registry}/{APP_REPOSITORY}"
+    return {RAY_KEY: ray, LOCAL_KEY: local}
 
 
 # ---------------------------------------------------------------------------------- bucket config
@@ -302,7 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         default=READY_TIMEOUT,
         help=f"seconds `up` waits for the RayCluster to be ready (default {READY_TIMEOUT:.0f})",
     )
-    parser.add_argument("--stack", default="local")
+    parser.add_argument("--stack", default="local", help="local (dev) or local-prod")
+    parser.add_argument(
+        "--image",
+        help="the stack's ray.image for this run (local-prod: the reference `ray-platform "
+        "image build` printed, pinned by digest)",
+    )
     parser.add_argument("--state", type=Path, default=None, help="file backend directory")
     parser.add_argument(
         "--cluster-dir",
@@ -352,7 +384,17 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 if kubeconfig is not None:
                     fits = check_fits(merged, args.stack, node_allocatable(kubeconfig))
                     _say(f"the RayCluster fits the node: {fits}")
-                ensure_ray_image(stack_config, target.node.registry)
+                base = ensure_ray_image(stack_config, target.node.registry)
+                if base is not None and is_prod(merged):
+                    merged = {**stack_config, **overrides}
+                    overrides.update(
+                        prod_image_overrides(merged, base, target.node.registry, args.image)
+                    )
+                    _say(f"prod: base {base}; running {args.image or 'the base (no --image)'}")
+        if args.image:  # the settings check it like the stack file's (prod: by digest)
+            ray = dict({**stack_config, **overrides}.get(RAY_KEY) or {})
+            ray["image"] = args.image
+            overrides[RAY_KEY] = ray
     except (BuildError, localcluster.LocalClusterError, DoesNotFit) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -410,6 +452,9 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                     if refresh:
                         step = "refresh"
                         stack.refresh(on_output=out, color="never")
+                    if args.action == "destroy" and is_prod(stack_config):
+                        step = "unprotect"
+                        unprotect_all(eng, stack, args.stack)
                     step = args.action
                     operation(on_output=out, color="never")
                 record_identity(state, args.stack, current if args.action == "up" else None)
@@ -445,6 +490,26 @@ def _run(args: argparse.Namespace, state: Path) -> int:
         _say("the kubectl commands above work with the project's kubectl; first run:")
         _say('  eval "$(tools/up env)"')
     return 0
+
+
+def unprotect_all(eng: engine.Engine, stack: auto.Stack, name: str) -> None:
+    """A prod stack protects its stateful resources, so `destroy` would stop at the first one.
+    On the local node a prod stack is a rehearsal on a throwaway cluster: say so, and lift the
+    protection first (what is retained on delete stays in the cluster until `down`)."""
+    import subprocess
+
+    _say(f"{name} is a prod stack: lifting `protect` from its resources to destroy them")
+    run = subprocess.run(
+        ["pulumi", "state", "unprotect", "--all", "--yes", "--stack", name],
+        cwd=stack.workspace.work_dir,
+        env={**os.environ, **eng.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0:
+        lines = (run.stderr or run.stdout).strip().splitlines() or [f"exit {run.returncode}"]
+        raise RuntimeError(f"pulumi state unprotect failed: {lines[-1]}")
 
 
 def delete_unfinished(kubeconfig: Path, unfinished: list[recovery.UnfinishedCreate]) -> None:
