@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -36,6 +36,8 @@ class Resolution:
     """Canonical name -> version: everything the application needs, base packages included."""
     to_install: dict[str, str]
     """The part of `pinned` the base does not have."""
+    hashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Canonical name -> the `--hash` values the lock file gives it (checked at install)."""
 
 
 def base_pins(base: BaseImage) -> dict[str, str]:
@@ -49,8 +51,8 @@ def base_pins(base: BaseImage) -> dict[str, str]:
 
 
 def read_requirements(path: Path) -> list[Requirement]:
-    """The requirement lines of a requirements file (continuations joined; `--hash` and other
-    options dropped: uv reads the file itself for the resolution)."""
+    """The requirement lines of a requirements file (continuations joined; `--hash` dropped:
+    `lock_hashes` reads them, and uv reads the file itself for the resolution)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -73,6 +75,19 @@ def read_requirements(path: Path) -> list[Requirement]:
         except InvalidRequirement as e:
             raise CliError(Exit.USAGE, f"{path}:{number}: not a requirement: {e}") from None
     return reqs
+
+
+def lock_hashes(path: Path) -> dict[str, tuple[str, ...]]:
+    """Canonical name -> its `--hash=sha256:…` values, for a lock file that has them."""
+    joined = re.sub(r"\\\r?\n", " ", path.read_text(encoding="utf-8"))
+    found: dict[str, tuple[str, ...]] = {}
+    for raw in joined.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        hashes = tuple(re.findall(r"--hash[=\s](\S+)", line))
+        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if hashes and m:
+            found[canonical_name(m[1])] = hashes
+    return found
 
 
 def check_conflicts(reqs: list[Requirement], pins: dict[str, str], path: Path) -> None:
@@ -140,7 +155,7 @@ def resolve(
         if m:
             pinned[canonical_name(m[1])] = m[2]
     to_install = {n: v for n, v in pinned.items() if n not in pins}
-    return Resolution(pinned, to_install)
+    return Resolution(pinned, to_install, lock_hashes(requirements))
 
 
 def install(
@@ -154,12 +169,19 @@ def install(
     site = stage / base.site_packages
     site.mkdir(parents=True, exist_ok=True)
     wanted = work / "install.txt"
-    wanted.write_text("".join(f"{n}=={v}\n" for n, v in sorted(resolution.to_install.items())))
+    lines = []
+    for name, version in sorted(resolution.to_install.items()):
+        hashes = "".join(f" --hash={h}" for h in resolution.hashes.get(name, ()))
+        lines.append(f"{name}=={version}{hashes}\n")
+    wanted.write_text("".join(lines))
+    # A lock with hashes is held to them: every wheel installed must match one (uv refuses a
+    # package without a hash then, so a partial lock cannot slip an unchecked one in).
+    checked = ["--require-hashes"] if resolution.hashes else []
     uv = tools.require("uv", "it resolves and installs the requirements")
     log(f"installing {len(resolution.to_install)} distributions into /{base.site_packages}")
     tools.run(
         [uv, "pip", "install", "--target", str(site), "--no-deps", "--link-mode", "copy",
-         "--quiet", "--requirements", str(wanted), *_uv_common(base, index_url)],
+         "--quiet", "--requirements", str(wanted), *checked, *_uv_common(base, index_url)],
         what="installing the requirements",
         code=Exit.REQUIREMENTS,
     )  # fmt: skip

@@ -349,3 +349,16 @@ def test_set_config_refused_for_a_dev_stack(
         args.set_config, args.stack = True, "dev"
         image.run(args)
     assert e.value.code == Exit.USAGE and "not a prod stack" in e.value.message
+
+
+def test_a_lock_with_hashes_is_held_to_them(
+    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    wheel = tmp_path / "wheels" / "appdep-1.0-py3-none-any.whl"
+    good = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    Path(env["reqs"]).write_text(f"appdep==1.0 \\\n    --hash=sha256:{good}\n")
+    assert main(_cli(env, "--no-push")) == 0
+    capsys.readouterr()
+    Path(env["reqs"]).write_text(f"appdep==1.0 --hash=sha256:{'0' * 64}\n")
+    code, line = _fails(env, capsys, "--no-push")
+    assert code == Exit.REQUIREMENTS and "hash" in line.lower()
