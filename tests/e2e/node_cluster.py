@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,14 +72,29 @@ def _rules(saved: str) -> list[str]:
     return [re.sub(r"\[\d+:\d+\]", "", ln) for ln in saved.splitlines() if not ln.startswith("#")]
 
 
-def machine() -> dict[str, Any]:
-    """Everything the node may change, in a comparable form."""
+def _elsewhere(pid_dir: Path, root: Path | None) -> bool:
+    """A process another test run started in its own temporary directory (the submit tests'
+    MinIO of a concurrent fast tier): localcluster's process code starts every process in its
+    state directory, so its working directory says whose it is. Ours run under `root`."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    try:
+        cwd = (pid_dir / "cwd").resolve(strict=True)
+    except OSError:
+        return False
+    ours = root is not None and cwd.is_relative_to(root.resolve())
+    return cwd.is_relative_to(tmp) and not ours
+
+
+def machine(root: Path | None = None) -> dict[str, Any]:
+    """Everything the node may change, in a comparable form (`root`: where the deployment keeps
+    its state, whose processes count even though it is a temporary directory)."""
     cache = str(localcluster.default_state_dir().parent)
     processes = []
     for entry in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
             argv = entry.read_bytes().split(b"\0")
-            if argv and argv[0].decode(errors="replace").startswith(cache):
+            mine = argv and argv[0].decode(errors="replace").startswith(cache)
+            if mine and not _elsewhere(entry.parent, root):
                 processes.append(argv[0].decode())
     mounts = sorted(
         line.split()[1]
@@ -103,9 +119,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def assert_unchanged(before: dict[str, Any]) -> None:
+def assert_unchanged(before: dict[str, Any], root: Path) -> None:
     """The machine as `before` found it (sysctls compared one by one, to name the changed)."""
-    after = machine()
+    after = machine(root)
     for key, value in before.items():
         if key == "sysctls":
             changed = {
@@ -175,7 +191,7 @@ def deployed(root: Path, *up_args: str) -> Iterator[Deployment]:
     """`tools/up [up_args]` from nothing into `root` (state and cluster directories); `down`
     after, always. Needs root: the caller asserts it (a failure, never a skip)."""
     state, cluster = root / "state", root / "cluster"
-    before = machine()
+    before = machine(root)
     try:
         run = ok(job("up", state, cluster, *up_args))
         kubeconfig = localcluster.kubeconfig(cluster)

@@ -196,4 +196,4 @@ def test_zz_destroy_lifts_protection_and_down_leaves_the_machine_as_it_was(
     gone = kubectl(d, "get", "raycluster", "-n", NS, CLUSTER)
     assert gone.returncode != 0
     ok(job("down", d.state, d.cluster))
-    assert_unchanged(d.before)
+    assert_unchanged(d.before, d.state.parent)

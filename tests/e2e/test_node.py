@@ -633,4 +633,4 @@ def test_zz_destroy_and_down_leave_the_machine_as_it_was(deployment: Deployment)
     d = deployment
     ok(job("destroy", d.state, d.cluster))
     ok(job("down", d.state, d.cluster))
-    assert_unchanged(d.before)
+    assert_unchanged(d.before, d.state.parent)
