@@ -3,9 +3,9 @@
 infra/platform.py exports them under these names and cli/outputs.py reads them under the same
 ones. Every value is a string (JSON inside a string where structured), because the command reads
 `pulumi stack output --json` and refuses anything else as edited by hand. The clouds' adapters
-export `bucketUri` and `objectStoreEndpoint` themselves; tests/cli/test_outputs_contract.py feeds
-every stack's outputs, as the program writes them, to the command's loader, which holds the
-adapters to these names too.
+export `bucketUri`, `objectStoreEndpoint` and `imageRepository` themselves;
+tests/cli/test_outputs_contract.py feeds every stack's outputs, as the program writes them, to the
+command's loader, which holds the adapters to these names too.
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ AUTH_TOKEN_COMMAND: Final = "authTokenCommand"
 """The kubectl command that prints the Ray auth token (for people; token auth only)."""
 
 IMAGE_REPOSITORY: Final = "imageRepository"
-"""Where `ray-platform image build` pushes the application image: `host[:port]/path`, no tag
-(prod stacks: the ECR repository / Artifact Registry path the stack made)."""
+"""Where `ray-platform image build` pushes the application image: `host[:port]/path`, no tag or
+digest (the stack's ECR repository URL, `REGION-docker.pkg.dev/PROJECT/REPO/ray-app`, or the local
+node's `local.imageRepository`); absent on a stack without a registry (dev)."""
 BASE_IMAGE: Final = "baseImage"
-"""The image the application image is built on, `name:tag@sha256:…` (`ray.baseImage`)."""
+"""The image the application image is built on, `name:tag@sha256:…` (`ray.baseImage`); absent when
+unset."""
 
 HEAD_SHELL_COMMAND: Final = "headShellCommand"
 JUPYTER_PORT_FORWARD: Final = "jupyterPortForward"
@@ -63,6 +65,8 @@ READ: Final = (
     DASHBOARD_PORT_FORWARD,
     OBJECT_STORE_ENDPOINT,
     SHARED_PACKAGES,
+    IMAGE_REPOSITORY,
+    BASE_IMAGE,
 )
 """The outputs the command reads; each must be a string when present."""
 

@@ -212,4 +212,8 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         outputs[out.JUPYTER_URL] = f"http://127.0.0.1:{config.jupyter.port}/lab"
     if cluster.auth_token_command is not None:
         outputs[out.AUTH_TOKEN_COMMAND] = cluster.auth_token_command
+    if settings.ray.base_image is not None:
+        # What `ray-platform image build` builds on (imageRepository, where it pushes, comes
+        # from the adapter that has the registry).
+        outputs[out.BASE_IMAGE] = settings.ray.base_image
     return outputs

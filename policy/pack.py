@@ -6,7 +6,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, Policy, PolicyPack
 
-from policy import efs, gcp, iam, kubernetes, raycluster, s3, stack
+from policy import efs, gcp, iam, kubernetes, raycluster, registry, s3, stack
 from policy.common import DEV, MODE_SCHEMA, PROD
 
 NAME = "ray-platform"
@@ -14,6 +14,7 @@ POLICIES: list[Policy] = [
     *efs.POLICIES,
     *s3.POLICIES,
     *gcp.POLICIES,
+    *registry.POLICIES,
     *iam.POLICIES,
     *raycluster.POLICIES,
     *kubernetes.POLICIES,

@@ -15,6 +15,8 @@ STATEFUL = (
     "gcp:kms/cryptoKey:CryptoKey",
     "gcp:filestore/instance:Instance",
     "gcp:backupdisasterrecovery/backupVault:BackupVault",
+    "aws:ecr/repository:Repository",
+    "gcp:artifactregistry/repository:Repository",
 )
 
 
@@ -48,8 +50,8 @@ def _retained(args: StackValidationArgs, report: ReportViolation) -> None:
 POLICIES: list[Policy] = [
     stack_rule(
         "prod-stateful-protected",
-        "Stateful prod resources (file systems, buckets, keys, Filestore, backup vaults) are "
-        "protected.",
+        "Stateful prod resources (file systems, buckets, keys, Filestore, backup vaults, image "
+        "repositories) are protected.",
         "Register them with ResourceOptions(protect=True) in prod.",
         _protected,
         moded=True,

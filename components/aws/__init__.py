@@ -1,2 +1,2 @@
-"""AWS components (type tokens `ray-platform:aws:*`): EFS, the S3 bucket, IRSA roles, and the IAM
-policy documents they share."""
+"""AWS components (type tokens `ray-platform:aws:*`): EFS, the S3 bucket, IRSA roles, the app
+image's ECR repository, and the IAM policy documents they share."""

@@ -1,2 +1,2 @@
 """GCP components (type tokens `ray-platform:gcp:*`): Filestore, the GCS bucket, Workload
-Identity."""
+Identity, the app image's Artifact Registry repository."""

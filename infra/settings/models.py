@@ -237,6 +237,10 @@ class RaySettings(Model):
     """The Ray version; the image's tag must carry the same."""
     image: ImageRef
     """The Ray image; prod: pinned by @sha256: digest."""
+    base_image: ImageRef | None = Field(None, alias="baseImage")
+    """The image the app image is built on (`ray-platform image build`): pinned by @sha256:
+    digest, its tag carrying ray.version as ray.image's does. Prod stacks should set it; the
+    stack exports it as `baseImage`."""
     cluster_name: str = Field("ray", alias="clusterName")
     """The RayCluster's name (a DNS-1035 label, at most 50)."""
     head: HeadSettings
@@ -289,12 +293,22 @@ class StatefulPolicy:
     backups: bool
     """File-system backups on."""
     customer_managed_keys: bool
-    """Buckets encrypted with a dedicated, rotating customer-managed key."""
+    """Buckets (and the image repository) encrypted with a dedicated, rotating customer-managed
+    key."""
+    image_repository: bool
+    """A registry repository for the app image (ECR, Artifact Registry): prod runs an image built
+    and pushed by the pipeline; dev runs the generic Ray image and builds none."""
 
     @classmethod
     def for_mode(cls, mode: Mode) -> StatefulPolicy:
         prod = mode == "prod"
-        return cls(protect=prod, force_destroy=not prod, backups=prod, customer_managed_keys=prod)
+        return cls(
+            protect=prod,
+            force_destroy=not prod,
+            backups=prod,
+            customer_managed_keys=prod,
+            image_repository=prod,
+        )
 
 
 class Settings(Model):

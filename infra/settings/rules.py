@@ -51,23 +51,37 @@ WORKING_DIR_LIMIT_BYTES = 100 * 1024 * 1024
 Rule = Callable[[Settings, Path], list[str]]
 
 
+def _carries_ray_version(key: str, image: str, version: str) -> list[str]:
+    found = image_ray_version(image)
+    if found is None:
+        return [message(key, image, f"needs a tag carrying Ray {version}, e.g. :{version}")]
+    if found != version:
+        return [message(key, image, f"carries Ray {found} but ray.version is {version}")]
+    return []
+
+
 def image_carries_ray_version(s: Settings, _: Path) -> list[str]:
     """The image's tag names the Ray version the cluster runs (KubeRay reads rayVersion)."""
-    ray = s.ray
-    found = image_ray_version(ray.image)
-    if found is None:
+    return _carries_ray_version("ray.image", s.ray.image, s.ray.version)
+
+
+def base_image_pinned_and_versioned(s: Settings, _: Path) -> list[str]:
+    """The app image is built on the base image: by digest (the same inputs build the same image,
+    whatever the tag points at later), and with the Ray the cluster runs (the app image inherits
+    the base's Ray, and its tag carries the same version)."""
+    base = s.ray.base_image
+    if base is None:
+        return []
+    if not DIGEST.search(base):
         return [
             message(
-                "ray.image",
-                ray.image,
-                f"needs a tag carrying Ray {ray.version}, e.g. :{ray.version}",
+                "ray.baseImage",
+                base,
+                "must be pinned by digest (…@sha256:<64 hex>): the app image is built on exactly "
+                "this image",
             )
         ]
-    if found != ray.version:
-        return [
-            message("ray.image", ray.image, f"carries Ray {found} but ray.version is {ray.version}")
-        ]
-    return []
+    return _carries_ray_version("ray.baseImage", base, s.ray.version)
 
 
 def prod_image_pinned(s: Settings, _: Path) -> list[str]:
@@ -405,6 +419,7 @@ def cloud_block_rules(s: Settings, _: Path) -> list[str]:
 
 RULES: tuple[Rule, ...] = (
     image_carries_ray_version,
+    base_image_pinned_and_versioned,
     prod_image_pinned,
     prod_installs_nothing,
     replica_bounds,

@@ -61,6 +61,9 @@ def test_the_loader_reads_what_each_stack_exports(name: str, tmp_path: Path) -> 
     assert loaded.shared_packages == tuple(json.loads(raw[out.SHARED_PACKAGES]))
     assert loaded.bucket_uri == raw.get(out.BUCKET_URI)
     assert loaded.object_store_endpoint == raw.get(out.OBJECT_STORE_ENDPOINT)
+    # What `image build` reads (cli/commands/image.py, through outputs.text).
+    for key in (out.IMAGE_REPOSITORY, out.BASE_IMAGE):
+        assert outputs.text(raw, key, "stack", required=False) == raw.get(key)
     assert raw[out.RAY_AUTH_MODE] in out.AUTH_MODES
     assert loaded.token_auth == (raw[out.RAY_AUTH_MODE] == out.AUTH_TOKEN)
 

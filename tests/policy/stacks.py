@@ -11,6 +11,8 @@ from tests.policy.harness import Resource, urn
 FS = "aws:efs/fileSystem:FileSystem"
 BUCKET = "aws:s3/bucket:Bucket"
 RAY = "kubernetes:ray.io/v1:RayCluster"
+ECR = "aws:ecr/repository:Repository"
+AR = "gcp:artifactregistry/repository:Repository"
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = f"123456789012.dkr.ecr.us-west-2.amazonaws.com/ray-app:2.52.0-py311@{DIGEST}"
 ISSUER = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
@@ -94,6 +96,35 @@ DENY_NON_TLS = {
     "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
     "Condition": {"Bool": {"aws:SecureTransport": "false"}},
 }
+
+
+def ecr_lifecycle(tag_status: str = "untagged") -> str:
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1.0,
+                    "selection": {
+                        "tagStatus": tag_status,
+                        "countType": "sinceImagePushed",
+                        "countUnit": "days",
+                        "countNumber": 14.0,
+                    },
+                    "action": {"type": "expire"},
+                }
+            ]
+        }
+    )
+
+
+AR_CLEANUP = [
+    {
+        "id": "delete-untagged",
+        "action": "DELETE",
+        "condition": {"tagState": "UNTAGGED", "olderThan": "1209600s"},
+    },
+    {"id": "keep-recent", "action": "KEEP", "mostRecentVersions": {"keepCount": 10.0}},
+]
 
 
 def good_stack() -> list[Resource]:
@@ -280,6 +311,37 @@ def good_stack() -> list[Resource]:
             **stateful,
         ),
         Resource("gcp:kms/cryptoKey:CryptoKey", "gkey", {"rotationPeriod": "7776000s"}, **stateful),
+        Resource(
+            ECR,
+            "ecr",
+            {
+                "name": "ray-platform-prod",
+                "imageTagMutability": "IMMUTABLE",
+                "imageScanningConfiguration": {"scanOnPush": True},
+                "encryptionConfigurations": [{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:k"}],
+            },
+            **stateful,
+        ),
+        Resource(
+            "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+            "ecr-lifecycle",
+            {"repository": "ray-platform-prod", "policy": ecr_lifecycle()},
+            dependencies=dep(ECR, "ecr"),
+            **stateful,
+        ),
+        Resource(
+            AR,
+            "ar",
+            {
+                "format": "DOCKER",
+                "repositoryId": "ray-platform-prod",
+                "kmsKeyName": "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k",
+                "dockerConfig": {"immutableTags": True},
+                "cleanupPolicies": copy.deepcopy(AR_CLEANUP),
+                "cleanupPolicyDryRun": False,
+            },
+            **stateful,
+        ),
         Resource(
             "kubernetes:core/v1:Namespace",
             "ns",

@@ -180,6 +180,22 @@ FAILING: dict[str, tuple[Callable[[Stack], Stack], set[str]]] = {
         set(),
     ),
     "filestore-backups-prod": (drop("filestore-backup"), set()),
+    "ecr-immutable-tags": (
+        edit("ecr", lambda i: i.__setitem__("imageTagMutability", "MUTABLE")),
+        set(),
+    ),
+    "ecr-scan-on-push": (edit("ecr", lambda i: i.pop("imageScanningConfiguration")), set()),
+    "ecr-kms-encrypted": (
+        edit("ecr", lambda i: i.__setitem__("encryptionConfigurations", [])),
+        set(),
+    ),
+    "ecr-lifecycle-untagged": (drop("ecr-lifecycle"), set()),
+    "artifact-registry-docker": (edit("ar", lambda i: i.__setitem__("format", "MAVEN")), set()),
+    "artifact-registry-cmk-prod": (edit("ar", lambda i: i.pop("kmsKeyName")), set()),
+    "artifact-registry-cleanup": (
+        edit("ar", lambda i: i.__setitem__("cleanupPolicies", stacks.AR_CLEANUP[1:])),
+        set(),
+    ),
     "iam-no-wildcard-actions": (
         edit(
             "irsa-policy",
@@ -425,3 +441,33 @@ def test_a_filestore_backup_plan_without_a_schedule_does_not_count() -> None:
     report = run(unscheduled(good_stack()), PROD)
     assert report.mandatory == {"filestore-backups-prod"}, report.findings
     assert any("no backup plan that has a scheduled rule" in f.message for f in report.findings)
+
+
+def test_an_ecr_lifecycle_that_keeps_untagged_images_does_not_count() -> None:
+    stack = edit(
+        "ecr-lifecycle", lambda i: i.__setitem__("policy", stacks.ecr_lifecycle("tagged"))
+    )(good_stack())
+    report = run(stack, PROD)
+    assert report.mandatory == {"ecr-lifecycle-untagged"}, report.findings
+    assert any("no lifecycle rule expires untagged" in f.message for f in report.findings)
+
+
+def test_an_ecr_lifecycle_is_matched_by_the_repository_name_too() -> None:
+    """At preview the policy may name its repository without a recorded dependency."""
+    stack = replace(good_stack(), "ecr-lifecycle", dependencies=())
+    assert run(stack, PROD).mandatory == set()
+    renamed = edit("ecr-lifecycle", lambda i: i.__setitem__("repository", "other"))(stack)
+    assert run(renamed, PROD).mandatory == {"ecr-lifecycle-untagged"}
+
+
+def test_a_dry_run_cleanup_deletes_nothing() -> None:
+    stack = edit("ar", lambda i: i.__setitem__("cleanupPolicyDryRun", True))(good_stack())
+    report = run(stack, PROD)
+    assert report.mandatory == {"artifact-registry-cleanup"}, report.findings
+    assert any("dry" in f.message.lower() for f in report.findings)
+
+
+@pytest.mark.parametrize("name", ["ecr", "ar"])
+def test_an_unprotected_prod_image_repository_trips_the_protection_rule(name: str) -> None:
+    stack = replace(good_stack(), name, protect=False)
+    assert run(stack, PROD).mandatory == {"prod-stateful-protected"}

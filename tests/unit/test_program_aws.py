@@ -30,6 +30,8 @@ from tools.testing.pulumi_mocks.aws import (
 )
 
 STATEFUL = ("aws:efs/fileSystem:FileSystem", "aws:s3/bucket:Bucket")
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+ECR_KEPT = (ECR_REPOSITORY, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
 
 
 def _policy(reg: Registration) -> dict[str, Any]:
@@ -244,7 +246,7 @@ def test_encryption_sse_s3_in_dev_and_rotating_kms_in_prod() -> None:
     assert not cached_run("dev").of_type("aws:kms/key:Key")
 
     prod = cached_run("prod")
-    key = prod.one("aws:kms/key:Key")
+    key = prod.one("aws:kms/key:Key", "artifacts-key")
     assert key.inputs["enableKeyRotation"] is True
     prod_rule = prod.one(sse_type).inputs["rules"][0]
     key_arn = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -333,9 +335,11 @@ def test_workers_have_their_own_service_account_with_the_same_identity(
 
 def test_prod_protects_and_retains_stateful_resources() -> None:
     prod = cached_run("prod")
-    for typ in (*STATEFUL, "aws:kms/key:Key"):
-        reg = prod.one(typ)
-        assert reg.protect and reg.retain_on_delete, typ
+    for typ in (*STATEFUL, "aws:kms/key:Key", *ECR_KEPT):
+        regs = prod.of_type(typ)
+        assert regs, typ
+        for reg in regs:
+            assert reg.protect and reg.retain_on_delete, reg.name
     assert prod.one("aws:s3/bucket:Bucket").inputs["forceDestroy"] is False
 
 

@@ -192,9 +192,9 @@ def test_dev_bucket_is_destroyable_and_google_encrypted() -> None:
 def test_prod_bucket_uses_a_rotating_key_granted_to_the_gcs_agent() -> None:
     run = gke_run_of("gke-prod")
     bucket = run.one(BUCKET)
-    ring = run.one("gcp:kms/keyRing:KeyRing")
-    key = run.one("gcp:kms/cryptoKey:CryptoKey")
-    grant = run.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+    ring = run.one("gcp:kms/keyRing:KeyRing", "artifacts-keyring")
+    key = run.one("gcp:kms/cryptoKey:CryptoKey", "artifacts-key")
+    grant = run.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "artifacts-key-gcs-agent")
     assert ring.inputs["location"] == bucket.inputs["location"] == "us-central1"
     assert key.inputs["rotationPeriod"] == "7776000s"
     assert key.inputs["purpose"] == "ENCRYPT_DECRYPT"

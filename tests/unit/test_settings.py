@@ -64,6 +64,7 @@ def test_mode_decides_storage_once() -> None:
         True,
         True,
     )
+    assert (dev.image_repository, prod.image_repository) == (False, True)
 
 
 def test_settings_are_frozen() -> None:

@@ -1,6 +1,6 @@
 """AWS adapter: EKS lookups and checks, then its concerns composed into the StorageWiring: EFS
-(`shared_fs.py`), the S3 bucket (`bucket.py`), IRSA (`identity.py`); the cluster checks are
-`checks.py`."""
+(`shared_fs.py`), the S3 bucket (`bucket.py`), IRSA (`identity.py`), the app image's ECR
+repository in prod (`registry.py`); the cluster checks are `checks.py`."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from infra.clouds.aws.bucket import artifact_bucket
 from infra.clouds.aws.checks import eks_problems
 from infra.clouds.aws.identity import irsa, pod_identity_egress
 from infra.clouds.aws.lookup import EksCluster, alias_target, kubeconfig, lookup_cluster
+from infra.clouds.aws.registry import image_repository
 from infra.clouds.aws.settings import AwsSettings
 from infra.clouds.aws.shared_fs import is_alias, shared_filesystem
 from infra.settings import Settings
 
 
 class AwsAdapter(CloudAdapter):
-    """EKS + EFS + S3 + IRSA."""
+    """EKS + EFS + S3 + IRSA (+ ECR in prod)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -46,8 +47,8 @@ class AwsAdapter(CloudAdapter):
         return k8s.Provider("eks", kubeconfig=kubeconfig(self.cluster, self.aws.region))
 
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
-        """EFS, the bucket, the identity carrying the bucket's policy: in this order (the
-        stack's outputs and Ray's dependencies keep it)."""
+        """EFS, the bucket, the identity carrying the bucket's policy, the image repository (prod):
+        in this order (the stack's outputs and Ray's dependencies keep it)."""
         settings, cluster, block, tags = self.settings, self.cluster, self.aws, self.tags()
         region = block.region
         # The stack's region, for the AWS SDKs and CLI in Ray code.
@@ -66,4 +67,6 @@ class AwsAdapter(CloudAdapter):
             policy = bucket.policy
             parts.append(bucket.part)
         parts.append(irsa(cluster, policy=policy, tags=tags, provider=self.provider, target=target))
+        if settings.stateful.image_repository:
+            parts.append(image_repository(settings, block, tags=tags, provider=self.provider))
         return compose(*parts)

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from infra.settings.errors import message
 from infra.settings.models import CloudSettings, Model, Settings
+from infra.settings.values import Days
 
 _EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
@@ -16,6 +17,8 @@ _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
 _SUBNET = re.compile(r"subnet-[0-9a-z]{8,17}")
 _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
+# An IAM role's name (not its ARN): what an inline policy is attached to.
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 
 
 class EfsSettings(Model):
@@ -60,6 +63,33 @@ class EfsSettings(Model):
         return v
 
 
+class ImageRepositorySettings(Model):
+    """The ECR repository the app image is pushed to (prod only): immutable tags, scanned on
+    push, encrypted with its own rotating KMS key, protected and retained."""
+
+    untagged_expiry_days: Days = Field(14, alias="untaggedExpiryDays")
+    """Untagged images (a push interrupted, layers of an image whose tag was never written) are
+    expired this long after they were pushed. Tagged images are kept: tags are immutable and the
+    pipeline always pushes with one, so an image a RayCluster runs by digest stays tagged."""
+    node_role_names: tuple[str, ...] = Field((), alias="nodeRoleNames")
+    """IAM role names of the EKS nodes (node groups, Karpenter) that pull the app image: each
+    gets an inline policy allowing ecr:GetAuthorizationToken and pulls from this repository
+    only. Empty: the nodes' roles must already allow it (EKS node roles usually carry
+    AmazonEC2ContainerRegistryReadOnly, which covers every repository of the account)."""
+
+    @field_validator("node_role_names")
+    @classmethod
+    def _roles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for role in v:
+            if not _ROLE_NAME.fullmatch(role):
+                raise ValueError(
+                    f"has {role!r}, which is not an IAM role name (the name, not the ARN)"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError("lists a role twice")
+        return v
+
+
 class AwsSettings(CloudSettings):
     """`ray-platform:aws`; the region is the AWS provider's own `aws:region`."""
 
@@ -76,6 +106,11 @@ class AwsSettings(CloudSettings):
     aws-efs-csi-driver`); required with `efsCsiDriver: install`, so an update is a reviewed
     change rather than whatever EKS picks."""
     efs: EfsSettings = Field(default_factory=lambda: EfsSettings.model_validate({}))
+    image_repository: ImageRepositorySettings = Field(
+        default_factory=lambda: ImageRepositorySettings.model_validate({}),
+        alias="imageRepository",
+    )
+    """The app image's ECR repository, which prod stacks create (dev ones none)."""
 
     @field_validator("cluster_name")
     @classmethod
@@ -99,13 +134,23 @@ class AwsSettings(CloudSettings):
         return v
 
     def rules(self, settings: Settings) -> list[str]:
+        problems = []
         if self.efs_csi_driver == "install" and self.efs_csi_driver_version is None:
-            return [
+            problems.append(
                 message(
                     "aws.efsCsiDriver",
                     "install",
                     "needs aws.efsCsiDriverVersion (pin the add-on; list versions with "
                     "aws eks describe-addon-versions --addon-name aws-efs-csi-driver)",
                 )
-            ]
-        return []
+            )
+        if "image_repository" in self.model_fields_set and not settings.stateful.image_repository:
+            problems.append(
+                message(
+                    "aws.imageRepository",
+                    self.image_repository.model_dump(by_alias=True, exclude_unset=True),
+                    f"is not used in mode {settings.mode}: only prod stacks create an image "
+                    "repository (dev runs the generic Ray image)",
+                )
+            )
+        return problems

@@ -1,6 +1,7 @@
 """GCP adapter: GKE lookups and checks, then its concerns composed into the StorageWiring:
 Filestore (`filestore.py`), the GCS bucket (`gcs.py`), Workload Identity
-(`workload_identity.py`), GCS FUSE (`fuse.py`); the cluster checks are `checks.py`."""
+(`workload_identity.py`), GCS FUSE (`fuse.py`), the app image's Artifact Registry repository in
+prod (`registry.py`); the cluster checks are `checks.py`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from infra.clouds.gcp.filestore import shared_filesystem
 from infra.clouds.gcp.fuse import fuse_mount
 from infra.clouds.gcp.gcs import artifact_bucket
 from infra.clouds.gcp.lookup import GkeCluster, LiveCrd, kubeconfig, lookup_cluster
+from infra.clouds.gcp.registry import image_repository
 from infra.clouds.gcp.settings import GcpSettings, region_of
 from infra.clouds.gcp.workload_identity import metadata_server_egress, workload_identity
 from infra.settings import Settings
@@ -44,7 +46,7 @@ def gcp_labels(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 class GcpAdapter(CloudAdapter):
-    """GKE + Filestore + GCS + Workload Identity (+ GCS FUSE)."""
+    """GKE + Filestore + GCS + Workload Identity (+ GCS FUSE, + Artifact Registry in prod)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -87,8 +89,8 @@ class GcpAdapter(CloudAdapter):
         )
 
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
-        """Filestore, the bucket, the identity granted on it, FUSE mounting it: in this order
-        (the stack's outputs and Ray's dependencies keep it)."""
+        """Filestore, the bucket, the identity granted on it, FUSE mounting it, the image
+        repository (prod): in this order (the stack's outputs and Ray's dependencies keep it)."""
         settings, cluster, block = self.settings, self.cluster, self.gcp
         storage, labels = settings.storage, self.tags()
         parts = [
@@ -122,4 +124,8 @@ class GcpAdapter(CloudAdapter):
         )
         if block.gcs_fuse.enabled and bucket is not None:
             parts.append(fuse_mount(bucket.name, settings.bucket_prefix, block.gcs_fuse))
+        if settings.stateful.image_repository:
+            parts.append(
+                image_repository(settings, block, cluster, labels=labels, provider=self.provider)
+            )
         return compose(*parts)

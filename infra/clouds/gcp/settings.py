@@ -20,6 +20,9 @@ _GKE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]+(-[a-z]+)*[0-9]+$")
 _ZONE = re.compile(r"^[a-z]+(-[a-z]+)*[0-9]+-[a-z]$")
 _GSA_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+# A service account's e-mail: a user-managed one (NAME@PROJECT.iam.gserviceaccount.com) or the
+# Compute Engine default (NUMBER-compute@developer.gserviceaccount.com) GKE nodes run as.
+_SA_EMAIL = re.compile(r"^[a-z0-9][a-z0-9.-]{0,99}@[a-z0-9][a-z0-9.-]{0,99}\.gserviceaccount\.com$")
 
 FilestoreTier = Literal["BASIC_HDD", "BASIC_SSD", "ZONAL", "REGIONAL"]
 TIER_MINIMUM_GIB: dict[str, int] = {
@@ -153,6 +156,38 @@ class FilestoreSettings(Model):
         return self.capacity_gib or TIER_MINIMUM_GIB[self.tier]
 
 
+class ImageRepositorySettings(Model):
+    """The Artifact Registry Docker repository the app image is pushed to (prod only), in the
+    cluster's region: immutable tags, encrypted with its own rotating Cloud KMS key, cleanup
+    policies, protected and retained."""
+
+    untagged_expiry_days: Days = Field(14, alias="untaggedExpiryDays")
+    """Untagged versions older than this are deleted by a cleanup policy. Tagged versions are
+    kept: tags are immutable and the pipeline always pushes with one, so an image a RayCluster
+    runs by digest stays tagged."""
+    keep_recent: int = Field(10, alias="keepRecent", ge=1, le=1000)
+    """The most recent versions kept whatever the other cleanup policies say (Artifact Registry
+    applies a keep policy before any delete)."""
+    node_service_accounts: tuple[str, ...] = Field((), alias="nodeServiceAccounts")
+    """E-mails of the service accounts the GKE nodes run as: each is granted
+    roles/artifactregistry.reader on this repository only, so the kubelet can pull the app image.
+    Empty: the nodes' service account must already have it (a project-level reader role, or a
+    grant of your own); GKE's default node service account may not."""
+
+    @field_validator("node_service_accounts")
+    @classmethod
+    def _accounts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for email in v:
+            if not _SA_EMAIL.fullmatch(email):
+                raise ValueError(
+                    f"has {email!r}, which is not a service account e-mail "
+                    "(NAME@PROJECT.iam.gserviceaccount.com)"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError("lists a service account twice")
+        return v
+
+
 class GcpSettings(CloudSettings):
     """`ray-platform:gcp`; the project is the GCP provider's own `gcp:project`."""
 
@@ -177,6 +212,11 @@ class GcpSettings(CloudSettings):
     filestore: FilestoreSettings = Field(
         default_factory=lambda: FilestoreSettings.model_validate({})
     )
+    image_repository: ImageRepositorySettings = Field(
+        default_factory=lambda: ImageRepositorySettings.model_validate({}),
+        alias="imageRepository",
+    )
+    """The app image's Artifact Registry repository, which prod stacks create (dev ones none)."""
 
     @field_validator("project")
     @classmethod
@@ -261,6 +301,15 @@ class GcpSettings(CloudSettings):
                     "gcp.gcsFuse.mountPath",
                     fuse.mount_path,
                     "is also storage.sharedFilesystem.mountPath; give the bucket its own path",
+                )
+            )
+        if "image_repository" in self.model_fields_set and not settings.stateful.image_repository:
+            problems.append(
+                message(
+                    "gcp.imageRepository",
+                    self.image_repository.model_dump(by_alias=True, exclude_unset=True),
+                    f"is not used in mode {settings.mode}: only prod stacks create an image "
+                    "repository (dev runs the generic Ray image)",
                 )
             )
         return problems

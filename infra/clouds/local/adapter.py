@@ -1,6 +1,7 @@
 """Local adapter: any kind/minikube cluster, or the project's own control plane (tools/). Its
 concerns, composed into the StorageWiring: the ServiceAccounts (`identity.py`), the S3-compatible
-object store (`bucket.py`), the hostPath shared directory (`shared_fs.py`)."""
+object store (`bucket.py`), the hostPath shared directory (`shared_fs.py`), the node registry's
+repository when the stack names one (`registry.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pulumi_kubernetes as k8s
 from infra.clouds.adapter import CloudAdapter, CloudStorage, KubernetesTarget, compose
 from infra.clouds.local.bucket import object_store, object_store_egress
 from infra.clouds.local.identity import service_accounts
+from infra.clouds.local.registry import image_repository
 from infra.clouds.local.settings import LocalSettings
 from infra.clouds.local.shared_fs import host_path_volume
 from infra.settings import Settings
@@ -48,12 +50,15 @@ class LocalAdapter(CloudAdapter):
         )
 
     def storage_and_identity(self, target: KubernetesTarget) -> CloudStorage:
-        """The ServiceAccounts, the object store's credentials, the shared directory: in this
-        order (the stack's outputs and Ray's dependencies keep it)."""
+        """The ServiceAccounts, the object store's credentials, the shared directory, the
+        registry's repository: in this order (the stack's outputs and Ray's dependencies keep
+        it)."""
         settings, store = self.settings, self.local.object_store
         parts = [service_accounts(target)]
         if settings.storage.artifact_bucket.enabled and store is not None:
             parts.append(object_store(settings, store, target))
         if settings.storage.shared_filesystem.enabled:
             parts.append(host_path_volume(settings, self.local, target))
+        if self.local.image_repository is not None:
+            parts.append(image_repository(self.local.image_repository))
         return compose(*parts)

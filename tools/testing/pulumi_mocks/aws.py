@@ -181,6 +181,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return key_id, state
         if typ == "aws:ec2/securityGroup:SecurityGroup":
             return "sg-0efs000000000001", state
+        if typ == "aws:ecr/repository:Repository":
+            repo = state["name"]
+            state.update(
+                arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{repo}",
+                registryId=ACCOUNT,
+                repositoryUrl=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repo}",
+            )
+            return repo, state
         if typ.startswith("kubernetes:") and args.custom:
             metadata = dict(state.get("metadata") or {})
             metadata.setdefault("name", f"{name}-5f4e3d2c")

@@ -1,7 +1,7 @@
 """Pulumi mocks for GKE stacks: the GCP data sources with the shapes pulumi-gcp 10.2 returns
 (camelCase keys, nested blocks as one-element lists — a snake_case key would silently read back as
 None), and created GCP resources with what the provider would compute (bucket name and URL,
-Filestore id and IP address, service-account e-mail)."""
+Filestore id and IP address, service-account e-mail, Artifact Registry name and registry URI)."""
 
 from __future__ import annotations
 
@@ -180,6 +180,11 @@ class GkeMocks(PlatformMocks):
             }[typ]
             full = f"projects/{project}/locations/{state['location']}/{kind}/{state[key]}"
             state.update(name=full)
+            return full, state
+        if typ == "gcp:artifactregistry/repository:Repository":
+            repo, location = state["repositoryId"], state["location"]
+            full = f"projects/{project}/locations/{location}/repositories/{repo}"
+            state.update(name=repo, registryUri=f"{location}-docker.pkg.dev/{project}/{repo}")
             return full, state
         if typ == "gcp:serviceaccount/account:Account":
             email = f"{state['accountId']}@{project}.iam.gserviceaccount.com"
