@@ -102,3 +102,30 @@ def test_a_sha_pin_means_one_action_version_everywhere() -> None:
             if m:
                 seen.setdefault(m[1], set()).add(m[2])
     assert seen and all(len(shas) == 1 for shas in seen.values()), seen
+
+
+def test_prod_deploys_the_image_it_builds_by_digest_and_dev_builds_none() -> None:
+    """main.yml: prod builds the app image and hands its digest to `pulumi up`, in this order:
+    the image repository (a targeted `up` when new), the registry login, the build with
+    --set-config (its last line checked to be a digest of the stack's repository), the `up`."""
+    main: Any = _workflows()["main.yml"]["jobs"]
+    assert main["prod"]["with"]["build-image"] is True
+    assert "build-image" not in main["dev"]["with"]
+    steps: list[dict[str, Any]] = _workflows()["pulumi-up.yml"]["jobs"]["up"]["steps"]  # type: ignore[index]
+    runs = [str(s.get("run", "")) for s in steps]
+
+    def index(text: str) -> int:
+        (found,) = [i for i, run in enumerate(runs) if text in run]
+        return found
+
+    registry = index("python -m tools.preview_targets")
+    login = index("skopeo login")
+    build = index("ray-platform image build")
+    up = next(i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up")
+    assert registry < login < build < up == len(steps) - 1
+    assert "--target" in runs[registry] and "pulumi preview --json" in runs[registry]
+    assert "--set-config" in runs[build] and "@sha256:[0-9a-f]{64}" in runs[build]
+    # A tag per run: ECR refuses an existing tag in an IMMUTABLE repository, same content or not.
+    assert '--tag "$tag"' in runs[build] and "GITHUB_RUN_ID" in runs[build]
+    for step in (steps[registry], steps[login], steps[build]):
+        assert "inputs.build-image" in str(step["if"])
