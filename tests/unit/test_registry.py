@@ -311,3 +311,17 @@ def test_bad_image_repository_settings(
     message = str(info.value)
     assert f"ray-platform:{cloud}.imageRepository" in message
     assert problem in message and "\n" not in message
+
+
+def test_local_prod_as_tools_up_writes_it_exports_what_the_build_reads() -> None:
+    """tools/up's working copy of Pulumi.local-prod.yaml (prod_image_overrides: the stand-in
+    base by digest, the node registry's repository) passes these settings and exports both."""
+    from tools.devcluster.stack import prod_image_overrides
+
+    config = copy.deepcopy(file_config("local-prod"))
+    base = f"rayproject/ray:2.60.0-py311{DIGEST}"
+    config.update(prod_image_overrides(config, base, "127.0.0.1:5000", None))
+    run = run_program("local-prod", config)
+    assert run.outputs[out.IMAGE_REPOSITORY] == "127.0.0.1:5000/ray-platform/app"
+    assert run.outputs[out.BASE_IMAGE] == base
+    assert not run.of_type(ECR) and not run.of_type(AR)
