@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import contract.outputs as out
 from cli import outputs
 from cli.errors import CliError, Exit
 from cli.image import base as base_image
-from cli.image import build, tools
+from cli.image import build, resolve, tools
 from cli.outputs import cache_root
 
 SUMMARY = "bake code and requirements into an image on the stack's base, push it (prod)"
@@ -61,7 +62,11 @@ def parser() -> argparse.ArgumentParser:
         help="locked requirements file (name==version lines) of what the code needs",
     )
     ap.add_argument(
-        "--context", type=Path, default=Path("."), help="directory of code to bake in (default .)"
+        "--context",
+        type=Path,
+        required=True,
+        help="directory of code to bake in (.gitignore honoured; everything else in it goes "
+        "into an image every node can pull: keep secrets and data out)",
     )
     ap.add_argument(
         "--code-dir",
@@ -71,7 +76,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--exclude", action="append", default=[], metavar="PATTERN", help="gitignore-style"
     )
-    ap.add_argument("--index-url", help="PEP 503 index for the wheels (default: uv's own)")
+    ap.add_argument("--index-url", help="PEP 503 index for the wheels (default: uv's, PyPI)")
+    ap.add_argument(
+        "--find-links", action="append", default=[], metavar="DIR", help="wheels from DIR too"
+    )
+    ap.add_argument("--no-index", action="store_true", help="wheels from --find-links only")
     ap.add_argument("--tag", help="registry tag (default: <base tag>-<digest's first 12>)")
     ap.add_argument(
         "--plain-http",
@@ -109,6 +118,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser().parse_args(argv[1:])
     if args.set_config and args.no_push:
         parser().error("--set-config writes the pushed image: it cannot go with --no-push")
+    if args.tag is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", args.tag):
+        parser().error(f"--tag {args.tag!r} is not a registry tag (letters, digits, _.-; ≤128)")
     if args.set_config and not args.stack:
         parser().error("--set-config needs --stack (the stack file it writes to)")
     return args
@@ -169,7 +180,11 @@ def run(args: argparse.Namespace) -> Exit:
         context=args.context,
         requirements=args.requirements,
         code_dir=_code_dir(args.code_dir),
-        index_url=args.index_url or os.environ.get("RAY_PLATFORM_INDEX_URL") or None,
+        index=resolve.Index(
+            url=args.index_url or os.environ.get("RAY_PLATFORM_INDEX_URL") or None,
+            find_links=tuple(str(Path(d).resolve()) for d in args.find_links),
+            no_index=args.no_index,
+        ),
         tls_verify=not plain_http,
         excludes=tuple(args.exclude),
         tag=args.tag,

@@ -23,6 +23,7 @@ import json
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,12 +151,14 @@ def fetch(ref: ImageRef, cache: Path, *, tls_verify: bool, log: tools.Log) -> Pa
     if (target / "manifest.json").is_file():
         return target
     skopeo = tools.require("skopeo", "it reads and copies images in registries")
-    tls = f"--src-tls-verify={'true' if tls_verify else 'false'}"
-    raw = tools.run(
-        [skopeo, "inspect", "--raw", "--retry-times", "3", tls, f"docker://{ref.pinned}"],
+    verify = "true" if tls_verify else "false"
+    # Bytes, not text: the digest is of the bytes the registry serves.
+    raw = tools.run_bytes(
+        [skopeo, "inspect", "--raw", "--retry-times", "3", f"--tls-verify={verify}",
+         f"docker://{ref.pinned}"],
         what=f"reading the base image {ref.pinned}",
         code=Exit.REGISTRY,
-    ).stdout.encode()
+    )  # fmt: skip
     if "sha256:" + hashlib.sha256(raw).hexdigest() != ref.digest:
         raise CliError(
             Exit.REGISTRY,
@@ -176,17 +179,30 @@ def fetch(ref: ImageRef, cache: Path, *, tls_verify: bool, log: tools.Log) -> Pa
         source = f"{ref.name}@{chosen[0]['digest']}"
     log(f"fetching the base image {source}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
+    # One temporary copy per process: two builds fetching the same base never share one.
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    work.rmdir()  # skopeo's dir: wants to create it
+    try:
+        _copy(skopeo, source, work, verify)
+        (work / PINNED).write_bytes(raw)
+        try:
+            work.rename(target)
+        except OSError:  # another build got there first: theirs is as good (checked on use)
+            if not (target / "manifest.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _copy(skopeo: str, source: str, work: Path, verify: str) -> None:
     tools.run(
         [skopeo, "--insecure-policy", "copy", "--quiet", "--retry-times", "3",
-         "--preserve-digests", tls, f"docker://{source}", f"dir:{work}"],
+         "--preserve-digests", f"--src-tls-verify={verify}", f"docker://{source}",
+         f"dir:{work}"],
         what=f"copying the base image {source}",
         code=Exit.REGISTRY,
     )  # fmt: skip
-    (work / PINNED).write_bytes(raw)
-    work.rename(target)
-    return target
 
 
 def _open_layer(path: Path, media_type: str) -> IO[bytes]:
@@ -248,6 +264,14 @@ def _check_copy(ref: ImageRef, copy_dir: Path) -> dict[str, Any]:
             "delete that directory and build again",
         )
     manifest: dict[str, Any] = json.loads(raw)
+    for d in [manifest.get("config", {}), *manifest.get("layers", [])]:
+        blob = copy_dir / str(d.get("digest", "")).removeprefix("sha256:")
+        if not blob.is_file() or blob.stat().st_size != d.get("size"):
+            raise CliError(
+                Exit.REGISTRY,
+                f"the cached copy of {ref.pinned} in {copy_dir} lacks {d.get('digest')} or has "
+                "it cut short; delete that directory and build again",
+            )
     return manifest
 
 
@@ -275,9 +299,11 @@ def inspect(ref: ImageRef, copy_dir: Path) -> BaseImage:
         base, _, leaf = name.rpartition("/")
         if leaf.startswith(".wh."):
             gone = f"{base}/{leaf[4:]}" if base else leaf[4:]
-            if leaf == ".wh..wh..opq":
+            if leaf == ".wh..wh..opq":  # the directory stays, what lower layers had in it goes
                 gone = base
                 dirs = {k: v for k, v in dirs.items() if not k.startswith(gone + "/")}
+            else:
+                dirs = {k: v for k, v in dirs.items() if k != gone and not k.startswith(gone + "/")}
             for table in (files, contents):
                 for key in [k for k in table if k == gone or k.startswith(gone + "/")]:
                     del table[key]

@@ -25,7 +25,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ class Request:
     context: Path
     requirements: Path
     code_dir: str = "/home/ray/app"
-    index_url: str | None = None
+    index: resolve.Index = field(default_factory=resolve.Index)
     tls_verify: bool = True
     excludes: Sequence[str] = ()
     tag: str | None = None
@@ -80,7 +80,7 @@ def _layer(root: Path, b: base_image.BaseImage, owner_of: str) -> oci.TreeLayer:
     """A tree whose directories the base already has keep the base's owner and mode (an upper
     layer's directory entry replaces the lower one's); everything new belongs to the owner of
     `owner_of` in the base (the `ray` user's home or site-packages), mode normalised."""
-    default = b.dirs.get(owner_of.strip("/"))
+    default = b.dirs.get(owner_of.strip("/")) if owner_of.strip("/") else (0o755, 0, 0)
     if default is None:
         raise CliError(Exit.USAGE, f"base image {b.ref.pinned} has no directory {owner_of}")
     uid, gid = default[1], default[2]
@@ -136,7 +136,12 @@ def _config(b: base_image.BaseImage, request: Request, requirements_sha: str) ->
         config["created"] = created
         rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), *diff_ids]
+        # The spec pairs history entries that are not `empty_layer` with the layers, in order: a
+        # base whose history does not (the local stand-in writes none) gets one entry per layer.
         history = list(config.get("history") or [])
+        base_layers = len(rootfs["diff_ids"]) - len(diff_ids)
+        if sum(1 for h in history if not h.get("empty_layer")) != base_layers:
+            history = [{"created_by": "(a layer of the base image)"}] * base_layers
         for what in ("packages", "code")[-len(diff_ids) :] if diff_ids else ():
             history.append({"created": created, "created_by": f"ray-platform image build: {what}"})
         config["history"] = history
@@ -165,8 +170,8 @@ def build(request: Request, cache: Path, log: tools.Log) -> Built:
         packages_stage, code_stage = work / "packages", work / "code"
         packages_stage.mkdir()
         code_stage.mkdir()
-        resolution = resolve.resolve(b, request.requirements, work, request.index_url, log)
-        installed = resolve.install(b, resolution, packages_stage, work, request.index_url, log)
+        resolution = resolve.resolve(b, request.requirements, work, request.index, log)
+        installed = resolve.install(b, resolution, packages_stage, work, request.index, log)
         files = _stage_code(request, code_stage)
         log(f"{installed} distributions added to the base's, {files} files of code")
         layers = []
@@ -186,16 +191,20 @@ def build(request: Request, cache: Path, log: tools.Log) -> Built:
         # can be pushed again, or read, without rebuilding.
         layout = root / "layouts" / result.digest.removeprefix("sha256:")
         layout.parent.mkdir(parents=True, exist_ok=True)
-        if layout.exists():
-            shutil.rmtree(layout)
-        (work / "layout").rename(layout)
+        try:
+            (work / "layout").rename(layout)
+        except OSError:  # built before (or by a concurrent build): same digest, same bytes
+            if not (layout / "index.json").is_file():
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     chosen = tag or f"{request.base.tag}-{result.digest.removeprefix('sha256:')[:12]}"
+    if len(chosen) > 128:
+        raise CliError(Exit.USAGE, f"the tag {chosen!r} is over 128 characters: give --tag")
     return Built(layout, result.digest, chosen, request.repository, installed, files)
 
 
 def push(built: Built, *, tls_verify: bool, log: tools.Log) -> str:
     target = f"{built.repository}:{built.tag}"
-    log(f"pushing {target}")
+    log(f"pushing {target} (unless it already holds {built.digest})")
     return registry.push(built.layout, LAYOUT_TAG, target, built.digest, tls_verify=tls_verify)

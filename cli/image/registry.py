@@ -13,7 +13,9 @@ manifest byte for byte and the digest printed is the one built.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -68,16 +70,54 @@ def _explain(target: str) -> Callable[[str], str | None]:
                 f"{target.split('/')[0]}`): {tools.key_line(output)}"
             )
         if "tag invalid" in low or "immutable" in low or "already exists" in low:
-            return f"the registry refused {target}: the tag exists with other content"
+            return f"the registry refused {target}: its tag is immutable and already taken"
         return None
 
     return explain
 
 
+_ABSENT = ("manifest unknown", "not found", "name unknown", "does not exist")
+
+
+def stored_digest(skopeo: str, target: str, *, tls_verify: bool) -> str | None:
+    """The digest of the manifest `target` (`repo:tag`) names in its registry; None when the
+    registry has no such tag (or repository) yet."""
+    try:
+        proc = subprocess.run(
+            [skopeo, "inspect", "--raw", "--retry-times", "3",
+             f"--tls-verify={'true' if tls_verify else 'false'}", f"docker://{target}"],
+            env=tools.tool_env(), stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise CliError(Exit.REGISTRY, f"reading {target} failed: {e}") from None
+    if proc.returncode == 0:
+        return "sha256:" + hashlib.sha256(proc.stdout).hexdigest()
+    output = (proc.stderr + proc.stdout).decode(errors="replace")
+    if any(word in output.lower() for word in _ABSENT):
+        return None
+    message = _explain(target)(output) or f"reading {target} failed: {tools.key_line(output)}"
+    raise CliError(Exit.REGISTRY, message)
+
+
 def push(layout: Path, layout_tag: str, target: str, digest: str, *, tls_verify: bool) -> str:
     """Copy the image tagged `layout_tag` in `layout` to `target` (`repo:tag`); returns the
-    digest the registry stored, which must be `digest`."""
+    digest the registry stored, which must be `digest`.
+
+    A tag already holding exactly this image is left alone (no push): registries with immutable
+    tags (ECR) refuse even an identical re-push, and the same inputs give the same tag, so a
+    re-run of an unchanged build must succeed. A tag holding something else is refused here,
+    in one line, before any byte moves."""
     skopeo = tools.require("skopeo", "it pushes the image to the registry")
+    stored = stored_digest(skopeo, target, tls_verify=tls_verify)
+    if stored == digest:
+        return digest
+    if stored is not None:
+        raise CliError(
+            Exit.REGISTRY,
+            f"{target} already names another image ({stored}, not the built {digest}); "
+            "registry tags here are never moved: choose another --tag",
+        )
     with tempfile.TemporaryDirectory(prefix="image-push-") as tmp:
         digestfile = Path(tmp) / "digest"
         tools.run(

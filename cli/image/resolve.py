@@ -41,13 +41,48 @@ class Resolution:
 
 
 def base_pins(base: BaseImage) -> dict[str, str]:
-    """What the base has, by version: pip-freeze.txt, with the dist-info version standing in for
-    a package frozen as a URL."""
+    """What the base has, by version. pip-freeze.txt is what the base says it pins, but `pip
+    freeze` leaves out pip, setuptools and wheel, names a URL for some, and a base extended
+    after the freeze was written has more: the `*.dist-info` directories in its site-packages
+    are what is really there, so they win; the freeze fills in only what the scan missed."""
     pins = {name: v for name, v in base.freeze.items() if v is not None}
-    for name, version in base.freeze.items():
-        if version is None and name in base.installed:
-            pins[name] = base.installed[name]
+    pins.update(base.installed)
     return pins
+
+
+def base_environment(base: BaseImage) -> dict[str, str]:
+    """PEP 508 marker values of the base's interpreter (without running it)."""
+    machine = base.python_platform.split("-", 1)[0]
+    return {
+        "python_version": base.python_version,
+        "python_full_version": f"{base.python_version}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": machine,
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+def applicable(reqs: list[Requirement], base: BaseImage) -> list[Requirement]:
+    """The requirements whose environment marker holds in the base (a universal lock has lines
+    for other platforms and Pythons)."""
+    env = base_environment(base)
+    return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
+
+
+def check_locked(reqs: list[Requirement], path: Path) -> None:
+    """Every line pins one version (`==`): an open range would make the image depend on what the
+    index serves on the day of the build."""
+    for req in reqs:
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+            raise CliError(
+                Exit.USAGE,
+                f"{path}: {req} is not locked to one version (name==version); lock the file "
+                "first, against the base: uv pip compile requirements.in -c pip-freeze.txt",
+            )
 
 
 def read_requirements(path: Path) -> list[Requirement]:
@@ -110,7 +145,17 @@ def check_conflicts(reqs: list[Requirement], pins: dict[str, str], path: Path) -
             )
 
 
-def _uv_common(base: BaseImage, index_url: str | None) -> list[str]:
+@dataclass(frozen=True)
+class Index:
+    """Where wheels come from: a PEP 503 index (default uv's, PyPI), extra directories of
+    wheels, or only those (`no_index`)."""
+
+    url: str | None = None
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+
+
+def _uv_common(base: BaseImage, index: Index) -> list[str]:
     argv = [
         "--python-version",
         base.python_version,
@@ -120,17 +165,22 @@ def _uv_common(base: BaseImage, index_url: str | None) -> list[str]:
         ":all:",
         "--no-config",  # a uv.toml of the machine must not change the image
     ]
-    if index_url:
-        argv += ["--index-url", index_url]
+    if index.url:
+        argv += ["--index-url", index.url]
+    for links in index.find_links:
+        argv += ["--find-links", links]
+    if index.no_index:
+        argv.append("--no-index")
     return argv
 
 
 def resolve(
-    base: BaseImage, requirements: Path, work: Path, index_url: str | None, log: tools.Log
+    base: BaseImage, requirements: Path, work: Path, index: Index, log: tools.Log
 ) -> Resolution:
-    reqs = read_requirements(requirements)
+    reqs = applicable(read_requirements(requirements), base)
     pins = base_pins(base)
     check_conflicts(reqs, pins, requirements)
+    check_locked(reqs, requirements)
     work.mkdir(parents=True, exist_ok=True)
     constraints = work / "base-constraints.txt"
     constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
@@ -141,7 +191,7 @@ def resolve(
     )
     proc = tools.run(
         [uv, "pip", "compile", str(requirements), "--constraint", str(constraints),
-         "--no-header", "--no-annotate", "--quiet", *_uv_common(base, index_url)],
+         "--no-header", "--no-annotate", "--quiet", *_uv_common(base, index)],
         what=f"resolving {requirements}",
         code=Exit.REQUIREMENTS,
         explain=lambda out: (
@@ -155,11 +205,20 @@ def resolve(
         if m:
             pinned[canonical_name(m[1])] = m[2]
     to_install = {n: v for n, v in pinned.items() if n not in pins}
+    locked = {canonical_name(r.name): next(iter(r.specifier)).version for r in reqs}
+    missing = sorted(f"{n}=={v}" for n, v in to_install.items() if locked.get(n) != v)
+    if missing:
+        raise CliError(
+            Exit.REQUIREMENTS,
+            f"{requirements} is not complete: it needs {', '.join(missing[:5])}"
+            f"{' …' if len(missing) > 5 else ''} too (a dependency the base does not have); "
+            "lock it against the base: uv pip compile requirements.in -c pip-freeze.txt",
+        )
     return Resolution(pinned, to_install, lock_hashes(requirements))
 
 
 def install(
-    base: BaseImage, resolution: Resolution, stage: Path, work: Path, index_url: str | None,
+    base: BaseImage, resolution: Resolution, stage: Path, work: Path, index: Index,
     log: tools.Log,
 ) -> int:  # fmt: skip
     """Install `resolution.to_install` under `stage` (the layer's root) at the base's paths;
@@ -181,12 +240,29 @@ def install(
     log(f"installing {len(resolution.to_install)} distributions into /{base.site_packages}")
     tools.run(
         [uv, "pip", "install", "--target", str(site), "--no-deps", "--link-mode", "copy",
-         "--quiet", "--requirements", str(wanted), *checked, *_uv_common(base, index_url)],
+         "--quiet", "--requirements", str(wanted), *checked, *_uv_common(base, index)],
         what="installing the requirements",
         code=Exit.REQUIREMENTS,
     )  # fmt: skip
+    _drop_installer_state(site)
     _move_scripts(base, stage, site)
     return len(resolution.to_install)
+
+
+def _drop_installer_state(site: Path) -> None:
+    """What uv leaves that is about this machine, not the package: `uv_cache.json` (the wheel
+    file's mtime, for its cache) with its RECORD line, and the target's `.lock` file. Left in,
+    the same wheels fetched on another day would give another digest."""
+    (site / ".lock").unlink(missing_ok=True)
+    for cache_info in sorted(site.glob("*.dist-info/uv_cache.json")):
+        record = cache_info.parent / "RECORD"
+        cache_info.unlink()
+        if record.is_file():
+            rows = list(csv.reader(io.StringIO(record.read_text(encoding="utf-8"))))
+            rows = [r for r in rows if not (r and r[0].endswith("/uv_cache.json"))]
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(rows)
+            record.write_text(out.getvalue(), encoding="utf-8")
 
 
 def _record_hash(data: bytes) -> str:

@@ -47,8 +47,44 @@ def key_line(text: str) -> str:
     # uv: "error: No solution found…" then "cause: Because …", the line that names names.
     causes = [ln.removeprefix("cause:").strip() for ln in lines if ln.startswith("cause:")]
     errors = [ln for ln in lines if re.match(r"^(error|fatal|FATA|\u00d7|ERRO)", ln, re.I)]
-    chosen = (causes or errors or lines or ["(no output)"])[0 if causes or errors else -1]
+    # skopeo (logrus): time="…" level=fatal msg="<what went wrong>"
+    fatal = [m[1] for ln in lines if (m := re.search(r'level=fatal msg="(.*)"\s*$', ln))]
+    chosen = (fatal or causes or errors or lines or ["(no output)"])[
+        0 if fatal or causes or errors else -1
+    ]
     return re.sub(r"\s+", " ", chosen)[:400]
+
+
+_UV_KEPT = re.compile(
+    r"^UV_(CACHE_DIR|HTTP_TIMEOUT|NATIVE_TLS|INDEX_\w+_(USERNAME|PASSWORD)|"
+    r"CONCURRENT_\w+|NO_PROGRESS|OFFLINE)$"
+)
+
+
+def tool_env() -> dict[str, str]:
+    """The environment tools run with: the caller's, less uv's settings variables (a machine's
+    UV_COMPILE_BYTECODE, UV_INDEX_URL, UV_EXCLUDE_NEWER… would change the image and `--no-config`
+    does not ignore them); its cache, timeouts, TLS choice and index credentials stay."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("UV_") or _UV_KEPT.match(k)}
+
+
+def run_bytes(argv: Sequence[str], *, what: str, code: Exit) -> bytes:
+    """`run` for a tool whose stdout is data (a manifest's exact bytes)."""
+    try:
+        proc = subprocess.run(
+            list(argv), env=tool_env(), stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise CliError(code, f"{what} failed: {e}") from None
+    if proc.returncode != 0:
+        output = (proc.stderr + proc.stdout).decode(errors="replace")
+        raise CliError(code, f"{what} failed: {key_line(output)}")
+    return proc.stdout
+
+
+TIMEOUT = 3600.0
+"""Seconds any one tool run may take (a multi-GB base over a slow link stays well inside)."""
 
 
 def run(
@@ -64,13 +100,14 @@ def run(
     try:
         proc = subprocess.run(
             list(argv),
-            env=dict(env) if env is not None else None,
+            env=dict(env) if env is not None else tool_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             errors="replace",
+            timeout=TIMEOUT,
         )
-    except OSError as e:
+    except (OSError, subprocess.TimeoutExpired) as e:
         raise CliError(code, f"{what} failed: {e}") from None
     if proc.returncode != 0:
         output = proc.stderr + "\n" + proc.stdout

@@ -15,16 +15,20 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
+import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli.errors import CliError, Exit
 from cli.image import base as base_image
-from cli.image import build
+from cli.image import build, oci, resolve
 from cli.main import main
+from tools.testing.registry_server import registry_server
 
 SITE = "home/ray/anaconda3/lib/python3.11/site-packages"
 FREEZE = "ray==2.60.0\nbasedep==1.0\n"
@@ -66,6 +70,9 @@ def make_base(cache: Path, *, freeze: str | None = FREEZE, tag: str = "2.60.0-py
             (f"{SITE}/basedep", None, 0o755, 1000, 100),
             (f"{SITE}/basedep/__init__.py", b"", 0o644, 1000, 100),
             (f"{SITE}/basedep-1.0.dist-info", None, 0o755, 1000, 100),
+            # Installed after pip-freeze.txt was written (or left out by `pip freeze`, as pip,
+            # setuptools and wheel are): the build must still count it as the base's.
+            (f"{SITE}/hidden-1.0.dist-info", None, 0o755, 1000, 100),
             ("var", None, 0o755, 0, 0),
             ("var/lib", None, 0o755, 0, 0),
             ("var/lib/dpkg", None, 0o755, 0, 0),
@@ -155,9 +162,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path | str
     make_wheel(wheels, "basedep", "2.0")
     make_wheel(wheels, "appdep", "1.0", ("basedep>=1.0",), script="appdep-cli")
     make_wheel(wheels, "needsnew", "1.0", ("basedep>=2.0",))
+    make_wheel(wheels, "withdep", "1.0", ("extradep==1.0",))
+    make_wheel(wheels, "extradep", "1.0")
+    make_wheel(wheels, "hidden", "2.0")
     monkeypatch.setenv("RAY_PLATFORM_CACHE", str(cache))
-    monkeypatch.setenv("UV_NO_INDEX", "1")
-    monkeypatch.setenv("UV_FIND_LINKS", str(wheels))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     code = tmp_path / "code"
     (code / "pkg").mkdir(parents=True)
@@ -167,7 +175,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path | str
     (code / "run.sh").chmod(0o755)
     reqs = tmp_path / "requirements.lock"
     reqs.write_text("appdep==1.0\n")
-    return {"cache": cache, "base": make_base(cache), "code": code, "reqs": reqs}
+    return {
+        "cache": cache, "base": make_base(cache), "code": code, "reqs": reqs, "wheels": wheels,
+    }  # fmt: skip
 
 
 def _request(env: dict[str, Path | str], **kw: object) -> build.Request:
@@ -176,6 +186,7 @@ def _request(env: dict[str, Path | str], **kw: object) -> build.Request:
         "repository": "127.0.0.1:5000/ray-platform/app",
         "context": env["code"],
         "requirements": env["reqs"],
+        "index": resolve.Index(find_links=(str(env["wheels"]),), no_index=True),
         **kw,
     }
     return build.Request(**args)  # type: ignore[arg-type]
@@ -233,7 +244,9 @@ def test_build_layers_config_and_paths(env: dict[str, Path | str]) -> None:
     assert labels["org.opencontainers.image.base.digest"] == str(env["base"]).split("@")[1]
 
 
-def test_same_inputs_same_digest(env: dict[str, Path | str], tmp_path: Path) -> None:
+def test_same_inputs_same_digest(
+    env: dict[str, Path | str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = build.build(_request(env), Path(env["cache"]), lambda _: None)
     # The same code elsewhere, with other mtimes and a stricter umask: the same image.
     moved = tmp_path / "elsewhere"
@@ -241,6 +254,11 @@ def test_same_inputs_same_digest(env: dict[str, Path | str], tmp_path: Path) -> 
     for p in moved.rglob("*"):
         os.utime(p, (1, 1))
     (moved / "pkg" / "train.py").chmod(0o600)
+    # Other wheel mtimes, a cold uv cache and a machine's uv settings: none may show.
+    for wheel in Path(env["wheels"]).iterdir():
+        os.utime(wheel, (2, 2))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "other-uv-cache"))
+    monkeypatch.setenv("UV_COMPILE_BYTECODE", "1")
     second = build.build(_request(env, context=moved), Path(env["cache"]), lambda _: None)
     assert second.digest == first.digest and second.tag == first.tag
     (moved / "pkg" / "train.py").write_text("print('changed')\n")
@@ -252,7 +270,8 @@ def _cli(env: dict[str, Path | str], *extra: str) -> list[str]:
     return [
         "image", "build", "--base", str(env["base"]),
         "--repository", "127.0.0.1:5000/ray-platform/app",
-        "--context", str(env["code"]), "--requirements", str(env["reqs"]), *extra,
+        "--context", str(env["code"]), "--requirements", str(env["reqs"]),
+        "--find-links", str(env["wheels"]), "--no-index", *extra,
     ]  # fmt: skip
 
 
@@ -286,9 +305,11 @@ def test_transitive_conflict_is_one_line(
     env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     Path(env["reqs"]).write_text("needsnew==1.0\n")
-    code, line = _fails(env, capsys, "--no-push")
-    assert code == Exit.REQUIREMENTS
-    assert "base image's pins" in line and "basedep" in line
+    code = main(_cli(env, "--no-push"))
+    # Progress lines are `[image] …`; the error is one line of its own.
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("[image]")]
+    assert code == Exit.REQUIREMENTS and len(err) == 1, err
+    assert "basedep>=2" in err[0] and "basedep==1.0" in err[0], err[0]
 
 
 def test_push_to_no_registry_is_one_line(
@@ -362,3 +383,133 @@ def test_a_lock_with_hashes_is_held_to_them(
     Path(env["reqs"]).write_text(f"appdep==1.0 --hash=sha256:{'0' * 64}\n")
     code, line = _fails(env, capsys, "--no-push")
     assert code == Exit.REQUIREMENTS and "hash" in line.lower()
+
+
+# ------------------------------------------------------------- against a real registry (loopback)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    assert shutil.which("skopeo"), "no skopeo: apt-get install skopeo (tools/node-packages.sh)"
+    with registry_server(tmp_path / "registry") as address:
+        yield address
+
+
+def _served(registry: str, repo: str, tag: str) -> str:
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repo}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": oci.MEDIA_MANIFEST},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.headers["Docker-Content-Digest"])
+
+
+def _base_in(registry: str, env: dict[str, Path | str]) -> str:
+    """The test base pushed to `registry` as it is (Docker schema 2, by digest), and removed
+    from the cache: the build must fetch it."""
+    digest = str(env["base"]).split("@")[1]
+    copy_dir = Path(env["cache"]) / "image-build/bases" / digest.removeprefix("sha256:")
+    (copy_dir / base_image.PINNED).unlink()
+    (copy_dir / "version").write_text("Directory Transport Version: 1.1\n")
+    subprocess.run(
+        ["skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests",
+         "--dest-tls-verify=false", f"dir:{copy_dir}",
+         f"docker://{registry}/rayproject/ray:2.60.0-py311"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(copy_dir)
+    return f"{registry}/rayproject/ray:2.60.0-py311@{digest}"
+
+
+def test_fetch_build_push_and_push_again(
+    env: dict[str, Path | str], registry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**env, "base": _base_in(registry, env)}
+    args = _cli(env, "--plain-http")
+    args[args.index("--repository") + 1] = f"{registry}/ray-platform/app"
+    assert main(args) == 0, capsys.readouterr().err
+    reference = capsys.readouterr().out.strip().splitlines()[-1]
+    name, _, digest = reference.partition("@")
+    tag = name.rsplit(":", 1)[1]
+    assert _served(registry, "ray-platform/app", tag) == digest
+    # Same inputs: same reference, and the tag already holding it is not pushed again (an
+    # immutable-tag registry would refuse even an identical push).
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == reference
+    # Other content under that tag is refused before anything is pushed.
+    Path(env["code"], "pkg", "train.py").write_text("print('other')\n")
+    code = main([*args, "--tag", tag])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == Exit.REGISTRY and "already names another image" in line, line
+    assert _served(registry, "ray-platform/app", tag) == digest
+
+
+def test_a_digest_the_registry_does_not_have_is_one_line(
+    env: dict[str, Path | str], registry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = _base_in(registry, env)
+    env = {**env, "base": real.split("@")[0] + "@sha256:" + "2" * 64}
+    code, line = _fails(env, capsys, "--no-push", "--plain-http")
+    assert code == Exit.REGISTRY and "reading the base image" in line
+
+
+def test_a_registry_refusing_the_push_is_one_line(
+    env: dict[str, Path | str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with registry_server(tmp_path / "readonly", read_only=True) as readonly:
+        args = _cli(env, "--plain-http")
+        args[args.index("--repository") + 1] = f"{readonly}/ray-platform/app"
+        code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == Exit.REGISTRY
+    assert err[-1].startswith(f"ray-platform image: pushing {readonly}/") or "refused" in err[-1]
+
+
+def test_history_pairs_with_the_layers_and_code_may_go_under_the_root(
+    env: dict[str, Path | str],
+) -> None:
+    built = build.build(_request(env, code_dir="/app"), Path(env["cache"]), lambda _: None)
+    manifest = json.loads((built.layout / "blobs/sha256" / built.digest[7:]).read_bytes())
+    config = json.loads(
+        (built.layout / "blobs/sha256" / manifest["config"]["digest"][7:]).read_bytes()
+    )
+    layers = [h for h in config["history"] if not h.get("empty_layer")]
+    assert len(layers) == len(config["rootfs"]["diff_ids"]) == len(manifest["layers"])
+    code = _layer_members(built.layout, manifest["layers"][-1]["digest"])
+    assert code["app"][0].uid == 0 and "app/pkg/train.py" in code
+    assert "PYTHONPATH=/app" in config["config"]["Env"]
+
+
+def test_an_unlocked_line_is_refused(
+    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(env["reqs"]).write_text("appdep>=1.0\n")
+    code, line = _fails(env, capsys, "--no-push")
+    assert code == Exit.USAGE and "not locked to one version" in line
+
+
+def test_a_lock_missing_a_dependency_is_refused(
+    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(env["reqs"]).write_text("withdep==1.0\n")
+    code, line = _fails(env, capsys, "--no-push")
+    assert code == Exit.REQUIREMENTS and "extradep==1.0" in line and "not complete" in line
+    Path(env["reqs"]).write_text("withdep==1.0\nextradep==1.0\n")
+    assert main(_cli(env, "--no-push")) == 0
+
+
+def test_a_line_for_another_platform_is_skipped(
+    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(env["reqs"]).write_text('appdep==1.0\nbasedep==2.0 ; sys_platform == "win32"\n')
+    assert main(_cli(env, "--no-push")) == 0, capsys.readouterr().err
+
+
+def test_a_package_the_base_has_but_did_not_freeze_still_conflicts(
+    env: dict[str, Path | str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(env["reqs"]).write_text("hidden==2.0\n")
+    code, line = _fails(env, capsys, "--no-push")
+    assert code == Exit.REQUIREMENTS and "hidden==2.0" in line and "hidden==1.0" in line

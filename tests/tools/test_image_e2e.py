@@ -9,10 +9,8 @@ import functools
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +19,9 @@ from typing import Any
 import pytest
 
 from cli.image import oci
-from tools.build import ensure
 from tools.image import check_ray, ensure_pause, ensure_ray, push
 from tools.image.ray import DEFAULT_RAY_VERSION, PREFIX, SITE_PACKAGES, ray_layer
+from tools.testing.registry_server import registry_server
 
 pytestmark = pytest.mark.e2e
 
@@ -40,42 +38,11 @@ def needs_root(fn: Any) -> Any:
     return functools.wraps(fn)(checked)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = str(ensure(["registry"])["registry"])  # the node's own registry, built if missing
     assert shutil.which("skopeo"), "no skopeo: apt-get install skopeo (tools/node-packages.sh)"
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    with open(root / "log", "wb") as log:
-        proc = subprocess.Popen(
-            [binary, "serve", str(config)], stdout=log, stderr=log, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"registry did not start: {(root / 'log').read_text()[-500:]}")
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with registry_server(tmp_path_factory.mktemp("registry")) as address:
+        yield address
 
 
 def _served_digest(registry: str, repo: str, tag: str) -> str:

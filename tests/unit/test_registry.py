@@ -319,7 +319,7 @@ def test_local_prod_as_tools_up_writes_it_exports_what_the_build_reads() -> None
     from tools.devcluster.stack import prod_image_overrides
 
     config = copy.deepcopy(file_config("local-prod"))
-    base = f"rayproject/ray:2.60.0-py311{DIGEST}"
+    base = f"127.0.0.1:5000/rayproject/ray:2.60.0-py311{DIGEST}"
     config.update(prod_image_overrides(config, base, "127.0.0.1:5000", None))
     run = run_program("local-prod", config)
     assert run.outputs[out.IMAGE_REPOSITORY] == "127.0.0.1:5000/ray-platform/app"

@@ -167,7 +167,8 @@ def node_allocatable(kubeconfig: Path) -> dict[str, str]:
 def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> str | None:
     """Build (or reuse) the stand-in for the stack's Ray image and push it to the node's
     registry under the stack file's image name, which containerd resolves there. Returns
-    `rayproject/ray:<tag>@<digest>` as pushed, or None when the stack names another image.
+    `<registry>/rayproject/ray:<tag>@<digest>` as pushed, or None when the stack names another
+    image.
     A prod stack always gets the stand-in of its ray.version: it is the base its application
     image is built on (`prod_image_overrides`)."""
     from tools import image
@@ -179,7 +180,10 @@ def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> str | No
         _say(f"ray.image is {name}: not built here (only {expected} has a local stand-in)")
         return None
     built = image.ensure_ray(version)
-    return f"{expected}@{image.push(built, registry)}"
+    digest = image.push(built, registry)
+    # Named by the registry's own address: the host's skopeo (`ray-platform image build`) has no
+    # docker.io mirror, only containerd does, so `rayproject/ray@…` would go to Docker Hub.
+    return f"{registry}/{expected}@{digest}"
 
 
 def prod_image_overrides(
