@@ -369,3 +369,29 @@ def test_the_work_copy_links_into_this_clone_even_when_another_clone_made_it(
     assert (wd / "Pulumi.yaml").resolve() == (engine.ROOT / "Pulumi.yaml").resolve()
     assert (wd / "Pulumi.yaml").exists()
     assert not (wd / "removed_module").is_symlink()
+
+
+def test_a_prod_stack_on_the_node_gets_no_package_index_and_the_api_servers_port(
+    tmp_path: Path,
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump({"clusters": [{"cluster": {"server": "https://10.244.0.1:55005"}}]})
+    )
+    port = stack.api_server_port(kubeconfig)
+    assert port == 55005
+    prod = stack_config("local-prod")
+    over = stack.node_overrides(prod, "http://10.244.0.1:3141/root/pypi/+simple/", tmp_path, port)
+    assert "packageIndex" not in over[stack.RAY_KEY]  # closed egress stays closed to it
+    assert over[stack.LOCAL_KEY]["apiServerPort"] == 55005
+    dev = stack.node_overrides(stack_config("local"), "http://x:1/simple/", tmp_path, port)
+    assert dev[stack.RAY_KEY]["packageIndex"] == "http://x:1/simple/"
+    # The base by the registry's address, the app image once there is one.
+    base = f"127.0.0.1:5000/rayproject/ray:2.60.0-py311@sha256:{'a' * 64}"
+    first = stack.prod_image_overrides(prod, base, "127.0.0.1:5000", None)
+    assert first[stack.RAY_KEY]["image"] == first[stack.RAY_KEY]["baseImage"] == base
+    assert first[stack.LOCAL_KEY]["imageRepository"] == "127.0.0.1:5000/ray-platform/app"
+    app = f"127.0.0.1:5000/ray-platform/app:2.60.0-py311-abc@sha256:{'b' * 64}"
+    assert (
+        stack.prod_image_overrides(prod, base, "127.0.0.1:5000", app)[stack.RAY_KEY]["image"] == app
+    )

@@ -153,3 +153,18 @@ def test_closed_egress_still_reaches_the_local_object_store() -> None:
     )
     assert {"ports": [{"protocol": "TCP", "port": 9000}]} in egress
     assert {"ports": [{"protocol": "TCP", "port": 6443}]} in egress
+
+
+def test_closed_egress_opens_the_api_servers_own_port() -> None:
+    """KubeRay's autoscaler sidecar calls the API server; with egress closed the policy must
+    name the endpoints' port (local.apiServerPort), not the Service's 443 nor kind's 6443."""
+    config = _with_object_store()
+    config.setdefault("ray-platform:kubernetes", {})["networkPolicy"] = {"restrictEgress": True}
+    config["ray-platform:local"]["apiServerPort"] = 55005
+    egress = (
+        run_program("local", config)
+        .one("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        .inputs["spec"]["egress"]
+    )
+    assert {"ports": [{"protocol": "TCP", "port": 55005}]} in egress
+    assert {"ports": [{"protocol": "TCP", "port": 6443}]} not in egress

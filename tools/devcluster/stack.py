@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,19 +111,39 @@ def is_prod(stack_config: Mapping[str, Any]) -> bool:
 
 
 def node_overrides(
-    stack_config: Mapping[str, Any], package_index: str | None, shared_dir: Path
+    stack_config: Mapping[str, Any],
+    package_index: str | None,
+    shared_dir: Path,
+    api_server_port: int | None = None,
 ) -> dict[str, Any]:
     """Top-level stack-file keys for a stack deployed onto the project's own node: the pods'
     package index (the node's mirror of PyPI: pods have no route off the machine; not for a
     prod stack, which installs nothing and whose closed egress must not open to the mirror),
     the shared file system inside the cluster's state directory (so `down` leaves nothing
-    behind), and JupyterLab on (its token is set as a secret by `configure`)."""
+    behind), the API server's port (which closed egress must leave open), and JupyterLab on
+    (its token is set as a secret by `configure`)."""
     ray = dict(stack_config.get(RAY_KEY) or {})
     if package_index and not is_prod(stack_config):
         ray["packageIndex"] = package_index
     local = dict(stack_config.get(LOCAL_KEY) or {})
     local["hostPath"] = str(shared_dir)
+    if api_server_port is not None:
+        local["apiServerPort"] = api_server_port
     return {RAY_KEY: ray, LOCAL_KEY: local}
+
+
+def api_server_port(kubeconfig: Path) -> int | None:
+    """The port in the kubeconfig's server URL: the one the API server's endpoints (what pods
+    reach behind the `kubernetes` Service) listen on, on the project's own cluster."""
+    import yaml
+
+    try:
+        clusters = (yaml.safe_load(kubeconfig.read_text()) or {}).get("clusters") or []
+    except (OSError, yaml.YAMLError):
+        return None  # the stack's own (or kind's 6443) then
+    server = str(((clusters[0] if clusters else {}).get("cluster") or {}).get("server", ""))
+    port = urllib.parse.urlsplit(server).port
+    return int(port) if port else None
 
 
 class DoesNotFit(RuntimeError):
@@ -382,7 +403,8 @@ def _run(args: argparse.Namespace, state: Path) -> int:
             shared = localcluster.shared_dir(args.cluster_dir)
             # On top of the bucket's overrides: both change ray-platform:local.
             merged = {**stack_config, **overrides}
-            overrides.update(node_overrides(merged, target.node.package_index, shared))
+            port = api_server_port(kubeconfig) if kubeconfig is not None else None
+            overrides.update(node_overrides(merged, target.node.package_index, shared, port))
             if args.action in ("up", "preview") and target.node.registry:
                 merged = {**stack_config, **overrides}
                 if kubeconfig is not None:

@@ -26,9 +26,10 @@ class LocalAdapter(CloudAdapter):
         self.local = self.block(LocalSettings)
 
     def egress_allowances(self) -> tuple[Mapping[str, object], ...]:
-        # kind, kubeadm and minikube API servers listen on 6443 (the Service says 443, but
-        # policies match the port after the Service's translation).
-        rules: list[Mapping[str, object]] = [{"ports": [{"protocol": "TCP", "port": 6443}]}]
+        # The API server's own port (local.apiServerPort): the Service says 443, but policies
+        # match the port after the Service's translation.
+        port = self.local.api_server_port
+        rules: list[Mapping[str, object]] = [{"ports": [{"protocol": "TCP", "port": port}]}]
         store = self.local.object_store
         if store is not None and self.settings.storage.artifact_bucket.enabled:
             rules.append(object_store_egress(store))

@@ -90,6 +90,11 @@ class LocalSettings(CloudSettings):
     """The node directory that backs the shared volume."""
     object_store: ObjectStoreSettings | None = Field(None, alias="objectStore")
     """The S3-compatible bucket behind `storage.artifactBucket` on this stack."""
+    api_server_port: int = Field(6443, alias="apiServerPort", ge=1, le=65535)
+    """The port the API server's endpoints listen on (the `kubernetes` Service says 443, but a
+    NetworkPolicy matches the port after the Service's translation): with
+    kubernetes.networkPolicy.restrictEgress the Ray pods may reach it, which KubeRay's
+    autoscaler sidecar must. kind, kubeadm and minikube use 6443; tools/up sets its own."""
     image_repository: str | None = Field(None, alias="imageRepository")
     """Where the app image is pushed on the local node's registry, `host[:port]/path` without a
     tag or digest (e.g. 127.0.0.1:5000/ray-platform/ray-app): no resource, only exported as the
