@@ -113,17 +113,24 @@ def path(props: Mapping[str, Any], *keys: str) -> Any:
     return cur
 
 
-def policy_statements(document: Any, what: str) -> list[Mapping[str, Any]]:
-    """The statements of an IAM/resource policy given as JSON text or an object."""
-    if document is None:
-        return []
+def json_document(document: Any, what: str, kind: str = "policy document") -> Mapping[str, Any]:
+    """A JSON object given as JSON text (what the AWS provider stores) or already parsed;
+    CannotCheck naming `what` otherwise."""
     if isinstance(document, str):
         try:
             document = json.loads(document)
         except ValueError as e:
             raise CannotCheck(f"{what} is not valid JSON: {e}") from e
     if not isinstance(document, Mapping):
-        raise CannotCheck(f"{what} is not a policy document")
+        raise CannotCheck(f"{what} is not a {kind}")
+    return document
+
+
+def policy_statements(document: Any, what: str) -> list[Mapping[str, Any]]:
+    """The statements of an IAM/resource policy given as JSON text or an object."""
+    if document is None:
+        return []
+    document = json_document(document, what)
     return [s for s in as_list(document.get("Statement")) if isinstance(s, Mapping)]
 
 

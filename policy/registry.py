@@ -3,7 +3,6 @@ expired) and Artifact Registry repositories (Docker, customer-managed key in pro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,8 +10,8 @@ from pulumi_policy import Policy, ReportViolation, ResourceValidationArgs, Stack
 
 from policy.common import (
     PROD,
-    CannotCheck,
     as_list,
+    json_document,
     linked,
     mode,
     of_type,
@@ -47,13 +46,7 @@ def _ecr_kms(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 
 def _expires_untagged(policy: Any, what: str) -> bool:
-    if isinstance(policy, str):
-        try:
-            policy = json.loads(policy)
-        except ValueError as e:
-            raise CannotCheck(f"{what} is not valid JSON: {e}") from e
-    if not isinstance(policy, Mapping):
-        raise CannotCheck(f"{what} is not a lifecycle policy document")
+    policy = json_document(policy, what, "lifecycle policy document")
     return any(
         isinstance(rule, Mapping)
         and path(rule, "selection", "tagStatus") == "untagged"

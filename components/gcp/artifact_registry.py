@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.gcp.gcs_bucket import KEY_ROTATION_PERIOD, SECONDS_PER_DAY
+from components.gcp.kms import SECONDS_PER_DAY, agent_key
 
 READER = "roles/artifactregistry.reader"
 
@@ -80,29 +80,15 @@ class ArtifactRegistryRepository(pulumi.ComponentResource):
         repository_opts = stateful
         key: gcp.kms.CryptoKey | None = None
         if args.service_agent is not None:
-            ring = gcp.kms.KeyRing(
-                f"{name}-keyring", project=args.project, location=args.location, opts=stateful
-            )
-            key = gcp.kms.CryptoKey(
-                f"{name}-key",
-                key_ring=ring.id,
-                purpose="ENCRYPT_DECRYPT",
-                rotation_period=KEY_ROTATION_PERIOD,
-                destroy_scheduled_duration=f"{30 * SECONDS_PER_DAY}s",
+            # Artifact Registry encrypts as its service agent (components/gcp/kms.py).
+            key, repository_opts = agent_key(
+                name,
+                project=args.project,
+                location=args.location,
                 labels=labels,
+                service_agent=args.service_agent,
+                grant_suffix="ar-agent",
                 opts=stateful,
-            )
-            # Artifact Registry encrypts as its service agent: without this grant the repository
-            # cannot be created with the key. Kept with the key and the repository.
-            grant = gcp.kms.CryptoKeyIAMMember(
-                f"{name}-key-ar-agent",
-                crypto_key_id=key.id,
-                role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
-                member=f"serviceAccount:{args.service_agent}",
-                opts=stateful,
-            )
-            repository_opts = pulumi.ResourceOptions.merge(
-                stateful, pulumi.ResourceOptions(depends_on=[grant])
             )
         repository = gcp.artifactregistry.Repository(
             f"{name}-repository",

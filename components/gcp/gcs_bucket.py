@@ -9,8 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-KEY_ROTATION_PERIOD = "7776000s"  # 90 days
-SECONDS_PER_DAY = 86_400
+from components.gcp.kms import SECONDS_PER_DAY, agent_key
 
 
 @dataclass(frozen=True)
@@ -57,32 +56,17 @@ class GcsBucket(pulumi.ComponentResource):
         bucket_opts = stateful
         key: gcp.kms.CryptoKey | None = None
         if args.service_agent is not None:
-            ring = gcp.kms.KeyRing(
-                f"{name}-keyring", project=args.project, location=args.location, opts=stateful
-            )
-            key = gcp.kms.CryptoKey(
-                f"{name}-key",
-                key_ring=ring.id,
-                purpose="ENCRYPT_DECRYPT",
-                rotation_period=KEY_ROTATION_PERIOD,
-                destroy_scheduled_duration=f"{30 * SECONDS_PER_DAY}s",
+            # GCS encrypts with the key as its service agent (components/gcp/kms.py).
+            key, bucket_opts = agent_key(
+                name,
+                project=args.project,
+                location=args.location,
                 labels=labels,
-                opts=stateful,
-            )
-            # GCS encrypts with the key as its service agent; without this grant the bucket
-            # cannot be created with the key as default. Retained with the key and the bucket:
-            # a retained bucket whose agent lost the key could no longer be written.
-            grant = gcp.kms.CryptoKeyIAMMember(
-                f"{name}-key-gcs-agent",
-                crypto_key_id=key.id,
-                role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
-                member=f"serviceAccount:{args.service_agent}",
+                service_agent=args.service_agent,
+                grant_suffix="gcs-agent",
                 opts=stateful,
             )
             encryption = {"default_kms_key_name": key.id}
-            bucket_opts = pulumi.ResourceOptions.merge(
-                stateful, pulumi.ResourceOptions(depends_on=[grant])
-            )
 
         bucket = gcp.storage.Bucket(
             f"{name}-bucket",

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,9 @@ import pytest
 
 from cli.errors import CliError, Exit
 from cli.image import base as base_image
-from cli.image import build, oci, resolve
+from cli.image import build, resolve
 from cli.main import main
-from tools.testing.registry_server import registry_server
+from tools.testing.registry_server import registry_server, served_digest
 
 SITE = "home/ray/anaconda3/lib/python3.11/site-packages"
 FREEZE = "ray==2.60.0\nbasedep==1.0\n"
@@ -395,16 +394,6 @@ def registry(tmp_path: Path) -> Iterator[str]:
         yield address
 
 
-def _served(registry: str, repo: str, tag: str) -> str:
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repo}/manifests/{tag}",
-        method="HEAD",
-        headers={"Accept": oci.MEDIA_MANIFEST},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(response.headers["Docker-Content-Digest"])
-
-
 def _base_in(registry: str, env: dict[str, Path | str]) -> str:
     """The test base pushed to `registry` as it is (Docker schema 2, by digest), and removed
     from the cache: the build must fetch it."""
@@ -432,7 +421,7 @@ def test_fetch_build_push_and_push_again(
     reference = capsys.readouterr().out.strip().splitlines()[-1]
     name, _, digest = reference.partition("@")
     tag = name.rsplit(":", 1)[1]
-    assert _served(registry, "ray-platform/app", tag) == digest
+    assert served_digest(registry, "ray-platform/app", tag) == digest
     # Same inputs: same reference, and the tag already holding it is not pushed again (an
     # immutable-tag registry would refuse even an identical push).
     assert main(args) == 0
@@ -443,7 +432,7 @@ def test_fetch_build_push_and_push_again(
     code = main([*args, "--tag", tag])
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == Exit.REGISTRY and "already names another image" in line, line
-    assert _served(registry, "ray-platform/app", tag) == digest
+    assert served_digest(registry, "ray-platform/app", tag) == digest
 
 
 def test_a_digest_the_registry_does_not_have_is_one_line(

@@ -11,17 +11,15 @@ import os
 import shutil
 import struct
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli.image import oci
 from tools.image import check_ray, ensure_pause, ensure_ray, push
 from tools.image.ray import DEFAULT_RAY_VERSION, PREFIX, SITE_PACKAGES, ray_layer
-from tools.testing.registry_server import registry_server
+from tools.testing.registry_server import registry_server, served_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -45,16 +43,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
 
 
-def _served_digest(registry: str, repo: str, tag: str) -> str:
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repo}/manifests/{tag}",
-        method="HEAD",
-        headers={"Accept": oci.MEDIA_MANIFEST},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(response.headers["Docker-Content-Digest"])
-
-
 def test_pause_image_is_pushed_under_its_own_digest(registry: str, tmp_path: Path) -> None:
     # Any static ELF will do for the registry (the image's binary is never run here).
     header = bytearray(64)
@@ -64,7 +52,7 @@ def test_pause_image_is_pushed_under_its_own_digest(registry: str, tmp_path: Pat
     binary.write_bytes(bytes(header) + b"e2e")
     image = ensure_pause(binary)
     assert push(image, registry) == image.digest
-    assert _served_digest(registry, "pause", "3.10") == image.digest
+    assert served_digest(registry, "pause", "3.10") == image.digest
 
 
 @needs_root
@@ -97,4 +85,4 @@ def test_ray_stand_in_builds_behaves_like_a_conda_prefix_and_pushes(registry: st
     assert (tree / "tmp").stat().st_mode & 0o7777 == 0o1777
 
     assert push(image, registry) == image.digest
-    assert _served_digest(registry, "rayproject/ray", image.tag) == image.digest
+    assert served_digest(registry, "rayproject/ray", image.tag) == image.digest

@@ -58,3 +58,14 @@ def registry_server(root: Path, *, read_only: bool = False) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def served_digest(registry: str, repository: str, tag: str) -> str:
+    """The digest the registry serves for `repository:tag` (its Docker-Content-Digest)."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.headers["Docker-Content-Digest"])
