@@ -125,15 +125,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _set_config(stack: str, project_dir: Path, reference: str, log: tools.Log) -> None:
-    if outputs.local_backend(stack) is not None:
-        # tools/up rewrites its working copy of the stack file on every run.
+def _refuse_local_set_config(stack: str) -> None:
+    """Said before anything is built: tools/up rewrites its working copy of a local stack's file
+    on every run, so a value written there would be lost."""
+    if stack in outputs.LOCAL_STACKS and not os.environ.get("PULUMI_BACKEND_URL"):
         raise CliError(
             Exit.USAGE,
             f"--set-config: stack {stack} is deployed by tools/up from a working copy it "
-            f"rewrites on every run; pass the reference instead: "
-            f"tools/up --stack {stack} --image {reference}",
+            f"rewrites on every run; build without it and pass the printed reference: "
+            f"tools/up --stack {stack} --image <reference>",
         )
+
+
+def _set_config(stack: str, project_dir: Path, reference: str, log: tools.Log) -> None:
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         raise CliError(Exit.USAGE, f"--set-config: {stack_file} does not exist (see --project-dir)")
@@ -155,6 +159,8 @@ def _set_config(stack: str, project_dir: Path, reference: str, log: tools.Log) -
 
 def run(args: argparse.Namespace) -> Exit:
     log = tools.stderr_log
+    if args.set_config:
+        _refuse_local_set_config(args.stack)
     raw: dict[str, object] = {}
     source = "the command line"
     if args.stack or args.outputs:

@@ -47,9 +47,9 @@ class ArtifactRegistryRepositoryArgs:
     """The image's name inside the repository."""
     untagged_expiry_days: int = 14
     keep_recent: int = 10
-    service_agent: str | None = None
-    """The project's Artifact Registry service agent (e-mail). Given: the repository is
-    encrypted with its own rotating customer-managed key, which the agent may use (prod)."""
+    customer_managed_key: bool = False
+    """The repository encrypted with its own rotating customer-managed key, which the project's
+    Artifact Registry service agent may use (prod)."""
     protect: bool = False
     """Protect the repository, its key and the key's grant, and keep them on delete (prod)."""
     readers: Sequence[str] = ()
@@ -79,14 +79,24 @@ class ArtifactRegistryRepository(pulumi.ComponentResource):
 
         repository_opts = stateful
         key: gcp.kms.CryptoKey | None = None
-        if args.service_agent is not None:
-            # Artifact Registry encrypts as its service agent (components/gcp/kms.py).
+        if args.customer_managed_key:
+            # Artifact Registry encrypts as its service agent (components/gcp/kms.py). Google
+            # makes that agent only with a project's first repository: in a project without one
+            # a grant to its address fails ("service account does not exist"), so it is asked
+            # for first (generate-service-identity; a no-op when it exists). A child here, so
+            # the pipeline's targeted create of the repository includes it.
+            agent = gcp.projects.ServiceIdentity(
+                f"{name}-agent",
+                project=args.project,
+                service="artifactregistry.googleapis.com",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
             key, repository_opts = agent_key(
                 name,
                 project=args.project,
                 location=args.location,
                 labels=labels,
-                service_agent=args.service_agent,
+                service_agent=agent.email,
                 grant_suffix="ar-agent",
                 opts=stateful,
             )

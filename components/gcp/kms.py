@@ -20,7 +20,7 @@ def agent_key(
     project: str,
     location: str,
     labels: Mapping[str, str],
-    service_agent: str,
+    service_agent: pulumi.Input[str],
     grant_suffix: str,
     opts: pulumi.ResourceOptions,
 ) -> tuple[gcp.kms.CryptoKey, pulumi.ResourceOptions]:
@@ -40,7 +40,7 @@ def agent_key(
         f"{name}-key-{grant_suffix}",
         crypto_key_id=key.id,
         role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
-        member=f"serviceAccount:{service_agent}",
+        member=pulumi.Output.concat("serviceAccount:", service_agent),
         opts=opts,
     )
     return key, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[grant]))

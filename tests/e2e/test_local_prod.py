@@ -189,12 +189,19 @@ def test_prod_pods_have_no_egress_but_the_bucket(prod: Deployment) -> None:
     assert not {"pip", "uv", "conda"} & set(json.loads(d.outputs["runtimeEnv"]))
 
 
-def test_zz_destroy_lifts_protection_and_down_leaves_the_machine_as_it_was(
+def test_zz_the_dev_stack_is_refused_beside_it_destroy_and_down_leave_the_machine_as_it_was(
     prod: Deployment,
 ) -> None:
     d = prod
-    run = ok(job("destroy", d.state, d.cluster, "--stack", STACK))
-    assert "lifting `protect`" in run.stdout + run.stderr
+    # The dev stack beside it would adopt its objects: refused, in one line, before any change.
+    clash = job("up", d.state, d.cluster)
+    assert clash.returncode == 1, clash.stdout[-2000:] + clash.stderr[-2000:]
+    assert clash.stderr.strip().splitlines()[-1] == (
+        "error: stack local-prod is deployed on this cluster (same namespace, RayCluster and "
+        "CRDs as local): run `tools/up destroy --stack local-prod` first"
+    )
+    assert _raycluster_image(d).startswith(d.outputs["imageRepository"])
+    ok(job("destroy", d.state, d.cluster, "--stack", STACK))
     gone = kubectl(d, "get", "raycluster", "-n", NS, CLUSTER)
     assert gone.returncode != 0
     ok(job("down", d.state, d.cluster))

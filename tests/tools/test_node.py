@@ -408,3 +408,15 @@ def test_a_chain_counts_as_hooked_only_when_the_hook_jumps_to_it(monkeypatch: An
     )
     assert node.hooked("KUBE-ROUTER-FORWARD")
     assert not node.hooked("KUBE-ROUTER-INPUT")
+
+
+def test_containerd_resolves_the_local_registry_under_its_own_address_over_plain_http(
+    tmp_path: Path,
+) -> None:
+    files = node.registry_hosts_files(tmp_path, "127.0.0.1:41234")
+    own = tomllib.loads(files[tmp_path / "127.0.0.1:41234" / "hosts.toml"])
+    assert own["server"] == "http://127.0.0.1:41234"
+    assert set(files) == {
+        tmp_path / name / "hosts.toml"
+        for name in ("docker.io", "registry.k8s.io", "127.0.0.1:41234")
+    }

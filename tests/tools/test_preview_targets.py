@@ -52,6 +52,7 @@ def test_the_defaults_are_the_image_repository_components() -> None:
                 "app-image-keyring",
                 "app-image-key",
                 "app-image-key-ar-agent",
+                "app-image-agent",  # the service agent the key grant names: created first
                 "app-image-repository",
             },
         ),

@@ -4,6 +4,7 @@ config it sets when it uses the project's own control plane (and leaves alone wh
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import threading
@@ -395,3 +396,60 @@ def test_a_prod_stack_on_the_node_gets_no_package_index_and_the_api_servers_port
     assert (
         stack.prod_image_overrides(prod, base, "127.0.0.1:5000", app)[stack.RAY_KEY]["image"] == app
     )
+
+
+def test_prod_image_arguments_are_checked_before_anything_is_built() -> None:
+    prod, dev = stack_config("local-prod"), stack_config("local")
+    with pytest.raises(stack.BadArgument, match=r"^--image rayproject/ray:2.60.0-py311: .*digest"):
+        stack.check_image_argument(prod, "local-prod", "rayproject/ray:2.60.0-py311")
+    stack.check_image_argument(prod, "local-prod", f"r/x:t@sha256:{'a' * 64}")
+    stack.check_image_argument(dev, "local", "rayproject/ray:2.60.0-py311")  # dev: any image
+
+
+def test_the_app_image_is_remembered_for_the_same_registry_only(tmp_path: Path) -> None:
+    ref = f"127.0.0.1:5000/ray-platform/app:2.60.0-py311-abc@sha256:{'b' * 64}"
+    assert stack.app_image(tmp_path, "local-prod", None, "127.0.0.1:5000") is None
+    assert stack.app_image(tmp_path, "local-prod", ref, "127.0.0.1:5000") == ref
+    assert stack.app_image(tmp_path, "local-prod", None, "127.0.0.1:5000") == ref
+    # A node since taken down had its registry on another port: the image went with it.
+    assert stack.app_image(tmp_path, "local-prod", None, "127.0.0.1:6000") is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [({"ray-platform/stack": "local-prod"}, "local-prod"), ({"ray-platform/stack": "local"}, None),
+     ({}, None)],
+)  # fmt: skip
+def test_another_stacks_raycluster_is_found_by_its_label(
+    tmp_path: Path, labels: dict[str, str], expected: str | None
+) -> None:
+    items = [{"metadata": {"name": "ray", "namespace": "ray", "labels": labels}}]
+    with _api({"/apis/ray.io/v1/rayclusters": {"items": items}}) as server:
+        found = stack.other_stack_deployed(_kubeconfig(tmp_path / "kc", server), "local")
+    assert found == expected
+
+
+@contextlib.contextmanager
+def _api(routes: dict[str, Any]) -> Iterator[str]:
+    """An API server answering GET `routes` (path -> JSON body), 404 elsewhere."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = routes.get(self.path.split("?")[0])
+            body = json.dumps(found if found is not None else {}).encode()
+            self.send_response(200 if found is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -233,8 +233,8 @@ def test_head_and_workers_have_own_ksas_bound_to_the_bucket_only(gke_run: Progra
     assert set(members) == {_principal(gke_run, "ray-head"), _principal(gke_run, "ray-worker")}
     assert all(m["bucket"] == bucket for m in members.values())
     assert all(m["role"] == "roles/storage.objectUser" for m in members.values())
-    # Never a project-level grant.
-    assert not [r for r in gke_run.registrations if r.type.startswith("gcp:projects/")]
+    # Never a project-level grant (the Artifact Registry agent's ServiceIdentity is not one).
+    assert not [r for r in gke_run.registrations if r.type.startswith("gcp:projects/iAM")]
     spec = _spec(gke_run)
     assert spec["headGroupSpec"]["template"]["spec"]["serviceAccountName"] == "ray-head"
     assert all(

@@ -48,6 +48,9 @@ _BOOKKEEPING_TYPES = ("pulumi:pulumi:Stack", "pulumi:providers:")
 STORAGE_KEY = "ray-platform:storage"
 LOCAL_KEY = "ray-platform:local"
 MODE_KEY = "ray-platform:mode"
+LOCAL_STACKS = ("local", "local-prod")
+"""The stacks this job deploys: cloud local, into its own file backend (cli/outputs.py reads
+them there too)."""
 APP_REPOSITORY = "ray-platform/app"
 """On the node's registry: where a prod stack's application image is pushed
 (`local.imageRepository`, exported as `imageRepository` for `ray-platform image build`)."""
@@ -146,6 +149,10 @@ def api_server_port(kubeconfig: Path) -> int | None:
     return int(port) if port else None
 
 
+class BadArgument(RuntimeError):
+    """A command-line argument the stack cannot take; the message is one line."""
+
+
 class DoesNotFit(RuntimeError):
     """The stack's minimum RayCluster is larger than the node; the message is one line."""
 
@@ -205,6 +212,53 @@ def ensure_ray_image(stack_config: Mapping[str, Any], registry: str) -> str | No
     # Named by the registry's own address: the host's skopeo (`ray-platform image build`) has no
     # docker.io mirror, only containerd does, so `rayproject/ray@…` would go to Docker Hub.
     return f"{registry}/{expected}@{digest}"
+
+
+def check_image_argument(stack_config: Mapping[str, Any], stack: str, image: str | None) -> None:
+    """`--image` for a prod stack must be pinned by digest: said before anything is built."""
+    if image is not None and is_prod(stack_config) and "@sha256:" not in image:
+        raise BadArgument(
+            f"--image {image}: stack {stack} is prod, its image must be pinned by digest "
+            "(name:tag@sha256:…, as `ray-platform image build` prints it)"
+        )
+
+
+def other_stack_deployed(kubeconfig: Path, stack: str) -> str | None:
+    """Another stack of this project whose RayCluster runs on the cluster (its
+    `ray-platform/stack` label): `local` and `local-prod` share the namespace, the RayCluster's
+    name and the KubeRay CRDs, and the provider would adopt the other's objects silently."""
+    try:
+        clusters = Kube(kubeconfig).items("/apis/ray.io/v1/rayclusters")
+    except Exception:  # no CRD yet, or no cluster: nothing deployed to clash with
+        return None
+    for rc in clusters:
+        owner = ((rc.get("metadata") or {}).get("labels") or {}).get("ray-platform/stack")
+        if owner and owner != stack:
+            return str(owner)
+    return None
+
+
+APP_IMAGE_FILE = "app-image-{stack}.txt"
+"""In the state directory: the last `--image` a prod stack was deployed with on this node."""
+
+
+def app_image(state: Path, stack: str, given: str | None, registry: str) -> str | None:
+    """`--image`, remembered for the next run; without it, the one remembered — unless it named
+    another registry (a node since taken down: the image went with it)."""
+    record = state / APP_IMAGE_FILE.format(stack=stack)
+    if given is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(given + "\n")
+        return given
+    try:
+        remembered = record.read_text().strip()
+    except OSError:
+        return None
+    if remembered.startswith(registry + "/"):
+        _say(f"{stack}: running {remembered}, deployed last with --image")
+        return remembered
+    _say(f"{stack}: {remembered} was in a registry this node no longer has: build it again")
+    return None
 
 
 def prod_image_overrides(
@@ -354,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         default=READY_TIMEOUT,
         help=f"seconds `up` waits for the RayCluster to be ready (default {READY_TIMEOUT:.0f})",
     )
-    parser.add_argument("--stack", default="local", help="local (dev) or local-prod")
+    parser.add_argument(
+        "--stack",
+        default="local",
+        choices=LOCAL_STACKS,
+        help="local (dev, the default) or local-prod (mode prod: the production path)",
+    )
     parser.add_argument(
         "--image",
         help="the stack's ray.image for this run (local-prod: the reference `ray-platform "
@@ -388,14 +447,35 @@ def _run(args: argparse.Namespace, state: Path) -> int:
         if args.action == "env":
             print(env_exports(localcluster.kubeconfig(args.cluster_dir)))
             return 0
+        stack_config = engine.stack_file_config(args.stack)
+        if args.action in ("up", "preview"):  # before anything starts or is built
+            check_image_argument(stack_config, args.stack, args.image)
         target = _target(
             args.action in ("up", "preview"),
             args.cluster_dir,
             with_node=not args.control_plane_only,
         )
         kubeconfig = target.kubeconfig
+        if args.action in ("up", "preview"):
+            if is_prod(stack_config) and target.node is None and not args.image:
+                print(
+                    f"error: {args.stack} runs images from the project's node registry: without "
+                    "a node (--control-plane-only, or your own KUBECONFIG) give --image "
+                    "<an image pinned by digest>",
+                    file=sys.stderr,
+                )
+                return 1
+            if kubeconfig is not None:
+                other = other_stack_deployed(kubeconfig, args.stack)
+                if other is not None:
+                    print(
+                        f"error: stack {other} is deployed on this cluster (same namespace, "
+                        f"RayCluster and CRDs as {args.stack}): run `tools/up destroy --stack "
+                        f"{other}` first",
+                        file=sys.stderr,
+                    )
+                    return 1
         eng = engine.engine(state, kubeconfig)
-        stack_config = engine.stack_file_config(args.stack)
         overrides: dict[str, Any] = {}
         if target.object_store is not None:
             overrides.update(bucket_overrides(stack_config, target.object_store))
@@ -413,15 +493,16 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 base = ensure_ray_image(stack_config, target.node.registry)
                 if base is not None and is_prod(merged):
                     merged = {**stack_config, **overrides}
+                    image = app_image(state, args.stack, args.image, target.node.registry)
                     overrides.update(
-                        prod_image_overrides(merged, base, target.node.registry, args.image)
+                        prod_image_overrides(merged, base, target.node.registry, image)
                     )
-                    _say(f"prod: base {base}; running {args.image or 'the base (no --image)'}")
+                    _say(f"prod: base {base}; running {image or 'the base (no --image yet)'}")
         if args.image:  # the settings check it like the stack file's (prod: by digest)
             ray = dict({**stack_config, **overrides}.get(RAY_KEY) or {})
             ray["image"] = args.image
             overrides[RAY_KEY] = ray
-    except (BuildError, localcluster.LocalClusterError, DoesNotFit) as err:
+    except (BuildError, localcluster.LocalClusterError, DoesNotFit, BadArgument) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except _settings_error() as err:
@@ -478,9 +559,6 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                     if refresh:
                         step = "refresh"
                         stack.refresh(on_output=out, color="never")
-                    if args.action == "destroy" and is_prod(stack_config):
-                        step = "unprotect"
-                        unprotect_all(eng, stack, args.stack)
                     step = args.action
                     operation(on_output=out, color="never")
                 record_identity(state, args.stack, current if args.action == "up" else None)
@@ -516,26 +594,6 @@ def _run(args: argparse.Namespace, state: Path) -> int:
         _say("the kubectl commands above work with the project's kubectl; first run:")
         _say('  eval "$(tools/up env)"')
     return 0
-
-
-def unprotect_all(eng: engine.Engine, stack: auto.Stack, name: str) -> None:
-    """A prod stack protects its stateful resources, so `destroy` would stop at the first one.
-    On the local node a prod stack is a rehearsal on a throwaway cluster: say so, and lift the
-    protection first (what is retained on delete stays in the cluster until `down`)."""
-    import subprocess
-
-    _say(f"{name} is a prod stack: lifting `protect` from its resources to destroy them")
-    run = subprocess.run(
-        ["pulumi", "state", "unprotect", "--all", "--yes", "--stack", name],
-        cwd=stack.workspace.work_dir,
-        env={**os.environ, **eng.env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if run.returncode != 0:
-        lines = (run.stderr or run.stdout).strip().splitlines() or [f"exit {run.returncode}"]
-        raise RuntimeError(f"pulumi state unprotect failed: {lines[-1]}")
 
 
 def delete_unfinished(kubeconfig: Path, unfinished: list[recovery.UnfinishedCreate]) -> None:

@@ -57,7 +57,11 @@ def registry_server(root: Path, *, read_only: bool = False) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def served_digest(registry: str, repository: str, tag: str) -> str:

@@ -33,12 +33,6 @@ def repository_id(settings: Settings) -> str:
     return name[:63].rstrip("-")
 
 
-def service_agent(cluster: GkeCluster) -> str:
-    """The project's Artifact Registry service agent, which encrypts with a customer-managed key
-    (Google creates it when the Artifact Registry API is enabled)."""
-    return f"service-{cluster.project_number}@gcp-sa-artifactregistry.iam.gserviceaccount.com"
-
-
 def image_repository(
     settings: Settings,
     block: GcpSettings,
@@ -59,7 +53,7 @@ def image_repository(
             image=APP_IMAGE,
             untagged_expiry_days=repo.untagged_expiry_days,
             keep_recent=repo.keep_recent,
-            service_agent=service_agent(cluster) if stateful.customer_managed_keys else None,
+            customer_managed_key=stateful.customer_managed_keys,
             protect=stateful.protect,
             readers=repo.node_service_accounts,
             labels=labels,

@@ -94,7 +94,8 @@ class LocalSettings(CloudSettings):
     """The port the API server's endpoints listen on (the `kubernetes` Service says 443, but a
     NetworkPolicy matches the port after the Service's translation): with
     kubernetes.networkPolicy.restrictEgress the Ray pods may reach it, which KubeRay's
-    autoscaler sidecar must. kind, kubeadm and minikube use 6443; tools/up sets its own."""
+    autoscaler sidecar must. kind and kubeadm use 6443 (the default), minikube 8443; tools/up sets
+    its own node's. The rule is by port, to any address (the program knows no address)."""
     image_repository: str | None = Field(None, alias="imageRepository")
     """Where the app image is pushed on the local node's registry, `host[:port]/path` without a
     tag or digest (e.g. 127.0.0.1:5000/ray-platform/ray-app): no resource, only exported as the

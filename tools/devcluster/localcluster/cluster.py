@@ -350,13 +350,7 @@ def _write_node_files(ctx: Context, paths: node.NodePaths) -> None:
         ),
         registry_config_file(ctx): node.registry_config(registry_storage(), ctx.ports["registry"]),
     }
-    # The registry under its own address too (plain HTTP): a prod stack's application image
-    # is pushed there by `ray-platform image build` and named by it (`<address>/ray-platform/
-    # app:…@sha256:…`), which containerd would otherwise try over HTTPS.
-    for registry in (*node.MIRRORED_REGISTRIES, registry_address(ctx.ports)):
-        files[paths.registry_hosts / registry / "hosts.toml"] = node.registry_hosts_toml(
-            registry_address(ctx.ports)
-        )
+    files.update(node.registry_hosts_files(paths.registry_hosts, registry_address(ctx.ports)))
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

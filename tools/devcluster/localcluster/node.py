@@ -352,6 +352,16 @@ def registry_hosts_toml(registry: str) -> str:
     )
 
 
+def registry_hosts_files(hosts_dir: Path, registry: str) -> dict[Path, str]:
+    """containerd's hosts.toml per registry name: the mirrored ones, and the local registry under
+    its own address too (plain HTTP): a prod stack's images are named by it
+    (`<address>/ray-platform/app:…@sha256:…`), which containerd would otherwise try over HTTPS."""
+    return {
+        hosts_dir / name / "hosts.toml": registry_hosts_toml(registry)
+        for name in (*MIRRORED_REGISTRIES, registry)
+    }
+
+
 def cni_conflist(paths: NodePaths) -> str:
     """One bridge network; the gateway is the bridge's address; no masquerade (nothing leaves)."""
     network = {

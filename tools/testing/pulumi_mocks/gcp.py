@@ -186,6 +186,12 @@ class GkeMocks(PlatformMocks):
             full = f"projects/{project}/locations/{location}/repositories/{repo}"
             state.update(name=repo, registryUri=f"{location}-docker.pkg.dev/{project}/{repo}")
             return full, state
+        if typ == "gcp:projects/serviceIdentity:ServiceIdentity":
+            service = str(state["service"]).split(".")[0]
+            number = PROJECT_NUMBERS.get(str(state["project"]), "000000000000")
+            email = f"service-{number}@gcp-sa-{service}.iam.gserviceaccount.com"
+            state.update(email=email, member=f"serviceAccount:{email}")
+            return f"projects/{project}/services/{state['service']}", state
         if typ == "gcp:serviceaccount/account:Account":
             email = f"{state['accountId']}@{project}.iam.gserviceaccount.com"
             state.update(
