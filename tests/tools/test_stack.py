@@ -453,3 +453,17 @@ def _api(routes: dict[str, Any]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_work_copy_has_no_project_file_so_the_engine_never_resyncs_the_checkouts_venv(
+    tmp_path: Path,
+) -> None:
+    """With pyproject.toml in the work copy, the language host's `uv sync` reinstalled the
+    checkout's project from the copy's path: deleting a test's state broke `ray-platform`."""
+    wd = tmp_path / "project"
+    wd.mkdir()
+    (wd / "pyproject.toml").symlink_to(engine.ROOT / "pyproject.toml")  # an older work copy
+    engine.work_dir(tmp_path)
+    assert not (wd / "pyproject.toml").is_symlink() and not (wd / "uv.lock").exists()
+    assert (wd / ".venv").resolve() == (engine.ROOT / ".venv").resolve()
+    assert (wd / "__main__.py").exists() and (wd / "Pulumi.yaml").exists()

@@ -62,6 +62,9 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     return dict(data.get("config") or {})
 
 
+NOT_LINKED = ("pyproject.toml", "uv.lock")
+
+
 def work_dir(
     state_dir: Path, stack: str = "local", overrides: Mapping[str, Any] | None = None
 ) -> Path:
@@ -78,11 +81,17 @@ def work_dir(
     # Links into another clone (the state outlives the clone that made it: a deleted temporary
     # clone leaves them dangling) are pointed at this one; links to what this clone no longer
     # has are dropped.
+    # Not pyproject.toml nor uv.lock: with them the language host's uv toolchain runs `uv sync`
+    # in this directory before every run, which reinstalls the checkout's project into the
+    # linked .venv from *this* path (an editable install pointing here, console scripts with
+    # this path's interpreter): a state directory deleted later (a test's) would leave the
+    # checkout's `ray-platform` command and `import cli` broken. Without them the host runs the
+    # program with the .venv's interpreter as it is; `uv sync` in the checkout is the install.
     linked = set()
     for entry in ROOT.iterdir():
         link = wd / entry.name
         is_stack_file = entry.name.startswith("Pulumi.") and entry.name != "Pulumi.yaml"
-        if is_stack_file or entry.name == ".git":
+        if is_stack_file or entry.name in (".git", *NOT_LINKED):
             continue
         linked.add(link.name)
         if link.is_symlink() and os.readlink(link) != str(entry):
