@@ -160,6 +160,30 @@ def _head_pod(core: Any, namespace: str, cluster: str) -> tuple[str, int]:
     )
 
 
+PROXY_THREAD = "Kubernetes port forward proxy"
+"""The name the kubernetes client gives the thread of each forwarded port."""
+
+
+@contextlib.contextmanager
+def quiet_proxy_threads(relay: LocalRelay) -> Iterator[None]:
+    """While forwarding, an exception ending the kubernetes client's proxy thread (the head pod
+    deleted under a stream: SSLEOFError, a closed websocket) is kept as the relay's last error
+    instead of a traceback on stderr: the command then ends with its own one line (exit 6)."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name.startswith(PROXY_THREAD):
+            relay.last_error = " ".join(f"{args.exc_type.__name__}: {args.exc_value}".split())[:200]
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 @contextlib.contextmanager
 def port_forward(namespace: str, cluster: str) -> Iterator[str]:
     """Forward a local port to the head's dashboard; yields its address, closes on exit."""
@@ -188,6 +212,11 @@ def port_forward(namespace: str, cluster: str) -> Iterator[str]:
             return open_stream(*fresh)
 
     relay = LocalRelay(connect)
+    with quiet_proxy_threads(relay):
+        yield from _forwarding(relay, namespace, head)
+
+
+def _forwarding(relay: LocalRelay, namespace: str, head: list[tuple[str, int]]) -> Iterator[str]:
     try:
         yield relay.address
     except CliError as e:

@@ -651,3 +651,30 @@ def test_a_stack_that_does_not_exist_is_one_line(
         "(`pulumi stack ls` lists the stacks there; check --stack, or PULUMI_BACKEND_URL)"
     ], r.err
     assert json.loads(record.read_text())["argv"][-2:] == ["--stack", "nope"]
+
+
+def test_a_proxy_thread_dying_with_the_head_leaves_no_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kubernetes client's port-forward thread raises when the head pod goes away under a
+    stream (SSLEOFError): the command must still end with its own single line, so the error is
+    kept as the relay's last error; other threads' errors still reach the hook before it."""
+    reported: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.thread.name))
+    before = threading.excepthook
+    relay = dashboard.LocalRelay(lambda: (_ for _ in ()).throw(OSError("unused")))
+
+    def die() -> None:
+        raise ConnectionResetError("EOF occurred in violation of protocol")
+
+    try:
+        with dashboard.quiet_proxy_threads(relay):
+            for name in (f"{dashboard.PROXY_THREAD}: 8265", "someone else"):
+                t = threading.Thread(target=die, name=name)
+                t.start()
+                t.join()
+    finally:
+        relay.close()
+    assert reported == ["someone else"]
+    assert relay.last_error == "ConnectionResetError: EOF occurred in violation of protocol"
+    assert threading.excepthook is before
