@@ -23,6 +23,13 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "Namespace"): ("/api/v1", "namespaces", False),
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts", True),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
+    ("v1", "Secret"): ("/api/v1", "secrets", True),
+    ("batch/v1", "Job"): ("/apis/batch/v1", "jobs", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): (
+        "/apis/networking.k8s.io/v1",
+        "networkpolicies",
+        True,
+    ),
     ("v1", "PersistentVolume"): ("/api/v1", "persistentvolumes", False),
     ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): (
@@ -123,9 +130,14 @@ class Kube:
         """The object at `path`, or None if it does not exist."""
         return self._request("GET", path)
 
-    def apply(self, obj: dict[str, Any], manager: str = "ray-platform-bench") -> dict[str, Any]:
-        """Server-side apply `obj` (forcing conflicts, as a sole owner would)."""
+    def apply(
+        self, obj: dict[str, Any], manager: str = "ray-platform-bench", *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply `obj` (forcing conflicts, as a sole owner would); `dry_run`: the
+        API server validates and answers without storing anything."""
         path = f"{object_path(obj)}?fieldManager={manager}&force=true"
+        if dry_run:
+            path += "&dryRun=All"
         body = json.dumps(obj).encode()
         result = self._request("PATCH", path, body, "application/apply-patch+yaml")
         assert result is not None
