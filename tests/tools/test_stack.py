@@ -73,32 +73,11 @@ def test_a_damaged_record_means_unknown(tmp_path: Path) -> None:
     assert stack.recorded_identity(tmp_path, "local") == "uid-1"
 
 
-class _KubeSystem(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path == "/api/v1/namespaces/kube-system":
-            body = json.dumps({"metadata": {"name": "kube-system", "uid": "uid-live"}}).encode()
-            self.send_response(200)
-        else:
-            body = b"{}"
-            self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def api() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _KubeSystem)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    kube_system = {"metadata": {"name": "kube-system", "uid": "uid-live"}}
+    with _api({"/api/v1/namespaces/kube-system": kube_system}) as server:
+        yield server
 
 
 def _kubeconfig(path: Path, server: str) -> Path:
