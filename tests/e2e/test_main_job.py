@@ -186,3 +186,58 @@ def test_up_gives_the_local_stack_a_real_bucket_and_down_stops_it(dirs: Dirs) ->
     assert not localcluster.status(dirs.cluster).recorded
     assert minio_processes(dirs.cluster) == []
     assert not (dirs.cluster / "objectstore.json").exists()
+
+
+def _as_if_killed_creating(checkpoint: Path, kind: str) -> str:
+    """Rewrite the file backend's checkpoint as a run killed while creating the one `kind`
+    resource leaves it: that create pending, it and what depends on it unknown to the state
+    (never registered). Returns the pending resource's URN."""
+    data = json.loads(checkpoint.read_text())
+    latest = data["checkpoint"]["latest"]
+    resources = latest["resources"]
+    (target,) = [r for r in resources if r["type"] == kind]
+    gone = {target["urn"]}
+    changed = True
+    while changed:  # everything that depends on a dropped resource was not created either
+        changed = False
+        for r in resources:
+            needs = set(r.get("dependencies") or []) | {r.get("parent")}
+            for deps in (r.get("propertyDependencies") or {}).values():
+                needs |= set(deps)
+            if r["urn"] not in gone and needs & gone:
+                gone.add(r["urn"])
+                changed = True
+    latest["resources"] = [r for r in resources if r["urn"] not in gone]
+    latest["pending_operations"] = [{"resource": target, "type": "creating"}]
+    checkpoint.write_text(json.dumps(data))
+    return str(target["urn"])
+
+
+def test_a_claim_whose_create_was_killed_is_made_again_on_the_same_volume(dirs: Dirs) -> None:
+    """The killed run's claim was already bound when it died: recovery deletes it (the state
+    does not know it), which leaves the retained volume Released, naming the deleted claim. The
+    next up's claim must bind to that volume again, not wait for it until the provider's timeout
+    (found by the faults tier in CI: `up` failed after 5 minutes)."""
+    ok(job("up", dirs))
+    kube = Kube(localcluster.kubeconfig(dirs.cluster))
+    claim_path = f"/api/v1/namespaces/{NS}/persistentvolumeclaims/ray-shared"
+    claim = kube.get(claim_path)
+    assert claim is not None and claim["status"]["phase"] == "Bound"
+    volume = claim["spec"]["volumeName"]
+    (checkpoint,) = dirs.state.glob(".pulumi/stacks/*/local.json")
+    _as_if_killed_creating(checkpoint, "kubernetes:core/v1:PersistentVolumeClaim")
+
+    run = ok(job("up", dirs))
+    assert "deleted PersistentVolumeClaim ray/ray-shared (its create never finished)" in run.stderr
+    assert f"PersistentVolume {volume} is bindable again" in run.stderr
+    again = kube.get(claim_path)
+    assert again is not None and again["metadata"]["uid"] != claim["metadata"]["uid"]
+    assert again["status"]["phase"] == "Bound" and again["spec"]["volumeName"] == volume
+    pv = kube.get(f"/api/v1/persistentvolumes/{volume}")
+    assert pv is not None and pv["spec"]["claimRef"]["uid"] == again["metadata"]["uid"]
+    # One volume, and the state knows every object again.
+    volumes = [v["metadata"]["name"] for v in kube.items("/api/v1/persistentvolumes")]
+    assert volumes == [volume]
+    missing = [urn for urn, path in state_objects(dirs.state).items() if kube.get(path) is None]
+    assert missing == []
+    assert any(urn.endswith("::shared-pvc") for urn in state_objects(dirs.state))

@@ -188,3 +188,29 @@ def _ctrl_c_cases(sig: Any) -> None:
     with recovery.engine_owns_ctrl_c():
         pass
     assert sig.getsignal(sig.SIGINT) is sig.default_int_handler
+
+
+def test_a_retained_volume_of_a_deleted_claim_is_made_bindable_again_and_only_that() -> None:
+    """Deleting the claim a killed run was creating leaves its volume Released, naming the dead
+    claim's uid: the next up's claim of the same name would never bind."""
+    released = {
+        "spec": {
+            "persistentVolumeReclaimPolicy": "Retain",
+            "claimRef": {
+                "namespace": "ray",
+                "name": "ray-shared",
+                "uid": "u1",
+                "resourceVersion": "7",
+            },
+        }
+    }
+    assert recovery.reopen_retained_volume(released, "u1") == [
+        {"op": "test", "path": "/spec/claimRef/uid", "value": "u1"},
+        {"op": "remove", "path": "/spec/claimRef/uid"},
+        {"op": "remove", "path": "/spec/claimRef/resourceVersion"},
+    ]
+    # Bound to another claim since, or a volume whose reclaim would delete the data: untouched.
+    assert recovery.reopen_retained_volume(released, "u2") is None
+    deleting = {"spec": {**released["spec"], "persistentVolumeReclaimPolicy": "Delete"}}
+    assert recovery.reopen_retained_volume(deleting, "u1") is None
+    assert recovery.reopen_retained_volume({"spec": {}}, "u1") is None

@@ -446,3 +446,27 @@ def test_the_work_copy_has_no_project_file_so_the_engine_never_resyncs_the_check
     assert not (wd / "pyproject.toml").is_symlink() and not (wd / "uv.lock").exists()
     assert (wd / ".venv").resolve() == (engine.ROOT / ".venv").resolve()
     assert (wd / "__main__.py").exists() and (wd / "Pulumi.yaml").exists()
+
+
+def test_an_engine_failure_names_the_resource_and_its_cause_in_one_line() -> None:
+    """The engine ends a failed up with a multi-error list; "1 error occurred:" alone said
+    nothing (a CI failure showed only that)."""
+    err = auto.CommandError(
+        auto.CommandResult(
+            stdout="Resources:\n    2 errored\n",
+            stderr=(
+                "error: 1 error occurred:\n"
+                "\t* resource ray/ray-shared was not successfully created: timed out\n\n"
+            ),
+            code=255,
+        )
+    )
+    assert stack._reason(err) == (
+        "1 error occurred: resource ray/ray-shared was not successfully created: timed out"
+    )
+    spaced = auto.CommandError(
+        auto.CommandResult(stdout="", stderr="error: 1 error occurred:\n\n    * boom\n", code=255)
+    )
+    assert stack._reason(spaced) == "1 error occurred: boom"
+    plain = auto.CommandError(auto.CommandResult(stdout="", stderr="error: boom\n", code=255))
+    assert stack._reason(plain) == "boom"

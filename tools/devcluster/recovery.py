@@ -18,7 +18,8 @@ file backend that the next run must deal with the supported way:
   its fields unchanged (a new field manager co-owns them), and never for an auto-named one (the
   next `up` names it anew: two PersistentVolumes). So the objects of unfinished creates are
   deleted first (`unfinished_creates` names them from the checkpoint), then the state is
-  refreshed; the next `up` creates them again, owned by the state.
+  refreshed; the next `up` creates them again, owned by the state. A deleted claim leaves its
+  retained volume `Released`; `reopen_retained_volume` makes it bindable again, data kept.
 
 The checkpoint itself is written by the engine with a rename (gocloud's file blob), so a kill
 never leaves a torn state file; the e2e faults tier checks that too.
@@ -158,6 +159,30 @@ def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
             ns = meta.get("namespace")
             found.append(UnfinishedCreate(kind, meta["name"], ns if isinstance(ns, str) else None))
     return found
+
+
+def reopen_retained_volume(pv: Mapping[str, Any], claim_uid: str) -> list[dict[str, Any]] | None:
+    """The JSON patch that makes a Retain volume bindable again after the claim with uid
+    `claim_uid` was deleted (None when the volume is not that claim's, or not retained).
+
+    Deleting a bound claim leaves its static volume `Released` with `claimRef.uid` still naming
+    the deleted claim: a new claim of the same name never binds to it (the next `up` would wait
+    for it until the provider's timeout). Dropping the uid (and the stale resourceVersion) turns it
+    into a volume pre-bound to that claim's namespace/name, which the PV controller binds again;
+    the data stays (Kubernetes' documented way to reuse a Retain volume). The `test` op makes the
+    patch refuse a volume re-bound in between.
+    """
+    spec = pv.get("spec") or {}
+    ref = spec.get("claimRef") or {}
+    if spec.get("persistentVolumeReclaimPolicy") != "Retain" or ref.get("uid") != claim_uid:
+        return None
+    patch: list[dict[str, Any]] = [
+        {"op": "test", "path": "/spec/claimRef/uid", "value": claim_uid},
+        {"op": "remove", "path": "/spec/claimRef/uid"},
+    ]
+    if "resourceVersion" in ref:
+        patch.append({"op": "remove", "path": "/spec/claimRef/resourceVersion"})
+    return patch
 
 
 def pending_operations(deployment: Mapping[str, Any]) -> list[str]:

@@ -377,12 +377,24 @@ def needs_refresh(recorded: str | None, current: str | None, deployed: int) -> b
 
 
 def _reason(err: auto.CommandError) -> str:
-    lines = [
-        ln.split("error:", 1)[1].strip()
-        for ln in str(err).splitlines()
-        if "error:" in ln and "an unhandled error occurred" not in ln
-    ]
-    return lines[0] if lines else "see the engine output above"
+    """The engine's first error line; a "N errors occurred:" header with the `* …` items under
+    it (else the one line would name no resource and no cause)."""
+    lines = str(err).splitlines()
+    for i, line in enumerate(lines):
+        if "error:" not in line or "an unhandled error occurred" in line:
+            continue
+        reason = line.split("error:", 1)[1].strip()
+        if reason.endswith("occurred:"):
+            items: list[str] = []
+            for item in lines[i + 1 :]:
+                if not item.strip() and not items:
+                    continue  # the engine's display may put a blank line under the header
+                if not item.strip().startswith("*"):
+                    break
+                items.append(item.strip().lstrip("* ").strip())
+            reason = f"{reason} {'; '.join(items)}" if items else reason
+        return reason
+    return "see the engine output above"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -602,25 +614,66 @@ def delete_unfinished(kubeconfig: Path, unfinished: list[recovery.UnfinishedCrea
 
     from tools.build import ensure
 
-    kubectl = ensure(["kubectl"])["kubectl"]
+    kubectl = [str(ensure(["kubectl"])["kubectl"]), f"--kubeconfig={kubeconfig}"]
+
+    def run(*args: str, what: str) -> str:
+        done = subprocess.run([*kubectl, *args], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise localcluster.LocalClusterError(
+                f"cannot {what} left by the killed run: " + " ".join(done.stderr.split())[:200]
+            )
+        return done.stdout
+
     for obj in unfinished:
-        argv = [
-            str(kubectl),
-            f"--kubeconfig={kubeconfig}",
+        where = ["-n", obj.namespace] if obj.namespace else []
+        claim: dict[str, Any] = {}
+        if obj.kubectl_resource == "persistentvolumeclaim":
+            found = run(
+                "get",
+                "pvc",
+                obj.name,
+                *where,
+                "-o",
+                "json",
+                "--ignore-not-found",
+                what=f"read {obj.describe()}",
+            )
+            claim = json.loads(found) if found.strip() else {}
+        deleted = run(
             "delete",
             obj.kubectl_resource,
             obj.name,
-        ]
-        argv += ["-n", obj.namespace] if obj.namespace else []
-        argv += ["--ignore-not-found", "--wait=true", "--timeout=180s"]
-        run = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise localcluster.LocalClusterError(
-                f"cannot delete {obj.describe()} left by the killed run: "
-                + " ".join(run.stderr.split())[:200]
-            )
-        if run.stdout.strip():
+            *where,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=180s",
+            what=f"delete {obj.describe()}",
+        )
+        if deleted.strip():
             _say(f"deleted {obj.describe()} (its create never finished)")
+        volume = (claim.get("spec") or {}).get("volumeName")
+        if volume:  # the claim was bound: its retained volume must be bindable again
+            found = run(
+                "get",
+                "pv",
+                volume,
+                "-o",
+                "json",
+                "--ignore-not-found",
+                what=f"read PersistentVolume {volume}",
+            )
+            uid = str((claim.get("metadata") or {}).get("uid") or "")
+            patch = recovery.reopen_retained_volume(json.loads(found), uid) if found else None
+            if patch:
+                run(
+                    "patch",
+                    "pv",
+                    volume,
+                    "--type=json",
+                    f"-p={json.dumps(patch)}",
+                    what=f"reopen PersistentVolume {volume}",
+                )
+                _say(f"PersistentVolume {volume} is bindable again by {obj.describe()} (data kept)")
 
 
 def release_stale_locks(stack: auto.Stack, state: Path, stack_name: str) -> bool:
