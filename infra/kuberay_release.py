@@ -12,11 +12,14 @@ import base64
 import hashlib
 import io
 import os
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -110,6 +113,83 @@ def crd_yaml(version: str) -> str:
     with zipfile.ZipFile(io.BytesIO(module_zip(version))) as zf:
         docs = [zf.read(prefix + name).decode() for name in crd_files(version)]
     return "\n---\n".join(doc.strip().removeprefix("---").strip() for doc in docs) + "\n"
+
+
+CHART_DIR = ".kuberay-crds"
+"""Where the program writes the CRDs' chart, relative to its working directory (the project
+directory, which is also the Kubernetes provider's): the Helm release names the chart by this
+relative path, so the same CRDs give the same inputs on every machine."""
+CHART_NAME = "kuberay-crds"
+
+
+def crd_digest(version: str) -> str:
+    """SHA-256 of the release's CRDs (the text `crd_yaml` returns)."""
+    return hashlib.sha256(crd_yaml(version).encode()).hexdigest()
+
+
+def chart_version(version: str) -> str:
+    """The CRD chart's SemVer: the KubeRay release, with the CRDs' digest as build metadata, so
+    any change to their content is a new chart version (which is what the release diffs)."""
+    return f"{version}+crds.{crd_digest(version)[:16]}"
+
+
+def _chart_files(version: str) -> dict[str, str]:
+    """The chart, file by file: Chart.yaml and each CRD file of the release as a template."""
+    prefix = f"{MODULE}@v{version}/{CRD_DIR}"
+    files = {
+        "Chart.yaml": yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": CHART_NAME,
+                "description": (
+                    f"The CRDs of KubeRay v{version} ({MODULE}, {CRD_DIR}), unchanged; "
+                    "written by the ray-platform program."
+                ),
+                "type": "application",
+                "version": chart_version(version),
+                "appVersion": version,
+            },
+            sort_keys=False,
+        ),
+    }
+    with zipfile.ZipFile(io.BytesIO(module_zip(version))) as zf:
+        for name in crd_files(version):
+            text = zf.read(prefix + name).decode()
+            # Templates go through Helm's template engine: upstream's CRDs hold no actions.
+            if "{{" in text:
+                raise ReleaseError(f"KubeRay v{version} {name} holds a template action ({{{{)")
+            files[f"templates/{name}"] = text
+    return files
+
+
+def crd_chart(version: str, project_dir: Path | None = None) -> tuple[str, str]:
+    """Write (once) a Helm chart holding the release's CRDs under `project_dir` (default: the
+    working directory); return its path relative to it (`./.kuberay-crds/<chart version>`) and
+    its version.
+
+    The program installs the CRDs as this chart's Helm release rather than one Pulumi resource
+    per CRD: the release's inputs are a path and a version (the digest of the CRDs), so an
+    unchanged run diffs a few strings instead of ~1.2 MB of CRDs, and the state holds no copy of
+    them (bench/README.md, issue 18). Written to a temporary directory and renamed into place, so
+    concurrent runs never see half a chart."""
+    root = (project_dir or Path.cwd()) / CHART_DIR
+    name = chart_version(version).replace("+", "_")
+    target = root / name
+    if not (target / "Chart.yaml").is_file():
+        files = _chart_files(version)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            for rel, text in files.items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_text(text)
+            tmp.rename(target)
+        except OSError:
+            if not (target / "Chart.yaml").is_file():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return f"./{CHART_DIR}/{name}", chart_version(version)
 
 
 @cache

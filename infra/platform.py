@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 import contract.outputs as out
 from components.kuberay.jupyter import token_digest
-from components.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
+from components.kuberay.operator import CrdChart, KubeRayOperator, KubeRayOperatorArgs
 from components.kuberay.ray_cluster import RayCluster, RayClusterArgs
 from components.kuberay.raycluster_inputs import (
     GroupResources,
@@ -116,16 +116,22 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
     # Everything that can fail on a bad setting happens before the first resource is registered.
     try:
         # A provider-managed KubeRay (install: managed) brings its own CRDs.
-        crd_yaml = (
-            ""
+        crd_chart = (
+            None
             if settings.operator.install == "managed"
-            else kuberay_release.crd_yaml(settings.operator.version)
+            else CrdChart(*kuberay_release.crd_chart(settings.operator.version))
         )
     except kuberay_release.ReleaseError as err:
         raise setting_error(
             "operator.version",
             settings.operator.version,
             f"is not a KubeRay release this program can fetch: {err}",
+        ) from None
+    except OSError as err:
+        raise setting_error(
+            "operator.version",
+            settings.operator.version,
+            f"needs its CRDs' chart written in the project directory, which failed: {err}",
         ) from None
     adapter = clouds.adapter_for(settings)
     token = settings.jupyter_token
@@ -150,7 +156,8 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         "kuberay",
         KubeRayOperatorArgs(
             version=op.version,
-            crd_yaml=crd_yaml,
+            crd_chart=crd_chart,
+            crd_release_namespace=namespace_name,
             namespace=op.namespace,
             install=op.install,
             chart_repo=op.chart_repo,

@@ -1,4 +1,4 @@
-"""KubeRayOperator: the KubeRay CRDs (applied by the program) and, optionally, its chart."""
+"""KubeRayOperator: the KubeRay CRDs (a Helm release of a local chart), optionally its chart."""
 
 from __future__ import annotations
 
@@ -14,6 +14,19 @@ from components.options import waiting_child
 
 # The token before it matched the class name; the alias keeps deployed stacks' resources.
 _OLD_TYPE = "ray-platform:kuberay:Operator"
+CRD_RELEASE = "kuberay-crds"
+"""The Helm release name of the CRDs (the operator's chart is `kuberay-operator`)."""
+
+
+@dataclass(frozen=True)
+class CrdChart:
+    """A local Helm chart holding a KubeRay release's CRDs as templates."""
+
+    path: str
+    """Relative to the program's directory (the Kubernetes provider's working directory too), so
+    the same chart is the same input on every machine."""
+    version: str
+    """The chart's SemVer: the KubeRay release, with the CRDs' digest as build metadata."""
 
 
 @dataclass(frozen=True)
@@ -22,8 +35,12 @@ class KubeRayOperatorArgs:
 
     version: str
     """KubeRay release, e.g. 1.5.1: chart version and CRD version."""
-    crd_yaml: str
-    """That release's CRDs (RayCluster, RayJob, RayService) as multi-document YAML."""
+    crd_chart: CrdChart | None
+    """That release's CRDs (RayCluster, RayJob, RayService, RayCronJob) as a local chart
+    (`infra/kuberay_release.py` writes it); None with `install: managed`."""
+    crd_release_namespace: str
+    """Where Helm keeps the CRD release's record (a Secret): a namespace that exists before the
+    component's children and outlives them (the Ray namespace)."""
     namespace: str = "kuberay-system"
     install: Literal["helm", "external", "managed"] = "helm"
     """helm: install the kuberay-operator chart here. external: an operator already runs."""
@@ -55,20 +72,24 @@ def chart_values(args: KubeRayOperatorArgs) -> dict[str, object]:
 
 
 class KubeRayOperator(pulumi.ComponentResource):
-    """CRDs first (server-side applied, upgraded with the version), then the operator.
+    """CRDs first (installed and upgraded with the version), then the operator.
 
     The Kubernetes provider comes through `opts.providers`; `opts.depends_on` reaches every
     Kubernetes object.
 
-    The CRDs are registered by this program rather than hidden in the chart, so that the
-    Kubernetes provider knows RayCluster before any RayCluster is previewed on a fresh cluster,
-    and so that a version bump upgrades them (`helm upgrade` never does: kuberay#3133).
+    The CRDs are this program's own Helm release of a local chart that holds them as templates,
+    not the operator chart's `crds/` (which `helm upgrade` never upgrades: kuberay#3133): a
+    version bump is a new chart version, so an upgrade. One release rather than a Pulumi resource
+    per CRD because the four CRDs are ~1.2 MB: as resources they were checked, diffed and stored
+    in full on every run (~14 s of a 17 s no-op `up`, bench/README.md); the release's inputs are
+    a chart path and a version that carries the CRDs' digest. Every custom resource has an
+    explicit namespace, so a preview on a cluster without the CRDs needs no CRD knowledge.
     """
 
-    crds: k8s.yaml.v2.ConfigGroup | None
-    """The CRDs (none when the cluster's provider manages KubeRay). A RayCluster depends on the
-    component itself: Pulumi expands a dependency on a component to all its children (the CRDs
-    and, when installed, the operator's namespace and release)."""
+    crds: k8s.helm.v3.Release | None
+    """The CRDs' release (none when the cluster's provider manages KubeRay). A RayCluster
+    depends on the component itself: Pulumi expands a dependency on a component to all its
+    children (the CRDs and, when installed, the operator's namespace and release)."""
 
     def __init__(
         self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None
@@ -78,16 +99,23 @@ class KubeRayOperator(pulumi.ComponentResource):
         )
         super().__init__("ray-platform:kuberay:KubeRayOperator", name, None, opts)
         self.crds = None
-        if args.install == "managed":
+        if args.install == "managed" or args.crd_chart is None:
             # The provider's add-on owns the operator and the CRDs: applying ours would fight
             # its field manager, and deleting them would delete every RayCluster in the cluster.
             self.register_outputs({})
             return
-        # CRDs are ~1 MB each: too big for client-side apply's last-applied annotation
-        # (kuberay#410); the provider applies them server-side.
-        self.crds = k8s.yaml.v2.ConfigGroup(
+        # CRDs are ~300 KB each: too big for client-side apply's last-applied annotation
+        # (kuberay#410); Helm keeps its record of them in a Secret (~220 KB gzipped) instead,
+        # and waits for each to be Established.
+        self.crds = k8s.helm.v3.Release(
             f"{name}-crds",
-            yaml=args.crd_yaml,
+            name=CRD_RELEASE,
+            chart=args.crd_chart.path,
+            # What the release diffs: a new digest is a new version, so `helm upgrade`.
+            version=args.crd_chart.version,
+            namespace=args.crd_release_namespace,
+            # Each revision's record holds the whole manifest: keep a few.
+            max_history=3,
             opts=waiting_child(self, opts, retain_on_delete=args.retain_crds),
         )
         if args.install == "helm":

@@ -162,6 +162,30 @@ def test_the_objects_of_unfinished_creates_are_named_from_the_checkpoint() -> No
     assert found[1].describe() == "RayCluster ray/ray"
 
 
+def test_a_helm_release_cut_short_leaves_its_record_to_delete() -> None:
+    """A Helm install killed mid-way leaves its release record (status pending-install): the
+    next install would refuse the name. Deleting the record lets it take over what the release
+    had made (they carry Helm's ownership annotations)."""
+    deployment = {
+        "pending_operations": [
+            {
+                "type": "creating",
+                "resource": {
+                    "urn": "urn:pulumi:local::ray-platform::kubernetes:helm.sh/v3:Release::c",
+                    "type": "kubernetes:helm.sh/v3:Release",
+                    "inputs": {"name": "kuberay-crds", "namespace": "ray", "chart": "./c"},
+                },
+            }
+        ]
+    }
+    (found,) = recovery.unfinished_creates(deployment)
+    assert (found.kubectl_resource, found.name, found.namespace) == (
+        "secret",
+        "sh.helm.release.v1.kuberay-crds.v1",
+        "ray",
+    )
+
+
 def test_ctrl_c_while_the_engine_runs_waits_for_it_then_says_so() -> None:
     import signal as sig
 

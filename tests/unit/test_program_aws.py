@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import rpc
 
+from infra import kuberay_release
 from infra.settings import SettingsError
 from tools.testing.pulumi_mocks import (
     TEST_SECRETS,
@@ -396,7 +399,7 @@ def test_kubernetes_objects_use_the_eks_provider(aws_run: ProgramRun) -> None:
 
 
 def test_operator_chart_pinned_without_its_crds(aws_run: ProgramRun) -> None:
-    release = aws_run.one("kubernetes:helm.sh/v3:Release")
+    release = aws_run.one("kubernetes:helm.sh/v3:Release", "kuberay-release")
     inputs = release.inputs
     assert inputs["chart"] == "kuberay-operator" and inputs["version"] == "1.6.1"
     assert inputs["repositoryOpts"] == {"repo": "https://ray-project.github.io/kuberay-helm/"}
@@ -407,20 +410,38 @@ def test_operator_chart_pinned_without_its_crds(aws_run: ProgramRun) -> None:
     assert inputs["values"]["singleNamespaceInstall"] is True
     resources = inputs["values"]["resources"]
     assert resources["requests"] == resources["limits"]
-    crds = aws_run.one("kubernetes:yaml/v2:ConfigGroup")
+    crds = aws_run.one("kubernetes:helm.sh/v3:Release", "kuberay-crds")
     assert crds.urn in release.dependencies
 
 
 def test_crds_are_the_pinned_release_and_come_before_the_raycluster(
     aws_run: ProgramRun,
 ) -> None:
-    crds = aws_run.one("kubernetes:yaml/v2:ConfigGroup")
-    text = crds.inputs["yaml"]
-    for plural in ("rayclusters", "rayjobs", "rayservices"):
+    """The CRDs are a Helm release of a chart the program writes: every CRD file of the pinned
+    KubeRay release as a template, unchanged, and a chart version carrying their digest (what
+    the release diffs), named by a path relative to the project directory."""
+    crds = aws_run.one("kubernetes:helm.sh/v3:Release", "kuberay-crds")
+    inputs = crds.inputs
+    assert inputs["name"] == "kuberay-crds" and inputs["namespace"] == "ray"
+    assert inputs["version"] == kuberay_release.chart_version("1.6.1")
+    assert inputs["version"].startswith("1.6.1+crds.")
+    assert inputs["chart"].startswith("./.kuberay-crds/1.6.1_crds.")
+    chart = Path.cwd() / inputs["chart"]
+    chart_yaml = yaml.safe_load((chart / "Chart.yaml").read_text())
+    assert chart_yaml["version"] == inputs["version"] and chart_yaml["appVersion"] == "1.6.1"
+    templates = sorted(p.name for p in (chart / "templates").iterdir())
+    assert templates == kuberay_release.crd_files("1.6.1")
+    text = "\n---\n".join(
+        (chart / "templates" / name).read_text().strip().removeprefix("---").strip()
+        for name in templates
+    )
+    assert text + "\n" == kuberay_release.crd_yaml("1.6.1")
+    for plural in ("rayclusters", "rayjobs", "rayservices", "raycronjobs"):
         assert f"name: {plural}.ray.io" in text
+    assert "values" not in inputs and "repositoryOpts" not in inputs
     rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
     assert crds.urn in rc.dependencies
-    release = aws_run.one("kubernetes:helm.sh/v3:Release")
+    release = aws_run.one("kubernetes:helm.sh/v3:Release", "kuberay-release")
     assert release.urn in rc.dependencies
 
 
@@ -576,8 +597,9 @@ def test_prod_keeps_the_bucket_guards_and_crds_with_the_bucket() -> None:
     ):
         reg = prod.one(typ)
         assert reg.protect and reg.retain_on_delete, typ
-    assert prod.one("kubernetes:yaml/v2:ConfigGroup").retain_on_delete
-    assert not cached_run("dev").one("kubernetes:yaml/v2:ConfigGroup").retain_on_delete
+    assert prod.one("kubernetes:helm.sh/v3:Release", "kuberay-crds").retain_on_delete
+    dev_crds = cached_run("dev").one("kubernetes:helm.sh/v3:Release", "kuberay-crds")
+    assert not dev_crds.retain_on_delete
 
 
 def test_namespaced_objects_wait_for_the_namespace(aws_run: ProgramRun) -> None:
@@ -653,7 +675,7 @@ def test_component_options_arrive_through_opts(aws_run: ProgramRun) -> None:
     provider = aws_run.one("pulumi:providers:kubernetes")
     raycluster = aws_run.one("kubernetes:ray.io/v1:RayCluster")
     assert raycluster.provider.startswith(provider.urn)
-    release = aws_run.one("kubernetes:helm.sh/v3:Release")
+    release = aws_run.one("kubernetes:helm.sh/v3:Release", "kuberay-release")
     claim = aws_run.one("kubernetes:core/v1:PersistentVolumeClaim")
     assert {release.urn, claim.urn} <= set(raycluster.dependencies)
     sa = aws_run.one("kubernetes:core/v1:ServiceAccount", "ray-irsa-sa-ray-head")

@@ -739,8 +739,7 @@ def test_ray_addon_cluster_with_managed_operator_installs_no_kuberay_and_no_crds
     read = _live_crd(monkeypatch, kuberay_release.crd("1.6.1"))
     run = run_program("gke-dev", _config("gke-dev", _managed), mocks=GkeMocks(**_ray_addon()))
     assert read == ["ml-dev"]
-    assert not run.of_type("kubernetes:helm.sh/v3:Release")
-    assert not run.of_type("kubernetes:yaml/v2:ConfigGroup")
+    assert not run.of_type("kubernetes:helm.sh/v3:Release")  # neither the operator nor the CRDs
     assert run.one("kubernetes:ray.io/v1:RayCluster")
 
 

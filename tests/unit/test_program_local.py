@@ -58,8 +58,8 @@ def test_local_shared_volume_is_hostpath_rwx() -> None:
 
 def test_local_operator_is_external_but_crds_are_managed() -> None:
     run = cached_run("local")
-    assert not run.of_type("kubernetes:helm.sh/v3:Release")
-    crds = run.one("kubernetes:yaml/v2:ConfigGroup")
+    (crds,) = run.of_type("kubernetes:helm.sh/v3:Release")  # the CRDs' release, no operator chart
+    assert crds.name == "kuberay-crds"
     assert crds.urn in run.one("kubernetes:ray.io/v1:RayCluster").dependencies
 
 

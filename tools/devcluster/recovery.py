@@ -143,6 +143,10 @@ class UnfinishedCreate:
         return f"{kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
 
+HELM_RECORD = "kubernetes:core/v1:Secret"
+"""What Helm keeps a release revision in (`sh.helm.release.v1.<name>.v<revision>`)."""
+
+
 def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
     """The Kubernetes objects of the checkpoint's pending creates, by the name the provider gave
     them (an auto-named object's name is in its checked inputs, so it can be found again)."""
@@ -152,9 +156,18 @@ def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
         kind = str(resource.get("type") or "")
         if op.get("type") != "creating" or not kind.startswith("kubernetes:"):
             continue
-        if kind.startswith(("kubernetes:helm.sh/", "kubernetes:yaml")):
-            continue  # not one object: a Helm release or a group of manifests
-        meta = (resource.get("inputs") or {}).get("metadata") or {}
+        inputs = resource.get("inputs") or {}
+        if kind.startswith("kubernetes:helm.sh/"):
+            # Helm's record of a release whose install was cut short (pending-install): gone,
+            # the next install takes over what the release made (Helm's ownership annotations)
+            # instead of refusing a name "still in use".
+            name, ns = inputs.get("name"), inputs.get("namespace")
+            if isinstance(name, str) and isinstance(ns, str):
+                found.append(UnfinishedCreate(HELM_RECORD, f"sh.helm.release.v1.{name}.v1", ns))
+            continue
+        if kind.startswith("kubernetes:yaml"):
+            continue  # not one object: a group of manifests
+        meta = inputs.get("metadata") or {}
         if isinstance(meta.get("name"), str):
             ns = meta.get("namespace")
             found.append(UnfinishedCreate(kind, meta["name"], ns if isinstance(ns, str) else None))

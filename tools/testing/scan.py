@@ -41,11 +41,11 @@ SCANNER_PROJECT = ROOT / "tools" / "testing" / "scanner"
 STACKS = ("dev", "prod", "local", "gke-dev", "gke-prod")
 RAYCLUSTER = "kubernetes:ray.io/v1:RayCluster"
 NOT_SCANNED = {
-    # The KubeRay CRDs: upstream's schema documents, not workloads; checkov has no checks for them.
-    "kubernetes:yaml/v2:ConfigGroup",
-    # The kuberay-operator chart: its manifests are upstream's, and the chart renders remotely
-    # (fetched from the Helm repository at deploy time), so there is nothing local to scan. What
-    # the program controls (values) is asserted by the unit and policy tiers.
+    # Helm releases. The kuberay-operator chart: its manifests are upstream's, and the chart
+    # renders remotely (fetched from the Helm repository at deploy time), so there is nothing
+    # local to scan; what the program controls (values) is asserted by the unit and policy tiers.
+    # The KubeRay CRDs' chart: upstream's schema documents, not workloads; checkov has no checks
+    # for them.
     "kubernetes:helm.sh/v3:Release",
 }
 PLACEHOLDER = "placeholder-unknown-under-mocks"
