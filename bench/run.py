@@ -8,8 +8,9 @@ Cold: from an empty cluster (namespaces, CRDs, ServiceAccounts, Secret, ConfigMa
 NetworkPolicy, RayCluster). No-op: the same again with nothing to change. Preview: `preview` of
 the unchanged stack, against a dry-run server-side apply of every object (`dryRun=All`). The SSA
 baseline sends exactly the objects the stack created (taken from its state, secrets in plain
-text), in dependency order, from one Python process, and waits for what the provider waits for
-(each CRD Established, the PVC Bound).
+text, the CRDs from the chart of their Helm release), in dependency order, from one Python
+process, and waits for what the provider waits for (each CRD Established, the PV Available, the
+PVC Bound).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tools.devcluster import engine, localcluster
 from tools.devcluster.kube import Kube, object_path
@@ -70,6 +73,11 @@ def _objects(eng: engine.Engine, work_dir: Path) -> list[dict[str, Any]]:
         inputs = _plain(r.get("inputs") or {})
         if r.get("custom") and inputs.get("kind") in ORDER:
             objs.append({k: v for k, v in inputs.items() if not k.startswith("__")})
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and inputs.get("name") == "kuberay-crds":
+            # The CRDs' release: the objects are its chart's templates (the CRDs, verbatim).
+            templates = sorted((work_dir / inputs["chart"] / "templates").glob("*.yaml"))
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # 4 MB: libyaml's parser
+            objs.extend(yaml.load(path.read_text(), Loader=loader) for path in templates)
     return sorted(objs, key=lambda o: ORDER.index(o["kind"]))
 
 
@@ -101,6 +109,10 @@ def _established(crd: dict[str, Any]) -> bool:
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
+def _available(pv: dict[str, Any]) -> bool:
+    return (pv.get("status") or {}).get("phase") in ("Available", "Bound")
+
+
 def _bound(pvc: dict[str, Any]) -> bool:
     return bool((pvc.get("status") or {}).get("phase") == "Bound")
 
@@ -109,8 +121,9 @@ def _server_side_apply(
     kube: Kube, objects: list[dict[str, Any]], *, dry_run: bool = False
 ) -> dict[str, float]:
     """Apply in dependency order and wait for what the provider waits for: every CRD
-    Established before the first custom resource, the PVC Bound (waited for last, so the volume
-    controller's binding overlaps the other applies, as the engine's parallel steps overlap it).
+    Established before the first custom resource, the PV Available before its claim is applied
+    (the provider's PV await, which orders them the same way), the PVC Bound (waited for last,
+    so the binding overlaps the other applies, as the engine's parallel steps overlap it).
     `dry_run`: validate every object, store nothing (the analog of a preview). Returns seconds
     per kind, and per wait."""
     spent: dict[str, float] = {}
@@ -136,6 +149,8 @@ def _server_side_apply(
                 lambda: wait_ready("CustomResourceDefinition", _established),
             )
             crds_ready = True
+        if obj["kind"] == "PersistentVolumeClaim" and not dry_run:
+            timed("wait: PV Available", lambda: wait_ready("PersistentVolume", _available))
         timed(obj["kind"], lambda o=obj: kube.apply(o, dry_run=dry_run))
     if not dry_run:
         timed("wait: PVC Bound", lambda: wait_ready("PersistentVolumeClaim", _bound))

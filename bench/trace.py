@@ -1,21 +1,25 @@
 """Where the time of `pulumi up` / `preview` of the local stack goes: the engine's own trace.
 
-    uv run python -m bench.trace [--out DIR]     # starts a local control plane, like bench.run
-    uv run python -m bench.trace --analyse DIR   # summarise saved traces again (no cluster)
+    uv run python -m bench.trace [--out DIR] [--runs N]  # a local control plane, as bench.run
+    uv run python -m bench.trace --analyse DIR           # summarise saved traces (no cluster)
 
-On one fresh local control plane (as `bench.run`): a warm-up `up`, then the CLI itself (what the
-Automation API's `stack.up()` runs, without its follow-up commands, timed on their own) with the
-engine's OpenTelemetry export (`--otel-traces file://…`, the JSON form of `--tracing`):
+On one fresh local control plane (as `bench.run`), with the CLI itself (what the Automation
+API's `stack.up()` runs, without its follow-up commands, timed on their own) and the engine's
+OpenTelemetry export (`--otel-traces file://…`, the JSON form of the spans `--tracing` records):
 
+- a preview on the cluster that never saw KubeRay (it must plan creates only and create no CRD),
+  then a warm-up `up`;
 - `up`, no-op, and `preview` of the unchanged stack;
-- `destroy` (not traced), then `up` cold;
+- N times: `destroy` (not traced), `up` cold, and a no-op right after it;
 - the commands `stack.up()` runs after `up` (`stack output --json`, the same `--show-secrets`,
   `stack history --json`) and a bare `pulumi version`;
+- one more `up` (it must change nothing), and `destroy` (it must leave no CRD, namespace or
+  volume of the stack);
 - the checkpoint's size, per resource.
 
 Each trace is saved as `<case>.json` in DIR with `walls.json`; the summary lists, per case, the
-engine's phases (stack load, plugin start-up, the program's run, the provider's calls per
-resource type, the snapshot writes) from the spans.
+run cut into phases (CLI start, checkpoint read, Python start, provider start, registrations,
+shutdown) and the spans that cover the most time.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CASES = ("cold", "noop", "preview")
+CASES = ("noop", "preview", "cold")
+CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io"
+BUILTIN_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 
 
 @dataclass(frozen=True)
@@ -237,7 +243,24 @@ def checkpoint_sizes(state: Path) -> dict[str, Any]:
     }
 
 
-def measure(out: Path) -> dict[str, float]:
+def leftovers(kube: Any) -> list[str]:
+    """What a destroyed stack left: KubeRay CRDs, namespaces, volumes (namespaces still
+    terminating are waited for)."""
+    kube.wait(
+        "the stack's namespaces to go",
+        lambda: (
+            {n["metadata"]["name"] for n in kube.items("/api/v1/namespaces")} <= BUILTIN_NAMESPACES
+        ),
+        300,
+    )
+    crds = kube.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    return [
+        *(f"CRD {c['metadata']['name']}" for c in crds if c["spec"]["group"] == "ray.io"),
+        *(f"PV {v['metadata']['name']}" for v in kube.items("/api/v1/persistentvolumes")),
+    ]
+
+
+def measure(out: Path, runs: int = 1) -> dict[str, float]:
     from bench.run import _wait_gone
     from tools.devcluster import engine, localcluster
     from tools.devcluster.kube import Kube
@@ -250,6 +273,13 @@ def measure(out: Path) -> dict[str, float]:
         eng = engine.engine(root / "state", kubeconfig)
         wd = engine.work_dir(root / "state")
         stack = engine.local_stack(eng, wd)
+        # The e2e guarantees, checked on the way: a preview on a cluster that never saw KubeRay
+        # plans every create and changes nothing ...
+        start = time.perf_counter()
+        fresh = engine.summary_changes(stack.preview(color="never").change_summary)
+        walls["fresh preview (Automation API)"] = time.perf_counter() - start
+        assert fresh.get("create", 0) >= 10 and set(fresh) == {"create"}, fresh
+        assert kube.get(CRD) is None, "a preview created the RayCluster CRD"
         stack.up(color="never")  # warm-up
         common = ["--stack", "local", "--non-interactive", "--color", "never"]
 
@@ -261,9 +291,12 @@ def measure(out: Path) -> dict[str, float]:
         traced("noop", ["up", "--yes", "--skip-preview"])
         traced("preview", ["preview"])
         (out / "checkpoint.json").write_text(json.dumps(checkpoint_sizes(root / "state"), indent=1))
-        stack.destroy(color="never")
-        _wait_gone(kube)
-        traced("cold", ["up", "--yes", "--skip-preview"])
+        for i in range(runs):
+            stack.destroy(color="never")
+            _wait_gone(kube)
+            traced("cold" if i == 0 else f"cold-{i + 1}", ["up", "--yes", "--skip-preview"])
+            # Right after CRDs were created: the API server builds its OpenAPI document anew.
+            traced(f"noop-after-cold-{i + 1}", ["up", "--yes", "--skip-preview"])
         for name, args in {
             "version": ["version"],
             "stack output": ["stack", "output", "--json", *common],
@@ -277,8 +310,13 @@ def measure(out: Path) -> dict[str, float]:
             "stack history": ["stack", "history", "--json", *common],
         }.items():
             walls[name], _ = _pulumi(eng.env, wd, args)
+        # ... an up right after a cold one changes nothing ...
+        again = engine.summary_changes(stack.up(color="never").summary.resource_changes)
+        assert again == {}, f"a second up changed {again}"
         (out / "walls.json").write_text(json.dumps(walls, indent=1))
+        # ... and destroy leaves nothing of the stack's behind.
         stack.destroy(color="never")
+        assert leftovers(kube) == [], leftovers(kube)
     finally:
         localcluster.down(root / "cluster")
     return walls
@@ -288,10 +326,10 @@ def analyse(out: Path) -> str:
     walls_path = out / "walls.json"
     walls = json.loads(walls_path.read_text()) if walls_path.exists() else {}
     text = [f"walls (s): {json.dumps({k: round(v, 2) for k, v in walls.items()})}\n"]
-    for case in CASES:
-        path = out / f"{case}.json"
-        if path.exists():
-            text.append(f"== {case}\n" + summary(spans(path), walls.get(case)))
+    traces = sorted(p for p in out.glob("*.json") if p.stem not in ("walls", "checkpoint"))
+    order = {case: i for i, case in enumerate(CASES)}
+    for path in sorted(traces, key=lambda p: (order.get(p.stem, len(order)), p.stem)):
+        text.append(f"== {path.stem}\n" + summary(spans(path), walls.get(path.stem)))
     cp = out / "checkpoint.json"
     if cp.exists():
         data = json.loads(cp.read_text())
@@ -305,13 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trace")
     parser.add_argument("--out", type=Path, help="where to keep the traces (default: a temp dir)")
     parser.add_argument("--analyse", type=Path, help="summarise the traces in this directory")
+    parser.add_argument("--runs", type=int, default=1, help="cold runs (each a destroy before)")
     args = parser.parse_args(argv)
     if args.analyse:
         print(analyse(args.analyse))
         return 0
     out = args.out or Path(tempfile.mkdtemp(prefix="ray-platform-traces-"))
     out.mkdir(parents=True, exist_ok=True)
-    measure(out)
+    measure(out, args.runs)
     print(f"traces in {out}")
     print(analyse(out))
     return 0
