@@ -470,3 +470,21 @@ def test_an_engine_failure_names_the_resource_and_its_cause_in_one_line() -> Non
     assert stack._reason(spaced) == "1 error occurred: boom"
     plain = auto.CommandError(auto.CommandResult(stdout="", stderr="error: boom\n", code=255))
     assert stack._reason(plain) == "boom"
+
+
+def test_a_stack_from_before_the_crd_release_gets_the_hand_over_hint() -> None:
+    """Helm refuses to adopt the CRDs an earlier version applied: the line says where the
+    one-time hand-over is (README), and an unrelated failure gets no hint."""
+    helm = (
+        "error: 1 error occurred:\n\t* Unable to continue with install: CustomResourceDefinition "
+        '"rayclusters.ray.io" in namespace "" exists and cannot be imported into the current '
+        "release: invalid ownership metadata; label validation error: missing key "
+        '"app.kubernetes.io/managed-by": must be set to "Helm"\n'
+    )
+    lines = stack.engine_failure("up", auto.CommandError(auto.CommandResult("", helm, 255)))
+    assert lines[0].startswith("error: pulumi up failed: 1 error occurred: Unable to continue")
+    assert "README" in lines[1] and "hand them over" in lines[1]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "A stack deployed before the CRDs became a Helm release" in readme
+    other = auto.CommandError(auto.CommandResult("", "error: boom\n", 255))
+    assert stack.engine_failure("preview", other) == ["error: pulumi preview failed: boom"]

@@ -397,6 +397,21 @@ def _reason(err: auto.CommandError) -> str:
     return "see the engine output above"
 
 
+def engine_failure(step: str, err: auto.CommandError) -> list[str]:
+    """What a failed engine command prints: the one error line, and a hint where the cause is
+    one this project knows."""
+    lines = [f"error: pulumi {step} failed: {_reason(err)}"]
+    text = str(err)
+    if "invalid ownership metadata" in text and ".ray.io" in text:
+        # A state from before the CRDs became a Helm release: Helm adopts nothing unlabelled.
+        lines.append(
+            "hint: the KubeRay CRDs were applied by an earlier version of this program; hand "
+            "them over to the kuberay-crds release once (README: 'A stack deployed before the "
+            "CRDs became a Helm release')"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.devcluster.stack", description=(__doc__ or "").split("\n")[0]
@@ -593,7 +608,7 @@ def _run(args: argparse.Namespace, state: Path) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except auto.CommandError as err:  # the engine already printed its diagnostics above
-        print(f"error: pulumi {step} failed: {_reason(err)}", file=sys.stderr)
+        print("\n".join(engine_failure(step, err)), file=sys.stderr)
         return 1
     except readiness.NotReady as err:
         print(f"error: {err}", file=sys.stderr)
