@@ -161,8 +161,13 @@ def local_stack(eng: Engine, work_dir: Path, stack: str = "local") -> auto.Stack
 
 
 def outputs(stack: auto.Stack) -> dict[str, Any]:
-    """The stack's outputs as plain values."""
-    return {k: v.value for k, v in stack.outputs().items()}
+    """The stack's outputs as plain values (two CLI runs: plain, then --show-secrets)."""
+    return plain_outputs(stack.outputs())
+
+
+def plain_outputs(found: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
+    """Outputs as the Automation API returns them (an up's result too), as plain values."""
+    return {k: v.value for k, v in found.items()}
 
 
 def summary_changes(result: Mapping[Any, int] | None) -> dict[str, int]:
