@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -120,76 +121,125 @@ CHART_DIR = ".kuberay-crds"
 directory, which is also the Kubernetes provider's): the Helm release names the chart by this
 relative path, so the same CRDs give the same inputs on every machine."""
 CHART_NAME = "kuberay-crds"
+CHART_FORMAT = "2"
+"""How `_chart_files` turns the release's CRDs into a chart; part of the chart's digest, so a
+change to it is a new chart version (an upgrade), never a directory reused under an old name.
+2: each CRD as compact JSON, Helm's keep policy when the stack retains its CRDs."""
+FILES_DIGEST = "ray-platform/templates-sha256"
+"""Chart.yaml annotation: the SHA-256 of the templates as written, checked on every run."""
+KEEP = {"helm.sh/resource-policy": "keep"}
+"""On each CRD of a stack that retains them (prod): Helm never deletes it, neither on uninstall
+nor when an upgrade's chart lacks it (an older KubeRay without RayCronJob, a `helm rollback`)."""
 
 
-def crd_digest(version: str) -> str:
-    """SHA-256 of the release's CRDs (the text `crd_yaml` returns)."""
-    return hashlib.sha256(crd_yaml(version).encode()).hexdigest()
+def crd_digest(version: str, keep: bool = False) -> str:
+    """SHA-256 of what the chart is made from: the release's CRDs (the text `crd_yaml` returns),
+    the chart format and the keep policy."""
+    recipe = f"format={CHART_FORMAT} keep={keep}\n"
+    return hashlib.sha256((recipe + crd_yaml(version)).encode()).hexdigest()
 
 
-def chart_version(version: str) -> str:
-    """The CRD chart's SemVer: the KubeRay release, with the CRDs' digest as build metadata, so
-    any change to their content is a new chart version (which is what the release diffs)."""
-    return f"{version}+crds.{crd_digest(version)[:16]}"
+def chart_version(version: str, keep: bool = False) -> str:
+    """The CRD chart's SemVer: the KubeRay release, with the chart's digest as build metadata, so
+    any change to what it holds is a new chart version (which is what the release diffs)."""
+    return f"{version}+crds.{crd_digest(version, keep)[:16]}"
 
 
-def _chart_files(version: str) -> dict[str, str]:
-    """The chart, file by file: Chart.yaml and each CRD file of the release as a template."""
+def _templates_digest(templates: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(templates):
+        digest.update(f"{name}\0{len(templates[name])}\0{templates[name]}".encode())
+    return digest.hexdigest()
+
+
+def _chart_files(version: str, keep: bool) -> dict[str, str]:
+    """The chart, file by file: Chart.yaml and each CRD of the release as a template.
+
+    Compact JSON (the same objects as upstream's YAML, which is valid YAML): Helm stores every
+    revision of a release as one Secret holding the rendered manifest *and* the chart's
+    templates, gzipped and base64-encoded, and a Secret holds at most 1 MiB. Upstream's 4 MB of
+    YAML made a ~630 KB record for KubeRay 1.6.1; as JSON it is well under half that (a unit
+    test keeps it under 512 KiB)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # 4 MB: libyaml when it is there
     prefix = f"{MODULE}@v{version}/{CRD_DIR}"
-    files = {
-        "Chart.yaml": yaml.safe_dump(
-            {
-                "apiVersion": "v2",
-                "name": CHART_NAME,
-                "description": (
-                    f"The CRDs of KubeRay v{version} ({MODULE}, {CRD_DIR}), unchanged; "
-                    "written by the ray-platform program."
-                ),
-                "type": "application",
-                "version": chart_version(version),
-                "appVersion": version,
-            },
-            sort_keys=False,
-        ),
-    }
+    templates = {}
     with zipfile.ZipFile(io.BytesIO(module_zip(version))) as zf:
         for name in crd_files(version):
-            text = zf.read(prefix + name).decode()
+            docs = [d for d in yaml.load_all(zf.read(prefix + name), Loader=loader) if d]
+            if len(docs) != 1 or docs[0].get("kind") != "CustomResourceDefinition":
+                raise ReleaseError(f"KubeRay v{version} {name} is not one CRD")
+            crd = docs[0]
+            if keep:
+                meta = crd.setdefault("metadata", {})
+                meta["annotations"] = {**(meta.get("annotations") or {}), **KEEP}
+            text = json.dumps(crd, separators=(",", ":"), sort_keys=True) + "\n"
             # Templates go through Helm's template engine: upstream's CRDs hold no actions.
             if "{{" in text:
                 raise ReleaseError(f"KubeRay v{version} {name} holds a template action ({{{{)")
-            files[f"templates/{name}"] = text
-    return files
+            templates[f"templates/{name}"] = text
+    chart = {
+        "apiVersion": "v2",
+        "name": CHART_NAME,
+        "description": (
+            f"The CRDs of KubeRay v{version} ({MODULE}, {CRD_DIR}) as JSON"
+            f"{', kept by Helm' if keep else ''}; written by the ray-platform program."
+        ),
+        "type": "application",
+        "version": chart_version(version, keep),
+        "appVersion": version,
+        "annotations": {FILES_DIGEST: _templates_digest(templates)},
+    }
+    return {"Chart.yaml": yaml.safe_dump(chart, sort_keys=False), **templates}
 
 
-def crd_chart(version: str, project_dir: Path | None = None) -> tuple[str, str]:
+def _intact(chart: Path) -> bool:
+    """Whether a chart directory holds exactly the templates its Chart.yaml's digest names (a
+    hand-edited or half-deleted chart is written again, not installed)."""
+    try:
+        meta = yaml.safe_load((chart / "Chart.yaml").read_text()) or {}
+        templates = {f"templates/{p.name}": p.read_text() for p in (chart / "templates").iterdir()}
+    except (OSError, yaml.YAMLError):
+        return False
+    expected = (meta.get("annotations") or {}).get(FILES_DIGEST)
+    return bool(templates) and expected == _templates_digest(templates)
+
+
+def crd_chart(version: str, keep: bool = False, project_dir: Path | None = None) -> tuple[str, str]:
     """Write (once) a Helm chart holding the release's CRDs under `project_dir` (default: the
-    working directory); return its path relative to it (`./.kuberay-crds/<chart version>`) and
-    its version.
+    working directory, which Pulumi makes the project directory for the program and the
+    provider alike); return its path relative to it (`./.kuberay-crds/<chart version>`) and its
+    version. `keep`: Helm's keep policy on each CRD (a stack that retains its CRDs).
 
     The program installs the CRDs as this chart's Helm release rather than one Pulumi resource
-    per CRD: the release's inputs are a path and a version (the digest of the CRDs), so an
+    per CRD: the release's inputs are a path and a version (the digest of the chart), so an
     unchanged run diffs a few strings instead of ~1.2 MB of CRDs, and the state holds no copy of
     them (bench/README.md, issue 18). Written to a temporary directory and renamed into place, so
-    concurrent runs never see half a chart."""
+    concurrent runs never see half a chart; an existing chart is checked against its digest."""
     root = (project_dir or Path.cwd()) / CHART_DIR
-    name = chart_version(version).replace("+", "_")
+    version_string = chart_version(version, keep)
+    name = version_string.replace("+", "_")
     target = root / name
-    if not (target / "Chart.yaml").is_file():
-        files = _chart_files(version)
+    if not _intact(target):
+        files = _chart_files(version, keep)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
             for rel, text in files.items():
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_text(text)
+            tmp.chmod(0o755)  # mkdtemp's 0700 would keep it from other users of the checkout
+            if target.exists():  # damaged: moved aside whole, then replaced
+                stale = Path(tempfile.mkdtemp(prefix=f".{name}.stale.", dir=root))
+                target.rename(stale / name)
             tmp.rename(target)
         except OSError:
-            if not (target / "Chart.yaml").is_file():
+            if not _intact(target):
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return f"./{CHART_DIR}/{name}", chart_version(version)
+            for stale in root.glob(f".{name}.stale.*"):
+                shutil.rmtree(stale, ignore_errors=True)
+    return f"./{CHART_DIR}/{name}", version_string
 
 
 @cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -28,6 +29,7 @@ from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
+from infra.settings.errors import SettingsError
 from infra.settings.secrets import secret_setting
 from infra.settings.values import index_host
 
@@ -119,7 +121,10 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
         crd_chart = (
             None
             if settings.operator.install == "managed"
-            else CrdChart(*kuberay_release.crd_chart(settings.operator.version))
+            # Helm's keep policy where the stack retains its CRDs (prod: `stateful.protect`).
+            else CrdChart(
+                *kuberay_release.crd_chart(settings.operator.version, settings.stateful.protect)
+            )
         )
     except kuberay_release.ReleaseError as err:
         raise setting_error(
@@ -127,11 +132,11 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
             settings.operator.version,
             f"is not a KubeRay release this program can fetch: {err}",
         ) from None
-    except OSError as err:
-        raise setting_error(
-            "operator.version",
-            settings.operator.version,
-            f"needs its CRDs' chart written in the project directory, which failed: {err}",
+    except OSError as err:  # not a setting: the checkout the program runs in
+        where = Path(err.filename) if err.filename else Path.cwd() / kuberay_release.CHART_DIR
+        raise SettingsError(
+            f"cannot write the KubeRay CRDs' chart at {where}: {err.strerror or err}; the "
+            "program writes it into the project directory, which must be writable"
         ) from None
     adapter = clouds.adapter_for(settings)
     token = settings.jupyter_token

@@ -104,9 +104,9 @@ class KubeRayOperator(pulumi.ComponentResource):
             # its field manager, and deleting them would delete every RayCluster in the cluster.
             self.register_outputs({})
             return
-        # CRDs are ~300 KB each: too big for client-side apply's last-applied annotation
-        # (kuberay#410); Helm keeps its record of them in a Secret (~220 KB gzipped) instead,
-        # and waits for each to be Established.
+        # CRDs are 200-400 KB each (as JSON): too big for client-side apply's last-applied
+        # annotation (kuberay#410). Helm keeps each revision of the release in a Secret instead
+        # (~270 KB, gzipped), and waits for each CRD to be Established.
         self.crds = k8s.helm.v3.Release(
             f"{name}-crds",
             name=CRD_RELEASE,

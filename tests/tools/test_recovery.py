@@ -162,28 +162,34 @@ def test_the_objects_of_unfinished_creates_are_named_from_the_checkpoint() -> No
     assert found[1].describe() == "RayCluster ray/ray"
 
 
-def test_a_helm_release_cut_short_leaves_its_record_to_delete() -> None:
-    """A Helm install killed mid-way leaves its release record (status pending-install): the
-    next install would refuse the name. Deleting the record lets it take over what the release
-    had made (they carry Helm's ownership annotations)."""
+def test_helm_releases_cut_short_have_their_pending_records_named() -> None:
+    """A Helm install or upgrade killed mid-way leaves its revision's record pending-*: Helm
+    then refuses every later install ("name still in use") or upgrade ("another operation is in
+    progress"). Only v3 Releases of creates and updates; their records by Helm's labels."""
+
+    def op(kind: str, typ: str, name: str) -> dict[str, object]:
+        urn = f"urn:pulumi:local::ray-platform::{typ}::{name}"
+        inputs = {"name": name, "namespace": "ray", "chart": "./c"}
+        return {"type": kind, "resource": {"urn": urn, "type": typ, "inputs": inputs}}
+
+    release = "kubernetes:helm.sh/v3:Release"
     deployment = {
         "pending_operations": [
-            {
-                "type": "creating",
-                "resource": {
-                    "urn": "urn:pulumi:local::ray-platform::kubernetes:helm.sh/v3:Release::c",
-                    "type": "kubernetes:helm.sh/v3:Release",
-                    "inputs": {"name": "kuberay-crds", "namespace": "ray", "chart": "./c"},
-                },
-            }
+            op("creating", release, "kuberay-crds"),
+            op("updating", release, "kuberay-operator"),
+            op("deleting", release, "gone"),  # an uninstall: the next destroy runs it again
+            op("creating", "kubernetes:helm.sh/v4:Chart", "other"),
         ]
     }
-    (found,) = recovery.unfinished_creates(deployment)
-    assert (found.kubectl_resource, found.name, found.namespace) == (
-        "secret",
-        "sh.helm.release.v1.kuberay-crds.v1",
-        "ray",
+    found = recovery.interrupted_releases(deployment)
+    assert [(r.name, r.namespace) for r in found] == [
+        ("kuberay-crds", "ray"),
+        ("kuberay-operator", "ray"),
+    ]
+    assert found[0].pending_selector == (
+        "owner=helm,name=kuberay-crds,status in (pending-install,pending-upgrade,pending-rollback)"
     )
+    assert recovery.unfinished_creates(deployment) == []  # no release is deleted as an object
 
 
 def test_ctrl_c_while_the_engine_runs_waits_for_it_then_says_so() -> None:

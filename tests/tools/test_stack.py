@@ -488,3 +488,24 @@ def test_a_stack_from_before_the_crd_release_gets_the_hand_over_hint() -> None:
     assert "A stack deployed before the CRDs became a Helm release" in readme
     other = auto.CommandError(auto.CommandResult("", "error: boom\n", 255))
     assert stack.engine_failure("preview", other) == ["error: pulumi preview failed: boom"]
+
+
+def test_the_work_copy_keeps_its_own_crd_chart_beside_a_clone_that_has_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program writes the CRDs' chart where it runs: in the work copy (tools/up) and in the
+    clone (unit tests, a `pulumi preview` there). Linking the clone's into a copy that already
+    has its own real one failed with FileExistsError on every later tools/up."""
+    clone = tmp_path / "clone"
+    (clone / ".kuberay-crds" / "1.6.1_crds.x").mkdir(parents=True)
+    (clone / "Pulumi.yaml").write_text("name: ray-platform\n")
+    (clone / "Pulumi.local.yaml").write_text("config: {}\n")
+    monkeypatch.setattr(engine, "ROOT", clone)
+    state = tmp_path / "state"
+    (state / "project" / ".kuberay-crds" / "1.6.1_crds.x").mkdir(parents=True)  # a real one
+    wd = engine.work_dir(state)
+    assert not (wd / ".kuberay-crds").is_symlink()
+    assert (wd / "Pulumi.yaml").is_symlink()
+    # And a copy made before the program ran has no link the program would write through.
+    fresh = engine.work_dir(tmp_path / "fresh")
+    assert not (fresh / ".kuberay-crds").exists()

@@ -414,6 +414,9 @@ def test_operator_chart_pinned_without_its_crds(aws_run: ProgramRun) -> None:
     assert crds.urn in release.dependencies
 
 
+PLURALS = ("rayclusters", "rayjobs", "rayservices", "raycronjobs")
+
+
 def test_crds_are_the_pinned_release_and_come_before_the_raycluster(
     aws_run: ProgramRun,
 ) -> None:
@@ -423,7 +426,8 @@ def test_crds_are_the_pinned_release_and_come_before_the_raycluster(
     crds = aws_run.one("kubernetes:helm.sh/v3:Release", "kuberay-crds")
     inputs = crds.inputs
     assert inputs["name"] == "kuberay-crds" and inputs["namespace"] == "ray"
-    assert inputs["version"] == kuberay_release.chart_version("1.6.1")
+    kept = aws_run.outputs["mode"] == "prod"  # Helm's keep policy where CRDs are retained
+    assert inputs["version"] == kuberay_release.chart_version("1.6.1", kept)
     assert inputs["version"].startswith("1.6.1+crds.")
     assert inputs["chart"].startswith("./.kuberay-crds/1.6.1_crds.")
     chart = Path.cwd() / inputs["chart"]
@@ -431,13 +435,24 @@ def test_crds_are_the_pinned_release_and_come_before_the_raycluster(
     assert chart_yaml["version"] == inputs["version"] and chart_yaml["appVersion"] == "1.6.1"
     templates = sorted(p.name for p in (chart / "templates").iterdir())
     assert templates == kuberay_release.crd_files("1.6.1")
-    text = "\n---\n".join(
-        (chart / "templates" / name).read_text().strip().removeprefix("---").strip()
-        for name in templates
-    )
-    assert text + "\n" == kuberay_release.crd_yaml("1.6.1")
-    for plural in ("rayclusters", "rayjobs", "rayservices", "raycronjobs"):
-        assert f"name: {plural}.ray.io" in text
+    # Each template is one upstream CRD as JSON (what the release installs), nothing added.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    upstream = {
+        d["metadata"]["name"]: d
+        for d in yaml.load_all(kuberay_release.crd_yaml("1.6.1"), loader)
+        if d
+    }
+    installed = {
+        d["metadata"]["name"]: d
+        for d in (json.loads((chart / "templates" / n).read_text()) for n in templates)
+    }
+    for crd in installed.values():
+        if kept:
+            assert crd["metadata"]["annotations"].pop("helm.sh/resource-policy") == "keep"
+            if not crd["metadata"]["annotations"]:
+                del crd["metadata"]["annotations"]
+    assert installed == upstream
+    assert sorted(installed) == [f"{p}.ray.io" for p in sorted(PLURALS)]
     assert "values" not in inputs and "repositoryOpts" not in inputs
     rc = aws_run.one("kubernetes:ray.io/v1:RayCluster")
     assert crds.urn in rc.dependencies
@@ -597,9 +612,16 @@ def test_prod_keeps_the_bucket_guards_and_crds_with_the_bucket() -> None:
     ):
         reg = prod.one(typ)
         assert reg.protect and reg.retain_on_delete, typ
-    assert prod.one("kubernetes:helm.sh/v3:Release", "kuberay-crds").retain_on_delete
+    prod_crds = prod.one("kubernetes:helm.sh/v3:Release", "kuberay-crds")
+    assert prod_crds.retain_on_delete
     dev_crds = cached_run("dev").one("kubernetes:helm.sh/v3:Release", "kuberay-crds")
     assert not dev_crds.retain_on_delete
+    # retainOnDelete covers deleting the release; Helm's keep policy covers what Helm itself
+    # would delete (an upgrade to a chart without a CRD, a rollback, an uninstall).
+    for release, kept in ((prod_crds, True), (dev_crds, False)):
+        for template in (Path.cwd() / release.inputs["chart"] / "templates").iterdir():
+            annotations = json.loads(template.read_text())["metadata"].get("annotations") or {}
+            assert (annotations.get("helm.sh/resource-policy") == "keep") is kept, template
 
 
 def test_namespaced_objects_wait_for_the_namespace(aws_run: ProgramRun) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from infra.kuberay_release import CHART_DIR
+
 ROOT = Path(__file__).resolve().parents[2]  # tools/devcluster/engine.py -> the repository
 ENGINE_BINARIES = ["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]
 # The local stack's only secret is the throwaway MinIO key of the local control plane (set by
@@ -62,7 +64,11 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     return dict(data.get("config") or {})
 
 
-NOT_LINKED = ("pyproject.toml", "uv.lock")
+NOT_LINKED = ("pyproject.toml", "uv.lock", CHART_DIR)
+"""Not linked into the work copy. The project file and lock: see work_dir. The CRDs' chart
+directory: the program writes it where it runs (the copy), and a clone that also ran the program
+(a unit test, a `pulumi preview` there) has its own; linking one into the other would put the
+copy's writes into the clone, or fail on the copy's real directory."""
 
 
 def work_dir(

@@ -143,8 +143,41 @@ class UnfinishedCreate:
         return f"{kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
 
-HELM_RECORD = "kubernetes:core/v1:Secret"
-"""What Helm keeps a release revision in (`sh.helm.release.v1.<name>.v<revision>`)."""
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+PENDING_HELM_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback")
+
+
+@dataclass(frozen=True)
+class InterruptedRelease:
+    """A Helm release a killed run was installing or upgrading: Helm's record of that revision
+    stays `pending-*`, and Helm refuses every later install or upgrade of the name ("another
+    operation is in progress", "cannot re-use a name that is still in use")."""
+
+    name: str
+    namespace: str
+
+    @property
+    def pending_selector(self) -> str:
+        """The label selector of the release's pending records (Helm's Secret storage labels
+        each revision's Secret `owner=helm,name=<release>,status=<status>`)."""
+        return f"owner=helm,name={self.name},status in ({','.join(PENDING_HELM_STATUSES)})"
+
+
+def interrupted_releases(deployment: Mapping[str, Any]) -> list[InterruptedRelease]:
+    """The Helm releases of the checkpoint's pending creates and updates. Deleting their pending
+    records is what Helm's own docs advise: the last deployed revision becomes current again (an
+    upgrade), or there is none (an install, which takes over the objects the cut-short one made:
+    they carry Helm's ownership annotations)."""
+    found = []
+    for op in deployment.get("pending_operations") or []:
+        resource = op.get("resource") or {}
+        if resource.get("type") != HELM_RELEASE or op.get("type") not in ("creating", "updating"):
+            continue
+        inputs = resource.get("inputs") or {}
+        name, ns = inputs.get("name"), inputs.get("namespace")
+        if isinstance(name, str) and isinstance(ns, str):
+            found.append(InterruptedRelease(name, ns))
+    return found
 
 
 def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
@@ -156,18 +189,9 @@ def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
         kind = str(resource.get("type") or "")
         if op.get("type") != "creating" or not kind.startswith("kubernetes:"):
             continue
-        inputs = resource.get("inputs") or {}
-        if kind.startswith("kubernetes:helm.sh/"):
-            # Helm's record of a release whose install was cut short (pending-install): gone,
-            # the next install takes over what the release made (Helm's ownership annotations)
-            # instead of refusing a name "still in use".
-            name, ns = inputs.get("name"), inputs.get("namespace")
-            if isinstance(name, str) and isinstance(ns, str):
-                found.append(UnfinishedCreate(HELM_RECORD, f"sh.helm.release.v1.{name}.v1", ns))
-            continue
-        if kind.startswith("kubernetes:yaml"):
-            continue  # not one object: a group of manifests
-        meta = inputs.get("metadata") or {}
+        if kind.startswith(("kubernetes:helm.sh/", "kubernetes:yaml")):
+            continue  # not one object: a Helm release (interrupted_releases), a manifest group
+        meta = (resource.get("inputs") or {}).get("metadata") or {}
         if isinstance(meta.get("name"), str):
             ns = meta.get("namespace")
             found.append(UnfinishedCreate(kind, meta["name"], ns if isinstance(ns, str) else None))

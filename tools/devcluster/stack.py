@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from infra.cache import cache_root
+from tools import crd_guard
 from tools.build import BuildError
 from tools.devcluster import engine, localcluster, readiness, recovery
 from tools.devcluster.kube import Kube
@@ -554,6 +555,19 @@ def _run(args: argparse.Namespace, state: Path) -> int:
             recorded = recorded_identity(state, args.stack)
             deployment = stack.export_stack().deployment
             refresh = needs_refresh(recorded, current, deployed_resources(deployment))
+            earlier = crd_guard.earlier_crds((deployment or {}).get("resources") or [])
+            # On another control plane (refresh) the refresh drops them: nothing to hand over.
+            if earlier and args.action == "up" and not refresh:
+                print(
+                    f"error: stack {args.stack} lists the KubeRay CRDs as an earlier version of "
+                    f"this program applied them ({', '.join(earlier)}); this version installs "
+                    "them as a Helm release, and an up now would fail at its install, or with "
+                    "the engine told to go on, delete them and every Ray object in the cluster. "
+                    f"Hand them over once ({crd_guard.HAND_OVER}), or start a new control "
+                    "plane (tools/up down, then tools/up)",
+                    file=sys.stderr,
+                )
+                return 1
             pending = recovery.pending_operations(deployment or {})
             if pending and args.action != "preview":
                 _say(
@@ -564,8 +578,9 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 )
                 step = "cleanup"
                 unfinished = recovery.unfinished_creates(deployment or {})
-                if unfinished and kubeconfig is not None:
-                    delete_unfinished(kubeconfig, unfinished)
+                releases = recovery.interrupted_releases(deployment or {})
+                if (unfinished or releases) and kubeconfig is not None:
+                    delete_unfinished(kubeconfig, unfinished, releases)
                 step = "refresh"
                 with recovery.engine_owns_ctrl_c():
                     stack.refresh(on_output=out, color="never", clear_pending_creates=True)
@@ -627,8 +642,13 @@ def _run(args: argparse.Namespace, state: Path) -> int:
     return 0
 
 
-def delete_unfinished(kubeconfig: Path, unfinished: list[recovery.UnfinishedCreate]) -> None:
-    """Delete (and wait for) the objects a killed run's unfinished creates may have made."""
+def delete_unfinished(
+    kubeconfig: Path,
+    unfinished: list[recovery.UnfinishedCreate],
+    releases: Sequence[recovery.InterruptedRelease] = (),
+) -> None:
+    """Delete (and wait for) the objects a killed run's unfinished creates may have made, and
+    the pending records of the Helm releases it was installing or upgrading."""
     import subprocess
 
     from tools.build import ensure
@@ -643,6 +663,22 @@ def delete_unfinished(kubeconfig: Path, unfinished: list[recovery.UnfinishedCrea
             )
         return done.stdout
 
+    for release in releases:
+        deleted = run(
+            "delete",
+            "secret",
+            "-n",
+            release.namespace,
+            "-l",
+            release.pending_selector,
+            "--ignore-not-found",
+            what=f"delete the pending records of Helm release {release.namespace}/{release.name}",
+        )
+        if deleted.strip():
+            _say(
+                f"deleted Helm release {release.namespace}/{release.name}'s pending record "
+                "(its install or upgrade never finished)"
+            )
     for obj in unfinished:
         where = ["-n", obj.namespace] if obj.namespace else []
         claim: dict[str, Any] = {}
