@@ -192,13 +192,16 @@ def _chart_files(version: str, keep: bool) -> dict[str, str]:
     return {"Chart.yaml": yaml.safe_dump(chart, sort_keys=False), **templates}
 
 
-def _intact(chart: Path) -> bool:
-    """Whether a chart directory holds exactly the templates its Chart.yaml's digest names (a
-    hand-edited or half-deleted chart is written again, not installed)."""
+def _intact(chart: Path, version_string: str) -> bool:
+    """Whether a chart directory is this chart (name, version) and holds exactly the templates
+    its Chart.yaml's digest names (a hand-edited or half-deleted chart is written again, not
+    installed)."""
     try:
         meta = yaml.safe_load((chart / "Chart.yaml").read_text()) or {}
         templates = {f"templates/{p.name}": p.read_text() for p in (chart / "templates").iterdir()}
     except (OSError, yaml.YAMLError):
+        return False
+    if meta.get("name") != CHART_NAME or meta.get("version") != version_string:
         return False
     expected = (meta.get("annotations") or {}).get(FILES_DIGEST)
     return bool(templates) and expected == _templates_digest(templates)
@@ -219,25 +222,27 @@ def crd_chart(version: str, keep: bool = False, project_dir: Path | None = None)
     version_string = chart_version(version, keep)
     name = version_string.replace("+", "_")
     target = root / name
-    if not _intact(target):
+    if not _intact(target, version_string):
         files = _chart_files(version, keep)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        stale = None
         try:
             for rel, text in files.items():
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_text(text)
             tmp.chmod(0o755)  # mkdtemp's 0700 would keep it from other users of the checkout
-            if target.exists():  # damaged: moved aside whole, then replaced
+            # Checked again just before: another run may have put a good chart there meanwhile.
+            if target.exists() and not _intact(target, version_string):
                 stale = Path(tempfile.mkdtemp(prefix=f".{name}.stale.", dir=root))
-                target.rename(stale / name)
+                target.rename(stale / name)  # damaged: moved aside whole, then replaced
             tmp.rename(target)
         except OSError:
-            if not _intact(target):
+            if not _intact(target, version_string):  # else another run wrote the same chart
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            for stale in root.glob(f".{name}.stale.*"):
+            if stale is not None:  # this run's own, never another's
                 shutil.rmtree(stale, ignore_errors=True)
     return f"./{CHART_DIR}/{name}", version_string
 

@@ -5,8 +5,9 @@ The program installs the CRDs as its Helm release `kuberay-crds`. A stack deploy
 version lists each CRD as a `CustomResourceDefinition` under a `kubernetes:yaml/v2:ConfigGroup`;
 its first `up` fails at the release's install (Helm adopts nothing it did not create) and
 changes nothing — unless the engine is told to go on after errors (`--continue-on-error`), when
-it would then delete those CRDs as resources the program no longer has. Two guards, for the two
-ways this project deploys:
+it would then delete those CRDs as resources the program no longer has (in dev; prod's carry
+retainOnDelete, inherited from their group, so the state only forgets them). Two guards, for
+the two ways this project deploys:
 
 - the deploy workflow: `pulumi preview --json` first, and this module refuses a plan that
   deletes or replaces a CRD or the CRDs' release:
@@ -29,11 +30,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+CRD_KIND = ":CustomResourceDefinition"
+"""Any apiextensions version's CRD type token ends so."""
 CRD_RELEASE = ("kubernetes:helm.sh/v3:Release", "kuberay-crds")
 """The type and Pulumi name of the CRDs' release (components/kuberay/operator.py)."""
 EARLIER_GROUP = "kubernetes:yaml/v2:ConfigGroup"
-DELETING = ("delete", "replace", "create-replacement", "delete-replaced", "discard")
+DELETING = ("delete", "replace", "create-replacement", "delete-replaced")
+"""Steps that delete a cluster object (JSON previews show a replace as `replace`)."""
 HAND_OVER = "README: 'A stack deployed before the CRDs became a Helm release'"
 
 
@@ -52,8 +55,10 @@ def crd_deletions(steps: Iterable[Mapping[str, Any]]) -> list[str]:
         urn, op = step.get("urn"), step.get("op")
         if not isinstance(urn, str) or op not in DELETING:
             continue
+        if (step.get("oldState") or {}).get("retainOnDelete") is True:
+            continue  # forgotten by the state, left in the cluster (prod)
         typ, name = _type_and_name(urn)
-        if typ == CRD_TYPE or (typ, name) == CRD_RELEASE:
+        if typ.endswith(CRD_KIND) or (typ, name) == CRD_RELEASE:
             found.append(f"the plan would {op} {typ.rsplit(':', 1)[-1]} {name}")
     return found
 
@@ -63,7 +68,8 @@ def earlier_crds(resources: Iterable[Mapping[str, Any]]) -> list[str]:
     return [
         _type_and_name(r["urn"])[1]
         for r in resources
-        if r.get("type") == CRD_TYPE and EARLIER_GROUP in str(r.get("parent") or "")
+        if str(r.get("type") or "").endswith(CRD_KIND)
+        and EARLIER_GROUP in str(r.get("parent") or "")
     ]
 
 

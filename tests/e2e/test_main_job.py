@@ -244,40 +244,33 @@ def test_a_claim_whose_create_was_killed_is_made_again_on_the_same_volume(dirs: 
 
 
 def test_a_crd_release_whose_install_was_killed_is_installed_by_the_next_up(dirs: Dirs) -> None:
-    """A hard kill during the CRDs' Helm install leaves Helm's record of it pending-install, and
-    Helm refuses to install the name again ("cannot re-use a name that is still in use"): the
-    next up deletes the pending record, and the install takes the CRDs over (they carry Helm's
-    ownership annotations) without deleting them."""
+    """A hard kill during the CRDs' Helm install leaves Helm's record of it (pending-install, or
+    deployed when the kill came just after Helm's last write), and Helm refuses to install the
+    name again ("cannot re-use a name that is still in use"): the next up deletes the records of
+    the release the state never recorded, and the install takes the CRDs over (they carry Helm's
+    ownership annotations) without deleting them. Run once as each."""
     ok(job("up", dirs))
     kube = Kube(localcluster.kubeconfig(dirs.cluster))
     records = f"/api/v1/namespaces/{NS}/secrets?labelSelector=owner%3Dhelm%2Cname%3Dkuberay-crds"
-    (record,) = kube.items(records)
-    crd = kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io")
-    raycluster = kube.get(RAYCLUSTER)
+    crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io"
+    crd, raycluster = kube.get(crd_path), kube.get(RAYCLUSTER)
     assert crd is not None and raycluster is not None
-    # As the kill leaves it: the release's create pending in the state, its record pending.
     (checkpoint,) = dirs.state.glob(".pulumi/stacks/*/local.json")
-    _as_if_killed_creating(checkpoint, "kubernetes:helm.sh/v3:Release")
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": record["metadata"]["name"],
-                "namespace": NS,
-                "labels": {"status": "pending-install"},
-            },
-        },
-        manager="helm-killed",
-    )
+    for status in ("pending-install", "deployed"):
+        (record,) = kube.items(records)
+        # As the kill leaves it: the release's create pending in the state, its record there.
+        _as_if_killed_creating(checkpoint, "kubernetes:helm.sh/v3:Release")
+        meta = {"name": record["metadata"]["name"], "namespace": NS}
+        labels = {"status": status}
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {**meta, "labels": labels}}
+        kube.apply(secret, manager="helm-killed")
 
-    run = ok(job("up", dirs))
-    assert "deleted Helm release ray/kuberay-crds's pending record" in run.stderr
-    (again,) = kube.items(records)
-    assert again["metadata"]["labels"]["status"] == "deployed"
-    assert again["metadata"]["uid"] != record["metadata"]["uid"]
-    # The CRDs were taken over, not deleted and made again (a delete takes every RayCluster).
-    after = kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rayclusters.ray.io")
-    assert after is not None and after["metadata"]["uid"] == crd["metadata"]["uid"]
-    still = kube.get(RAYCLUSTER)
-    assert still is not None and still["metadata"]["uid"] == raycluster["metadata"]["uid"]
+        run = ok(job("up", dirs))
+        assert "deleted Helm release ray/kuberay-crds's records of the install" in run.stderr
+        (again,) = kube.items(records)
+        assert again["metadata"]["labels"]["status"] == "deployed"
+        assert again["metadata"]["uid"] != record["metadata"]["uid"], status
+        # The CRDs were taken over, not deleted and made again (that takes every RayCluster).
+        after, still = kube.get(crd_path), kube.get(RAYCLUSTER)
+        assert after is not None and after["metadata"]["uid"] == crd["metadata"]["uid"]
+        assert still is not None and still["metadata"]["uid"] == raycluster["metadata"]["uid"]

@@ -39,6 +39,13 @@ def test_a_plan_deleting_crds_or_replacing_their_release_is_refused() -> None:
         "the plan would replace Release kuberay-crds",
     ]
     assert crd_guard.crd_deletions([{"op": "update", "urn": RELEASE_URN}]) == []
+    # Retained (prod): the state forgets it, the cluster keeps it; any CRD version.
+    retained = {"op": "delete", "urn": _crd_urn("rayjobs"), "oldState": {"retainOnDelete": True}}
+    assert crd_guard.crd_deletions([retained]) == []
+    beta = f"{STACK}kubernetes:apiextensions.k8s.io/v1beta1:CustomResourceDefinition::x"
+    assert crd_guard.crd_deletions([{"op": "delete", "urn": beta}]) == [
+        "the plan would delete CustomResourceDefinition x"
+    ]
 
 
 def test_the_command_exits_1_with_one_line_per_crd_and_0_on_a_safe_plan(

@@ -182,12 +182,17 @@ def test_helm_releases_cut_short_have_their_pending_records_named() -> None:
         ]
     }
     found = recovery.interrupted_releases(deployment)
-    assert [(r.name, r.namespace) for r in found] == [
-        ("kuberay-crds", "ray"),
-        ("kuberay-operator", "ray"),
+    assert [(r.name, r.namespace, r.installing) for r in found] == [
+        ("kuberay-crds", "ray", True),
+        ("kuberay-operator", "ray", False),
     ]
-    assert found[0].pending_selector == (
-        "owner=helm,name=kuberay-crds,status in (pending-install,pending-upgrade,pending-rollback)"
+    # An install Pulumi never recorded: every record (the kill may have come after Helm marked
+    # it deployed or failed, which blocks an install as much as pending-install does).
+    assert found[0].stale_records == "owner=helm,name=kuberay-crds"
+    # An upgrade: only the pending ones; Helm upgrades from the last deployed revision.
+    assert found[1].stale_records == (
+        "owner=helm,name=kuberay-operator,"
+        "status in (pending-install,pending-upgrade,pending-rollback)"
     )
     assert recovery.unfinished_creates(deployment) == []  # no release is deleted as an object
 

@@ -149,25 +149,34 @@ PENDING_HELM_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback
 
 @dataclass(frozen=True)
 class InterruptedRelease:
-    """A Helm release a killed run was installing or upgrading: Helm's record of that revision
-    stays `pending-*`, and Helm refuses every later install or upgrade of the name ("another
-    operation is in progress", "cannot re-use a name that is still in use")."""
+    """A Helm release a killed run was installing or upgrading. Helm keeps each revision as a
+    record (a Secret) and refuses, for as long as they are there, an install of a name that has
+    any record ("cannot re-use a name that is still in use") and an upgrade whose latest record
+    is pending ("another operation is in progress")."""
 
     name: str
     namespace: str
+    installing: bool
+    """A create: the state never recorded the release, so none of its records is one Pulumi
+    knows (the kill may have come after Helm marked it deployed, or failed)."""
 
     @property
-    def pending_selector(self) -> str:
-        """The label selector of the release's pending records (Helm's Secret storage labels
-        each revision's Secret `owner=helm,name=<release>,status=<status>`)."""
-        return f"owner=helm,name={self.name},status in ({','.join(PENDING_HELM_STATUSES)})"
+    def stale_records(self) -> str:
+        """The label selector of the records to delete (Helm's Secret storage labels each one
+        `owner=helm,name=<release>,status=<status>,version=<n>`): every record of a release being
+        installed; the pending ones of a release being upgraded, so Helm upgrades from its last
+        deployed revision. Deleting records deletes none of the release's objects."""
+        selector = f"owner=helm,name={self.name}"
+        if self.installing:
+            return selector
+        return f"{selector},status in ({','.join(PENDING_HELM_STATUSES)})"
 
 
 def interrupted_releases(deployment: Mapping[str, Any]) -> list[InterruptedRelease]:
-    """The Helm releases of the checkpoint's pending creates and updates. Deleting their pending
-    records is what Helm's own docs advise: the last deployed revision becomes current again (an
-    upgrade), or there is none (an install, which takes over the objects the cut-short one made:
-    they carry Helm's ownership annotations)."""
+    """The Helm releases of the checkpoint's pending creates and updates. Deleting their stale
+    records is the usual remedy (helm/helm#5595): the next install takes over the objects the
+    cut-short one made (they carry Helm's ownership annotations), the next upgrade starts from the
+    last deployed revision."""
     found = []
     for op in deployment.get("pending_operations") or []:
         resource = op.get("resource") or {}
@@ -176,7 +185,7 @@ def interrupted_releases(deployment: Mapping[str, Any]) -> list[InterruptedRelea
         inputs = resource.get("inputs") or {}
         name, ns = inputs.get("name"), inputs.get("namespace")
         if isinstance(name, str) and isinstance(ns, str):
-            found.append(InterruptedRelease(name, ns))
+            found.append(InterruptedRelease(name, ns, op.get("type") == "creating"))
     return found
 
 

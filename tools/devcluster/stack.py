@@ -556,8 +556,10 @@ def _run(args: argparse.Namespace, state: Path) -> int:
             deployment = stack.export_stack().deployment
             refresh = needs_refresh(recorded, current, deployed_resources(deployment))
             earlier = crd_guard.earlier_crds((deployment or {}).get("resources") or [])
-            # On another control plane (refresh) the refresh drops them: nothing to hand over.
-            if earlier and args.action == "up" and not refresh:
+            # On a control plane known to be another one, the refresh drops them (they are not
+            # there): nothing to hand over.
+            elsewhere = recorded is not None and current is not None and recorded != current
+            if earlier and args.action == "up" and not elsewhere:
                 print(
                     f"error: stack {args.stack} lists the KubeRay CRDs as an earlier version of "
                     f"this program applied them ({', '.join(earlier)}); this version installs "
@@ -670,14 +672,15 @@ def delete_unfinished(
             "-n",
             release.namespace,
             "-l",
-            release.pending_selector,
+            release.stale_records,
             "--ignore-not-found",
-            what=f"delete the pending records of Helm release {release.namespace}/{release.name}",
+            what=f"delete the records of Helm release {release.namespace}/{release.name}",
         )
         if deleted.strip():
+            what = "install" if release.installing else "upgrade"
             _say(
-                f"deleted Helm release {release.namespace}/{release.name}'s pending record "
-                "(its install or upgrade never finished)"
+                f"deleted Helm release {release.namespace}/{release.name}'s records of the "
+                f"{what} that never finished"
             )
     for obj in unfinished:
         where = ["-n", obj.namespace] if obj.namespace else []
