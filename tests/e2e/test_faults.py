@@ -446,11 +446,37 @@ def _managed_objects(d: Deployment) -> set[str]:
     return found
 
 
+SLOW_CREATES = (
+    "kubernetes:helm.sh/v3:Release",  # Helm waits for each CRD to be Established
+    "kubernetes:batch/v1:Job",  # the shared directory's owner Job: a pod on the node
+    "kubernetes:core/v1:PersistentVolumeClaim",  # waits to be Bound
+)
+"""Creates that last seconds: the moment one is pending in the checkpoint, the engine is still
+running with it in flight. (A fixed sleep after the first "creating" line stopped working once
+an up took ~10 s: the run could be over before the signal.)"""
+
+
+def _in_flight(state: Path) -> list[str]:
+    """Types of the slow creates the checkpoint on disk lists as pending (the engine records an
+    operation there before it starts it, and writes the file with a rename)."""
+    try:
+        (checkpoint,) = (state / ".pulumi" / "stacks").glob("*/local.json")
+        latest = json.loads(checkpoint.read_text())["checkpoint"].get("latest") or {}
+    except (ValueError, OSError, KeyError):
+        return []
+    ops = latest.get("pending_operations") or []
+    return [str(op["resource"]["type"]) for op in ops if op["resource"]["type"] in SLOW_CREATES]
+
+
 def _interrupt(d: Deployment, sig: signal.Signals) -> str:
-    """Start `up`, and once the engine creates resources, send `sig` to the whole run."""
+    """Start `up`, and while the engine has a slow create in flight, send `sig` to the whole
+    run."""
     run = Output(start("up", d.state, d.cluster))
-    run.wait_for(r"creating", timeout=600)
-    time.sleep(2)
+    deadline = time.monotonic() + 600
+    while not _in_flight(d.state):
+        assert run.proc.poll() is None, f"up ended before a slow create:\n{run.text[-3000:]}"
+        assert time.monotonic() < deadline, run.text[-3000:]
+        time.sleep(0.05)
     os.killpg(run.proc.pid, sig)
     if sig == signal.SIGINT:
         code = run.finish(timeout=600)
@@ -478,7 +504,8 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
     # Ctrl-C: the engine stops after the operations in flight and says so.
     _interrupt(d, signal.SIGINT)
     # Then a hard kill in the middle of creating: the engine's lock and its operations in flight
-    # stay in the file backend.
+    # stay in the file backend. From an empty stack again, so it has slow creates to cut short.
+    ok(job("destroy", d.state, d.cluster))
     _interrupt(d, signal.SIGKILL)
     checkpoints = [json.loads(p.read_text()) for p in _state_files(d.state)]  # never torn
     assert recovery.engine_locks(d.state, "local"), "the hard kill left no lock to recover"
