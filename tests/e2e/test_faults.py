@@ -501,11 +501,17 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
 ) -> None:
     d = deployment
     ok(job("destroy", d.state, d.cluster))
-    # Ctrl-C: the engine stops after the operations in flight and says so.
+    # Ctrl-C: the engine stops after the operations in flight and says so, and leaves neither its
+    # lock nor an operation in flight (nothing for the next run to recover).
     _interrupt(d, signal.SIGINT)
+    assert recovery.engine_locks(d.state, "local") == []
+    (checkpoint,) = (d.state / ".pulumi" / "stacks").glob("*/local.json")
+    latest = json.loads(checkpoint.read_text())["checkpoint"].get("latest") or {}
+    assert not latest.get("pending_operations"), latest.get("pending_operations")
     # Then a hard kill in the middle of creating: the engine's lock and its operations in flight
     # stay in the file backend. From an empty stack again, so it has slow creates to cut short.
-    ok(job("destroy", d.state, d.cluster))
+    cleaned = ok(job("destroy", d.state, d.cluster))
+    assert "was killed" not in cleaned.stderr and "in flight" not in cleaned.stderr
     _interrupt(d, signal.SIGKILL)
     checkpoints = [json.loads(p.read_text()) for p in _state_files(d.state)]  # never torn
     assert recovery.engine_locks(d.state, "local"), "the hard kill left no lock to recover"

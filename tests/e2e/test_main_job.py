@@ -217,30 +217,37 @@ def test_a_claim_whose_create_was_killed_is_made_again_on_the_same_volume(dirs: 
     """The killed run's claim was already bound when it died: recovery deletes it (the state
     does not know it), which leaves the retained volume Released, naming the deleted claim. The
     next up's claim must bind to that volume again, not wait for it until the provider's timeout
-    (found by the faults tier in CI: `up` failed after 5 minutes)."""
+    (found by the faults tier in CI: `up` failed after 5 minutes). Twice: the second time the
+    claim is already gone when the up starts (a recovery killed between its delete and its
+    patch, or a claim deleted by hand): the volume is found from the checkpoint."""
     ok(job("up", dirs))
     kube = Kube(localcluster.kubeconfig(dirs.cluster))
     claim_path = f"/api/v1/namespaces/{NS}/persistentvolumeclaims/ray-shared"
-    claim = kube.get(claim_path)
-    assert claim is not None and claim["status"]["phase"] == "Bound"
-    volume = claim["spec"]["volumeName"]
     (checkpoint,) = dirs.state.glob(".pulumi/stacks/*/local.json")
-    _as_if_killed_creating(checkpoint, "kubernetes:core/v1:PersistentVolumeClaim")
+    for claim_gone in (False, True):
+        claim = kube.get(claim_path)
+        assert claim is not None and claim["status"]["phase"] == "Bound"
+        volume = claim["spec"]["volumeName"]
+        _as_if_killed_creating(checkpoint, "kubernetes:core/v1:PersistentVolumeClaim")
+        if claim_gone:
+            kube.delete(claim)
+            kube.wait("the claim to go", lambda: kube.get(claim_path) is None)
 
-    run = ok(job("up", dirs))
-    assert "deleted PersistentVolumeClaim ray/ray-shared (its create never finished)" in run.stderr
-    assert f"PersistentVolume {volume} is bindable again" in run.stderr
-    again = kube.get(claim_path)
-    assert again is not None and again["metadata"]["uid"] != claim["metadata"]["uid"]
-    assert again["status"]["phase"] == "Bound" and again["spec"]["volumeName"] == volume
-    pv = kube.get(f"/api/v1/persistentvolumes/{volume}")
-    assert pv is not None and pv["spec"]["claimRef"]["uid"] == again["metadata"]["uid"]
-    # One volume, and the state knows every object again.
-    volumes = [v["metadata"]["name"] for v in kube.items("/api/v1/persistentvolumes")]
-    assert volumes == [volume]
-    missing = [urn for urn, path in state_objects(dirs.state).items() if kube.get(path) is None]
-    assert missing == []
-    assert any(urn.endswith("::shared-pvc") for urn in state_objects(dirs.state))
+        run = ok(job("up", dirs))
+        if not claim_gone:
+            assert "deleted PersistentVolumeClaim ray/ray-shared (its create never" in run.stderr
+        assert f"PersistentVolume {volume} is bindable again" in run.stderr
+        again = kube.get(claim_path)
+        assert again is not None and again["metadata"]["uid"] != claim["metadata"]["uid"]
+        assert again["status"]["phase"] == "Bound" and again["spec"]["volumeName"] == volume
+        pv = kube.get(f"/api/v1/persistentvolumes/{volume}")
+        assert pv is not None and pv["spec"]["claimRef"]["uid"] == again["metadata"]["uid"]
+        # One volume, and the state knows every object again.
+        volumes = [v["metadata"]["name"] for v in kube.items("/api/v1/persistentvolumes")]
+        assert volumes == [volume]
+        objects = state_objects(dirs.state)
+        assert [urn for urn, path in objects.items() if kube.get(path) is None] == []
+        assert any(urn.endswith("::shared-pvc") for urn in objects)
 
 
 def test_a_crd_release_whose_install_was_killed_is_installed_by_the_next_up(dirs: Dirs) -> None:

@@ -227,25 +227,37 @@ def _ctrl_c_cases(sig: Any) -> None:
 
 def test_a_retained_volume_of_a_deleted_claim_is_made_bindable_again_and_only_that() -> None:
     """Deleting the claim a killed run was creating leaves its volume Released, naming the dead
-    claim's uid: the next up's claim of the same name would never bind."""
-    released = {
-        "spec": {
-            "persistentVolumeReclaimPolicy": "Retain",
-            "claimRef": {
-                "namespace": "ray",
-                "name": "ray-shared",
-                "uid": "u1",
-                "resourceVersion": "7",
-            },
-        }
-    }
-    assert recovery.reopen_retained_volume(released, "u1") == [
+    claim's uid: the next up's claim of the same name would never bind. Read from the volume
+    alone, so a recovery killed between the delete and the patch can run again."""
+    ref = {"namespace": "ray", "name": "ray-shared", "uid": "u1", "resourceVersion": "7"}
+    released = {"spec": {"persistentVolumeReclaimPolicy": "Retain", "claimRef": ref}}
+    assert recovery.reopen_retained_volume(released, "ray", "ray-shared") == [
         {"op": "test", "path": "/spec/claimRef/uid", "value": "u1"},
         {"op": "remove", "path": "/spec/claimRef/uid"},
         {"op": "remove", "path": "/spec/claimRef/resourceVersion"},
     ]
-    # Bound to another claim since, or a volume whose reclaim would delete the data: untouched.
-    assert recovery.reopen_retained_volume(released, "u2") is None
+    # Another claim's, already bindable (no uid), or a volume whose reclaim would delete the
+    # data: untouched.
+    assert recovery.reopen_retained_volume(released, "ray", "other") is None
+    assert recovery.reopen_retained_volume(released, "other", "ray-shared") is None
+    prebound = {
+        "spec": {**released["spec"], "claimRef": {"namespace": "ray", "name": "ray-shared"}}
+    }
+    assert recovery.reopen_retained_volume(prebound, "ray", "ray-shared") is None
     deleting = {"spec": {**released["spec"], "persistentVolumeReclaimPolicy": "Delete"}}
-    assert recovery.reopen_retained_volume(deleting, "u1") is None
-    assert recovery.reopen_retained_volume({"spec": {}}, "u1") is None
+    assert recovery.reopen_retained_volume(deleting, "ray", "ray-shared") is None
+    assert recovery.reopen_retained_volume({"spec": {}}, "ray", "ray-shared") is None
+
+
+def test_an_unfinished_claim_names_its_volume_from_the_checkpoint() -> None:
+    """The volume is found even when the claim is already gone (a second recovery)."""
+    urn = "urn:pulumi:local::ray-platform::kubernetes:core/v1:PersistentVolumeClaim::shared-pvc"
+    inputs = {
+        "metadata": {"name": "ray-shared", "namespace": "ray"},
+        "spec": {"volumeName": "shared-pv-1a2b"},
+    }
+    resource = {"urn": urn, "type": "kubernetes:core/v1:PersistentVolumeClaim", "inputs": inputs}
+    (found,) = recovery.unfinished_creates(
+        {"pending_operations": [{"type": "creating", "resource": resource}]}
+    )
+    assert (found.name, found.namespace, found.volume) == ("ray-shared", "ray", "shared-pv-1a2b")

@@ -468,6 +468,22 @@ def test_an_engine_failure_names_the_resource_and_its_cause_in_one_line() -> Non
         auto.CommandResult(stdout="", stderr="error: 1 error occurred:\n\n    * boom\n", code=255)
     )
     assert stack._reason(spaced) == "1 error occurred: boom"
+    # As the engine really prints it: progress rows first (the header cut to its first line),
+    # the Diagnostics block with the items below; stdout before stderr in the error's text.
+    rows = (
+        "Updating (local):\n"
+        " +  kubernetes:core/v1:PersistentVolumeClaim shared-pvc creating failed "
+        "error: 1 error occurred:\n"
+        "Diagnostics:\n"
+        "  kubernetes:core/v1:PersistentVolumeClaim (shared-pvc):\n"
+        "    error: 1 error occurred:\n"
+        "    \t* resource ray/ray-shared was not successfully created: timed out\n\n"
+        "Resources:\n    2 errored\n"
+    )
+    real = auto.CommandError(auto.CommandResult(rows, "error: update failed\n", 255))
+    assert stack._reason(real) == (
+        "1 error occurred: resource ray/ray-shared was not successfully created: timed out"
+    )
     plain = auto.CommandError(auto.CommandResult(stdout="", stderr="error: boom\n", code=255))
     assert stack._reason(plain) == "boom"
 

@@ -49,6 +49,11 @@ def engine(state_dir: Path, kubeconfig: Path | None) -> Engine:
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_HOME": str(state_dir.resolve() / ".pulumi-home"),
         "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        # A checkpoint after every step, as plain local.json, whatever the shell says: what a
+        # killed run left in flight is read from it (recovery, and the faults tier).
+        "PULUMI_SKIP_CHECKPOINTS": "false",
+        "PULUMI_DIY_BACKEND_GZIP": "false",
+        "PULUMI_DIY_BACKEND_ZSTD": "false",
     }
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)

@@ -130,6 +130,9 @@ class UnfinishedCreate:
     type: str
     name: str
     namespace: str | None
+    volume: str | None = None
+    """A claim's `spec.volumeName` as the create sent it: its volume, found even when the claim
+    itself is gone."""
 
     @property
     def kubectl_resource(self) -> str:
@@ -200,27 +203,48 @@ def unfinished_creates(deployment: Mapping[str, Any]) -> list[UnfinishedCreate]:
             continue
         if kind.startswith(("kubernetes:helm.sh/", "kubernetes:yaml")):
             continue  # not one object: a Helm release (interrupted_releases), a manifest group
-        meta = (resource.get("inputs") or {}).get("metadata") or {}
+        inputs = resource.get("inputs") or {}
+        meta = inputs.get("metadata") or {}
         if isinstance(meta.get("name"), str):
             ns = meta.get("namespace")
-            found.append(UnfinishedCreate(kind, meta["name"], ns if isinstance(ns, str) else None))
+            volume = (inputs.get("spec") or {}).get("volumeName")
+            found.append(
+                UnfinishedCreate(
+                    kind,
+                    meta["name"],
+                    ns if isinstance(ns, str) else None,
+                    volume
+                    if isinstance(volume, str) and kind.endswith(":PersistentVolumeClaim")
+                    else None,
+                )
+            )
     return found
 
 
-def reopen_retained_volume(pv: Mapping[str, Any], claim_uid: str) -> list[dict[str, Any]] | None:
-    """The JSON patch that makes a Retain volume bindable again after the claim with uid
-    `claim_uid` was deleted (None when the volume is not that claim's, or not retained).
+def reopen_retained_volume(
+    pv: Mapping[str, Any], namespace: str, claim: str
+) -> list[dict[str, Any]] | None:
+    """The JSON patch that makes a Retain volume reserved for the claim `namespace/claim`
+    bindable again once that claim is gone (None when the volume is not that claim's, names no
+    claim uid, or is not retained). Call it only after the claim is deleted.
 
     Deleting a bound claim leaves its static volume `Released` with `claimRef.uid` still naming
     the deleted claim: a new claim of the same name never binds to it (the next `up` would wait
     for it until the provider's timeout). Dropping the uid (and the stale resourceVersion) turns it
-    into a volume pre-bound to that claim's namespace/name, which the PV controller binds again;
-    the data stays (Kubernetes' documented way to reuse a Retain volume). The `test` op makes the
-    patch refuse a volume re-bound in between.
+    into a volume pre-bound to that claim's namespace/name, which the PV controller makes
+    Available and binds again; the data stays (pre-binding through `claimRef` is documented). Read
+    from the volume, not from a claim that may already be gone (a recovery killed between the
+    delete and the patch runs again), so it can be repeated. The `test` op makes the patch
+    refuse a volume re-bound in between.
     """
     spec = pv.get("spec") or {}
     ref = spec.get("claimRef") or {}
-    if spec.get("persistentVolumeReclaimPolicy") != "Retain" or ref.get("uid") != claim_uid:
+    claim_uid = ref.get("uid")
+    if (
+        spec.get("persistentVolumeReclaimPolicy") != "Retain"
+        or (ref.get("namespace"), ref.get("name")) != (namespace, claim)
+        or not claim_uid
+    ):
         return None
     patch: list[dict[str, Any]] = [
         {"op": "test", "path": "/spec/claimRef/uid", "value": claim_uid},
