@@ -261,3 +261,39 @@ def test_an_unfinished_claim_names_its_volume_from_the_checkpoint() -> None:
         {"pending_operations": [{"type": "creating", "resource": resource}]}
     )
     assert (found.name, found.namespace, found.volume) == ("ray-shared", "ray", "shared-pv-1a2b")
+
+
+def test_volumes_an_interrupted_run_never_recorded_are_found_and_only_those() -> None:
+    """A Ctrl-C cancels a PV create whose request reached the API server: the engine records it
+    failed, and the auto-named volume would sit beside the next up's (found by the faults tier)."""
+
+    def pv(name: str, uid: str | None = None, managed: bool = True) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/managed-by": "pulumi"} if managed else {}
+        ref = {"namespace": "ray", "name": "ray-shared", **({"uid": uid} if uid else {})}
+        return {"metadata": {"name": name, "labels": labels}, "spec": {"claimRef": ref}}
+
+    deployment = {
+        "resources": [{"type": "kubernetes:core/v1:PersistentVolume", "id": "shared-pv-known"}]
+    }
+    volumes = [
+        pv("shared-pv-known"),  # the state's own
+        pv("shared-pv-orphan"),  # made, never recorded, never bound
+        pv("shared-pv-bound", uid="u1"),  # a claim holds it: not ours to judge
+        pv("someone-elses", managed=False),
+    ]
+    assert recovery.orphaned_volumes(volumes, deployment) == ["shared-pv-orphan"]
+
+
+def test_attribute_sidecars_a_kill_tore_are_found_and_only_those(tmp_path: Path) -> None:
+    """A hard kill while gocloud's file blob wrote `local.json.attrs` (in place, not renamed)
+    left it empty: every later command failed with "failed to load checkpoint: EOF"."""
+    stacks = tmp_path / ".pulumi" / "stacks" / "ray-platform"
+    stacks.mkdir(parents=True)
+    (stacks / "local.json").write_text("{}")
+    (stacks / "local.json.attrs").write_text("")
+    (stacks / "local.json.bak.attrs").write_text('{"user.content_type":"application/json"}')
+    (tmp_path / ".pulumi" / "meta.yaml.attrs").write_text('{"user.me')
+    assert recovery.torn_sidecars(tmp_path) == [
+        tmp_path / ".pulumi" / "meta.yaml.attrs",
+        stacks / "local.json.attrs",
+    ]

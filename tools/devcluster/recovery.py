@@ -34,10 +34,12 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from components.kubernetes.labels import MANAGED_LABELS
 
 RUN_LOCK = "main-job.lock"
 """In the state directory: held (flock) by the running main job; holds its pid and action."""
@@ -303,3 +305,49 @@ def engine_owns_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if seen:
         raise Interrupted()
+
+
+def orphaned_volumes(
+    volumes: Sequence[Mapping[str, Any]], deployment: Mapping[str, Any]
+) -> list[str]:
+    """PersistentVolumes this program labelled that the state does not know and no claim holds.
+
+    A Ctrl-C makes the engine cancel the provider's requests in flight: a create whose request
+    reached the API server but whose answer was cancelled is reported failed and never recorded,
+    and the PV is auto-named, so the next up makes another (two volumes for one file system,
+    found by the faults tier). Only never-bound volumes: deleting a PV object deletes none of its
+    data (Retain), and a bound one is a claim's."""
+    known = {
+        str(r.get("id") or "")
+        for r in deployment.get("resources") or []
+        if str(r.get("type") or "") == "kubernetes:core/v1:PersistentVolume"
+    }
+    found = []
+    for pv in volumes:
+        meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}
+        labels = meta.get("labels") or {}
+        ours = all(labels.get(key) == value for key, value in MANAGED_LABELS.items())
+        if not ours or meta.get("deletionTimestamp"):
+            continue
+        if meta.get("name") in known or (spec.get("claimRef") or {}).get("uid"):
+            continue
+        found.append(str(meta["name"]))
+    return found
+
+
+def torn_sidecars(state: Path) -> list[Path]:
+    """The file backend's `.attrs` sidecars a hard kill left empty or half-written.
+
+    The checkpoint itself is written with a rename, but gocloud's file blob writes each file's
+    attributes sidecar (`local.json.attrs`) in place: a kill at that moment leaves it empty, and
+    every later command fails with "failed to load checkpoint: EOF" (found by the faults tier).
+    A missing sidecar is read as no attributes, so deleting a torn one is the repair."""
+    found = []
+    for path in sorted((state / ".pulumi").rglob("*.attrs")):
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            found.append(path)
+        except OSError:
+            continue
+    return found

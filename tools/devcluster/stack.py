@@ -32,6 +32,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from components.kubernetes.labels import MANAGED_LABELS
 from infra.cache import cache_root
 from tools import crd_guard
 from tools.build import BuildError
@@ -543,6 +544,9 @@ def _run(args: argparse.Namespace, state: Path) -> int:
     except _image_error() as err:
         print(f"error: the local Ray image: {err}", file=sys.stderr)
         return 1
+    for torn in recovery.torn_sidecars(state):
+        torn.unlink()
+        _say(f"removed {torn.name}, torn by a killed run (the backend reads no attributes then)")
     stack = engine.local_stack(eng, engine.work_dir(state, args.stack, overrides), args.stack)
     out: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     step = "config"
@@ -604,6 +608,11 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 # up and destroy: the state first read back from the cluster when it may be stale
                 # (see needs_refresh), then the operation; the engine owns Ctrl-C throughout.
                 operation = stack.up if args.action == "up" else stack.destroy
+                if kubeconfig is not None:
+                    # The state read above: a refresh of pending creates changes no resource
+                    # list, and one more export would cost every up a CLI run.
+                    step = "cleanup"
+                    delete_orphaned_volumes(kubeconfig, deployment or {})
                 with recovery.engine_owns_ctrl_c():
                     if refresh:
                         step = "refresh"
@@ -709,6 +718,20 @@ def delete_unfinished(
             _say(f"deleted {obj.describe()} (its create never finished)")
         if volume and obj.namespace:  # a claim: its retained volume must be bindable again
             _reopen_volume(run, volume, obj.namespace, obj.name)
+
+
+def delete_orphaned_volumes(kubeconfig: Path, deployment: Mapping[str, Any]) -> None:
+    """Delete the volumes an interrupted run made but never recorded (recovery.orphaned_volumes)."""
+    kube = Kube(kubeconfig)
+    selector = ",".join(f"{key}={value}" for key, value in MANAGED_LABELS.items())
+    volumes = kube.items(
+        f"/api/v1/persistentvolumes?{urllib.parse.urlencode({'labelSelector': selector})}"
+    )
+    for name in recovery.orphaned_volumes(volumes, deployment):
+        kube.delete({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}})
+        _say(
+            f"deleted PersistentVolume {name} (an interrupted run made it, the state never knew it)"
+        )
 
 
 def _reopen_volume(run: Callable[..., str], volume: str, namespace: str, claim: str) -> None:
