@@ -25,7 +25,7 @@ from components.kuberay.raycluster_inputs import (
     WorkerGroup,
 )
 from components.kuberay.raycluster_spec import DASHBOARD_PORT, runtime_env_json
-from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels
+from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels, stack_labels
 from infra import clouds, kuberay_release
 from infra.clouds.adapter import KubernetesTarget
 from infra.settings import GroupSettings, Mode, RaySettings, Settings, setting_error
@@ -190,7 +190,7 @@ def build(settings: Settings) -> dict[str, pulumi.Input[str]]:
                     *package_index_egress(settings.ray.package_index),
                 ),
             ),
-            labels={"ray-platform/stack": settings.stack, "ray-platform/mode": settings.mode},
+            labels={**stack_labels(settings.stack), "ray-platform/mode": settings.mode},
             # Read as Pulumi's config API marks it: a secret, encrypted in state, masked in output.
             jupyter_token=(
                 secret_setting("jupyterToken")

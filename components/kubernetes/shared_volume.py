@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -24,6 +24,9 @@ class SharedVolumeArgs:
     """The PV's volume source, e.g. {"csi": {...}} (EFS), {"nfs": {...}}, {"hostPath": {...}}."""
     capacity: str = "100Gi"
     mount_options: Sequence[str] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels for the volume and its claim beside the managed-by one (e.g. the stack's: after an
+    interrupted run, tools/up finds the volumes this stack made and never recorded by it)."""
 
 
 class SharedVolume(pulumi.ComponentResource):
@@ -50,16 +53,17 @@ class SharedVolume(pulumi.ComponentResource):
         }
         if args.mount_options:
             pv_spec["mountOptions"] = list(args.mount_options)
+        labels = {**args.labels, **MANAGED_LABELS}
         pv = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
-            metadata={"labels": dict(MANAGED_LABELS)},
+            metadata={"labels": dict(labels)},
             spec=pv_spec,
             opts=child,
         )
         pvc_metadata: Any = {
             "name": args.claim_name,
             "namespace": args.namespace,
-            "labels": dict(MANAGED_LABELS),
+            "labels": dict(labels),
         }
         pvc_spec: Any = {
             "accessModes": ["ReadWriteMany"],

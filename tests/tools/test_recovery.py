@@ -267,21 +267,25 @@ def test_volumes_an_interrupted_run_never_recorded_are_found_and_only_those() ->
     """A Ctrl-C cancels a PV create whose request reached the API server: the engine records it
     failed, and the auto-named volume would sit beside the next up's (found by the faults tier)."""
 
-    def pv(name: str, uid: str | None = None, managed: bool = True) -> dict[str, Any]:
-        labels = {"app.kubernetes.io/managed-by": "pulumi"} if managed else {}
-        ref = {"namespace": "ray", "name": "ray-shared", **({"uid": uid} if uid else {})}
-        return {"metadata": {"name": name, "labels": labels}, "spec": {"claimRef": ref}}
+    def pv(name: str, stack: str = "local", **extra: Any) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/managed-by": "pulumi", "ray-platform/stack": stack}
+        meta = {"name": name, "labels": labels, **extra.pop("meta", {})}
+        return {"metadata": meta, "spec": {"hostPath": {"path": "/srv"}, **extra}}
 
     deployment = {
         "resources": [{"type": "kubernetes:core/v1:PersistentVolume", "id": "shared-pv-known"}]
     }
     volumes = [
-        pv("shared-pv-known"),  # the state's own
-        pv("shared-pv-orphan"),  # made, never recorded, never bound
-        pv("shared-pv-bound", uid="u1"),  # a claim holds it: not ours to judge
-        pv("someone-elses", managed=False),
+        pv("shared-pv-known"),  # the state's own (not yet bound)
+        pv("shared-pv-orphan"),  # made, never recorded, never bound: no claimRef at all
+        pv("shared-pv-reopened", claimRef={"namespace": "ray", "name": "ray-shared"}),
+        pv("shared-pv-bound", claimRef={"namespace": "ray", "name": "ray-shared", "uid": "u"}),
+        pv("shared-pv-other", stack="local-prod"),  # the other stack's, which shares the cluster
+        pv("shared-pv-going", meta={"deletionTimestamp": "2026-12-04T00:00:00Z"}),
+        {"metadata": {"name": "someone-elses", "labels": {}}, "spec": {}},
     ]
-    assert recovery.orphaned_volumes(volumes, deployment) == ["shared-pv-orphan"]
+    found = recovery.orphaned_volumes(volumes, deployment, "local")
+    assert [v["metadata"]["name"] for v in found] == ["shared-pv-orphan", "shared-pv-reopened"]
 
 
 def test_attribute_sidecars_a_kill_tore_are_found_and_only_those(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import copy
 import json
 import threading
 import types
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -408,12 +409,80 @@ def test_another_stacks_raycluster_is_found_by_its_label(
     assert found == expected
 
 
+def _pv(name: str, stack: str, bound: bool = False) -> dict[str, Any]:
+    """A PersistentVolume as SharedVolume makes it: no claimRef until a claim binds it."""
+    labels = {"app.kubernetes.io/managed-by": "pulumi", "ray-platform/stack": stack}
+    meta = {"name": name, "uid": f"uid-{name}", "resourceVersion": "7", "labels": labels}
+    spec: dict[str, Any] = {"hostPath": {"path": "/srv/ray-shared"}}
+    if bound:
+        spec["claimRef"] = {"namespace": "ray", "name": "ray-shared", "uid": "claim-uid"}
+    return {"metadata": meta, "spec": spec}
+
+
+def test_an_interrupted_runs_unrecorded_volume_is_deleted_as_it_was_read(tmp_path: Path) -> None:
+    """Only this stack's never-bound volume the state does not know, listed by the stack's
+    label, deleted with the uid and resourceVersion read (a claim binding it meanwhile wins)."""
+    items = [_pv("shared-pv-known", "local", bound=True), _pv("shared-pv-orphan", "local")]
+    seen: list[tuple[str, str, Any]] = []
+    deployment = {
+        "resources": [{"type": "kubernetes:core/v1:PersistentVolume", "id": "shared-pv-known"}]
+    }
+    with _api({"/api/v1/persistentvolumes": {"items": items}}, seen) as server:
+        stack.delete_orphaned_volumes(_kubeconfig(tmp_path / "kc", server), deployment, "local")
+    listed = urllib.parse.urlsplit(seen[0][1])
+    selector = urllib.parse.parse_qs(listed.query)["labelSelector"][0]
+    assert set(selector.split(",")) == {
+        "app.kubernetes.io/managed-by=pulumi",
+        "ray-platform/stack=local",
+    }
+    assert seen[1:] == [
+        (
+            "DELETE",
+            "/api/v1/persistentvolumes/shared-pv-orphan",
+            {
+                "propagationPolicy": "Foreground",
+                "preconditions": {"uid": "uid-shared-pv-orphan", "resourceVersion": "7"},
+            },
+        )
+    ]
+
+
+def test_a_cluster_that_will_not_list_or_delete_volumes_leaves_the_up_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes: dict[str, Any] = {
+        "/api/v1/persistentvolumes": {"items": [_pv("shared-pv-orphan", "local")]},
+        "/api/v1/persistentvolumes/shared-pv-orphan": "conflict",
+    }
+    with _api(routes) as server:
+        stack.delete_orphaned_volumes(_kubeconfig(tmp_path / "kc", server), {}, "local")
+    assert "left PersistentVolume shared-pv-orphan" in capsys.readouterr().err
+    unreachable = _kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")
+    stack.delete_orphaned_volumes(unreachable, {}, "local")
+    assert "could not list this stack's PersistentVolumes" in capsys.readouterr().err
+
+
 @contextlib.contextmanager
-def _api(routes: dict[str, Any]) -> Iterator[str]:
-    """An API server answering GET `routes` (path -> JSON body), 404 elsewhere."""
+def _api(routes: dict[str, Any], seen: list[tuple[str, str, Any]] | None = None) -> Iterator[str]:
+    """An API server answering GET `routes` (path -> JSON body), 404 elsewhere; each request
+    (method, path with query, JSON body) appended to `seen`; a DELETE answers 200, or 409 when
+    its path is routed to the string "conflict"."""
 
     class Handler(BaseHTTPRequestHandler):
+        def do_DELETE(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"null")
+            if seen is not None:
+                seen.append(("DELETE", self.path, body))
+            status = 409 if routes.get(self.path) == "conflict" else 200
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"kind": "Status", "code": status}).encode())
+
         def do_GET(self) -> None:
+            if seen is not None:
+                seen.append(("GET", self.path, None))
             found = routes.get(self.path.split("?")[0])
             body = json.dumps(found if found is not None else {}).encode()
             self.send_response(200 if found is not None else 404)

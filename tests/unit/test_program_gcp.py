@@ -439,8 +439,15 @@ def test_shared_volume_is_a_static_rwx_retained_filestore_pv(gke_run: ProgramRun
     assert pvc["metadata"] == {
         "name": "ray-shared",
         "namespace": "ray",
-        "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+        "labels": {
+            "app.kubernetes.io/managed-by": "pulumi",
+            "ray-platform/stack": "gke-prod" if _prod(gke_run) else "gke-dev",
+        },
     }
+    assert (
+        pvc["metadata"]["labels"]
+        == gke_run.one("kubernetes:core/v1:PersistentVolume").inputs["metadata"]["labels"]
+    )
     head = _spec(gke_run)["headGroupSpec"]["template"]["spec"]
     assert {"name": "shared", "persistentVolumeClaim": {"claimName": "ray-shared"}} in head[
         "volumes"

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -143,9 +143,14 @@ class Kube:
         assert result is not None
         return result
 
-    def delete(self, obj: dict[str, Any]) -> None:
-        """Delete `obj` (foreground: dependents first); a missing object is fine."""
-        body = json.dumps({"propagationPolicy": "Foreground"}).encode()
+    def delete(self, obj: dict[str, Any], preconditions: Mapping[str, str] | None = None) -> None:
+        """Delete `obj` (foreground: dependents first); a missing object is fine. With
+        `preconditions` ({"uid": …, "resourceVersion": …}) only the object as it was read: a
+        changed one is a KubeError (409)."""
+        options: dict[str, Any] = {"propagationPolicy": "Foreground"}
+        if preconditions:
+            options["preconditions"] = dict(preconditions)
+        body = json.dumps(options).encode()
         self._request("DELETE", object_path(obj), body, "application/json")
 
     def items(self, path: str) -> list[dict[str, Any]]:

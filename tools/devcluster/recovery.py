@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.kubernetes.labels import MANAGED_LABELS
+from components.kubernetes.labels import MANAGED_LABELS, stack_labels
 
 RUN_LOCK = "main-job.lock"
 """In the state directory: held (flock) by the running main job; holds its pid and action."""
@@ -308,30 +308,32 @@ def engine_owns_ctrl_c() -> Iterator[None]:
 
 
 def orphaned_volumes(
-    volumes: Sequence[Mapping[str, Any]], deployment: Mapping[str, Any]
-) -> list[str]:
-    """PersistentVolumes this program labelled that the state does not know and no claim holds.
+    volumes: Sequence[Mapping[str, Any]], deployment: Mapping[str, Any], stack: str
+) -> list[Mapping[str, Any]]:
+    """PersistentVolumes this stack labelled that its state does not know and no claim holds.
 
     A Ctrl-C makes the engine cancel the provider's requests in flight: a create whose request
     reached the API server but whose answer was cancelled is reported failed and never recorded,
     and the PV is auto-named, so the next up makes another (two volumes for one file system,
-    found by the faults tier). Only never-bound volumes: deleting a PV object deletes none of its
-    data (Retain), and a bound one is a claim's."""
+    found by the faults tier). Only this stack's (its label: `local` and `local-prod` share the
+    cluster) and only never-bound ones: a bound volume is a claim's, and deleting a PV object
+    deletes none of its data (Retain)."""
     known = {
         str(r.get("id") or "")
         for r in deployment.get("resources") or []
         if str(r.get("type") or "") == "kubernetes:core/v1:PersistentVolume"
     }
+    wanted = {**MANAGED_LABELS, **stack_labels(stack)}
     found = []
     for pv in volumes:
         meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}
         labels = meta.get("labels") or {}
-        ours = all(labels.get(key) == value for key, value in MANAGED_LABELS.items())
+        ours = all(labels.get(key) == value for key, value in wanted.items())
         if not ours or meta.get("deletionTimestamp"):
             continue
         if meta.get("name") in known or (spec.get("claimRef") or {}).get("uid"):
             continue
-        found.append(str(meta["name"]))
+        found.append(pv)
     return found
 
 
@@ -342,8 +344,9 @@ def torn_sidecars(state: Path) -> list[Path]:
     attributes sidecar (`local.json.attrs`) in place: a kill at that moment leaves it empty, and
     every later command fails with "failed to load checkpoint: EOF" (found by the faults tier).
     A missing sidecar is read as no attributes, so deleting a torn one is the repair."""
+    root = state / ".pulumi"
     found = []
-    for path in sorted((state / ".pulumi").rglob("*.attrs")):
+    for path in sorted([root / "meta.yaml.attrs", *(root / "stacks").glob("*/*.attrs")]):
         try:
             json.loads(path.read_text())
         except ValueError:

@@ -32,7 +32,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from components.kubernetes.labels import MANAGED_LABELS
+from components.kubernetes.labels import MANAGED_LABELS, STACK_LABEL, stack_labels
 from infra.cache import cache_root
 from tools import crd_guard
 from tools.build import BuildError
@@ -74,6 +74,9 @@ class Target:
     control plane runs none): then the stack file's bucket settings stay as they are."""
     node: localcluster.ClusterStatus | None = None
     """The project's cluster, when it has a node (pods run): its registry and package mirror."""
+    own: bool = False
+    """The project's own local cluster (not $KUBECONFIG's): tools/up may clean up after itself
+    there, never on a cluster someone else runs."""
 
 
 def _target(start_cluster: bool, cluster_dir: Path | None, *, with_node: bool = True) -> Target:
@@ -96,9 +99,9 @@ def _target(start_cluster: bool, cluster_dir: Path | None, *, with_node: bool = 
         store = localcluster.object_store(cluster_dir)
     except localcluster.LocalClusterError:
         _say("the local control plane runs no object store; the bucket stays as the stack says")
-        return Target(kubeconfig, node=running_node)
+        return Target(kubeconfig, node=running_node, own=True)
     _say(f"artifact bucket: s3://{store.bucket} on the control plane's MinIO at {store.endpoint}")
-    return Target(kubeconfig, store, running_node)
+    return Target(kubeconfig, store, running_node, own=True)
 
 
 def _is_local_cluster(kubeconfig: Path, cluster_dir: Path | None) -> bool:
@@ -234,7 +237,7 @@ def other_stack_deployed(kubeconfig: Path, stack: str) -> str | None:
     except Exception:  # no CRD yet, or no cluster: nothing deployed to clash with
         return None
     for rc in clusters:
-        owner = ((rc.get("metadata") or {}).get("labels") or {}).get("ray-platform/stack")
+        owner = ((rc.get("metadata") or {}).get("labels") or {}).get(STACK_LABEL)
         if owner and owner != stack:
             return str(owner)
     return None
@@ -544,9 +547,6 @@ def _run(args: argparse.Namespace, state: Path) -> int:
     except _image_error() as err:
         print(f"error: the local Ray image: {err}", file=sys.stderr)
         return 1
-    for torn in recovery.torn_sidecars(state):
-        torn.unlink()
-        _say(f"removed {torn.name}, torn by a killed run (the backend reads no attributes then)")
     stack = engine.local_stack(eng, engine.work_dir(state, args.stack, overrides), args.stack)
     out: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     step = "config"
@@ -554,7 +554,10 @@ def _run(args: argparse.Namespace, state: Path) -> int:
     try:
         configure(stack, target.object_store)
         step = args.action
-        if args.action in ("up", "preview", "destroy"):
+        if args.action in ("up", "preview", "destroy"):  # under the run lock (main)
+            for torn in recovery.torn_sidecars(state):
+                torn.unlink()
+                _say(f"removed {torn.name}, torn by a killed run (read as no attributes then)")
             step = "cancel"
             if not release_stale_locks(stack, state, args.stack):
                 return 1
@@ -608,11 +611,11 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 # up and destroy: the state first read back from the cluster when it may be stale
                 # (see needs_refresh), then the operation; the engine owns Ctrl-C throughout.
                 operation = stack.up if args.action == "up" else stack.destroy
-                if kubeconfig is not None:
+                if target.own and kubeconfig is not None and not elsewhere:
                     # The state read above: a refresh of pending creates changes no resource
                     # list, and one more export would cost every up a CLI run.
                     step = "cleanup"
-                    delete_orphaned_volumes(kubeconfig, deployment or {})
+                    delete_orphaned_volumes(kubeconfig, deployment or {}, args.stack)
                 with recovery.engine_owns_ctrl_c():
                     if refresh:
                         step = "refresh"
@@ -720,15 +723,27 @@ def delete_unfinished(
             _reopen_volume(run, volume, obj.namespace, obj.name)
 
 
-def delete_orphaned_volumes(kubeconfig: Path, deployment: Mapping[str, Any]) -> None:
-    """Delete the volumes an interrupted run made but never recorded (recovery.orphaned_volumes)."""
+def delete_orphaned_volumes(kubeconfig: Path, deployment: Mapping[str, Any], stack: str) -> None:
+    """Delete the volumes an interrupted run of `stack` made but never recorded
+    (recovery.orphaned_volumes), each only as it was read (a claim binding it meanwhile keeps
+    it). Best effort: a cluster that will not list or delete them is said and left alone."""
+    selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_LABELS, **stack_labels(stack)}.items())
+    query = urllib.parse.urlencode({"labelSelector": selector})
     kube = Kube(kubeconfig)
-    selector = ",".join(f"{key}={value}" for key, value in MANAGED_LABELS.items())
-    volumes = kube.items(
-        f"/api/v1/persistentvolumes?{urllib.parse.urlencode({'labelSelector': selector})}"
-    )
-    for name in recovery.orphaned_volumes(volumes, deployment):
-        kube.delete({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}})
+    try:
+        volumes = kube.items(f"/api/v1/persistentvolumes?{query}")
+    except Exception as err:  # the cleanup is an extra: the up itself still runs
+        _say(f"could not list this stack's PersistentVolumes to clean up ({err}); going on")
+        return
+    for pv in recovery.orphaned_volumes(volumes, deployment, stack):
+        meta = pv["metadata"]
+        name = str(meta["name"])
+        obj = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}}
+        try:
+            kube.delete(obj, {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]})
+        except Exception as err:
+            _say(f"left PersistentVolume {name} ({err})")
+            continue
         _say(
             f"deleted PersistentVolume {name} (an interrupted run made it, the state never knew it)"
         )

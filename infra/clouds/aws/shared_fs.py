@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from components.aws.efs_file_system import EfsFileSystem, EfsFileSystemArgs
 from components.aws.irsa_role import IrsaRole, IrsaRoleArgs
 from components.kuberay.image import RAY_GID, RAY_UID
+from components.kubernetes.labels import stack_labels
 from components.kubernetes.shared_volume import SharedVolume, SharedVolumeArgs
 from components.wiring import SHARED_VOLUME
 from infra.clouds.adapter import SHARED_CLAIM, KubernetesTarget, WiringPart, with_provider
@@ -156,6 +157,7 @@ def shared_filesystem(
             claim_name=SHARED_CLAIM,
             source={"csi": {"driver": "efs.csi.aws.com", "volumeHandle": efs.volume_handle}},
             capacity=storage.shared_filesystem.size,
+            labels=stack_labels(settings.stack),
             # No `tls` mount option: with an access point in the volume handle the CSI driver
             # mounts with TLS itself (and warns when also told to).
         ),

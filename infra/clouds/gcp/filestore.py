@@ -12,6 +12,7 @@ import pulumi_gcp as gcp
 
 from components.gcp.filestore_share import FilestoreBackupArgs, FilestoreShare, FilestoreShareArgs
 from components.kuberay.image import RAY_GID, RAY_UID
+from components.kubernetes.labels import stack_labels
 from components.kubernetes.shared_dir_owner import (
     SharedDirOwner,
     SharedDirOwnerArgs,
@@ -128,6 +129,7 @@ def shared_filesystem(
             claim_name=SHARED_CLAIM,
             source=source,
             capacity=f"{block.filestore.capacity}Gi",
+            labels=stack_labels(settings.stack),
         ),
         opts=target.component_opts(),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pulumi
 
 from components.kuberay.image import RAY_GID, RAY_UID
+from components.kubernetes.labels import stack_labels
 from components.kubernetes.shared_dir_owner import (
     SharedDirOwner,
     SharedDirOwnerArgs,
@@ -30,6 +31,7 @@ def host_path_volume(
             claim_name=SHARED_CLAIM,
             source=host_dir,
             capacity=fs.size,
+            labels=stack_labels(settings.stack),
         ),
         opts=target.component_opts(),
     )
