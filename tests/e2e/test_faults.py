@@ -514,6 +514,8 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
     assert "was killed" not in cleaned.stderr and "in flight" not in cleaned.stderr
     _interrupt(d, signal.SIGKILL)
     checkpoints = [json.loads(p.read_text()) for p in _state_files(d.state)]  # never torn
+    # Nor a sidecar: written in place, an `.attrs` a kill tore failed every later command.
+    assert not list((d.state / ".pulumi").rglob("*.attrs"))
     assert recovery.engine_locks(d.state, "local"), "the hard kill left no lock to recover"
     assert checkpoints, "no checkpoint found"
     latest = checkpoints[0]["checkpoint"].get("latest") or {}  # local.json sorts before .bak

@@ -43,7 +43,11 @@ def engine(state_dir: Path, kubeconfig: Path | None) -> Engine:
     state_dir.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": f"{bins}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PULUMI_BACKEND_URL": state_dir.resolve().as_uri(),
+        # metadata=skip: gocloud's file blob writes no `.attrs` sidecar beside each file. It
+        # wrote it in place before renaming the checkpoint, so a kill at that moment left an
+        # empty sidecar (every later command: "failed to load checkpoint: EOF") and the newer
+        # checkpoint unrenamed; nothing of Pulumi's reads the attributes.
+        "PULUMI_BACKEND_URL": f"{state_dir.resolve().as_uri()}?metadata=skip",
         "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",

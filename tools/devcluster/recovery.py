@@ -340,10 +340,12 @@ def orphaned_volumes(
 def torn_sidecars(state: Path) -> list[Path]:
     """The file backend's `.attrs` sidecars a hard kill left empty or half-written.
 
-    The checkpoint itself is written with a rename, but gocloud's file blob writes each file's
-    attributes sidecar (`local.json.attrs`) in place: a kill at that moment leaves it empty, and
-    every later command fails with "failed to load checkpoint: EOF" (found by the faults tier).
-    A missing sidecar is read as no attributes, so deleting a torn one is the repair."""
+    The engine now runs with `metadata=skip` (engine.py) and writes none; a state written
+    before, or by a plain `pulumi` run, has them. gocloud's file blob wrote each sidecar in
+    place: a kill at that moment left it empty, and every later command failed with "failed to
+    load checkpoint: EOF" (found by the faults tier). A missing sidecar is read as no
+    attributes, and the checkpoint's own bytes say whether it is compressed, so deleting a torn
+    one is the repair."""
     root = state / ".pulumi"
     found = []
     for path in sorted([root / "meta.yaml.attrs", *(root / "stacks").glob("*/*.attrs")]):
