@@ -102,7 +102,8 @@ def local_backend(stack: str) -> tuple[dict[str, str], Path] | None:
         )
     env = {
         **os.environ,
-        "PULUMI_BACKEND_URL": state.resolve().as_uri(),
+        # As tools/devcluster/engine.py's backend_url: no `.attrs` sidecars (a test checks).
+        "PULUMI_BACKEND_URL": f"{state.resolve().as_uri()}?metadata=skip",
         "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
         "PULUMI_HOME": str(state.resolve() / ".pulumi-home"),
         "PULUMI_SKIP_UPDATE_CHECK": "true",

@@ -556,6 +556,7 @@ def test_stack_local_reads_the_file_backend_tools_up_keeps(
     engine's working copy of the project, with the passphrase tools/up uses."""
     from cli.outputs import LOCAL_PASSPHRASE
     from tools.devcluster.engine import LOCAL_PASSPHRASE as ENGINE_PASSPHRASE
+    from tools.devcluster.engine import backend_url
 
     assert LOCAL_PASSPHRASE == ENGINE_PASSPHRASE
     cache = tmp_path / "cache"
@@ -577,7 +578,7 @@ def test_stack_local_reads_the_file_backend_tools_up_keeps(
     ran = json.loads(record.read_text())
     assert ran["argv"] == ["stack", "output", "--json", "--show-secrets", "--stack", "local"]
     assert Path(ran["cwd"]) == (cache / "state" / "project").resolve()
-    assert ran["env"]["PULUMI_BACKEND_URL"] == (cache / "state").resolve().as_uri()
+    assert ran["env"]["PULUMI_BACKEND_URL"] == backend_url(cache / "state")
     assert ran["env"]["PULUMI_CONFIG_PASSPHRASE"] == ENGINE_PASSPHRASE
     assert ran["env"]["PULUMI_HOME"] == str((cache / "state").resolve() / ".pulumi-home")
     # The local stack (no bucket on kind) ships through the dashboard.

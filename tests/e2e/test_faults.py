@@ -522,10 +522,19 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
     pending = latest.get("pending_operations") or []
     assert pending, "the hard kill left no operation in flight: the test proved nothing"
 
+    # Volumes no state knows, as a Ctrl-C'd create leaves them: this stack's never-bound one
+    # goes, the other stack's (they share the cluster) stays.
+    for name, owner in (("shared-pv-stray", "local"), ("shared-pv-theirs", "local-prod")):
+        d.kube.apply(_unrecorded_volume(name, owner))
     run = ok(job("up", d.state, d.cluster))
     said = run.stderr
     assert "was killed" in said and "releasing its lock" in said, said[-3000:]
     assert "operation(s) in flight" in said, said[-3000:]
+    assert "deleted PersistentVolume shared-pv-stray" in said, said[-3000:]
+    d.kube.wait("the stray volume gone", lambda: _volume(d, "shared-pv-stray") is None, 60)
+    assert _volume(d, "shared-pv-theirs") is not None, "the other stack's volume was deleted"
+    d.kube.delete(_unrecorded_volume("shared-pv-theirs", "local-prod"))
+    d.kube.wait("its volume gone", lambda: _volume(d, "shared-pv-theirs") is None, 60)
     exported = subprocess.run(
         ["pulumi", "stack", "export", "--stack", "local"],
         cwd=d.state / "project",
@@ -544,6 +553,27 @@ def test_a_killed_up_is_taken_up_by_the_next_one_with_nothing_orphaned(
     orphans = _managed_objects(d) - ids
     assert orphans == set(), f"in the cluster, labelled as ours, not in the state: {orphans}"
     wait_ready(d)
+
+
+def _unrecorded_volume(name: str, stack: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "pulumi", "ray-platform/stack": stack}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": f"/nonexistent/{name}"},
+        },
+    }
+
+
+def _volume(d: Deployment, name: str) -> dict[str, Any] | None:
+    found = d.kube.get(f"/api/v1/persistentvolumes/{name}")
+    return None if found is None or found["metadata"].get("deletionTimestamp") else found
 
 
 def _engine_env(d: Deployment) -> dict[str, str]:

@@ -447,6 +447,29 @@ def test_an_interrupted_runs_unrecorded_volume_is_deleted_as_it_was_read(tmp_pat
     ]
 
 
+@pytest.mark.parametrize(
+    ("own", "recorded", "current", "expected"),
+    [
+        (True, "uid-1", "uid-1", True),  # the project's cluster, the state's own
+        (True, None, "uid-1", True),  # a first up: nothing recorded yet
+        (True, "uid-1", "uid-2", False),  # the state belongs to a cluster since taken down
+        (False, "uid-1", "uid-1", False),  # $KUBECONFIG: someone else's cluster
+    ],
+)
+def test_volumes_are_swept_only_on_the_projects_own_cluster_for_its_own_state(
+    own: bool, recorded: str | None, current: str | None, expected: bool
+) -> None:
+    target = stack.Target(Path("kubeconfig"), own=own)
+    assert stack.sweeps_volumes(target, recorded, current) is expected
+
+
+def test_kubeconfig_given_by_the_user_is_not_the_projects_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")))
+    assert stack._target(False, tmp_path / "cluster").own is False
+
+
 def test_a_cluster_that_will_not_list_or_delete_volumes_leaves_the_up_to_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -459,6 +482,9 @@ def test_a_cluster_that_will_not_list_or_delete_volumes_leaves_the_up_to_run(
     assert "left PersistentVolume shared-pv-orphan" in capsys.readouterr().err
     unreachable = _kubeconfig(tmp_path / "kc", "http://127.0.0.1:9")
     stack.delete_orphaned_volumes(unreachable, {}, "local")
+    assert "could not list this stack's PersistentVolumes" in capsys.readouterr().err
+    (tmp_path / "bad").write_text("not: [a kubeconfig")  # not even a client
+    stack.delete_orphaned_volumes(tmp_path / "bad", {}, "local")
     assert "could not list this stack's PersistentVolumes" in capsys.readouterr().err
 
 

@@ -34,6 +34,15 @@ class Engine:
     env: dict[str, str]
 
 
+def backend_url(state_dir: Path) -> str:
+    """The file backend in `state_dir`, with `metadata=skip`: gocloud's file blob then writes no
+    `.attrs` sidecar beside each file. It wrote it in place before renaming the checkpoint, so
+    a kill at that moment left an empty sidecar (every later command: "failed to load
+    checkpoint: EOF") and the newer checkpoint unrenamed; nothing of Pulumi's reads them.
+    (cli/outputs.py, which ships without tools/, says the same; a test holds them equal.)"""
+    return f"{state_dir.resolve().as_uri()}?metadata=skip"
+
+
 def engine(state_dir: Path, kubeconfig: Path | None) -> Engine:
     """Build (or reuse) the engine binaries and an offline environment using `state_dir`."""
     from tools.build import bin_dir, ensure
@@ -43,11 +52,7 @@ def engine(state_dir: Path, kubeconfig: Path | None) -> Engine:
     state_dir.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": f"{bins}{os.pathsep}{os.environ.get('PATH', '')}",
-        # metadata=skip: gocloud's file blob writes no `.attrs` sidecar beside each file. It
-        # wrote it in place before renaming the checkpoint, so a kill at that moment left an
-        # empty sidecar (every later command: "failed to load checkpoint: EOF") and the newer
-        # checkpoint unrenamed; nothing of Pulumi's reads the attributes.
-        "PULUMI_BACKEND_URL": f"{state_dir.resolve().as_uri()}?metadata=skip",
+        "PULUMI_BACKEND_URL": backend_url(state_dir),
         "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",

@@ -146,7 +146,7 @@ class Kube:
     def delete(self, obj: dict[str, Any], preconditions: Mapping[str, str] | None = None) -> None:
         """Delete `obj` (foreground: dependents first); a missing object is fine. With
         `preconditions` ({"uid": …, "resourceVersion": …}) only the object as it was read: a
-        changed one is a KubeError (409)."""
+        changed one raises (the API server's 409 Conflict)."""
         options: dict[str, Any] = {"propagationPolicy": "Foreground"}
         if preconditions:
             options["preconditions"] = dict(preconditions)

@@ -569,7 +569,7 @@ def _run(args: argparse.Namespace, state: Path) -> int:
             earlier = crd_guard.earlier_crds((deployment or {}).get("resources") or [])
             # On a control plane known to be another one, the refresh drops them (they are not
             # there): nothing to hand over.
-            elsewhere = recorded is not None and current is not None and recorded != current
+            elsewhere = deployed_elsewhere(recorded, current)
             if earlier and args.action == "up" and not elsewhere:
                 print(
                     f"error: stack {args.stack} lists the KubeRay CRDs as an earlier version of "
@@ -611,7 +611,7 @@ def _run(args: argparse.Namespace, state: Path) -> int:
                 # up and destroy: the state first read back from the cluster when it may be stale
                 # (see needs_refresh), then the operation; the engine owns Ctrl-C throughout.
                 operation = stack.up if args.action == "up" else stack.destroy
-                if target.own and kubeconfig is not None and not elsewhere:
+                if kubeconfig is not None and sweeps_volumes(target, recorded, current):
                     # The state read above: a refresh of pending creates changes no resource
                     # list, and one more export would cost every up a CLI run.
                     step = "cleanup"
@@ -723,14 +723,26 @@ def delete_unfinished(
             _reopen_volume(run, volume, obj.namespace, obj.name)
 
 
+def sweeps_volumes(target: Target, recorded: str | None, current: str | None) -> bool:
+    """Whether an up or destroy looks for volumes an interrupted run left unrecorded: only on
+    the project's own cluster (never on a $KUBECONFIG someone else runs), and not when the state
+    is known to belong to another cluster (its list of volumes says nothing about this one)."""
+    return target.own and not deployed_elsewhere(recorded, current)
+
+
+def deployed_elsewhere(recorded: str | None, current: str | None) -> bool:
+    """The state was deployed to a cluster known to be another one (kube-system uids differ)."""
+    return recorded is not None and current is not None and recorded != current
+
+
 def delete_orphaned_volumes(kubeconfig: Path, deployment: Mapping[str, Any], stack: str) -> None:
     """Delete the volumes an interrupted run of `stack` made but never recorded
     (recovery.orphaned_volumes), each only as it was read (a claim binding it meanwhile keeps
     it). Best effort: a cluster that will not list or delete them is said and left alone."""
     selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_LABELS, **stack_labels(stack)}.items())
     query = urllib.parse.urlencode({"labelSelector": selector})
-    kube = Kube(kubeconfig)
     try:
+        kube = Kube(kubeconfig)
         volumes = kube.items(f"/api/v1/persistentvolumes?{query}")
     except Exception as err:  # the cleanup is an extra: the up itself still runs
         _say(f"could not list this stack's PersistentVolumes to clean up ({err}); going on")
