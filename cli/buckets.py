@@ -11,7 +11,7 @@ import contextlib
 import enum
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -108,7 +108,12 @@ def _unreachable(where: BucketUri, e: BaseException) -> CliError:
 
 
 class _S3:
-    def __init__(self, where: BucketUri, endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        where: BucketUri,
+        endpoint: str | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         import boto3  # type: ignore[import-untyped,unused-ignore]
         from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]
 
@@ -117,9 +122,12 @@ class _S3:
         config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2})
         # A fresh session: boto3's default one caches the credentials it resolved first.
         # The stack's own S3-compatible endpoint, unless the environment names one.
-        named = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        named = any(os.environ.get(v) for v in ENDPOINT_VARIABLES)
+        keys = {}
+        if credentials is not None:
+            keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]}
         self._client: Any = boto3.session.Session().client(
-            "s3", config=config, endpoint_url=None if named else endpoint
+            "s3", config=config, endpoint_url=None if named else endpoint, **keys
         )
 
     def stat(self, key: str) -> Stored | None:
@@ -293,7 +301,23 @@ class _GCS:
         return Written.STORED
 
 
-def open_bucket(where: BucketUri, endpoint: str | None = None) -> Bucket:
+def open_bucket(
+    where: BucketUri, endpoint: str | None = None, credentials: tuple[str, str] | None = None
+) -> Bucket:
     """The client for `where`'s scheme; `endpoint`: an S3-compatible store's URL (the stack's
-    `objectStoreEndpoint`), used when AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL are unset."""
-    return _S3(where, endpoint) if where.scheme == "s3" else _GCS(where)
+    `objectStoreEndpoint`), used when AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL are unset;
+    `credentials`: (access key id, secret key) for it, else boto3's own chain."""
+    return _S3(where, endpoint, credentials) if where.scheme == "s3" else _GCS(where)
+
+
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def store_credentials_wanted(secret: str | None, environ: Mapping[str, str]) -> bool:
+    """Whether the stack's object-store Secret supplies the upload's credentials: a local stack
+    names one, and the environment names neither another endpoint nor keys. The user's AWS
+    profile is not asked (it is for AWS, not for the stack's MinIO), nor is any metadata
+    service (boto3's chain would try one)."""
+    named = any(environ.get(v) for v in (*ENDPOINT_VARIABLES, KEY_VARIABLES[0]))
+    return bool(secret) and not named

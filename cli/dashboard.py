@@ -231,27 +231,34 @@ def _forwarding(relay: LocalRelay, namespace: str, head: list[tuple[str, int]]) 
         relay.close()
 
 
-def cluster_token(namespace: str | None, cluster: str | None) -> str:
-    """The Ray auth token from the Secret KubeRay reads it from (named like the RayCluster)."""
+def secret_values(
+    namespace: str, name: str, keys: tuple[str, ...], what: str, code: Exit
+) -> list[str]:
+    """`keys` of Secret `namespace/name`, decoded; `what` ("read the Ray token from Secret …")
+    and `code` make the one-line error when the Secret cannot be read."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    core = _core_api(code)
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except (ApiException, HTTPError) as e:
+        raise _api_error(e, what, code) from None
+    data = secret.data or {}
+    missing = [key for key in keys if not data.get(key)]
+    if missing:
+        raise CliError(code, f"Secret {namespace}/{name} has no key {missing[0]!r}")
+    return [base64.b64decode(data[key]).decode().strip() for key in keys]
+
+
+def cluster_token(namespace: str | None, cluster: str | None) -> str:
+    """The Ray auth token from the Secret KubeRay reads it from (named like the RayCluster)."""
     if not namespace or not cluster:
         raise CliError(
             Exit.AUTH,
             "token auth is on but the outputs name no namespace/rayClusterName to read the "
             "token from; set RAY_AUTH_TOKEN",
         )
-    core = _core_api(Exit.AUTH)
-    try:
-        secret = core.read_namespaced_secret(cluster, namespace)
-    except (ApiException, HTTPError) as e:
-        raise _api_error(
-            e,
-            f"read the Ray token from Secret {namespace}/{cluster} (or set RAY_AUTH_TOKEN)",
-            Exit.AUTH,
-        ) from None
-    raw = (secret.data or {}).get(TOKEN_KEY)
-    if not raw:
-        raise CliError(Exit.AUTH, f"Secret {namespace}/{cluster} has no key {TOKEN_KEY!r}")
-    return base64.b64decode(raw).decode().strip()
+    what = f"read the Ray token from Secret {namespace}/{cluster} (or set RAY_AUTH_TOKEN)"
+    (token,) = secret_values(namespace, cluster, (TOKEN_KEY,), what, Exit.AUTH)
+    return token

@@ -57,6 +57,9 @@ class StackOutputs:
     object_store_endpoint: str | None = None
     """An S3-compatible store's URL (the local stack's `objectStoreEndpoint`), used for the
     bucket unless AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL say otherwise."""
+    object_store_secret: str | None = None
+    """The Secret (in `namespace`) with that store's credentials (`objectStoreSecret`), read
+    when the environment names none."""
     shared_packages: tuple[str, ...] = ()
     """Requirements the cluster installs onto the shared file system (on PYTHONPATH, ahead of a
     job's pip/uv environment); empty for stacks that predate the output."""
@@ -266,6 +269,17 @@ def check_trusted(raw: dict[str, Any], source: str, *, bucket_given: bool) -> No
             raise _untrusted(
                 source, out.OBJECT_STORE_ENDPOINT, endpoint, "is not an http(s)://host[:port] URL"
             )
+    secret = raw.get(out.OBJECT_STORE_SECRET)
+    if secret is not None:
+        if endpoint is None or namespace is None:
+            raise _untrusted(
+                source,
+                out.OBJECT_STORE_SECRET,
+                secret,
+                f"is set without {out.OBJECT_STORE_ENDPOINT} and {out.NAMESPACE}",
+            )
+        if not (len(secret) <= 253 and _DNS1123.match(secret)):
+            raise _untrusted(source, out.OBJECT_STORE_SECRET, secret, "is not a Secret's name")
     uri = raw.get(out.BUCKET_URI)
     if uri is None or bucket_given:
         return  # --bucket is the user's own choice
@@ -353,5 +367,6 @@ def load(
         token_auth=_token_auth(raw, source),
         port_forward_command=_text(raw, out.DASHBOARD_PORT_FORWARD, source, required=False),
         object_store_endpoint=_text(raw, out.OBJECT_STORE_ENDPOINT, source, required=False),
+        object_store_secret=_text(raw, out.OBJECT_STORE_SECRET, source, required=False),
         shared_packages=tuple(shared),
     )

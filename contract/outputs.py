@@ -20,6 +20,9 @@ BUCKET_URI: Final = "bucketUri"
 """`s3://bucket/prefix` or `gs://bucket/prefix`; absent on a stack without a bucket."""
 OBJECT_STORE_ENDPOINT: Final = "objectStoreEndpoint"
 """An S3-compatible store's URL (cloud `local` only)."""
+OBJECT_STORE_SECRET: Final = "objectStoreSecret"
+"""The Secret in NAMESPACE with that store's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (cloud
+`local` only): the command uploads with them when the environment names no credentials."""
 RUNTIME_ENV: Final = "runtimeEnv"
 """The stack's default runtime_env, as JSON."""
 SHARED_PACKAGES: Final = "sharedPackages"
@@ -64,6 +67,7 @@ READ: Final = (
     AUTH_TOKEN_COMMAND,
     DASHBOARD_PORT_FORWARD,
     OBJECT_STORE_ENDPOINT,
+    OBJECT_STORE_SECRET,
     SHARED_PACKAGES,
     IMAGE_REPOSITORY,
     BASE_IMAGE,

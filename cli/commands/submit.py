@@ -166,6 +166,27 @@ def _run(args: argparse.Namespace) -> Exit:
             return Exit.SUCCEEDED
         if planned.upload_to is not None:
             to = planned.upload_to
-            bucket = buckets.open_bucket(to.bucket, stack.object_store_endpoint)
+            bucket = buckets.open_bucket(
+                to.bucket, stack.object_store_endpoint, _store_credentials(stack)
+            )
             upload.upload(bucket, pkg, to.key, planned.working_dir_uri)
         return job.submit_and_follow(stack, planned, address, no_wait=args.no_wait)
+
+
+def _store_credentials(stack: outputs.StackOutputs) -> tuple[str, str] | None:
+    """The local stack's object-store keys from its Secret in the cluster (what Ray's pods
+    read), unless the environment names an endpoint or keys of its own."""
+    secret, namespace = stack.object_store_secret, stack.namespace
+    if not buckets.store_credentials_wanted(secret, os.environ) or not secret or not namespace:
+        return None
+    from cli import dashboard
+
+    what = (
+        f"read the bucket's credentials from Secret {namespace}/{secret} "
+        f"(or set {' and '.join(buckets.KEY_VARIABLES)})"
+    )
+    key_id, key = dashboard.secret_values(
+        namespace, secret, buckets.KEY_VARIABLES, what, Exit.BUCKET
+    )
+    say(f"bucket credentials: Secret {namespace}/{secret} (the stack's object store)")
+    return key_id, key

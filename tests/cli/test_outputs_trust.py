@@ -56,6 +56,16 @@ TAMPERED: list[tuple[str, dict[str, Any], str]] = [
         {"objectStoreEndpoint": "http://evil.example/steal?x=1"},
         "'objectStoreEndpoint'",
     ),
+    (
+        "secret without the store",
+        {"objectStoreSecret": "ray-object-store"},
+        "is set without objectStoreEndpoint and namespace",
+    ),
+    (
+        "secret not a name",
+        {"objectStoreEndpoint": "http://10.244.0.1:9000", "objectStoreSecret": "../etc"},
+        "is not a Secret's name",
+    ),
     ("mode not a string", {"mode": 1}, "output 'mode' of"),
     ("runtime env not a string", {"runtimeEnv": {"pip": ["evil"]}}, "'runtimeEnv'"),
     ("shared packages not a string", {"sharedPackages": ["x"]}, "'sharedPackages'"),

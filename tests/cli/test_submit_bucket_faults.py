@@ -5,18 +5,21 @@ same command succeeding once the bucket is back."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import signal
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli import buckets, package
-from cli.errors import Exit
+from cli.errors import CliError, Exit
 from tests.cli.conftest import Stores, Submit, closed_port, objects, write_outputs
 from tools.devcluster import objectstore
 from tools.testing import bucket_servers
@@ -185,3 +188,65 @@ def test_a_partial_object_under_the_hash_name_is_replaced_not_trusted(
     assert client.get_object(Bucket="ray", Key=key)["Body"].read() == pkg.path.read_bytes()
     again = run_submit(argv, env)
     assert "already in the bucket (same content): not uploading" in again.err
+
+
+class _SecretCore:
+    """The one Kubernetes call the command makes for the local stack's bucket keys."""
+
+    def __init__(self, data: dict[str, str]) -> None:
+        self.data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        self.read: list[tuple[str, str]] = []
+
+    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        self.read.append((namespace, name))
+        return types.SimpleNamespace(data=self.data)
+
+
+def test_the_local_stacks_bucket_keys_come_from_its_secret(
+    tmp_path: Path, stores: Stores, run_submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ray-platform submit --stack local` as the README runs it: no AWS keys in the shell. The
+    upload reaches the stack's MinIO with the keys its Ray pods read (Secret ray-object-store);
+    a shell's own keys win, and a Secret that cannot be read is one line naming it."""
+    from cli import dashboard
+
+    s3 = stores.s3
+    core = _SecretCore({"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key})
+    monkeypatch.setattr(dashboard, "_core_api", lambda code=None: core)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    prefix = "from-secret"
+    outputs = write_outputs(
+        tmp_path / "o.json",
+        cloud="local",
+        bucketUri=f"s3://ray/{prefix}",
+        objectStoreEndpoint=s3.endpoint,
+        objectStoreSecret="ray-object-store",
+    )
+    root = _project(tmp_path / "proj")
+    env = {
+        "RAY_ADDRESS": f"http://127.0.0.1:{closed_port()}",  # stops after the upload
+        "RAY_AUTH_TOKEN": "t",
+        "AWS_REGION": s3.region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "main.py"]
+    r = run_submit(argv, env)
+    assert r.code == Exit.CLUSTER, r.err  # uploaded, then no dashboard
+    assert core.read == [("ray", "ray-object-store")]
+    assert "bucket credentials: Secret ray/ray-object-store" in r.err
+    assert [k for k in objects(s3, prefix) if k.endswith(".zip")], r.err
+
+    core.read.clear()  # keys of the shell's own: the Secret is not read (and MinIO refuses them)
+    r = run_submit(argv, {**env, "AWS_ACCESS_KEY_ID": "mine", "AWS_SECRET_ACCESS_KEY": "mine"})
+    assert r.code == Exit.BUCKET and core.read == [], r.err
+
+    def refused(code: object = None) -> Any:
+        raise CliError(Exit.BUCKET, "no Kubernetes credentials (KUBECONFIG or ~/.kube/config)")
+
+    monkeypatch.setattr(dashboard, "_core_api", refused)
+    (root / "main.py").write_text("print('changed')\n")  # a new zip: the upload is needed
+    r = run_submit(argv, env)
+    assert r.code == Exit.BUCKET and len(r.error_lines) == 1, r.err

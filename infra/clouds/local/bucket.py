@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pulumi_kubernetes as k8s
 
+import contract.outputs as out
 from components.kubernetes.labels import MANAGED_LABELS
 from infra.clouds.adapter import KubernetesTarget, WiringPart
 from infra.clouds.local.settings import ObjectStoreSettings
@@ -52,5 +53,9 @@ def object_store(
             "secret_env": tuple((name, OBJECT_STORE_SECRET, name) for name in _CREDENTIALS),
         },
         dependencies=(secret,),
-        outputs={"bucketUri": bucket_uri, "objectStoreEndpoint": store.endpoint},
+        outputs={
+            out.BUCKET_URI: bucket_uri,
+            out.OBJECT_STORE_ENDPOINT: store.endpoint,
+            out.OBJECT_STORE_SECRET: OBJECT_STORE_SECRET,
+        },
     )
