@@ -316,8 +316,8 @@ KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 def store_credentials_wanted(secret: str | None, environ: Mapping[str, str]) -> bool:
     """Whether the stack's object-store Secret supplies the upload's credentials: a local stack
-    names one, and the environment names neither another endpoint nor keys. The user's AWS
-    profile is not asked (it is for AWS, not for the stack's MinIO), nor is any metadata
-    service (boto3's chain would try one)."""
-    named = any(environ.get(v) for v in (*ENDPOINT_VARIABLES, KEY_VARIABLES[0]))
+    names one, and the environment names neither another endpoint nor keys nor a profile
+    (`AWS_PROFILE`: the user's choice). Shared credential files are not asked (they are for
+    AWS, not for the stack's MinIO), nor is any metadata service (boto3's chain would try one)."""
+    named = any(environ.get(v) for v in (*ENDPOINT_VARIABLES, KEY_VARIABLES[0], "AWS_PROFILE"))
     return bool(secret) and not named

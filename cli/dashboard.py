@@ -105,7 +105,10 @@ class LocalRelay:
         self._thread.join(timeout=2)
 
 
-def _core_api(code: Exit = Exit.CLUSTER) -> Any:
+def _core_api(
+    code: Exit = Exit.CLUSTER,
+    instead: str = "set RAY_ADDRESS (and RAY_AUTH_TOKEN) to a dashboard you already forward",
+) -> Any:
     from kubernetes import client, config
 
     try:
@@ -117,7 +120,7 @@ def _core_api(code: Exit = Exit.CLUSTER) -> Any:
             raise CliError(
                 code,
                 "no Kubernetes credentials (KUBECONFIG or ~/.kube/config) to reach the cluster; "
-                "or set RAY_ADDRESS (and RAY_AUTH_TOKEN) to a dashboard you already forward",
+                f"or {instead}",
             ) from None
     return client.CoreV1Api()
 
@@ -232,14 +235,15 @@ def _forwarding(relay: LocalRelay, namespace: str, head: list[tuple[str, int]]) 
 
 
 def secret_values(
-    namespace: str, name: str, keys: tuple[str, ...], what: str, code: Exit
+    namespace: str, name: str, keys: tuple[str, ...], what: str, code: Exit, instead: str
 ) -> list[str]:
     """`keys` of Secret `namespace/name`, decoded; `what` ("read the Ray token from Secret …")
-    and `code` make the one-line error when the Secret cannot be read."""
+    and `code` make the one-line error when the Secret cannot be read, `instead` what the user
+    can do without a cluster ("set RAY_AUTH_TOKEN")."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    core = _core_api(code)
+    core = _core_api(code, instead)
     try:
         secret = core.read_namespaced_secret(name, namespace)
     except (ApiException, HTTPError) as e:
@@ -248,7 +252,10 @@ def secret_values(
     missing = [key for key in keys if not data.get(key)]
     if missing:
         raise CliError(code, f"Secret {namespace}/{name} has no key {missing[0]!r}")
-    return [base64.b64decode(data[key]).decode().strip() for key in keys]
+    try:
+        return [base64.b64decode(data[key]).decode().strip() for key in keys]
+    except ValueError:  # not base64, or not UTF-8
+        raise CliError(code, f"Secret {namespace}/{name} holds a value that is not text") from None
 
 
 def cluster_token(namespace: str | None, cluster: str | None) -> str:
@@ -260,5 +267,7 @@ def cluster_token(namespace: str | None, cluster: str | None) -> str:
             "token from; set RAY_AUTH_TOKEN",
         )
     what = f"read the Ray token from Secret {namespace}/{cluster} (or set RAY_AUTH_TOKEN)"
-    (token,) = secret_values(namespace, cluster, (TOKEN_KEY,), what, Exit.AUTH)
+    (token,) = secret_values(
+        namespace, cluster, (TOKEN_KEY,), what, Exit.AUTH, "set RAY_AUTH_TOKEN"
+    )
     return token

@@ -59,7 +59,7 @@ class StackOutputs:
     bucket unless AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL say otherwise."""
     object_store_secret: str | None = None
     """The Secret (in `namespace`) with that store's credentials (`objectStoreSecret`), read
-    when the environment names none."""
+    when the environment names none; only for `--stack` (never from an `--outputs` file)."""
     shared_packages: tuple[str, ...] = ()
     """Requirements the cluster installs onto the shared file system (on PYTHONPATH, ahead of a
     job's pip/uv environment); empty for stacks that predate the output."""
@@ -271,6 +271,10 @@ def check_trusted(raw: dict[str, Any], source: str, *, bucket_given: bool) -> No
             )
     secret = raw.get(out.OBJECT_STORE_SECRET)
     if secret is not None:
+        if cloud != "local":
+            raise _untrusted(
+                source, out.OBJECT_STORE_SECRET, secret, "is set on a stack not of cloud local"
+            )
         if endpoint is None or namespace is None:
             raise _untrusted(
                 source,
@@ -367,6 +371,10 @@ def load(
         token_auth=_token_auth(raw, source),
         port_forward_command=_text(raw, out.DASHBOARD_PORT_FORWARD, source, required=False),
         object_store_endpoint=_text(raw, out.OBJECT_STORE_ENDPOINT, source, required=False),
-        object_store_secret=_text(raw, out.OBJECT_STORE_SECRET, source, required=False),
+        # Only from the stack's own state: a file given with --outputs could pair any Secret the
+        # user's kubeconfig reaches with any endpoint (its keys would sign requests sent there).
+        object_store_secret=(
+            _text(raw, out.OBJECT_STORE_SECRET, source, required=False) if stack else None
+        ),
         shared_packages=tuple(shared),
     )

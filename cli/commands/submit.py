@@ -181,12 +181,10 @@ def _store_credentials(stack: outputs.StackOutputs) -> tuple[str, str] | None:
         return None
     from cli import dashboard
 
-    what = (
-        f"read the bucket's credentials from Secret {namespace}/{secret} "
-        f"(or set {' and '.join(buckets.KEY_VARIABLES)})"
-    )
+    instead = f"set {' and '.join(buckets.KEY_VARIABLES)}"
+    what = f"read the bucket's credentials from Secret {namespace}/{secret} (or {instead})"
     key_id, key = dashboard.secret_values(
-        namespace, secret, buckets.KEY_VARIABLES, what, Exit.BUCKET
+        namespace, secret, buckets.KEY_VARIABLES, what, Exit.BUCKET, instead
     )
     say(f"bucket credentials: Secret {namespace}/{secret} (the stack's object store)")
     return key_id, key

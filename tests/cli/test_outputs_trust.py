@@ -62,6 +62,11 @@ TAMPERED: list[tuple[str, dict[str, Any], str]] = [
         "is set without objectStoreEndpoint and namespace",
     ),
     (
+        "secret on aws",
+        {"cloud": "aws", "bucketUri": "s3://ray/x", "objectStoreSecret": "cloud-credentials"},
+        "is set on a stack not of cloud local",
+    ),
+    (
         "secret not a name",
         {"objectStoreEndpoint": "http://10.244.0.1:9000", "objectStoreSecret": "../etc"},
         "is not a Secret's name",

@@ -207,24 +207,34 @@ def test_the_local_stacks_bucket_keys_come_from_its_secret(
 ) -> None:
     """`ray-platform submit --stack local` as the README runs it: no AWS keys in the shell. The
     upload reaches the stack's MinIO with the keys its Ray pods read (Secret ray-object-store);
-    a shell's own keys win, and a Secret that cannot be read is one line naming it."""
+    a shell's own keys or endpoint win, an `--outputs` file never makes the command read a
+    Secret, and a Secret that cannot be read is one line naming it and what to set instead."""
+    import json
+
     from cli import dashboard
+    from tests.cli.test_submit import _fake_pulumi
 
     s3 = stores.s3
     core = _SecretCore({"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key})
-    monkeypatch.setattr(dashboard, "_core_api", lambda code=None: core)
+    monkeypatch.setattr(dashboard, "_core_api", lambda *_: core)
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     prefix = "from-secret"
-    outputs = write_outputs(
-        tmp_path / "o.json",
-        cloud="local",
-        bucketUri=f"s3://ray/{prefix}",
-        objectStoreEndpoint=s3.endpoint,
-        objectStoreSecret="ray-object-store",
-    )
+    stack_outputs = {
+        "mode": "dev",
+        "cloud": "local",
+        "runtimeEnv": "{}",
+        "namespace": "ray",
+        "rayClusterName": "ray",
+        "bucketUri": f"s3://ray/{prefix}",
+        "objectStoreEndpoint": s3.endpoint,
+        "objectStoreSecret": "ray-object-store",
+    }
+    bin_dir, _ = _fake_pulumi(tmp_path, stack_outputs)
     root = _project(tmp_path / "proj")
     env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PULUMI_BACKEND_URL": "file:///srv/state",  # the user's own backend: no tools/up cache
         "RAY_ADDRESS": f"http://127.0.0.1:{closed_port()}",  # stops after the upload
         "RAY_AUTH_TOKEN": "t",
         "AWS_REGION": s3.region,
@@ -232,7 +242,7 @@ def test_the_local_stacks_bucket_keys_come_from_its_secret(
         "AWS_CONFIG_FILE": str(tmp_path / "none"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
     }
-    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "main.py"]
+    argv = ["--stack", "local", "--working-dir", str(root), "--", "python", "main.py"]
     r = run_submit(argv, env)
     assert r.code == Exit.CLUSTER, r.err  # uploaded, then no dashboard
     assert core.read == [("ray", "ray-object-store")]
@@ -242,11 +252,32 @@ def test_the_local_stacks_bucket_keys_come_from_its_secret(
     core.read.clear()  # keys of the shell's own: the Secret is not read (and MinIO refuses them)
     r = run_submit(argv, {**env, "AWS_ACCESS_KEY_ID": "mine", "AWS_SECRET_ACCESS_KEY": "mine"})
     assert r.code == Exit.BUCKET and core.read == [], r.err
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # run_submit leaves them set
+        monkeypatch.delenv(var)
+    closed = f"http://127.0.0.1:{closed_port()}"  # an endpoint of the shell's own: not read
+    r = run_submit(argv, {**env, "AWS_ENDPOINT_URL_S3": closed})
+    assert r.code == Exit.BUCKET and core.read == [], r.err
+    outputs = tmp_path / "o.json"  # the same outputs as a file: never a Secret
+    outputs.write_text(json.dumps(stack_outputs))
+    file_argv = ["--outputs", str(outputs), *argv[2:]]
+    r = run_submit(file_argv, env)
+    assert r.code == Exit.BUCKET and core.read == [], r.err
 
-    def refused(code: object = None) -> Any:
-        raise CliError(Exit.BUCKET, "no Kubernetes credentials (KUBECONFIG or ~/.kube/config)")
+    def no_cluster(code: Exit = Exit.CLUSTER, instead: str = "") -> Any:
+        raise CliError(
+            code, f"no Kubernetes credentials (KUBECONFIG or ~/.kube/config); or {instead}"
+        )
 
-    monkeypatch.setattr(dashboard, "_core_api", refused)
+    monkeypatch.setattr(dashboard, "_core_api", no_cluster)
     (root / "main.py").write_text("print('changed')\n")  # a new zip: the upload is needed
     r = run_submit(argv, env)
-    assert r.code == Exit.BUCKET and len(r.error_lines) == 1, r.err
+    assert r.code == Exit.BUCKET, r.err
+    assert r.error_lines == [
+        "ray-platform submit: no Kubernetes credentials (KUBECONFIG or ~/.kube/config); "
+        "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    ], r.err
+    monkeypatch.setattr(dashboard, "_core_api", lambda *_: _SecretCore({"AWS_ACCESS_KEY_ID": "k"}))
+    r = run_submit(argv, env)
+    assert r.error_lines == [
+        "ray-platform submit: Secret ray/ray-object-store has no key 'AWS_SECRET_ACCESS_KEY'"
+    ], r.err
