@@ -314,10 +314,9 @@ ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
-def store_credentials_wanted(secret: str | None, environ: Mapping[str, str]) -> bool:
-    """Whether the stack's object-store Secret supplies the upload's credentials: a local stack
-    names one, and the environment names neither another endpoint nor keys nor a profile
-    (`AWS_PROFILE`: the user's choice). Shared credential files are not asked (they are for
-    AWS, not for the stack's MinIO), nor is any metadata service (boto3's chain would try one)."""
-    named = any(environ.get(v) for v in (*ENDPOINT_VARIABLES, KEY_VARIABLES[0], "AWS_PROFILE"))
-    return bool(secret) and not named
+def store_credentials_wanted(environ: Mapping[str, str]) -> bool:
+    """Whether a local stack's object-store Secret may supply the upload's credentials: the
+    environment names neither another endpoint nor keys nor a profile (`AWS_PROFILE`: the
+    user's choice). Shared credential files are not asked (they are for AWS, not for the
+    stack's MinIO), nor is any metadata service (boto3's chain would try one)."""
+    return not any(environ.get(v) for v in (*ENDPOINT_VARIABLES, KEY_VARIABLES[0], "AWS_PROFILE"))

@@ -177,7 +177,7 @@ def _store_credentials(stack: outputs.StackOutputs) -> tuple[str, str] | None:
     """The local stack's object-store keys from its Secret in the cluster (what Ray's pods
     read), unless the environment names an endpoint or keys of its own."""
     secret, namespace = stack.object_store_secret, stack.namespace
-    if not buckets.store_credentials_wanted(secret, os.environ) or not secret or not namespace:
+    if not secret or not namespace or not buckets.store_credentials_wanted(os.environ):
         return None
     from cli import dashboard
 

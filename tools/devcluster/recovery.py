@@ -307,6 +307,11 @@ def engine_owns_ctrl_c() -> Iterator[None]:
         raise Interrupted()
 
 
+def volume_labels(stack: str) -> dict[str, str]:
+    """The labels that mark a PersistentVolume as `stack`'s: what the sweep lists and checks."""
+    return {**MANAGED_LABELS, **stack_labels(stack)}
+
+
 def orphaned_volumes(
     volumes: Sequence[Mapping[str, Any]], deployment: Mapping[str, Any], stack: str
 ) -> list[Mapping[str, Any]]:
@@ -323,7 +328,7 @@ def orphaned_volumes(
         for r in deployment.get("resources") or []
         if str(r.get("type") or "") == "kubernetes:core/v1:PersistentVolume"
     }
-    wanted = {**MANAGED_LABELS, **stack_labels(stack)}
+    wanted = volume_labels(stack)
     found = []
     for pv in volumes:
         meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}

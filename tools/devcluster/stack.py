@@ -32,7 +32,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from components.kubernetes.labels import MANAGED_LABELS, STACK_LABEL, stack_labels
+from components.kubernetes.labels import STACK_LABEL
 from infra.cache import cache_root
 from tools import crd_guard
 from tools.build import BuildError
@@ -739,7 +739,7 @@ def delete_orphaned_volumes(kubeconfig: Path, deployment: Mapping[str, Any], sta
     """Delete the volumes an interrupted run of `stack` made but never recorded
     (recovery.orphaned_volumes), each only as it was read (a claim binding it meanwhile keeps
     it). Best effort: a cluster that will not list or delete them is said and left alone."""
-    selector = ",".join(f"{k}={v}" for k, v in {**MANAGED_LABELS, **stack_labels(stack)}.items())
+    selector = ",".join(f"{k}={v}" for k, v in recovery.volume_labels(stack).items())
     query = urllib.parse.urlencode({"labelSelector": selector})
     try:
         kube = Kube(kubeconfig)
