@@ -8,6 +8,8 @@ the Ray namespace stays `restricted`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +20,9 @@ import pulumi_kubernetes as k8s
 from components.kubernetes.labels import MANAGED_LABELS, pod_security_labels
 from components.options import waiting_child
 from components.wiring import SHARED_VOLUME
+
+OWNER_JOB = "own-shared-dir"
+"""The owner Job's name, before the digest of its spec (`job_name`)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,6 @@ class SharedDirOwner(pulumi.ComponentResource):
         )
         resources = {"cpu": "50m", "memory": "64Mi"}
         metadata: Any = {
-            "name": "own-shared-dir",
             "namespace": args.namespace,
             "labels": dict(MANAGED_LABELS),
             # Ray pods wait for the directory themselves (an init container), so `up` need not
@@ -96,6 +100,7 @@ class SharedDirOwner(pulumi.ComponentResource):
                 }
             },
         }
+        metadata["name"] = pulumi.Output.from_input(spec).apply(job_name)
         k8s.batch.v1.Job(
             f"{name}-job",
             metadata=metadata,
@@ -103,6 +108,18 @@ class SharedDirOwner(pulumi.ComponentResource):
             opts=waiting_child(self, opts, depends_on=[namespace]),
         )
         self.register_outputs({})
+
+
+def job_name(spec: Mapping[str, Any]) -> str:
+    """`own-shared-dir-<digest of the spec>`. A Job's pod template is immutable, so a new image,
+    path or server replaces the Job. Under one fixed name that replacement is delete-then-create,
+    and the provider (v4.25.0: Jobs are in its legacy skipAwait-on-delete list) does not wait for
+    the delete: the create met the old Job still terminating, a server-side apply conflict, and
+    `up` failed. A name per content makes a replacement create-then-delete; the same content
+    keeps its name, so an `up` interrupted after the create finds its Job again rather than
+    leaving a second one (as a Pulumi-generated random name would)."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{OWNER_JOB}-{digest}"
 
 
 def wait_for_shared_dir(image: str, mount_path: str) -> dict[str, object]:

@@ -55,6 +55,17 @@ def _raycluster_image(d: Deployment) -> str:
     return str(rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"])
 
 
+def _owner_jobs(d: Deployment) -> list[tuple[str, str]]:
+    """(name, image) of the shared directory's owner Jobs not being deleted."""
+    jobs = d.kube.get(f"/apis/batch/v1/namespaces/{NS}-prep/jobs")
+    assert jobs is not None
+    return [
+        (j["metadata"]["name"], j["spec"]["template"]["spec"]["containers"][0]["image"])
+        for j in jobs["items"]
+        if not j["metadata"].get("deletionTimestamp")
+    ]
+
+
 def _app(tmp: Path) -> tuple[Path, Path]:
     app = tmp / "app"
     (app / "reports").mkdir(parents=True)
@@ -128,6 +139,8 @@ def test_build_push_up_and_a_job_imports_the_baked_package(
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip().splitlines()[-1] == reference
 
+    before = _owner_jobs(d)
+    assert [image for _, image in before] == [d.outputs["image"]], before
     run = ok(job("up", d.state, d.cluster, "--stack", STACK, "--image", reference))
     outputs = printed_outputs(run.stdout)
     assert _raycluster_image(d) == reference
@@ -139,6 +152,13 @@ def test_build_push_up_and_a_job_imports_the_baked_package(
         for c in p["status"].get("containerStatuses", [])
         if c["name"] == "ray-head"
     ), [p["status"].get("containerStatuses") for p in heads]
+
+    # The shared directory's owner Job runs that image too: a new image replaces it, the new Job
+    # under a new name (one fixed name made this `up` fail on a server-side apply conflict with
+    # the old Job still terminating), and the old one deleted.
+    after = _owner_jobs(d)
+    assert [image for _, image in after] == [reference], after
+    assert after[0][0] != before[0][0] and after[0][0].startswith("own-shared-dir-"), after
 
     d2 = Deployment(d.state, d.cluster, outputs, d.kube, d.kubeconfig, d.before)
     job_dir = tmp_path / "job"

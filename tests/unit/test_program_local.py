@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -45,6 +46,29 @@ def test_a_kubeconfig_the_stack_names_is_used_as_is() -> None:
     config["ray-platform:local"].update(kubeconfig="~/.kube/kind", context="kind-ray")
     provider = run_program("local", config).one("pulumi:providers:kubernetes").inputs
     assert (provider["kubeconfig"], provider["context"]) == ("~/.kube/kind", "kind-ray")
+
+
+def _owner_job_name(config: dict[str, Any] | None = None) -> str:
+    run = cached_run("local") if config is None else run_program("local", config)
+    return str(run.one("kubernetes:batch/v1:Job").inputs["metadata"]["name"])
+
+
+def test_the_owner_job_is_renamed_by_what_replaces_it() -> None:
+    """A Job's pod template is immutable: a new image or host path replaces the Job. Under one
+    fixed name that replace deleted first and, the provider not waiting for a Job's delete,
+    created onto the old Job still terminating (an apply conflict, `up` failed: CI, local-prod).
+    The name follows the spec: a replace gets a new name (create, then delete), the same spec
+    keeps it (a re-run after an interrupted create finds the same Job)."""
+    name = _owner_job_name()
+    assert re.fullmatch(r"own-shared-dir-[0-9a-f]{10}", name), name
+    assert _owner_job_name(copy.deepcopy(stack_config("local"))) == name
+    for section, key, value in (
+        ("ray-platform:ray", "image", "rayproject/ray:2.60.0-py311-cpu"),
+        ("ray-platform:local", "hostPath", "/srv/ray-shared"),
+    ):
+        config = copy.deepcopy(stack_config("local"))
+        config[section][key] = value
+        assert _owner_job_name(config) != name, key
 
 
 def test_local_shared_volume_is_hostpath_rwx() -> None:

@@ -28,7 +28,8 @@ class Finding(Protocol):
 
 RAY_PODS = "Pod.ray.ray-*"
 HEAD_POD = "Pod.ray.ray-head"
-SHARED_DIR_JOB = "Job.ray-prep.own-shared-dir"
+SHARED_DIR_JOB = "Job.ray-prep.own-shared-dir-*"
+"""Named by the digest of its spec (components.kubernetes.shared_dir_owner.job_name)."""
 DEV_STACKS = ("dev", "local", "gke-dev")
 """Stacks in `mode: dev`."""
 
@@ -69,7 +70,7 @@ WAIVERS: tuple[Waiver, ...] = (
     _w("CKV_K8S_15", (RAY_PODS, SHARED_DIR_JOB), "imagePullPolicy Always: asked only of tag images; dev runs the generic tag by design (see CKV_K8S_43) and prod pins digests", *DEV_STACKS),  # noqa: E501
     _w("CKV_K8S_23", SHARED_DIR_JOB, "root: the one-shot Job chowns the NFS/hostPath export to uid 1000, which needs uid 0; it runs in its own baseline namespace ray-prep", "local", "gke-dev", "gke-prod"),  # noqa: E501
     _w("CKV_K8S_40", SHARED_DIR_JOB, "high UID: the one-shot Job chowns the NFS/hostPath export to uid 1000, which needs uid 0", "local", "gke-dev", "gke-prod"),  # noqa: E501
-    _w("CKV_K8S_25", SHARED_DIR_JOB, "added capabilities: the chown Job drops ALL and adds back only CHOWN and FOWNER, the two chown/chmod need", "local", "gke-dev", "gke-prod"),  # noqa: E501
+    _w("CKV_K8S_25", SHARED_DIR_JOB, "added capabilities: the chown Job drops ALL and adds back only CHOWN, FOWNER and FSETID, the three chown/chmod 2775 need", "local", "gke-dev", "gke-prod"),  # noqa: E501
 )
 # fmt: on
 
