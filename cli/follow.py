@@ -24,6 +24,7 @@ pong), the window, and a last try (a pause of RETRY_EVERY, one request) that beg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -35,6 +36,8 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 RETRY_EVERY = 1.0
 """Seconds between tries while contact is lost (the port-forward reconnects meanwhile)."""
+CLOSE_WITHIN = 3.0
+"""Seconds a Ctrl-C waits for the log stream to close (a websocket close handshake)."""
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,21 @@ class Follower:
         # A loop of its own, closed after: asyncio.run would leave the thread without a current
         # event loop, which breaks callers (and test runs) that expect one.
         loop = asyncio.new_event_loop()
+        tail = loop.create_task(self._tail())
         try:
-            loop.run_until_complete(self._tail())
+            loop.run_until_complete(tail)
+        except KeyboardInterrupt:
+            # Ctrl-C (the caller detaches): close the log stream's websocket and session here,
+            # within a bound. Left suspended, the garbage collector closed them during the
+            # interpreter's shutdown: "Exception ignored ... coroutine ignored GeneratorExit" on
+            # every Ctrl-C, and once (CI) a command that never exited.
+            tail.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(asyncio.wait({tail}, timeout=CLOSE_WITHIN))
+            raise
         finally:
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     async def _tail(self) -> None:
