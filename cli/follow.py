@@ -1,24 +1,27 @@
 """Follow a submitted Ray job through the dashboard, with every wait bounded.
 
 Ray's JobSubmissionClient sends its HTTP requests with no timeout and tails the logs over a
-websocket with no heartbeat, so a head that vanishes without closing its connections (a node
+websocket nobody watches, so a head that vanishes without closing its connections (a node
 gone, a half-open port-forward) would hang the command for good. Here every request has a
-timeout, the log stream a heartbeat, and losing contact opens a window to regain it: the head
-may come back (KubeRay recreates a deleted head pod, and cli/dashboard.py forwards new
-connections to whichever pod is then behind the head Service). Without GCS fault tolerance a
-new head has an empty job table, so a job it does not know was lost with the old one.
+timeout, the job's status is asked beside the log stream, and losing contact opens a window to
+regain it: the head may come back (KubeRay recreates a deleted head pod, and cli/dashboard.py
+forwards new connections to whichever pod is then behind the head Service). Without GCS fault
+tolerance a new head has an empty job table, so a job it does not know was lost with the old one.
+
+Not a websocket heartbeat: Ray's log stream never reads its side of the socket (job_head.py
+only sends; aiohttp answers a ping only inside receive()), so no ping is ever answered and a
+heartbeat would take every job quiet for a while for a lost head.
 
 The two limits, in seconds, from the environment (tests make them short):
 
-  RAY_PLATFORM_DASHBOARD_TIMEOUT   each request's connect and read timeout, and the log
-                                   stream's heartbeat (no pong within half of it: contact
-                                   lost); default 30
+  RAY_PLATFORM_DASHBOARD_TIMEOUT   each request's connect and read timeout, and how often the
+                                   job's status is asked while its log streams; default 30
   RAY_PLATFORM_RECONNECT_TIMEOUT   how long to try regaining contact once it is lost, before
                                    giving up with exit 6; default 120
 
-So a follow whose head went silent exits 6 within about RECONNECT + 2.5 x DASHBOARD + 1
-seconds: up to 1.5 x DASHBOARD to notice (a ping after DASHBOARD of quiet, half that for the
-pong), the window, and a last try (a pause of RETRY_EVERY, one request) that began inside it.
+So a follow whose head went silent exits 6 within about RECONNECT + 3 x DASHBOARD + 1 seconds:
+up to 2 x DASHBOARD to notice (the next status request, and its timeout), the window, and a
+last try (a pause of RETRY_EVERY, one request) that began inside it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +42,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 RETRY_EVERY = 1.0
 """Seconds between tries while contact is lost (the port-forward reconnects meanwhile)."""
 CLOSE_WITHIN = 3.0
-"""Seconds a Ctrl-C waits for the log stream to close (a websocket close handshake)."""
+"""Seconds a second Ctrl-C still gives the log stream to close, before a last cancel."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class JobLost(Exception):
 
 def contact_errors() -> tuple[type[BaseException], ...]:
     """What losing the dashboard raises: requests' errors are OSError but not the builtin
-    ConnectionError, aiohttp's ClientError is neither, and a heartbeat or read timeout is a
+    ConnectionError, aiohttp's ClientError is neither, and a status request's or read timeout is a
     TimeoutError (an OSError too)."""
     import aiohttp
 
@@ -141,6 +146,14 @@ class Follower:
         self._emit(log)
 
     def run(self) -> str:
+        try:
+            return self._run()
+        finally:
+            # A Ctrl-C or JobLost while PENDING: the bar goes before the caller's last words
+            # (closed later by the garbage collector, it was redrawn below them).
+            self._end_pending()
+
+    def _run(self) -> str:
         lost_at: float | None = None
         streamed_once = False
         while True:
@@ -204,23 +217,52 @@ class Follower:
 
     def _stream(self) -> None:
         """Tail the job's log until the dashboard closes the stream; ContactLost (or an
-        aiohttp/OS error) when it breaks or falls silent."""
+        aiohttp/OS error) when it breaks or the head stops answering. Ctrl-C: KeyboardInterrupt,
+        once the stream is closed."""
         # A loop of its own, closed after: asyncio.run would leave the thread without a current
         # event loop, which breaks callers (and test runs) that expect one.
         loop = asyncio.new_event_loop()
-        tail = loop.create_task(self._tail())
+        tail: asyncio.Task[None] | None = None
+        interrupted = False
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            # The first Ctrl-C cancels the stream at its `await`, where closing is quick (a
+            # KeyboardInterrupt raised anywhere else unwound into a websocket close handshake
+            # that Ray never answers); a second one, or one outside the stream, is Python's.
+            nonlocal interrupted
+            if interrupted or tail is None or tail.done():
+                raise KeyboardInterrupt
+            interrupted = True
+            loop.call_soon_threadsafe(tail.cancel)
+
+        # Only where Ctrl-C means KeyboardInterrupt: not in another thread, nor in a process
+        # started with SIGINT ignored (a shell's background job), which stays deaf to it.
+        own = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if own:
+            signal.signal(signal.SIGINT, on_sigint)
         try:
-            loop.run_until_complete(tail)
-        except KeyboardInterrupt:
-            # Ctrl-C (the caller detaches): close the log stream's websocket and session here,
-            # within a bound. Left suspended, the garbage collector closed them during the
-            # interpreter's shutdown: "Exception ignored ... coroutine ignored GeneratorExit" on
-            # every Ctrl-C, and once (CI) a command that never exited.
-            tail.cancel()
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(asyncio.wait({tail}, timeout=CLOSE_WITHIN))
-            raise
+            tail = loop.create_task(self._tail())
+            try:
+                loop.run_until_complete(tail)
+            except asyncio.CancelledError:
+                if not interrupted:
+                    raise
+                raise KeyboardInterrupt from None
+            except KeyboardInterrupt:
+                # A second Ctrl-C while closing: the stream gets a bound, then a last cancel.
+                for bound in (CLOSE_WITHIN, 0.5):
+                    tail.cancel()  # on a finished task: marks its exception as seen
+                    if tail.done():
+                        break
+                    with contextlib.suppress(BaseException):
+                        loop.run_until_complete(asyncio.wait({tail}, timeout=bound))
+                raise
         finally:
+            if own:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             with contextlib.suppress(BaseException):
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
@@ -229,24 +271,54 @@ class Follower:
         import aiohttp
 
         self._offset = 0
-        url = f"{self._client.get_address()}/api/jobs/{self._job_id}/logs/tail"
+        job = f"{self._client.get_address()}/api/jobs/{self._job_id}"
         limit = self._limits.dashboard
-        # Ray's own tail_job_logs sends no heartbeat: a head gone without a FIN leaves its
-        # receive waiting forever. With one, a ping unanswered for limit/2 ends the stream,
-        # while a job that prints nothing for hours is still followed.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=limit, sock_read=limit)
         async with (
             aiohttp.ClientSession(headers=self._headers, timeout=timeout) as session,
-            session.ws_connect(url, heartbeat=limit) as ws,
+            session.ws_connect(f"{job}/logs/tail") as ws,
         ):
-            while True:
-                msg = await ws.receive()
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    self._emit(msg.data)
-                elif msg.type == aiohttp.WSMsgType.ERROR:
-                    raise ContactLost(f"the log stream failed: {ws.exception()}")
-                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                    # No close frame (the connection just ended) is 1006, ABNORMAL_CLOSURE.
-                    if ws.close_code in (None, aiohttp.WSCloseCode.ABNORMAL_CLOSURE):
-                        raise ContactLost("the log stream was cut")
-                    return
+            # The stream and a watch on the job's status: whichever ends first ends both (the
+            # stream's end is the job's; the watch ends only in an error).
+            read = asyncio.ensure_future(self._read(ws))
+            watch = asyncio.ensure_future(self._watch(session, job, limit))
+            try:
+                done, _ = await asyncio.wait({read, watch}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Cancelled inside receive(), the websocket is marked closed (1006): leaving
+                # the `async with` then waits for no close handshake, which Ray never answers.
+                read.cancel()
+                watch.cancel()
+                await asyncio.gather(read, watch, return_exceptions=True)
+            for task in (watch, read):
+                if task in done:
+                    task.result()  # the watch's ContactLost, or the stream's end or error
+
+    async def _read(self, ws: Any) -> None:
+        import aiohttp
+
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self._emit(msg.data)
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                raise ContactLost(f"the log stream failed: {ws.exception()}")
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                # No close frame (the connection just ended) is 1006, ABNORMAL_CLOSURE.
+                if ws.close_code in (None, aiohttp.WSCloseCode.ABNORMAL_CLOSURE):
+                    raise ContactLost("the log stream was cut")
+                return
+
+    async def _watch(self, session: Any, job: str, every: float) -> None:
+        """Ask the job's status every `every` seconds, each answer due within `every`: a head
+        gone without a FIN (the stream then waits forever) ends in ContactLost or a timeout."""
+        import aiohttp
+
+        while True:
+            await asyncio.sleep(every)
+            async with session.get(job, timeout=aiohttp.ClientTimeout(total=every)) as r:
+                if r.status != 200:
+                    # 404: a new head that does not know the job (the follow's next status
+                    # request says so); 5xx: a head still starting up.
+                    raise ContactLost(f"HTTP {r.status} for the job's status")
+                await r.read()

@@ -139,7 +139,12 @@ def submit_and_follow(
             ) from None
         except KeyboardInterrupt:
             if job_id is None:
-                raise
+                # Cut mid-request: the dashboard may have accepted the job all the same.
+                raise CliError(
+                    Exit.DETACHED,
+                    f"interrupted while submitting: whether Ray accepted the job is unknown; "
+                    f"`ray job list --address {addr}` shows it",
+                ) from None
             say(f"\ndetached from {job_id}; it keeps running.")
             say(_follow_hint(job_id, addr, forwarded, stack))
             return Exit.DETACHED

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import os
+import signal
 import socket
 import threading
 import time
@@ -32,7 +34,7 @@ LINE1 = "epoch 1 done\n"
 LINE2 = "epoch 2 done\n"
 DASHBOARD_TIMEOUT = 1.0
 RECONNECT = 2.0
-WITHIN = RECONNECT + 2.5 * DASHBOARD_TIMEOUT + 1.0 + 3.0
+WITHIN = RECONNECT + 3 * DASHBOARD_TIMEOUT + 1.0 + 3.0
 """cli/follow.py's bound (a retry's pause included), plus slack for a loaded CI box."""
 
 
@@ -43,8 +45,12 @@ class FakeDashboard:
              not know the job (a new head pod, its job table empty)
     blip     the connection is cut, the same head still runs the job: a new stream replays the
              log from the start, then the job SUCCEEDS
-    silent   nothing answers any more: no pong, no status (a half-open connection)
+    silent   nothing answers any more: no status, no stream (a half-open connection)
     pending  the job stays PENDING, then status requests go unanswered
+    quiet    like Ray's own stream (which never reads its socket, so answers no ping): quiet
+             for longer than the client's limits while the status answers RUNNING, then the
+             next line and the job SUCCEEDS
+    chatty   a line every 20 ms until the server closes
     """
 
     def __init__(self, mode: str) -> None:
@@ -127,11 +133,24 @@ class FakeDashboard:
         return web.json_response({"logs": LINE1 + LINE2})
 
     async def _tail(self, request: web.Request) -> web.StreamResponse:
-        # No automatic pongs: a silent head must look silent to the client's heartbeat.
+        # No automatic pongs, as on Ray's stream: it never calls receive(), where aiohttp pongs.
         ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         self.tails += 1
         await ws.send_str(LINE1)
+        if self.mode == "quiet":
+            self.lost_at = time.monotonic()  # quiet, not lost: the follow must see the difference
+            await asyncio.sleep(3 * DASHBOARD_TIMEOUT + 1)
+            await ws.send_str(LINE2)
+            self.status = "SUCCEEDED"
+            await ws.close()
+            return ws
+        if self.mode == "chatty":
+            assert self._release is not None
+            while not self._release.is_set():
+                await ws.send_str(LINE2)
+                await asyncio.sleep(0.02)
+            return ws
         if self.mode == "blip" and self.tails > 1:
             await ws.send_str(LINE2)  # a new stream starts from the top of the log
             self.status = "SUCCEEDED"
@@ -239,6 +258,87 @@ def test_a_cut_stream_to_a_head_that_still_runs_the_job_is_resumed(
     assert fake.tails == 2
     assert f"{JOB}: lost contact with the Ray head" in r.err
     assert f"{JOB}: in contact with the Ray head again" in r.err
+
+
+@pytest.mark.parametrize("fake", ["quiet"], indirect=True)
+def test_a_job_that_prints_nothing_for_a_while_is_followed_on_one_stream(
+    tmp_path: Path, run_submit: Submit, fake: FakeDashboard
+) -> None:
+    """Ray's log stream answers no websocket ping: a heartbeat took every job quiet for a
+    while for a lost head and opened a new stream (and said so) every 1.5 x the limit."""
+    r, _ = _follow(tmp_path, run_submit, fake)
+    assert r.code == Exit.SUCCEEDED, r.err
+    assert r.out == LINE1 + LINE2
+    assert fake.tails == 1, r.err
+    assert "lost contact" not in r.err, r.err
+
+
+@pytest.mark.parametrize("fake", ["chatty"], indirect=True)
+def test_ctrl_c_while_a_line_is_written_ends_the_stream_at_once(
+    fake: FakeDashboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C lands anywhere, e.g. in the middle of writing a line: raised there, it unwound
+    into a websocket close handshake that Ray never answers (for good, while lines kept
+    coming). The first Ctrl-C now cancels the stream at its await."""
+    from cli import follow
+
+    limits = follow.Limits(5.0, RECONNECT)
+    follower = follow.Follower(follow.client(fake.address, None, limits), JOB, {}, limits)
+    lines: list[str] = []
+
+    def emit(chunk: str) -> None:
+        lines.append(chunk)
+        if len(lines) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, inside the stream
+
+    monkeypatch.setattr(follower, "_emit", emit)
+    # Ctrl-C as in a terminal, whatever this run inherited (a background job ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Should the stream not end, a second Ctrl-C after 15 s ends the test (as a failure).
+    second = threading.Timer(15, lambda: os.kill(os.getpid(), signal.SIGINT))
+    second.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            follower._stream()
+        took = time.monotonic() - start
+    finally:
+        second.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert took < follow.CLOSE_WITHIN + 1, f"{took:.1f}s from Ctrl-C to the end of the stream"
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+@pytest.mark.parametrize("fake", ["quiet"], indirect=True)
+def test_ctrl_c_while_submitting_says_the_job_may_have_been_accepted(
+    tmp_path: Path, run_submit: Submit, fake: FakeDashboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut mid-request, the submit may still have reached Ray: "before the job was submitted"
+    would send the user to submit it a second time."""
+    from cli import follow
+
+    real = follow.client
+
+    def client(*args: Any, **kwargs: Any) -> Any:
+        bounded = real(*args, **kwargs)
+
+        def submit_job(**_: Any) -> str:
+            raise KeyboardInterrupt
+
+        bounded.submit_job = submit_job
+        return bounded
+
+    monkeypatch.setattr(follow, "client", client)
+    outputs = write_outputs(tmp_path / "o.json", bucketUri=None)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "train.py").write_text("print('hi')\n")
+    argv = ["--outputs", str(outputs), "--working-dir", str(tmp_path / "work"), "--", "python"]
+    r = run_submit(argv, {"RAY_ADDRESS": fake.address, "RAY_AUTH_TOKEN": "t"})
+    assert r.code == Exit.DETACHED, r.err
+    assert r.error_lines == [
+        "ray-platform submit: interrupted while submitting: whether Ray accepted the job is "
+        f"unknown; `ray job list --address {fake.address}` shows it"
+    ]
 
 
 class _Obj:

@@ -98,6 +98,22 @@ def test_without_a_bucket_the_zip_goes_through_the_dashboard(
     assert len([ln for ln in r.err.splitlines() if "has no bucket" in ln]) == 1
 
 
+def test_a_job_quiet_for_a_while_is_followed_without_losing_contact(
+    tmp_path: Path, stores: Stores, ray_head: RayHead, run_submit: Submit
+) -> None:
+    """Ray's log stream answers no websocket ping (it never reads its socket): a heartbeat
+    called every job quiet for 1.5 x the limit lost and opened a new stream. The limit is short
+    here, the job quiet for several of them."""
+    outputs = write_outputs(tmp_path / "o.json")
+    root = _project(tmp_path / "proj", "quiet")
+    quiet = "import time; print('before', flush=True); time.sleep(12); print('after')"
+    argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "-c", quiet]
+    r = run_submit(argv, _env(stores, ray_head, RAY_PLATFORM_DASHBOARD_TIMEOUT="5"))
+    assert r.code == 0, r.err
+    assert r.out.splitlines().count("before") == 1 and "after" in r.out.splitlines(), r.out
+    assert "lost contact" not in r.err, r.err
+
+
 def test_job_failure_exits_1_with_one_line(
     tmp_path: Path, stores: Stores, ray_head: RayHead
 ) -> None:
@@ -175,6 +191,9 @@ def test_ctrl_c_detaches_and_says_how_to_follow(
         [str(script), "submit", "--outputs", str(outputs), "--working-dir", str(root), "--",
          "python", "-c", "import time; print('working', flush=True); time.sleep(120)"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal: a run started in the background (CI) passes SIGINT on
+        # ignored, and Python then never raises KeyboardInterrupt (the command would not stop).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:  # the job's own line: it runs and we follow its logs
@@ -185,7 +204,10 @@ def test_ctrl_c_detaches_and_says_how_to_follow(
         code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGABRT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
         pytest.fail(f"still running 60 s after Ctrl-C:\n{proc.stderr.read()[-6000:]}")
     err = proc.stderr.read()
     assert code == 130, err
