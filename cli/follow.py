@@ -114,6 +114,20 @@ def client(address: str, headers: dict[str, str] | None, limits: Limits) -> Any:
     return Bounded(address, headers=headers)
 
 
+def _restore_sigint() -> None:
+    """Python's own Ctrl-C handler back. signal.signal runs a pending handler first, so a
+    Ctrl-C just then raises from this very call: put it back all the same, then raise."""
+    pending: KeyboardInterrupt | None = None
+    while True:
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            break
+        except KeyboardInterrupt as e:
+            pending = e
+    if pending is not None:
+        raise pending
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -131,6 +145,8 @@ class Follower:
         whole log, once the job ended) starts from the beginning, so that many are skipped."""
         self._offset = 0
         self._bar: Any = None
+        self._heard = 0.0
+        """When the log stream last delivered a line (time.monotonic)."""
 
     def _emit(self, chunk: str) -> None:
         """Write what of `chunk` was not written yet (by an earlier stream of the same log)."""
@@ -241,31 +257,38 @@ class Follower:
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
         )
-        if own:
-            signal.signal(signal.SIGINT, on_sigint)
+        tail = loop.create_task(self._tail())
         try:
-            tail = loop.create_task(self._tail())
             try:
+                if own:
+                    signal.signal(signal.SIGINT, on_sigint)
                 loop.run_until_complete(tail)
             except asyncio.CancelledError:
                 if not interrupted:
                     raise
-                raise KeyboardInterrupt from None
             except KeyboardInterrupt:
-                # A second Ctrl-C while closing: the stream gets a bound, then a last cancel.
+                # A second Ctrl-C while closing (or one before the stream began): the stream
+                # gets a bound, then a last cancel. A second Ctrl-C raised inside a step of the
+                # stream may still leave its session to the garbage collector (a warning).
                 for bound in (CLOSE_WITHIN, 0.5):
                     tail.cancel()  # on a finished task: marks its exception as seen
                     if tail.done():
                         break
-                    with contextlib.suppress(BaseException):
+                    with contextlib.suppress(Exception, KeyboardInterrupt):
                         loop.run_until_complete(asyncio.wait({tail}, timeout=bound))
                 raise
+            # A Ctrl-C in the stream's last step finds it ended (normally, or ContactLost):
+            # still a Ctrl-C.
+            if interrupted:
+                raise KeyboardInterrupt
         finally:
-            if own:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            try:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+            finally:
+                if own:
+                    _restore_sigint()
 
     async def _tail(self) -> None:
         import aiohttp
@@ -290,9 +313,10 @@ class Follower:
                 read.cancel()
                 watch.cancel()
                 await asyncio.gather(read, watch, return_exceptions=True)
-            for task in (watch, read):
+            for task in (read, watch):
                 if task in done:
-                    task.result()  # the watch's ContactLost, or the stream's end or error
+                    task.result()  # the stream's end or error, else the watch's
+                    return
 
     async def _read(self, ws: Any) -> None:
         import aiohttp
@@ -300,6 +324,7 @@ class Follower:
         while True:
             msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
+                self._heard = time.monotonic()
                 self._emit(msg.data)
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 raise ContactLost(f"the log stream failed: {ws.exception()}")
@@ -311,14 +336,20 @@ class Follower:
 
     async def _watch(self, session: Any, job: str, every: float) -> None:
         """Ask the job's status every `every` seconds, each answer due within `every`: a head
-        gone without a FIN (the stream then waits forever) ends in ContactLost or a timeout."""
+        gone without a FIN (the stream then waits forever) ends in ContactLost or a timeout.
+        A stream still delivering lines is contact enough: a slow or failed status request
+        then (GCS busy, a dashboard restarting its job module) does not cut it."""
         import aiohttp
 
         while True:
             await asyncio.sleep(every)
-            async with session.get(job, timeout=aiohttp.ClientTimeout(total=every)) as r:
-                if r.status != 200:
-                    # 404: a new head that does not know the job (the follow's next status
-                    # request says so); 5xx: a head still starting up.
-                    raise ContactLost(f"HTTP {r.status} for the job's status")
-                await r.read()
+            try:
+                async with session.get(job, timeout=aiohttp.ClientTimeout(total=every)) as r:
+                    if r.status != 200:
+                        # 404: a new head that does not know the job (the follow's next status
+                        # request says so); 5xx: a head still starting up.
+                        raise ContactLost(f"HTTP {r.status} for the job's status")
+                    await r.read()
+            except contact_errors():
+                if time.monotonic() - self._heard >= every:
+                    raise

@@ -106,9 +106,9 @@ def test_a_job_quiet_for_a_while_is_followed_without_losing_contact(
     here, the job quiet for several of them."""
     outputs = write_outputs(tmp_path / "o.json")
     root = _project(tmp_path / "proj", "quiet")
-    quiet = "import time; print('before', flush=True); time.sleep(12); print('after')"
+    quiet = "import time; print('before', flush=True); time.sleep(20); print('after')"
     argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "-c", quiet]
-    r = run_submit(argv, _env(stores, ray_head, RAY_PLATFORM_DASHBOARD_TIMEOUT="5"))
+    r = run_submit(argv, _env(stores, ray_head, RAY_PLATFORM_DASHBOARD_TIMEOUT="8"))
     assert r.code == 0, r.err
     assert r.out.splitlines().count("before") == 1 and "after" in r.out.splitlines(), r.out
     assert "lost contact" not in r.err, r.err
