@@ -277,6 +277,9 @@ class Follower:
                     with contextlib.suppress(Exception, KeyboardInterrupt):
                         loop.run_until_complete(asyncio.wait({tail}, timeout=bound))
                 raise
+            except Exception:
+                if not interrupted:
+                    raise
             # A Ctrl-C in the stream's last step finds it ended (normally, or ContactLost):
             # still a Ctrl-C.
             if interrupted:

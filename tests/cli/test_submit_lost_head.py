@@ -325,6 +325,31 @@ def test_ctrl_c_while_a_line_is_written_ends_the_stream_at_once(
     assert restored is signal.default_int_handler
 
 
+def test_ctrl_c_in_the_streams_last_step_is_still_a_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stream ends in the very step the Ctrl-C lands in (here: contact lost): the follow
+    must still detach, not reconnect and wait for a second Ctrl-C."""
+    from cli import follow
+
+    limits = follow.Limits(5.0, RECONNECT)
+    follower = follow.Follower(None, JOB, {}, limits)  # no client: the stream is replaced
+
+    async def tail() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled here, before the coroutine's end
+        raise follow.ContactLost("the log stream was cut")
+
+    monkeypatch.setattr(follower, "_tail", tail)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            follower._stream()
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert restored is signal.default_int_handler
+
+
 @pytest.mark.parametrize("fake", ["quiet"], indirect=True)
 def test_ctrl_c_while_submitting_says_the_job_may_have_been_accepted(
     tmp_path: Path, run_submit: Submit, fake: FakeDashboard, monkeypatch: pytest.MonkeyPatch
