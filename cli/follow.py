@@ -238,7 +238,7 @@ class Follower:
         # A loop of its own, closed after: asyncio.run would leave the thread without a current
         # event loop, which breaks callers (and test runs) that expect one.
         loop = asyncio.new_event_loop()
-        tail: asyncio.Task[None] | None = None
+        tail = loop.create_task(self._tail())
         interrupted = False
 
         def on_sigint(signum: int, frame: Any) -> None:
@@ -246,7 +246,7 @@ class Follower:
             # KeyboardInterrupt raised anywhere else unwound into a websocket close handshake
             # that Ray never answers); a second one, or one outside the stream, is Python's.
             nonlocal interrupted
-            if interrupted or tail is None or tail.done():
+            if interrupted or tail.done():
                 raise KeyboardInterrupt
             interrupted = True
             loop.call_soon_threadsafe(tail.cancel)
@@ -257,15 +257,11 @@ class Follower:
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
         )
-        tail = loop.create_task(self._tail())
         try:
             try:
                 if own:
                     signal.signal(signal.SIGINT, on_sigint)
                 loop.run_until_complete(tail)
-            except asyncio.CancelledError:
-                if not interrupted:
-                    raise
             except KeyboardInterrupt:
                 # A second Ctrl-C while closing (or one before the stream began): the stream
                 # gets a bound, then a last cancel. A second Ctrl-C raised inside a step of the
@@ -277,7 +273,8 @@ class Follower:
                     with contextlib.suppress(Exception, KeyboardInterrupt):
                         loop.run_until_complete(asyncio.wait({tail}, timeout=bound))
                 raise
-            except Exception:
+            except (asyncio.CancelledError, Exception):
+                # Our own cancel, or an end (ContactLost) in the step the Ctrl-C landed in.
                 if not interrupted:
                     raise
             # A Ctrl-C in the stream's last step finds it ended (normally, or ContactLost):

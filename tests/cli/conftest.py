@@ -212,6 +212,17 @@ class Submit:
 
 
 @pytest.fixture
+def terminal_ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the test, whatever this run inherited: a shell starting it
+    in the background (`cmd &`, as CI scripts do) leaves SIGINT ignored. Put back after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
 def run_submit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Submit:
     return Submit(monkeypatch, capsys)
 

@@ -121,6 +121,7 @@ def test_bucket_down_then_back(
 
 
 @pytest.mark.parametrize("scheme", ["s3", "gs"])
+@pytest.mark.usefixtures("terminal_ctrl_c")
 def test_ctrl_c_mid_upload_leaves_no_object(
     tmp_path: Path,
     stores: Stores,
@@ -144,15 +145,9 @@ def test_ctrl_c_mid_upload_leaves_no_object(
         # take the rest of the zip before the main thread has cancelled the upload.
         time.sleep(0.5)
 
-    # Python's own Ctrl-C handler, whatever this run inherited: a shell starting it in the
-    # background (`cmd &`, as CI scripts may) leaves SIGINT ignored.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr(client_class, "upload", _after(4 * package.MIB, original, ctrl_c))
     argv = ["--outputs", str(outputs), "--working-dir", str(root), "--", "python", "main.py"]
-    try:
-        r = run_submit(argv, env)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    r = run_submit(argv, env)
     assert r.code == Exit.DETACHED, r.err
     assert r.error_lines == ["ray-platform submit: interrupted before the job was submitted"]
     assert objects(server, prefix) == {}

@@ -288,6 +288,7 @@ def test_a_job_that_prints_nothing_for_a_while_is_followed_on_one_stream(
 
 
 @pytest.mark.parametrize("fake", ["chatty"], indirect=True)
+@pytest.mark.usefixtures("terminal_ctrl_c")
 def test_ctrl_c_while_a_line_is_written_ends_the_stream_at_once(
     fake: FakeDashboard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -306,8 +307,6 @@ def test_ctrl_c_while_a_line_is_written_ends_the_stream_at_once(
             os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, inside the stream
 
     monkeypatch.setattr(follower, "_emit", emit)
-    # Ctrl-C as in a terminal, whatever this run inherited (a background job ignores SIGINT).
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     # Should the stream not end, a second Ctrl-C after 15 s ends the test (as a failure).
     second = threading.Timer(15, lambda: os.kill(os.getpid(), signal.SIGINT))
     second.start()
@@ -316,15 +315,14 @@ def test_ctrl_c_while_a_line_is_written_ends_the_stream_at_once(
         with pytest.raises(KeyboardInterrupt):
             follower._stream()
         took = time.monotonic() - start
-        restored = signal.getsignal(signal.SIGINT)
     finally:
         second.cancel()
-        signal.signal(signal.SIGINT, previous)
     # Cancelled at its await: well inside CLOSE_WITHIN, the bound a second Ctrl-C would get.
     assert took < follow.CLOSE_WITHIN, f"{took:.1f}s from Ctrl-C to the end of the stream"
-    assert restored is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.usefixtures("terminal_ctrl_c")
 def test_ctrl_c_in_the_streams_last_step_is_still_a_ctrl_c(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -340,14 +338,9 @@ def test_ctrl_c_in_the_streams_last_step_is_still_a_ctrl_c(
         raise follow.ContactLost("the log stream was cut")
 
     monkeypatch.setattr(follower, "_tail", tail)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            follower._stream()
-        restored = signal.getsignal(signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert restored is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        follower._stream()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize("fake", ["quiet"], indirect=True)
